@@ -1,0 +1,340 @@
+"""The SISA benchmark harness behind `make bench`: what forgetting costs against retraining.
+
+For each workload (dataset x model) it measures, in one process and one run:
+
+- (a) training the whole ensemble from scratch,
+- (b) a monolithic model of the same family on all the training data,
+- (c) forgetting 1 random record and (d) forgetting 10 random records at once, each over
+  several random draws, every draw on a fresh copy of the trained ensemble,
+
+with held-out accuracy of the ensemble and of the monolithic model, and next to each
+measured speed-up the compute bound of the schedule: examples processed by the full run
+over examples processed by the forget (what the speed-up would be with no fixed costs).
+Training is sequential on one thread so that times compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unlearn_ops.checkpoints import MemoryCheckpointStore
+from unlearn_ops.datasets import BUILTIN_DATASETS
+from unlearn_ops.ensemble import SisaEnsemble
+from unlearn_ops.errors import ConfigError
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.sharding import SLICE_COLUMN
+from unlearn_ops.training import ShardColumns, train_shard
+
+__all__ = ["WORKLOADS", "Workload", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A dataset and the params to train it with."""
+
+    name: str
+    dataset: str
+    params: dict[str, Any]
+    description: str
+
+
+_SISA = {"shards": 8, "slices": 4}
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "digits-mlp",
+        "digits",
+        {
+            "sisa": _SISA,
+            "model": {"name": "mlp", "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 20, "batch_size": 32},
+        },
+        "digits (1,797 x 64), MLP 64-128-10",
+    ),
+    Workload(
+        "mnist-mlp",
+        "mnist-5k",
+        {
+            "sisa": _SISA,
+            "model": {"name": "mlp", "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 10, "batch_size": 32},
+        },
+        "MNIST-5k (5,000 x 784), MLP 784-128-10 (the default small model)",
+    ),
+    Workload(
+        "mnist-cnn",
+        "mnist-5k",
+        {
+            "sisa": _SISA,
+            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 30, "batch_size": 32},
+        },
+        "MNIST-5k, CNN conv32-conv64-fc128 (the heavy workload)",
+    ),
+)
+
+_QUICK = Workload(
+    "quick",
+    "digits",
+    {
+        "sisa": {"shards": 2, "slices": 2},
+        "model": {"name": "mlp", "hidden_sizes": [16]},
+        "training": {"epochs_per_stage": 1},
+    },
+    "digits, tiny settings (harness check only)",
+)
+
+
+def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, int, float]:
+    """(seconds, examples processed, held-out accuracy) of one model on all training data.
+
+    Same model family, optimizer and batch size, and the same training budget as the whole
+    ensemble: the SISA schedule runs `epochs_per_stage x (R + 1) / 2` epochs' worth of examples
+    over the training set, so the monolithic model trains for that many epochs (rounded up).
+    """
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    columns = ensemble.columns()
+    table = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
+    table[SLICE_COLUMN] = 0
+    mono = params.model_copy(
+        update={
+            "sisa": params.sisa.model_copy(update={"shards": 1, "slices": 1}),
+            "training": params.training.model_copy(
+                update={
+                    "epochs_per_stage": math.ceil(
+                        params.training.epochs_per_stage * (params.sisa.slices + 1) / 2
+                    )
+                }
+            ),
+        }
+    )
+    started = time.perf_counter()
+    model = train_shard(
+        table,
+        shard_id=0,
+        params=mono,
+        columns=columns,
+        store=MemoryCheckpointStore(),
+        threads=ensemble.settings.torch_threads,
+    )
+    seconds = time.perf_counter() - started
+
+    from unlearn_ops.models import build_model
+
+    module = build_model(params.model, len(columns.feature_columns), columns.num_classes)
+    module.load_state_dict(model.state)
+    module.eval()
+    holdout = ensemble.read_holdout()
+    features = torch.from_numpy(
+        holdout[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
+    )
+    with torch.no_grad():
+        predicted = module(features).argmax(dim=1).numpy()
+    accuracy = float((predicted == holdout[columns.label_column].to_numpy()).mean())
+    return seconds, model.samples_processed, accuracy
+
+
+def _forget_draws(
+    trained_root: Path,
+    params: Params,
+    settings: Settings,
+    *,
+    size: int,
+    repeats: int,
+    seed: int,
+    full_seconds: float,
+    full_samples: int,
+    mono_seconds: float,
+    mono_samples: int,
+) -> list[dict[str, Any]]:
+    rng = random.Random(seed)  # noqa: S311 - a benchmark draw, not a secret
+    reference = SisaEnsemble(trained_root, params, settings)
+    columns: ShardColumns = reference.columns()
+    pool = sorted(
+        (r for s in reference.shard_ids for r in reference.read_shard(s)[columns.id_column]),
+        key=str,
+    )
+    draws = []
+    for draw in range(repeats):
+        chosen = rng.sample(pool, size)
+        with tempfile.TemporaryDirectory(prefix="unlearn-bench-") as scratch:
+            root = Path(scratch) / "ensemble"
+            shutil.copytree(trained_root, root)
+            ensemble = SisaEnsemble(root, params, settings)
+            started = time.perf_counter()
+            report = ensemble.forget(chosen)
+            seconds = time.perf_counter() - started
+            samples = report.training.samples_processed
+        draws.append(
+            {
+                "draw": draw,
+                "records": [str(r) for r in chosen],
+                "shards": report.plan.shard_ids,
+                "first_stages": [s.first_stage for s in report.plan.shards],
+                "seconds": seconds,
+                "samples": samples,
+                "speedup_vs_full": full_seconds / seconds,
+                "bound_vs_full": full_samples / samples if samples else float("inf"),
+                "speedup_vs_mono": mono_seconds / seconds,
+                "bound_vs_mono": mono_samples / samples if samples else float("inf"),
+            }
+        )
+    return draws
+
+
+def _summarise(draws: Sequence[dict[str, Any]]) -> dict[str, float]:
+    def mean(key: str) -> float:
+        return statistics.fmean(d[key] for d in draws)
+
+    # Speed-ups are ratios: aggregate with the ratio of total times, not a mean of ratios.
+    return {
+        "seconds_mean": mean("seconds"),
+        "seconds_min": min(d["seconds"] for d in draws),
+        "seconds_max": max(d["seconds"] for d in draws),
+        "speedup_vs_full": mean("speedup_vs_full"),
+        "bound_vs_full": mean("bound_vs_full"),
+        "speedup_vs_mono": mean("speedup_vs_mono"),
+        "bound_vs_mono": mean("bound_vs_mono"),
+        "share_of_bound": statistics.fmean(
+            d["speedup_vs_full"] / d["bound_vs_full"] for d in draws
+        ),
+    }
+
+
+def _run_workload(workload: Workload, work_dir: Path, repeats: int, seed: int) -> dict[str, Any]:
+    params = Params.from_mapping({"seed": seed, **workload.params})
+    settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+    dataset = BUILTIN_DATASETS[workload.dataset]()
+    root = work_dir / workload.name
+    ensemble = SisaEnsemble(root, params, settings)
+    ensemble.prepare(dataset)
+    report = ensemble.train()
+    full_seconds = report.seconds
+    full_samples = report.samples_processed
+    ensemble_accuracy = ensemble.evaluate()
+    mono_seconds, mono_samples, mono_accuracy = _train_monolithic(ensemble, params)
+
+    forgets = {}
+    for size in (1, 10):
+        draws = _forget_draws(
+            root,
+            params,
+            settings,
+            size=size,
+            repeats=repeats,
+            seed=seed + size,
+            full_seconds=full_seconds,
+            full_samples=full_samples,
+            mono_seconds=mono_seconds,
+            mono_samples=mono_samples,
+        )
+        forgets[str(size)] = {"draws": draws, "summary": _summarise(draws)}
+    return {
+        "workload": workload.name,
+        "description": workload.description,
+        "params": params.model_dump(mode="json"),
+        "train_records": sum(len(ensemble.read_shard(s)) for s in ensemble.shard_ids),
+        "holdout_records": len(ensemble.read_holdout()),
+        "full": {"seconds": full_seconds, "samples": full_samples},
+        "monolithic": {"seconds": mono_seconds, "samples": mono_samples},
+        "accuracy": {
+            "ensemble": ensemble_accuracy,
+            "monolithic": mono_accuracy,
+            "gap_points": 100 * (mono_accuracy - ensemble_accuracy),
+        },
+        "forget": forgets,
+    }
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"# SISA benchmark ({results['machine']['when']}, {results['machine']['cpus']} CPUs, "
+        f"torch {results['machine']['torch']}, 1 thread, sequential shards)",
+        "",
+        "| workload | (a) full ensemble s | (b) monolithic s | acc ensemble | acc mono | "
+        "forget | time s (min-max) | speed-up vs (a) | bound vs (a) | share of bound | "
+        "speed-up vs (b) | bound vs (b) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in results["workloads"]:
+        for size, forget in run["forget"].items():
+            s = forget["summary"]
+            lines.append(
+                f"| {run['workload']} | {run['full']['seconds']:.1f} | "
+                f"{run['monolithic']['seconds']:.1f} | {run['accuracy']['ensemble']:.4f} | "
+                f"{run['accuracy']['monolithic']:.4f} | {size} record{'s' if size != '1' else ''}"
+                f" x{len(forget['draws'])} | {s['seconds_mean']:.2f} ({s['seconds_min']:.2f}-"
+                f"{s['seconds_max']:.2f}) | {s['speedup_vs_full']:.1f}x | "
+                f"{s['bound_vs_full']:.1f}x | {s['share_of_bound']:.0%} | "
+                f"{s['speedup_vs_mono']:.1f}x | {s['bound_vs_mono']:.1f}x |"
+            )
+    lines += [
+        "",
+        "Speed-ups and bounds are means over the draws; the bound is examples processed by "
+        "(a) or (b) over examples processed by the forget, i.e. the speed-up with no fixed "
+        "costs. Share of bound = measured speed-up / bound, per draw, averaged.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(
+    output: Path,
+    *,
+    quick: bool = False,
+    repeats: int = 3,
+    only: Sequence[str] | None = None,
+    seed: int = 0,
+) -> str:
+    """Run the workloads, write `results.json` and `results.md` into `output`.
+
+    Args:
+        output: folder for the results (created).
+        quick: run one tiny workload instead (checks the harness; numbers mean nothing).
+        repeats: random draws per forget size.
+        only: workload names to run; all when None.
+        seed: seed of the params and of the draws.
+
+    Returns:
+        The markdown table.
+    """
+    import torch
+
+    workloads = [_QUICK] if quick else [w for w in WORKLOADS if only is None or w.name in only]
+    if not workloads:
+        known = ", ".join(w.name for w in WORKLOADS)
+        raise ConfigError("--only", [f"no workload named {', '.join(only or [])}; known: {known}"])
+    results: dict[str, Any] = {
+        "machine": {
+            "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        "repeats": repeats,
+        "workloads": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="unlearn-bench-") as work:
+        for workload in workloads:
+            results["workloads"].append(_run_workload(workload, Path(work), repeats, seed))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    table = _markdown(results)
+    (output / "results.md").write_text(table, encoding="utf-8")
+    return table

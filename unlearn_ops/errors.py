@@ -1,0 +1,163 @@
+"""Errors raised by unlearn-ops: one base, each subclass builds its message from its fields.
+
+The tree::
+
+    UnlearnOpsError
+    ├── ConfigError                     params.yaml or settings are invalid
+    ├── DatasetError (ValueError)       a table cannot be used as a dataset
+    ├── UnknownDatasetError (KeyError)  a dataset name that no loader knows
+    ├── UnknownModelError (KeyError)    a model name that no factory knows
+    ├── InvalidRequestError (ValueError) a forget request that cannot be acted on
+    ├── UnknownRecordsError (KeyError)  ids to forget that the training data never held
+    ├── StoreError                      the ensemble's files are missing or inconsistent
+    ├── CheckpointNotFoundError (KeyError)
+    └── DeviceUnavailableError          `cuda` asked for where there is none
+
+Every message says what was wrong, what was given, what is allowed and what to do next.
+The CLI prints `str(error)` as one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "CheckpointNotFoundError",
+    "ConfigError",
+    "DatasetError",
+    "DeviceUnavailableError",
+    "InvalidRequestError",
+    "StoreError",
+    "UnknownDatasetError",
+    "UnknownModelError",
+    "UnknownRecordsError",
+    "UnlearnOpsError",
+]
+
+
+def _preview(values: Iterable[object], limit: int = 5) -> str:
+    items = [str(value) for value in values]
+    shown = ", ".join(items[:limit])
+    more = len(items) - limit
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+class UnlearnOpsError(Exception):
+    """Base class of every error that unlearn-ops raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise quote the message.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class ConfigError(UnlearnOpsError, ValueError):
+    """Params or settings do not validate.
+
+    Args:
+        source: where the configuration came from (a path or "settings").
+        problems: one line per problem found.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"invalid configuration in {source}: {'; '.join(self.problems)}")
+
+
+class DatasetError(UnlearnOpsError, ValueError):
+    """A table cannot be used as a dataset.
+
+    Args:
+        source: the file or dataset name.
+        problem: what is wrong, in words.
+        hint: what to do about it.
+    """
+
+    def __init__(self, source: str, problem: str, hint: str = "") -> None:
+        self.source = source
+        self.problem = problem
+        message = f"dataset {source}: {problem}"
+        super().__init__(f"{message}. {hint}" if hint else message)
+
+
+class UnknownDatasetError(UnlearnOpsError, KeyError):
+    """A dataset name that is neither a built-in loader nor an existing file."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        super().__init__(
+            f"dataset {name!r} is neither a file nor a built-in dataset; "
+            f"built-in datasets are: {', '.join(self.known)}; "
+            "give a path to a .csv or .parquet file instead"
+        )
+
+
+class UnknownModelError(UnlearnOpsError, KeyError):
+    """A model name that no registered factory provides."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        super().__init__(
+            f"model {name!r} is not registered; registered models are: {', '.join(self.known)}; "
+            "register one with unlearn_ops.register_model or the 'unlearn_ops.models' entry point"
+        )
+
+
+class InvalidRequestError(UnlearnOpsError, ValueError):
+    """A request to forget that cannot be acted on; nothing is changed.
+
+    Args:
+        problem: what is wrong with it.
+        hint: what to do instead.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        self.problem = problem
+        message = f"invalid request: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class UnknownRecordsError(UnlearnOpsError, KeyError):
+    """Ids asked to be forgotten that were never in the training data.
+
+    Nothing is changed when this is raised: a request either applies whole or not at all.
+    """
+
+    def __init__(self, record_ids: Sequence[object], total: int) -> None:
+        self.record_ids = list(record_ids)
+        self.total = total
+        super().__init__(
+            f"{len(self.record_ids)} of {total} record ids are not in the training data: "
+            f"{_preview(self.record_ids)}; nothing was changed; check the ids "
+            "(ids are compared as text, so 7 and '7' name the same record)"
+        )
+
+
+class StoreError(UnlearnOpsError):
+    """The ensemble's files are missing or inconsistent with each other."""
+
+    def __init__(self, path: object, problem: str, hint: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        message = f"{path}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class CheckpointNotFoundError(UnlearnOpsError, KeyError):
+    """A checkpoint key that the store does not hold."""
+
+    def __init__(self, key: str, store: object) -> None:
+        self.key = key
+        super().__init__(f"checkpoint {key} is not in {store}")
+
+
+class DeviceUnavailableError(UnlearnOpsError, RuntimeError):
+    """The configured device cannot be used on this machine."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        self.device = device
+        super().__init__(
+            f"device {device!r} is not available: {reason}; "
+            "set UNLEARN_OPS_DEVICE=auto (or cpu) to train where it can"
+        )

@@ -1,0 +1,161 @@
+"""Pipeline parameters (`params.yaml`): the *what* of a run, parsed once into frozen models.
+
+`params.yaml` holds S, R, the seed, the model, training and gate settings and the dataset
+spec. Settings (where things live, secrets) are in :mod:`unlearn_ops.settings` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from unlearn_ops.errors import ConfigError
+
+__all__ = [
+    "DatasetParams",
+    "GateParams",
+    "ModelParams",
+    "Params",
+    "SisaParams",
+    "TrainingParams",
+    "load_params",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetParams(_Frozen):
+    """Which table to learn from and how to read it."""
+
+    source: str = Field("digits", description="A built-in dataset name or a .csv/.parquet path.")
+    id_column: str = Field("record_id", description="Column with the unique record id.")
+    label_column: str = Field("label", description="Column with the integer class label.")
+    feature_columns: tuple[str, ...] | None = Field(
+        None, description="Feature columns; all other columns when omitted."
+    )
+    holdout_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="Share of records kept out of training for evaluation."
+    )
+
+
+class SisaParams(_Frozen):
+    """Sharding and slicing (Bourtoule et al. 2021, section IV)."""
+
+    shards: int = Field(8, ge=1, le=1024, description="S: number of disjoint shards.")
+    slices: int = Field(4, ge=1, le=256, description="R: slices per shard (training stages).")
+    salt: str = Field(
+        "unlearn-ops", min_length=1, description="Key of the hash that assigns records."
+    )
+    aggregation: Literal["mean", "vote"] = Field(
+        "mean", description="How shard outputs combine: mean of probabilities or majority vote."
+    )
+
+
+class ModelParams(_Frozen):
+    """The shard model, built by a registered factory (see :mod:`unlearn_ops.models`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    name: str = Field("mlp", description="Registered model factory name.")
+    hidden_sizes: tuple[int, ...] = Field((128,), description="MLP hidden layer widths.")
+    channels: tuple[int, ...] = Field((16, 32), description="CNN channels per conv block.")
+    image_shape: tuple[int, int, int] | None = Field(
+        None, description="(channels, height, width) for image models; inferred if square."
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout rate (seeded).")
+
+
+class TrainingParams(_Frozen):
+    """How each SISA stage is trained."""
+
+    epochs_per_stage: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+
+
+class GateParams(_Frozen):
+    """Thresholds that a new model version must meet to be promoted."""
+
+    min_accuracy: float = Field(0.8, ge=0.0, le=1.0)
+    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
+
+
+class Params(_Frozen):
+    """Everything in `params.yaml`."""
+
+    seed: int = Field(0, ge=0, lt=2**63)
+    dataset: DatasetParams = DatasetParams()
+    sisa: SisaParams = SisaParams()
+    model: ModelParams = ModelParams()
+    training: TrainingParams = TrainingParams()
+    gates: GateParams = GateParams()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    def training_hash(self) -> str:
+        """Hash of the settings that change trained weights (not the gates, not the dataset).
+
+        It seeds every checkpoint key, so changing any of these never reuses a checkpoint.
+        """
+        relevant = {
+            "seed": self.seed,
+            "sisa": {
+                "shards": self.sisa.shards,
+                "slices": self.sisa.slices,
+                "salt": self.sisa.salt,
+            },
+            "model": self.model.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+        }
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        """The params as YAML, in the layout of `params.yaml`."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_mapping(cls, data: Any, source: str = "params") -> Params:
+        """Validate a mapping (as read from YAML) into params.
+
+        Raises:
+            ConfigError: naming every field that is wrong.
+        """
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(source, [f"expected a mapping, got {type(data).__name__}"])
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = [
+                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+                for err in exc.errors()
+            ]
+            raise ConfigError(source, problems) from exc
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a `params.yaml`.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or does not validate.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(str(path), ["file not found"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML ({exc.__class__.__name__})"]) from exc
+    return Params.from_mapping(data, source=str(path))
