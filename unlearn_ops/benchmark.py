@@ -29,11 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from unlearn_ops.checkpoints import MemoryCheckpointStore
 from unlearn_ops.datasets import BUILTIN_DATASETS
 from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import Params
+from unlearn_ops.planning import plan_retraining
 from unlearn_ops.settings import Settings
 from unlearn_ops.sharding import SLICE_COLUMN
 from unlearn_ops.training import ShardColumns, train_shard
@@ -51,7 +54,11 @@ class Workload:
     description: str
 
 
+# S=8 on digits (the default params); S=4 on MNIST-5k, where the shard sweep of the same
+# run shows S=8 costs the ensemble more than 2 points of accuracy (docs/BENCHMARKS.md).
 _SISA = {"shards": 8, "slices": 4}
+_SISA_MNIST = {"shards": 4, "slices": 4}
+SWEEP_SHARDS = (2, 4, 8, 16)
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
@@ -68,7 +75,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "mnist-mlp",
         "mnist-5k",
         {
-            "sisa": _SISA,
+            "sisa": _SISA_MNIST,
             "model": {"name": "mlp", "hidden_sizes": [128]},
             "training": {"epochs_per_stage": 10, "batch_size": 32},
         },
@@ -78,7 +85,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "mnist-cnn",
         "mnist-5k",
         {
-            "sisa": _SISA,
+            "sisa": _SISA_MNIST,
             "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]},
             "training": {"epochs_per_stage": 30, "batch_size": 32},
         },
@@ -262,6 +269,71 @@ def _run_workload(workload: Workload, work_dir: Path, repeats: int, seed: int) -
     }
 
 
+def expected_single_forget_bound(ensemble: SisaEnsemble) -> float:
+    """Mean, over every training record, of the compute bound of forgetting it alone.
+
+    Exact for the current layout: each (shard, slice) cell is planned once and weighted by
+    the records it holds.
+    """
+    counts = {
+        s: np.bincount(
+            ensemble.read_shard(s)[SLICE_COLUMN].to_numpy(dtype=np.int64),
+            minlength=ensemble.params.sisa.slices,
+        ).tolist()
+        for s in ensemble.shard_ids
+    }
+    total_records = sum(sum(c) for c in counts.values())
+    weighted = 0.0
+    for shard, per_slice in counts.items():
+        for slice_id, records in enumerate(per_slice):
+            if records:
+                plan = plan_retraining(counts, {shard: [slice_id]})
+                weighted += records * plan.compute_bound
+    return weighted / total_records
+
+
+def _shard_sweep(
+    dataset_name: str, base: dict[str, Any], work_dir: Path, seed: int
+) -> list[dict[str, Any]]:
+    """Accuracy and expected one-record bound for several S, to choose S with numbers."""
+    dataset = BUILTIN_DATASETS[dataset_name]()
+    settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+    rows = []
+    mono_accuracy = None
+    for shards in SWEEP_SHARDS:
+        params = Params.from_mapping(
+            {"seed": seed, **base, "sisa": {**base["sisa"], "shards": shards}}
+        )
+        ensemble = SisaEnsemble(work_dir / f"sweep-{shards}", params, settings)
+        ensemble.prepare(dataset)
+        report = ensemble.train()
+        if mono_accuracy is None:  # the same training set for every S
+            _, _, mono_accuracy = _train_monolithic(ensemble, params)
+        accuracy = ensemble.evaluate()
+        rows.append(
+            {
+                "shards": shards,
+                "slices": params.sisa.slices,
+                "accuracy": accuracy,
+                "monolithic_accuracy": mono_accuracy,
+                "gap_points": 100 * (mono_accuracy - accuracy),
+                "expected_single_forget_bound": expected_single_forget_bound(ensemble),
+                "train_seconds": report.seconds,
+            }
+        )
+    return rows
+
+
+def _warm_up() -> None:
+    """One tiny training, so that one-off kernel set-up is not timed in the first workload."""
+    with tempfile.TemporaryDirectory(prefix="unlearn-bench-warm-") as scratch:
+        ensemble = SisaEnsemble(
+            Path(scratch), Params.from_mapping(_QUICK.params), Settings(device="cpu")
+        )
+        ensemble.fit(BUILTIN_DATASETS["digits"]())
+        ensemble.evaluate()
+
+
 def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# SISA benchmark ({results['machine']['when']}, {results['machine']['cpus']} CPUs, "
@@ -284,6 +356,21 @@ def _markdown(results: dict[str, Any]) -> str:
                 f"{s['bound_vs_full']:.1f}x | {s['share_of_bound']:.0%} | "
                 f"{s['speedup_vs_mono']:.1f}x | {s['bound_vs_mono']:.1f}x |"
             )
+    for sweep in results.get("sweeps", []):
+        lines += [
+            "",
+            f"Shard sweep on {sweep['workload']} (R={sweep['rows'][0]['slices']}): "
+            "accuracy against S, and the expected compute bound of a one-record forget.",
+            "",
+            "| S | acc ensemble | acc monolithic | gap (points) | expected bound | train s |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['shards']} | {r['accuracy']:.4f} | {r['monolithic_accuracy']:.4f} | "
+            f"{r['gap_points']:+.2f} | {r['expected_single_forget_bound']:.1f}x | "
+            f"{r['train_seconds']:.1f} |"
+            for r in sweep["rows"]
+        ]
     lines += [
         "",
         "Speed-ups and bounds are means over the draws; the bound is examples processed by "
@@ -300,6 +387,7 @@ def run_benchmark(
     repeats: int = 3,
     only: Sequence[str] | None = None,
     seed: int = 0,
+    sweep: bool = True,
 ) -> str:
     """Run the workloads, write `results.json` and `results.md` into `output`.
 
@@ -308,6 +396,7 @@ def run_benchmark(
         quick: run one tiny workload instead (checks the harness; numbers mean nothing).
         repeats: random draws per forget size.
         only: workload names to run; all when None.
+        sweep: also run the shard sweep (accuracy against S on MNIST-5k with the MLP).
         seed: seed of the params and of the draws.
 
     Returns:
@@ -331,8 +420,17 @@ def run_benchmark(
         "workloads": [],
     }
     with tempfile.TemporaryDirectory(prefix="unlearn-bench-") as work:
+        _warm_up()
         for workload in workloads:
             results["workloads"].append(_run_workload(workload, Path(work), repeats, seed))
+        if sweep and not quick:
+            mlp = next(w for w in WORKLOADS if w.name == "mnist-mlp")
+            results["sweeps"] = [
+                {
+                    "workload": mlp.name,
+                    "rows": _shard_sweep(mlp.dataset, mlp.params, Path(work), seed),
+                }
+            ]
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = _markdown(results)

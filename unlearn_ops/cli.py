@@ -423,12 +423,13 @@ def bench(
     only: Annotated[
         str | None, typer.Option(help="Comma-separated workload names to run (default all).")
     ] = None,
+    sweep: Annotated[bool, typer.Option(help="Also sweep S on MNIST-5k (accuracy vs S).")] = True,
 ) -> None:
     """Benchmark: full training vs monolithic vs forgetting 1 and 10 records."""
     from unlearn_ops.benchmark import run_benchmark
 
     names = None if only is None else [n.strip() for n in only.split(",")]
-    table = run_benchmark(output, quick=quick, repeats=repeats, only=names)
+    table = run_benchmark(output, quick=quick, repeats=repeats, only=names, sweep=sweep)
     typer.echo(table)
 
 
