@@ -12,7 +12,7 @@ from unlearn_ops.errors import ConfigError
 
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path) -> None:
-    table = run_benchmark(tmp_path, quick=True, repeats=2)
+    table = run_benchmark(tmp_path, quick=True, repeats=2, flows=False)
     results = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "results.md").read_text() == table
     (run,) = results["workloads"]

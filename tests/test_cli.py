@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ import yaml
 from unlearn_ops.cli import main
 
 TINY = {
-    "sisa": {"shards": 2, "slices": 2},
-    "model": {"name": "mlp", "hidden_sizes": [8]},
-    "training": {"epochs_per_stage": 1},
+    "model": {"name": "mlp", "hidden_sizes": [16]},
+    "training": {"epochs_per_stage": 3, "learning_rate": 0.01},
+    "gates": {"min_accuracy": 0.5},
 }
 
 
@@ -30,10 +31,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    root = tmp_path / "ws"
-    code, _, err = run(["init", str(root)], capsys)
+def init_workspace(root: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    code, _, err = run(["init", str(root), "--shards", "2", "--slices", "2"], capsys)
     assert code == 0, err
     params = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in TINY.items():
@@ -43,11 +42,51 @@ def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 
 @pytest.fixture
-def trained(workspace: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    code, out, err = run(["train", "-w", str(workspace), "--json"], capsys)
-    assert code == 0, err
-    assert json.loads(out)["shards_trained"] == [0, 1]
-    return workspace
+def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    return init_workspace(tmp_path / "ws", capsys)
+
+
+@pytest.fixture(scope="module")
+def trained_original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One workspace trained through the CLI for the module (about 10 s)."""
+    root = tmp_path_factory.mktemp("cli") / "ws"
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearn_ops.cli",
+            "init",
+            str(root),
+            "--shards",
+            "2",
+            "--slices",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    ).returncode
+    assert code == 0
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(["git", "-C", str(root), "commit", "-qam", "tiny params"], check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "unlearn_ops.cli", "train", "-w", str(root), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["version"] == "1"
+    return root
+
+
+@pytest.fixture
+def trained(trained_original: Path, tmp_path: Path) -> Path:
+    """A private copy of the trained workspace."""
+    copy = tmp_path / "ws"
+    shutil.copytree(trained_original, copy)
+    return copy
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -81,26 +120,62 @@ def training_ids(workspace: Path, count: int) -> list[str]:
 def test_train_then_forget_then_verify(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = training_ids(trained, 2)
     code, out, err = run(
-        ["forget", "--ids", f"{first},{second}", "-w", str(trained), "--json"], capsys
+        [
+            "forget",
+            "--ids",
+            f"{first},{second}",
+            "--request-id",
+            "cli-1",
+            "-w",
+            str(trained),
+            "--json",
+        ],
+        capsys,
     )
     assert code == 0, err
     report = json.loads(out)
-    assert report["forgotten"] == 2
+    assert report["version"] == "2"
     assert [shard["shard_id"] for shard in report["retrained"]] == [0]
-    assert (
-        str(first)
-        not in pd.read_parquet(trained / "data/shards/shard-000.parquet")["record_id"]
-        .astype(str)
-        .tolist()
-    )
+    shard = pd.read_parquet(trained / "data/shards/shard-000.parquet")
+    assert first not in shard["record_id"].astype(str).tolist()
 
     code, out, _ = run(["verify", "-w", str(trained), "--json"], capsys)
     assert code == 0
     assert json.loads(out)["passed"] is True
+    code, out, _ = run(["verify", "1", "--shards", "0", "-w", str(trained)], capsys)
+    assert code == 0, out
+    assert "version 1 PASSED" in out
 
+    # The same ids under a new request id: a no-op naming the version that honours them.
     code, out, _ = run(["forget", "--ids", first, "-w", str(trained)], capsys)
     assert code == 0
-    assert "forgotten before" in out
+    assert "is honoured already by version 2" in out
+
+    code, out, _ = run(["versions", "-w", str(trained), "--json"], capsys)
+    rows = json.loads(out)["versions"]
+    assert [(r["version"], r["aliases"], r["requests"]) for r in rows] == [
+        ("1", "previous", "-"),
+        ("2", "champion", "cli-1"),
+    ]
+    code, out, _ = run(["show", "champion", "-w", str(trained)], capsys)
+    assert code == 0
+    assert "Forgets request cli-1: 2 records, shard 0 retrained" in out
+    assert "unlearn.parent_version = 1" in out
+
+
+def test_show_unknown_version(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["show", "7", "-w", str(trained)], capsys)
+    assert code == 2
+    assert "has no version '7'" in err
+
+
+def test_commands_work_from_inside_a_workspace(
+    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(trained / "data")
+    code, out, _ = run(["versions", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["versions"][0]["aliases"] == "champion"
 
 
 def test_forget_dry_run_changes_nothing(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,7 +233,7 @@ def test_forget_ids_file_one_per_line(trained: Path, capsys: pytest.CaptureFixtu
         ["forget", "--ids-file", str(ids_file), "-w", str(trained), "--json"], capsys
     )
     assert code == 0, err
-    assert json.loads(out)["forgotten"] == 2
+    assert json.loads(out)["version"] == "2"
 
 
 def test_forget_needs_exactly_one_id_source(
@@ -238,10 +313,21 @@ def test_dvc_stage_commands(trained: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "demo"
-    root.mkdir()
-    params = {"dataset": {"source": "digits"}, **TINY}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    code, out, err = run(["demo", "-w", str(root), "--records", "3"], capsys)
+    code, out, err = run(
+        ["demo", "-w", str(root), "--records", "3", "--shards", "2", "--slices", "2"], capsys
+    )
     assert code == 0, err
-    assert "forgot 3 records" in out
-    assert "certificate for the retrained shards: PASSED" in out
+    assert "request demo-request-1: version 2 is champion" in out
+    assert "Forgets request demo-request-1: 3 records" in out
+    assert "PASSED" in out
+    assert "mlflow ui --backend-store-uri sqlite:///" in out
+
+
+def test_demo_refuses_a_directory_that_is_not_a_demo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    code, _, err = run(["demo", "-w", str(tmp_path)], capsys)
+    assert code == 2
+    assert "not a demo workspace" in err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -59,6 +59,8 @@ class Workload:
 _SISA = {"shards": 8, "slices": 4}
 _SISA_MNIST = {"shards": 4, "slices": 4}
 SWEEP_SHARDS = (2, 4, 8, 16)
+# The end-to-end flow figures run on the default small model and the heavy workload.
+FLOW_WORKLOADS = ("mnist-mlp", "mnist-cnn")
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
@@ -371,6 +373,10 @@ def _markdown(results: dict[str, Any]) -> str:
             f"{r['train_seconds']:.1f} |"
             for r in sweep["rows"]
         ]
+    if results.get("flows"):
+        from unlearn_ops.flow_benchmark import flow_markdown
+
+        lines += flow_markdown(results["flows"])
     lines += [
         "",
         "Speed-ups and bounds are means over the draws; the bound is examples processed by "
@@ -388,6 +394,7 @@ def run_benchmark(
     only: Sequence[str] | None = None,
     seed: int = 0,
     sweep: bool = True,
+    flows: bool = True,
 ) -> str:
     """Run the workloads, write `results.json` and `results.md` into `output`.
 
@@ -397,6 +404,7 @@ def run_benchmark(
         repeats: random draws per forget size.
         only: workload names to run; all when None.
         sweep: also run the shard sweep (accuracy against S on MNIST-5k with the MLP).
+        flows: also measure the flows end to end on the MNIST workloads.
         seed: seed of the params and of the draws.
 
     Returns:
@@ -423,6 +431,14 @@ def run_benchmark(
         _warm_up()
         for workload in workloads:
             results["workloads"].append(_run_workload(workload, Path(work), repeats, seed))
+        if flows:
+            from unlearn_ops.flow_benchmark import run_flow_benchmark
+
+            results["flows"] = [
+                run_flow_benchmark(w.name, w.dataset, w.params, Path(work), seed)
+                for w in workloads
+                if w.name in FLOW_WORKLOADS or quick
+            ]
         if sweep and not quick:
             mlp = next(w for w in WORKLOADS if w.name == "mnist-mlp")
             results["sweeps"] = [

@@ -1,14 +1,18 @@
-"""The `unlearn-ops` command line: thin over the library, one clear line per error.
+"""The `unlearn-ops` command line: thin over the library and the flows, one clear line per error.
 
-Heavy libraries (torch, pandas) load inside the commands, so `unlearn-ops --help` is fast.
+Heavy libraries (torch, pandas, mlflow, prefect) load inside the commands, so
+`unlearn-ops --help` is fast. Every command works from inside a workspace (or below it)
+or with `--workspace DIR`, and takes `--json`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -17,32 +21,31 @@ import typer
 from unlearn_ops.errors import InvalidRequestError, UnlearnOpsError
 
 if TYPE_CHECKING:
-    from unlearn_ops.ensemble import SisaEnsemble
-    from unlearn_ops.params import Params
+    from unlearn_ops.adapters.mlflow_registry import VersionInfo
     from unlearn_ops.training import StageProgress
+    from unlearn_ops.workspace import Workspace
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="unlearn-ops",
-    help="Make trained models forget records exactly (SISA), with provenance.",
+    help="Make trained models forget records exactly (SISA), with provenance in MLflow and DVC.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-PARAMS_FILE = "params.yaml"
 
 WorkspaceOption = Annotated[
     Path,
     typer.Option(
         "--workspace",
         "-w",
-        help="Workspace directory (holds params.yaml); the current directory by default.",
+        help="Workspace directory; by default the one containing the current directory.",
         envvar="UNLEARN_OPS_WORKSPACE",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -57,19 +60,30 @@ def _emit(as_json: bool, data: dict[str, Any], lines: Callable[[], None]) -> Non
         lines()
 
 
-def _load_workspace(workspace: Path) -> tuple[Params, SisaEnsemble]:
-    from unlearn_ops.ensemble import SisaEnsemble
-    from unlearn_ops.params import load_params
+def _open(workspace: Path) -> Workspace:
+    from unlearn_ops.workspace import Workspace, find_workspace
+
+    return Workspace.open(find_workspace(workspace))
+
+
+def _prefect_defaults() -> None:
+    """Quiet, patient defaults for Prefect's ephemeral server (STACK.md); env wins."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a flow with the workspace's parallelism; its errors surface as they are."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from unlearn_ops.settings import load_settings
 
-    params_path = workspace / PARAMS_FILE
-    if not params_path.is_file():
-        _fail(
-            f"no workspace at {workspace.resolve()}: {PARAMS_FILE} not found; "
-            "create one with `unlearn-ops init DIR` or pass --workspace DIR"
-        )
-    params = load_params(params_path)
-    return params, SisaEnsemble(workspace, params, load_settings())
+    workers = load_settings().max_parallel_shards
+    return flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(*args, **kwargs)
 
 
 @contextmanager
@@ -136,78 +150,80 @@ def _parse_ids(ids: str | None, ids_file: Path | None) -> list[str]:
 def init(
     directory: Annotated[Path, typer.Argument(help="Directory to create or fill.")],
     dataset: Annotated[
-        str, typer.Option(help="Built-in dataset name (digits, mnist-5k) or a CSV/parquet path.")
+        str, typer.Option(help="Built-in dataset (digits, mnist-5k) or a CSV/parquet path.")
     ] = "digits",
-    shards: Annotated[int, typer.Option(min=1, help="S: number of shards.")] = 8,
-    slices: Annotated[int, typer.Option(min=1, help="R: slices per shard.")] = 4,
+    id_column: Annotated[str, typer.Option(help="Record id column of a file.")] = "record_id",
+    label_column: Annotated[str, typer.Option(help="Label column of a file.")] = "label",
+    shards: Annotated[int, typer.Option(min=1, max=1024, help="S: number of shards.")] = 8,
+    slices: Annotated[int, typer.Option(min=1, max=256, help="R: slices per shard.")] = 4,
+    model_name: Annotated[
+        str | None, typer.Option(help="Registered model name; the directory name by default.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a workspace: a params.yaml with the dataset and SISA settings."""
+    """Create a workspace: git + DVC repository, params.yaml and the dvc.yaml pipeline."""
+    from unlearn_ops.adapters.dvc_lineage import init_repository
     from unlearn_ops.params import Params
+    from unlearn_ops.workspace import write_workspace_files
 
-    params_path = directory / PARAMS_FILE
-    if params_path.exists():
-        _fail(f"{params_path} exists already; edit it, or init another directory")
+    _prefect_defaults()
+    directory = directory.resolve()
+    name = model_name or "".join(c if c.isalnum() or c in "-_." else "-" for c in directory.name)
     params = Params.from_mapping(
-        {"dataset": {"source": dataset}, "sisa": {"shards": shards, "slices": slices}}
+        {
+            "dataset": {"source": dataset, "id_column": id_column, "label_column": label_column},
+            "sisa": {"shards": shards, "slices": slices},
+            "registry": {"model_name": name.strip("-.") or "unlearn-ops-model"},
+        },
+        source="init options",
     )
-    directory.mkdir(parents=True, exist_ok=True)
-    params_path.write_text(params.to_yaml(), encoding="utf-8")
+    write_workspace_files(directory, params)
+    sha = init_repository(directory)
     _emit(
         as_json,
-        {"workspace": str(directory.resolve()), "params": params.model_dump(mode="json")},
-        lambda: typer.echo(f"workspace ready at {directory}: edit {params_path}, then train"),
+        {"workspace": str(directory), "git_sha": sha, "model_name": params.registry.model_name},
+        lambda: typer.echo(
+            f"workspace ready at {directory} (git {sha[:12]}, DVC initialised); "
+            f"next: unlearn-ops train -w {directory}"
+        ),
     )
 
 
 @app.command()
 def train(
     workspace: WorkspaceOption = Path("."),
-    progress: Annotated[bool, typer.Option(help="Show a bar per shard.")] = True,
+    progress: ProgressOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Shard the dataset and train every shard model from scratch."""
-    params, ensemble = _load_workspace(workspace)
-    dataset = _load_dataset(params, workspace)
-    counts = ensemble.prepare(dataset)
-    with _shard_progress(progress and not as_json, ensemble.shard_ids, params.sisa.slices) as bar:
-        report = ensemble.train(progress=bar)
-    accuracy = ensemble.evaluate()
-    data = {
-        "records": sum(counts.values()),
-        "records_per_shard": counts,
-        "shards_trained": report.shard_ids,
-        "accuracy": accuracy,
-        "seconds": round(report.seconds, 3),
-    }
+    """Train every shard from scratch through the `train-ensemble` flow; register version 1."""
+    from pipelines.train import train_ensemble
+    from unlearn_ops.progress import reporting
+
+    _prefect_defaults()
+    ws = _open(workspace)
+    with (
+        _shard_progress(
+            progress and not as_json, ws.ensemble.shard_ids, ws.params.sisa.slices
+        ) as bar,
+        reporting(bar),
+    ):
+        result = _run_flow(train_ensemble, str(ws.root))
     _emit(
         as_json,
-        data,
+        result,
         lambda: typer.echo(
-            f"trained {len(report.models)} shards on {data['records']} records "
-            f"in {report.seconds:.1f} s; held-out accuracy {accuracy:.4f}"
+            f"version {result['version']} is champion: {result['records']} records, "
+            f"held-out accuracy {result['accuracy']:.4f}, data at git {result['git_sha'][:12]}"
         ),
-    )
-
-
-def _load_dataset(params: Params, workspace: Path) -> Any:
-    from unlearn_ops.datasets import load_dataset
-
-    spec = params.dataset
-    return load_dataset(
-        spec.source,
-        id_column=spec.id_column,
-        label_column=spec.label_column,
-        feature_columns=spec.feature_columns,
-        base_dir=workspace,
     )
 
 
 @app.command()
 def prepare(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: write the shard and held-out tables (forgotten records left out)."""
-    params, ensemble = _load_workspace(workspace)
-    counts = ensemble.prepare(_load_dataset(params, workspace))
+    from unlearn_ops.steps import prepare_data
+
+    counts = prepare_data(_open(workspace))
     _emit(
         as_json,
         {"records_per_shard": counts},
@@ -222,14 +238,14 @@ def train_shard_command(
     as_json: JsonOption = False,
 ) -> None:
     """DVC stage: train (or resume) one shard on its current file and serve it."""
-    _params, ensemble = _load_workspace(workspace)
+    ws = _open(workspace)
     try:
         shard_id = int(shard.removeprefix("shard-"))
     except ValueError:
         _fail(f"not a shard id: {shard!r}; use a number such as 3 or a name such as shard-003")
-    if shard_id not in ensemble.shard_ids:
-        _fail(f"no shard {shard_id}: shards are 0..{len(ensemble.shard_ids) - 1}")
-    model = ensemble.train_shard(shard_id)
+    if shard_id not in ws.ensemble.shard_ids:
+        _fail(f"no shard {shard_id}: shards are 0..{len(ws.ensemble.shard_ids) - 1}")
+    model = ws.ensemble.train_shard(shard_id)
     _emit(
         as_json,
         {
@@ -246,10 +262,38 @@ def train_shard_command(
 @app.command()
 def evaluate(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: held-out accuracy of the served ensemble into metrics.json."""
-    _params, ensemble = _load_workspace(workspace)
-    metrics = {"accuracy": ensemble.evaluate(), "holdout_records": len(ensemble.read_holdout())}
-    (workspace / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    from unlearn_ops.steps import evaluate as evaluate_step
+
+    metrics = evaluate_step(_open(workspace))
     _emit(as_json, metrics, lambda: typer.echo(f"held-out accuracy {metrics['accuracy']:.4f}"))
+
+
+@app.command()
+def register(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
+    """DVC stage: gate the current state and register it as a version (champion if it passes)."""
+    from unlearn_ops import steps
+    from unlearn_ops.adapters.dvc_lineage import current_revision
+
+    _prefect_defaults()
+    ws = _open(workspace)
+    metrics = ws.read_json(ws.metrics_path) or steps.evaluate(ws)
+    gates = steps.run_gates(ws, metrics, steps.champion_accuracy(ws))
+    version = steps.register_version(
+        ws,
+        kind="repro",
+        requests=[],
+        trained=[],
+        revision=current_revision(ws.root, ws.ensemble.shard_ids),
+        gates=gates,
+        metrics=metrics,
+        timings={},
+    )
+    steps.promote(ws, version, gates)
+    _emit(
+        as_json,
+        version.to_dict(),
+        lambda: typer.echo(f"registered version {version.version} and made it champion"),
+    )
 
 
 @app.command()
@@ -259,38 +303,212 @@ def forget(
         Path | None,
         typer.Option(help="File of ids: one per line (.txt) or a JSON list (.json)."),
     ] = None,
+    request_id: Annotated[
+        str | None, typer.Option(help="Idempotency key of the request; generated if absent.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (kept in the ledger).")] = "erasure request",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would retrain; change nothing.")
     ] = False,
     workspace: WorkspaceOption = Path("."),
-    progress: Annotated[bool, typer.Option(help="Show a bar per retrained shard.")] = True,
+    progress: ProgressOption = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Forget records: remove them from the data and retrain only the affected shards."""
-    record_ids = _parse_ids(ids, ids_file)
-    params, ensemble = _load_workspace(workspace)
+    """Forget records through the `forget-records` flow: a new version that honours them."""
+    from unlearn_ops.requests import ForgetRequest
+
+    _prefect_defaults()
+    request = ForgetRequest.build(_parse_ids(ids, ids_file), request_id, reason)
+    ws = _open(workspace)
     if dry_run:
-        plan = ensemble.plan_forget(record_ids)
-        _emit(as_json, {"dry_run": True, **plan.to_dict()}, lambda: _print_plan(plan))
+        plan = ws.ensemble.plan_forget(list(request.record_ids))
+        _emit(
+            as_json,
+            {"dry_run": True, "request_id": request.request_id, **plan.to_dict()},
+            lambda: _print_plan(plan),
+        )
         return
-    before = ensemble.evaluate()
-    plan = ensemble.plan_forget(record_ids)
-    with _shard_progress(progress and not as_json, plan.shard_ids, params.sisa.slices) as bar:
-        report = ensemble.forget(record_ids, progress=bar)
-    after = ensemble.evaluate()
-    data = {**report.to_dict(), "accuracy_before": before, "accuracy_after": after}
+    from pipelines.forget import forget_records
+    from unlearn_ops.progress import reporting
+
+    plan = ws.ensemble.plan_forget(list(request.record_ids))
+    bars = progress and not as_json
+    with _shard_progress(bars, plan.shard_ids, ws.params.sisa.slices) as bar, reporting(bar):
+        result = _run_flow(forget_records, str(ws.root), [request.model_dump(mode="json")])
 
     def lines() -> None:
-        if not report.changed:
-            typer.echo(f"nothing to do: all {len(record_ids)} ids were forgotten before")
+        if result.get("noop"):
+            typer.echo(f"nothing to do: {result['message']}")
             return
-        _print_plan(report.plan)
+        _print_plan(plan)
         typer.echo(
-            f"forgot {len(report.forgotten)} records in {report.seconds:.2f} s; "
-            f"accuracy {before:.4f} -> {after:.4f}"
+            f"request {request.request_id}: version {result['version']} is champion "
+            f"(held-out accuracy {result['accuracy']:.4f}, data at git {result['git_sha'][:12]})"
         )
 
-    _emit(as_json, data, lines)
+    _emit(as_json, {"request_id": request.request_id, **result}, lines)
+
+
+def _version_row(info: VersionInfo) -> dict[str, Any]:
+    requests = info.request_ids
+    return {
+        "version": info.version,
+        "aliases": ",".join(info.aliases),
+        "kind": info.tag("kind"),
+        "requests": ",".join(requests) if requests else "-",
+        "honours": int(info.tag("honoured_count", "0") or 0),
+        "gates": "passed" if info.gates_passed else "FAILED",
+        "accuracy": info.tag("accuracy")[:6],
+        "created": datetime.fromtimestamp(info.created_at / 1000, UTC).strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+@app.command()
+def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
+    """The registered versions: aliases, requests honoured, gates."""
+    from unlearn_ops.steps import open_registry
+
+    ws = _open(workspace)
+    found = open_registry(ws).versions()
+    rows = [_version_row(v) for v in found]
+
+    def lines() -> None:
+        if not rows:
+            typer.echo(f"no versions of {ws.model_name} yet: run `unlearn-ops train`")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{ws.model_name} ({ws.tracking_uri})")
+        for column in rows[0]:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        Console().print(table)
+
+    _emit(as_json, {"model_name": ws.model_name, "versions": rows}, lines)
+
+
+@app.command()
+def show(
+    version: Annotated[str, typer.Argument(help="Version number or alias (champion).")],
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """One version: its description and provenance tags."""
+    from unlearn_ops.steps import open_registry
+
+    info = open_registry(_open(workspace)).get_version(version)
+
+    def lines() -> None:
+        aliases = f" ({', '.join(info.aliases)})" if info.aliases else ""
+        typer.echo(f"version {info.version}{aliases}")
+        typer.echo(info.description)
+        for key, value in sorted(info.tags.items()):
+            typer.echo(f"  {key} = {value}")
+
+    _emit(as_json, info.to_dict(), lines)
+
+
+@app.command()
+def verify(
+    version: Annotated[
+        str | None,
+        typer.Argument(help="Version or alias; the workspace's current state if absent."),
+    ] = None,
+    shards: Annotated[
+        str | None, typer.Option(help="Comma-separated shard ids; all shards by default.")
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Exactness certificate: retrain shards from scratch and compare weights bit for bit."""
+    from unlearn_ops.steps import certify_version
+    from unlearn_ops.verification import certify_exactness
+
+    ws = _open(workspace)
+    shard_ids = None
+    if shards is not None:
+        try:
+            shard_ids = [int(s) for s in shards.split(",")]
+        except ValueError:
+            _fail(f"--shards must be comma-separated integers, got {shards!r}")
+        bad = [s for s in shard_ids or [] if s not in ws.ensemble.shard_ids]
+        if bad:
+            _fail(f"no shard {bad[0]}: shards are 0..{len(ws.ensemble.shard_ids) - 1}")
+    if version is None:
+        certificate = certify_exactness(ws.ensemble, shard_ids)
+    else:
+        certificate = certify_version(ws, version, shard_ids)
+
+    def lines() -> None:
+        for shard in certificate.shards:
+            mark = "exact" if shard.exact else "DIFFERS"
+            typer.echo(
+                f"shard {shard.shard_id}: {mark} ({shard.num_records} records, "
+                f"weights {shard.served_hash[:12] or '-'} vs scratch {shard.scratch_hash[:12]})"
+            )
+        subject = f"version {version}" if version else "the workspace's served ensemble"
+        verdict = "PASSED" if certificate.passed else "FAILED"
+        typer.echo(f"exactness certificate for {subject} {verdict} in {certificate.seconds:.1f} s")
+
+    _emit(as_json, certificate.to_dict(), lines)
+    if not certificate.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    workspace: Annotated[
+        Path, typer.Option("--workspace", "-w", help="Where to build the demo workspace.")
+    ] = Path(".demo"),
+    records: Annotated[int, typer.Option(min=1, max=100, help="Records to forget.")] = 5,
+    shards: Annotated[int, typer.Option(min=1, help="S of a new demo workspace.")] = 8,
+    slices: Annotated[int, typer.Option(min=1, help="R of a new demo workspace.")] = 4,
+) -> None:
+    """The main job on the embedded default: init on digits, train, forget, show provenance."""
+    import random
+    import shutil
+
+    if workspace.exists() and any(workspace.iterdir()):
+        params_path = workspace / "params.yaml"
+        if not params_path.is_file() or "model_name: digits-demo" not in params_path.read_text(
+            encoding="utf-8"
+        ):
+            _fail(f"{workspace} exists and is not a demo workspace; choose another --workspace")
+        shutil.rmtree(workspace)  # a previous demo: start afresh
+    typer.echo(f"$ unlearn-ops init {workspace} --dataset digits")
+    init(workspace, shards=shards, slices=slices, model_name="digits-demo")
+    typer.echo("$ unlearn-ops train")
+    train(workspace, progress=True, as_json=False)
+    ws = _open(workspace)
+    pool = [str(r) for s in ws.ensemble.shard_ids for r in ws.ensemble.read_shard(s)["record_id"]]
+    chosen = random.Random(ws.params.seed).sample(pool, min(records, len(pool)))  # noqa: S311
+    typer.echo(f"$ unlearn-ops forget --ids {','.join(chosen)} --request-id demo-request-1")
+    forget(
+        ids=",".join(chosen),
+        ids_file=None,
+        request_id="demo-request-1",
+        reason="demo: GDPR art. 17",
+        dry_run=False,
+        workspace=workspace,
+        progress=True,
+        as_json=False,
+    )
+    typer.echo("$ unlearn-ops versions")
+    versions(workspace, as_json=False)
+    typer.echo("$ unlearn-ops show champion")
+    show("champion", workspace, as_json=False)
+    typer.echo("$ unlearn-ops verify --shards (the retrained ones)")
+    from unlearn_ops.steps import open_registry
+
+    retrained = json.loads(open_registry(ws).get_version("champion").tag("shards_retrained"))
+    verify(None, ",".join(map(str, retrained)) or None, workspace, as_json=False)
+    typer.echo(
+        "\nOpen the lineage in the MLflow UI:\n"
+        f"  .venv/bin/mlflow ui --backend-store-uri {ws.tracking_uri} --port 5050\n"
+        f"(and `git -C {workspace} log --oneline`, `dvc diff` there, for the data lineage)"
+    )
 
 
 def _print_plan(plan: Any) -> None:
@@ -312,106 +530,6 @@ def _print_plan(plan: Any) -> None:
 
 
 @app.command()
-def verify(
-    shards: Annotated[
-        str | None, typer.Option(help="Comma-separated shard ids; all shards by default.")
-    ] = None,
-    workspace: WorkspaceOption = Path("."),
-    as_json: JsonOption = False,
-) -> None:
-    """Exactness certificate: retrain shards from scratch and compare weights bit for bit."""
-    from unlearn_ops.verification import certify_exactness
-
-    _params, ensemble = _load_workspace(workspace)
-    shard_ids = None
-    if shards is not None:
-        try:
-            shard_ids = [int(s) for s in shards.split(",")]
-        except ValueError:
-            _fail(f"--shards must be comma-separated integers, got {shards!r}")
-        bad = [s for s in shard_ids or [] if s not in ensemble.shard_ids]
-        if bad:
-            _fail(f"no shard {bad[0]}: shards are 0..{len(ensemble.shard_ids) - 1}")
-    certificate = certify_exactness(ensemble, shard_ids)
-
-    def lines() -> None:
-        for shard in certificate.shards:
-            mark = "exact" if shard.exact else "DIFFERS"
-            typer.echo(
-                f"shard {shard.shard_id}: {mark} ({shard.num_records} records, "
-                f"weights {shard.served_hash[:12] or '-'} vs scratch {shard.scratch_hash[:12]})"
-            )
-        verdict = "PASSED" if certificate.passed else "FAILED"
-        typer.echo(f"exactness certificate {verdict} in {certificate.seconds:.1f} s")
-
-    _emit(as_json, certificate.to_dict(), lines)
-    if not certificate.passed:
-        raise typer.Exit(1)
-
-
-@app.command()
-def demo(
-    workspace: Annotated[
-        Path, typer.Option("--workspace", "-w", help="Where to build the demo workspace.")
-    ] = Path(".demo"),
-    records: Annotated[int, typer.Option(min=1, help="How many records to forget.")] = 5,
-) -> None:
-    """Train on digits, forget a few records, certify: the core end to end."""
-    import random
-
-    from unlearn_ops.ensemble import SisaEnsemble
-    from unlearn_ops.params import Params
-    from unlearn_ops.settings import load_settings
-    from unlearn_ops.verification import certify_exactness
-
-    if (workspace / PARAMS_FILE).exists():
-        params_path = workspace / PARAMS_FILE
-        typer.echo(f"reusing {params_path}")
-        from unlearn_ops.params import load_params
-
-        params = load_params(params_path)
-    else:
-        params = Params()
-        workspace.mkdir(parents=True, exist_ok=True)
-        (workspace / PARAMS_FILE).write_text(params.to_yaml(), encoding="utf-8")
-    ensemble = SisaEnsemble(workspace, params, load_settings())
-    dataset = _load_dataset(params, workspace)
-    typer.echo(
-        f"dataset {dataset.source}: {len(dataset)} records, {len(dataset.feature_columns)} "
-        f"features; S={params.sisa.shards} shards x R={params.sisa.slices} slices"
-    )
-    ensemble.prepare(dataset)
-    with _shard_progress(True, ensemble.shard_ids, params.sisa.slices) as bar:
-        trained = ensemble.train(progress=bar)
-    before = ensemble.evaluate()
-    typer.echo(
-        f"trained {len(trained.models)} shards in {trained.seconds:.1f} s; "
-        f"held-out accuracy {before:.4f}"
-    )
-
-    pool = [r for s in ensemble.shard_ids for r in ensemble.read_shard(s)["record_id"]]
-    chosen = random.Random(params.seed).sample(pool, min(records, len(pool)))  # noqa: S311
-    typer.echo(f"forgetting records {', '.join(map(str, chosen))}")
-    plan = ensemble.plan_forget(chosen)
-    with _shard_progress(True, plan.shard_ids, params.sisa.slices) as bar:
-        report = ensemble.forget(chosen, progress=bar)
-    _print_plan(report.plan)
-    after = ensemble.evaluate()
-    typer.echo(
-        f"forgot {len(report.forgotten)} records in {report.seconds:.2f} s "
-        f"(full training took {trained.seconds:.2f} s); accuracy {before:.4f} -> {after:.4f}"
-    )
-    certificate = certify_exactness(ensemble, report.training.shard_ids)
-    typer.echo(
-        "exactness certificate for the retrained shards: "
-        + ("PASSED" if certificate.passed else "FAILED")
-        + f" (shards {', '.join(str(s.shard_id) for s in certificate.shards)})"
-    )
-    if not certificate.passed:
-        raise typer.Exit(1)
-
-
-@app.command()
 def bench(
     output: Annotated[Path, typer.Option(help="Folder for results.json and results.md.")] = Path(
         "bench-results"
@@ -424,12 +542,15 @@ def bench(
         str | None, typer.Option(help="Comma-separated workload names to run (default all).")
     ] = None,
     sweep: Annotated[bool, typer.Option(help="Also sweep S on MNIST-5k (accuracy vs S).")] = True,
+    flows: Annotated[bool, typer.Option(help="Also time the flows end to end.")] = True,
 ) -> None:
     """Benchmark: full training vs monolithic vs forgetting 1 and 10 records."""
     from unlearn_ops.benchmark import run_benchmark
 
     names = None if only is None else [n.strip() for n in only.split(",")]
-    table = run_benchmark(output, quick=quick, repeats=repeats, only=names, sweep=sweep)
+    table = run_benchmark(
+        output, quick=quick, repeats=repeats, only=names, sweep=sweep, flows=flows
+    )
     typer.echo(table)
 
 

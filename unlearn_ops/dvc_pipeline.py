@@ -1,8 +1,9 @@
 """The `dvc.yaml` of a workspace: the same pipeline the flows run, reproducible by `dvc repro`.
 
 Stages: `prepare` (dataset minus forgotten records -> one parquet per shard), one `train`
-stage per shard (so DVC reruns only the shards whose file changed), and `evaluate`
-(held-out accuracy into `metrics.json`). Rendered from the params because DVC's `foreach`
+stage per shard (so DVC reruns only the shards whose file changed), `evaluate` (held-out
+accuracy into `metrics.json`) and `register` (gates, then a new MLflow version; its
+number in `registry.json`). Rendered from the params because DVC's `foreach`
 needs the list of shard ids, which depends on S.
 """
 
@@ -46,6 +47,12 @@ def render_dvc_yaml(params: Params) -> str:
             "params": ["sisa.aggregation"],
             "deps": ["data/holdout.parquet", *[f"models/{stem}.pt" for stem in shards]],
             "metrics": [{"metrics.json": {"cache": False}}],
+        },
+        "register": {
+            "cmd": "unlearn-ops register",
+            "params": ["gates", "registry"],
+            "deps": ["metrics.json", *[f"models/{stem}.json" for stem in shards]],
+            "outs": [{"registry.json": {"cache": False, "persist": True}}],
         },
     }
     header = (

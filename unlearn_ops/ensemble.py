@@ -492,22 +492,20 @@ class SisaEnsemble:
             self._forgotten_path, json.dumps({"hashes": sorted(hashes)}, indent=0) + "\n"
         )
 
-    def forget(
-        self,
-        record_ids: Sequence[object],
-        *,
-        progress: StageProgress | None = None,
-        max_workers: int | None = None,
-    ) -> ForgetReport:
-        """Remove records from the data and retrain the affected shards exactly.
+    def remove_records(self, record_ids: Sequence[object]) -> tuple[RetrainingPlan, list[str]]:
+        """Remove records from the shard and held-out files, without retraining.
 
-        Ids forgotten before are a no-op (reported in `plan.already_forgotten`). Shards left
-        stale by an interrupted earlier forget are retrained too.
+        The first half of :meth:`forget`: the keyed hashes are written first, then only
+        the affected files are rewritten (each atomically). Afterwards the affected shards
+        are stale (see :meth:`stale_shards`) until trained.
+
+        Returns:
+            The plan, and the canonical ids removed now (ids forgotten before excluded).
 
         Raises:
+            InvalidRequestError: no ids.
             UnknownRecordsError: some ids were never in the data; nothing is changed.
         """
-        started = time.perf_counter()
         if not record_ids:
             raise InvalidRequestError("no record ids given", "pass at least one id to forget")
         plan, found, holdout = self._plan(record_ids)
@@ -522,6 +520,26 @@ class SisaEnsemble:
             self._remove_rows(self.shard_path(shard_id), columns.id_column, hits[columns.id_column])
         if holdout:
             self._remove_rows(self.holdout_path, columns.id_column, pd.Series(holdout))
+        return plan, removed
+
+    def forget(
+        self,
+        record_ids: Sequence[object],
+        *,
+        progress: StageProgress | None = None,
+        max_workers: int | None = None,
+    ) -> ForgetReport:
+        """Remove records from the data and retrain the affected shards exactly.
+
+        Ids forgotten before are a no-op (reported in `plan.already_forgotten`). Shards left
+        stale by an interrupted earlier forget are retrained too.
+
+        Raises:
+            InvalidRequestError: no ids.
+            UnknownRecordsError: some ids were never in the data; nothing is changed.
+        """
+        started = time.perf_counter()
+        plan, removed = self.remove_records(record_ids)
         training = self.train(self.stale_shards(), progress=progress, max_workers=max_workers)
         return ForgetReport(plan, tuple(removed), training, time.perf_counter() - started)
 

@@ -10,6 +10,11 @@ The tree::
     ├── InvalidRequestError (ValueError) a forget request that cannot be acted on
     ├── UnknownRecordsError (KeyError)  ids to forget that the training data never held
     ├── StoreError                      the ensemble's files are missing or inconsistent
+    ├── WorkspaceNotFoundError          no workspace (params.yaml + dvc.yaml) at a path
+    ├── LineageError                    git or DVC refused an operation
+    ├── RegistryError                   MLflow refused an operation
+    ├── VersionNotFoundError (KeyError) a model version or alias that does not exist
+    ├── GateFailedError                 a new version failed its gates (it stays unpromoted)
     ├── CheckpointNotFoundError (KeyError)
     └── DeviceUnavailableError          `cuda` asked for where there is none
 
@@ -26,12 +31,17 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DeviceUnavailableError",
+    "GateFailedError",
     "InvalidRequestError",
+    "LineageError",
+    "RegistryError",
     "StoreError",
     "UnknownDatasetError",
     "UnknownModelError",
     "UnknownRecordsError",
     "UnlearnOpsError",
+    "VersionNotFoundError",
+    "WorkspaceNotFoundError",
 ]
 
 
@@ -161,3 +171,52 @@ class DeviceUnavailableError(UnlearnOpsError, RuntimeError):
             f"device {device!r} is not available: {reason}; "
             "set UNLEARN_OPS_DEVICE=auto (or cpu) to train where it can"
         )
+
+
+class WorkspaceNotFoundError(UnlearnOpsError):
+    """No workspace at (or above) a path."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__(
+            f"no workspace at {path}: params.yaml and dvc.yaml not found; "
+            "create one with `unlearn-ops init DIR`, or pass --workspace DIR"
+        )
+
+
+class LineageError(UnlearnOpsError):
+    """git or DVC failed; the message carries theirs."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        lines = detail.strip().splitlines()
+        super().__init__(f"{operation} failed: {lines[-1] if lines else 'no detail'}")
+
+
+class RegistryError(UnlearnOpsError):
+    """MLflow failed; the message carries its own."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        super().__init__(f"MLflow {operation} failed: {detail.strip()}")
+
+
+class VersionNotFoundError(UnlearnOpsError, KeyError):
+    """A model version or alias that the registry does not hold."""
+
+    def __init__(self, model_name: str, version: str, known: Sequence[str] = ()) -> None:
+        self.model_name = model_name
+        self.version = version
+        hint = f"; versions are: {_preview(known, 10)}" if known else "; train a first version"
+        super().__init__(f"model {model_name!r} has no version {version!r}{hint}")
+
+
+class GateFailedError(UnlearnOpsError):
+    """A new model version failed its gates: registered with its results, not promoted."""
+
+    def __init__(self, version: str, summary: str, champion: str | None) -> None:
+        self.version = version
+        self.summary = summary
+        self.champion = champion
+        kept = f"champion stays at version {champion}" if champion else "no champion was set"
+        super().__init__(f"version {version} not promoted ({kept}): {summary}")

@@ -55,6 +55,12 @@ def build_model(params: ModelParams, num_features: int, num_classes: int) -> nn.
     return factory(params, num_features, num_classes)
 
 
+def _seeded_dropout(rate: float) -> nn.Module:
+    from unlearn_ops.layers import SeededDropout
+
+    return SeededDropout(rate)
+
+
 def _mlp(params: ModelParams, num_features: int, num_classes: int) -> nn.Module:
     from torch import nn
 
@@ -63,7 +69,7 @@ def _mlp(params: ModelParams, num_features: int, num_classes: int) -> nn.Module:
     for hidden in params.hidden_sizes:
         layers += [nn.Linear(width, hidden), nn.ReLU()]
         if params.dropout:
-            layers.append(nn.Dropout(params.dropout))
+            layers.append(_seeded_dropout(params.dropout))
         width = hidden
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
@@ -105,7 +111,7 @@ def _cnn(params: ModelParams, num_features: int, num_classes: int) -> nn.Module:
         channels, height, width = out_channels, height // 2, width // 2
     layers.append(nn.Flatten())
     if params.dropout:
-        layers.append(nn.Dropout(params.dropout))
+        layers.append(_seeded_dropout(params.dropout))
     hidden = params.hidden_sizes[0] if params.hidden_sizes else 0
     if hidden:
         layers += [nn.Linear(channels * height * width, hidden), nn.ReLU()]

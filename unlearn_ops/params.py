@@ -21,6 +21,7 @@ __all__ = [
     "GateParams",
     "ModelParams",
     "Params",
+    "RegistryParams",
     "SisaParams",
     "TrainingParams",
     "load_params",
@@ -89,6 +90,18 @@ class GateParams(_Frozen):
     max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
 
 
+class RegistryParams(_Frozen):
+    """Where versions are registered (the MLflow server itself comes from settings)."""
+
+    model_name: str = Field(
+        "unlearn-ops-model",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Registered model name in MLflow.",
+    )
+
+
 class Params(_Frozen):
     """Everything in `params.yaml`."""
 
@@ -98,6 +111,7 @@ class Params(_Frozen):
     model: ModelParams = ModelParams()
     training: TrainingParams = TrainingParams()
     gates: GateParams = GateParams()
+    registry: RegistryParams = RegistryParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_parallel_shards: int = Field(
         1, ge=1, le=1024, description="Shards trained at once by the library's own runner."
     )
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; a sqlite store inside the workspace when unset.",
+    )
+    registry_uri: str | None = Field(
+        None, description="MLflow registry URI; the tracking URI when unset."
+    )
     id_hash_key: SecretStr = Field(
         SecretStr(_DEVELOPMENT_ID_HASH_KEY),
         description="HMAC key for the keyed hashes that stand in for record ids in ledgers.",

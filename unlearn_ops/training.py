@@ -8,11 +8,11 @@ retrained shard is bit-for-bit the model that training without the forgotten rec
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -119,20 +119,34 @@ def _deserialize(data: bytes) -> dict[str, torch.Tensor]:
     return state
 
 
-@contextlib.contextmanager
-def _deterministic(threads: int) -> Iterator[None]:
-    """Deterministic kernels and a fixed thread count, restored afterwards."""
+_INIT_LOCK = threading.Lock()
+
+
+def _use_deterministic_torch(threads: int) -> None:
+    """Deterministic kernels and a fixed intra-op thread count, for the whole process.
+
+    These are process-wide torch settings; shards train in parallel threads, so they are
+    set, never toggled back and forth (a thread restoring them would change another
+    thread's numerics mid-training).
+    """
     import torch
 
-    previous_algorithms = torch.are_deterministic_algorithms_enabled()
-    previous_threads = torch.get_num_threads()
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous_algorithms)
-        torch.set_num_threads(previous_threads)
+    if not torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(True)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _seed_dropout(model: torch.nn.Module, seed: int) -> None:
+    """Give every SeededDropout of the model its own generator for this epoch."""
+    import torch
+
+    from unlearn_ops.layers import SeededDropout
+
+    dropouts = [m for m in model.modules() if isinstance(m, SeededDropout)]
+    for offset, module in enumerate(dropouts):
+        device = next(model.parameters()).device
+        module.generator = torch.Generator(device=device).manual_seed(seed + offset)
 
 
 def _stage_order(table: pd.DataFrame, id_column: str, stage: int) -> np.ndarray:
@@ -172,7 +186,7 @@ def _train_stage(
     model.train()
     for epoch in range(training.epochs_per_stage):
         generator = torch.Generator().manual_seed(derive_seed(seed, shard_id, stage, epoch))
-        torch.manual_seed(derive_seed(seed, shard_id, stage, epoch, "dropout"))
+        _seed_dropout(model, derive_seed(seed, shard_id, stage, epoch, "dropout") >> 8)
         permutation = torch.randperm(count, generator=generator).to(features.device)
         for start in range(0, count, training.batch_size):
             batch = permutation[start : start + training.batch_size]
@@ -231,35 +245,35 @@ def train_shard(
     # `resume` stages are cached: train stages resume..R-1.
 
     num_features = len(columns.feature_columns)
-    with _deterministic(threads), torch.random.fork_rng(devices=[]):
+    _use_deterministic_torch(threads)
+    # The initial weights come from torch's global RNG: seed it and build under a lock, so
+    # shards built in parallel threads never draw from each other's sequence.
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(params.seed, shard_id, "init"))
         model = build_model(params.model, num_features, columns.num_classes)
-        if resume > 0:
-            model.load_state_dict(_deserialize(store.load(keys[resume - 1])))
-        model.to(device)
-
-        all_features = torch.from_numpy(
-            table[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
-        )
-        all_labels = torch.from_numpy(
-            table[columns.label_column].to_numpy(dtype=np.int64, copy=True)
-        )
-        processed = 0
-        trained: list[int] = []
-        for stage in range(resume, num_stages):
-            rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
-            if len(rows):
-                processed += _train_stage(
-                    model,
-                    all_features[rows].to(device),
-                    all_labels[rows].to(device),
-                    params,
-                    (params.seed, shard_id, stage),
-                )
-            store.save(keys[stage], _serialize(model.state_dict()))
-            trained.append(stage)
-            if progress is not None:
-                progress(shard_id, stage, num_stages)
+    if resume > 0:
+        model.load_state_dict(_deserialize(store.load(keys[resume - 1])))
+    model.to(device)
+    all_features = torch.from_numpy(
+        table[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
+    )
+    all_labels = torch.from_numpy(table[columns.label_column].to_numpy(dtype=np.int64, copy=True))
+    processed = 0
+    trained: list[int] = []
+    for stage in range(resume, num_stages):
+        rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
+        if len(rows):
+            processed += _train_stage(
+                model,
+                all_features[rows].to(device),
+                all_labels[rows].to(device),
+                params,
+                (params.seed, shard_id, stage),
+            )
+        store.save(keys[stage], _serialize(model.state_dict()))
+        trained.append(stage)
+        if progress is not None:
+            progress(shard_id, stage, num_stages)
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return ShardModel(

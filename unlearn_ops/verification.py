@@ -9,16 +9,20 @@ exactly the one that never saw the forgotten records (Bourtoule et al. 2021, sec
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import pandas as pd
 
 from unlearn_ops.checkpoints import MemoryCheckpointStore
 from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.hashing import canonical_id
-from unlearn_ops.training import resolve_device, train_shard
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.training import ShardColumns, resolve_device, train_shard
 
-__all__ = ["Certificate", "ShardCertificate", "certify_exactness"]
+__all__ = ["Certificate", "ShardCertificate", "certify_exactness", "certify_tables"]
 
 
 @dataclass(frozen=True)
@@ -79,54 +83,85 @@ class Certificate:
         }
 
 
-def certify_exactness(
-    ensemble: SisaEnsemble, shard_ids: Iterable[int] | None = None
+def certify_tables(
+    tables: Mapping[int, pd.DataFrame],
+    *,
+    params: Params,
+    columns: ShardColumns,
+    settings: Settings,
+    served: Mapping[int, Mapping[str, Any]],
+    forgotten: Collection[str] = (),
 ) -> Certificate:
-    """Retrain shards from scratch and compare with the served weights.
+    """Retrain each shard table from scratch and compare with what is served.
 
     Args:
-        ensemble: the ensemble to check.
-        shard_ids: the shards to check; all when None (the cost of a full retrain).
-
-    Returns:
-        The certificate; `passed` is false when any shard differs.
+        tables: shard tables by shard id.
+        params: the params the served weights were trained with.
+        columns: column names and class count.
+        settings: device, threads and the record-id hash key.
+        served: per shard, `weights_hash` and (optionally) `stage_keys` of the served model.
+        forgotten: keyed hashes of forgotten ids that must not be in the tables.
     """
     started = time.perf_counter()
-    columns = ensemble.columns()
-    forgotten = ensemble.forgotten_hashes()
-    device = resolve_device(ensemble.settings.device)
+    device = resolve_device(settings.device)
     results = []
-    ids = ensemble.shard_ids if shard_ids is None else sorted(set(shard_ids))
-    for shard_id in ids:
-        table = ensemble.read_shard(shard_id)
+    for shard_id in sorted(tables):
+        table = tables[shard_id]
         present = sum(
-            ensemble.settings.hash_record_id(canonical_id(r)) in forgotten
-            for r in table[columns.id_column]
+            settings.hash_record_id(canonical_id(r)) in forgotten for r in table[columns.id_column]
         )
         scratch = train_shard(
             table,
             shard_id=shard_id,
-            params=ensemble.params,
+            params=params,
             columns=columns,
             store=MemoryCheckpointStore(),
             device=device,
-            threads=ensemble.settings.torch_threads,
+            threads=settings.torch_threads,
         )
-        info = ensemble.served_model_info(shard_id) or {}
+        info = served.get(shard_id, {})
+        keys = info.get("stage_keys")
         results.append(
             ShardCertificate(
                 shard_id=shard_id,
                 num_records=len(table),
                 served_hash=str(info.get("weights_hash", "")),
                 scratch_hash=scratch.weights_hash,
-                keys_match=info.get("stage_keys") == scratch.stage_keys,
+                keys_match=keys is None or keys == scratch.stage_keys,
                 forgotten_present=int(present),
             )
         )
     return Certificate(
         shards=tuple(results),
-        training_hash=ensemble.params.training_hash(),
+        training_hash=params.training_hash(),
         device=device,
-        torch_threads=ensemble.settings.torch_threads,
+        torch_threads=settings.torch_threads,
         seconds=time.perf_counter() - started,
+    )
+
+
+def certify_exactness(
+    ensemble: SisaEnsemble, shard_ids: Iterable[int] | None = None
+) -> Certificate:
+    """Retrain the ensemble's shards from scratch and compare with the served weights.
+
+    Args:
+        ensemble: the ensemble to check.
+        shard_ids: the shards to check; all when None (the cost of a full retrain).
+
+    Returns:
+        The certificate; `passed` is false when any shard differs, when a served model was
+        trained on other data than its shard file holds, or when a forgotten id is present.
+    """
+    ids = ensemble.shard_ids if shard_ids is None else sorted(set(shard_ids))
+    return certify_tables(
+        {shard_id: ensemble.read_shard(shard_id) for shard_id in ids},
+        params=ensemble.params,
+        columns=ensemble.columns(),
+        settings=ensemble.settings,
+        served={
+            shard_id: {"stage_keys": None, **(ensemble.served_model_info(shard_id) or {})}
+            for shard_id in ids
+        },
+        forgotten=ensemble.forgotten_hashes(),
     )

@@ -1,0 +1,1 @@
+"""Thin adapters between the core and MLflow, DVC, great-expectations and S3."""

@@ -1,0 +1,371 @@
+"""MLflow registry adapter: log an ensemble as a pyfunc version, aliases, search by request.
+
+A version is one MLflow run (params, metrics, the training data as a dataset input, the
+full provenance as `provenance.json`) and the pyfunc model logged from code
+(:mod:`unlearn_ops.pyfunc_model`) with the shard weights as artifacts, registered under
+the workspace's model name with `unlearn.*` tags and a plain-words description. Aliases,
+never stages: `champion` is what is served. MLflow errors become :class:`RegistryError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from unlearn_ops.errors import RegistryError, VersionNotFoundError
+from unlearn_ops.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
+
+__all__ = ["CHAMPION", "PREVIOUS", "MlflowRegistry", "VersionInfo"]
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+PYFUNC_FILE = Path(__file__).resolve().parent.parent / "pyfunc_model.py"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version, as the CLI shows it."""
+
+    version: str
+    run_id: str
+    created_at: int
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    def tag(self, key: str, default: str = "") -> str:
+        """An `unlearn.*` tag by its short key."""
+        return self.tags.get(f"{TAG_PREFIX}{key}", default)
+
+    @property
+    def honoured_requests(self) -> list[str]:
+        """Every request id this version honours."""
+        return parse_request_list(self.tag("honoured_requests"))
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The requests this version was made for."""
+        return parse_request_list(self.tag("request_ids"))
+
+    @property
+    def gates_passed(self) -> bool:
+        """Whether its gates passed."""
+        return self.tag("gates_passed") == "true"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "aliases": list(self.aliases),
+            "description": self.description,
+            "tags": dict(sorted(self.tags.items())),
+        }
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        # mlflow.pyfunc warns about its own response types at import (MLflow 3.17).
+        warnings.filterwarnings("ignore", ".*Any type hint is inferred as AnyType")
+        import mlflow.pyfunc  # noqa: F401
+
+
+@contextlib.contextmanager
+def _translate(operation: str) -> Iterator[None]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise RegistryError(operation, exc.message) from exc
+
+
+class MlflowRegistry:
+    """The registered model of one workspace. Construction opens no connection.
+
+    Args:
+        tracking_uri: MLflow tracking URI (a `sqlite:///` path or a server URL).
+        registry_uri: MLflow registry URI.
+        model_name: registered model name.
+        artifact_location: artifact root for a new experiment (embedded store only).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        registry_uri: str,
+        model_name: str,
+        artifact_location: str | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri
+        self.model_name = model_name
+        self.artifact_location = artifact_location
+        self._client: Any = None
+
+    @property
+    def experiment_name(self) -> str:
+        """The experiment that holds this model's runs."""
+        return f"unlearn-ops/{self.model_name}"
+
+    @property
+    def client(self) -> Any:
+        """The MLflow client (made on first use)."""
+        if self._client is None:
+            _quiet_environment()
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self.tracking_uri, self.registry_uri)
+        return self._client
+
+    @contextlib.contextmanager
+    def _fluent(self) -> Iterator[Any]:
+        """Point MLflow's fluent API at this store for the duration."""
+        import mlflow
+
+        previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        try:
+            yield mlflow
+        finally:
+            mlflow.set_tracking_uri(previous[0])
+            mlflow.set_registry_uri(previous[1])
+
+    def _experiment_id(self) -> str:
+        with _translate("experiment lookup"):
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+            if experiment is not None:
+                return str(experiment.experiment_id)
+            return str(
+                self.client.create_experiment(
+                    self.experiment_name, artifact_location=self.artifact_location
+                )
+            )
+
+    # ----------------------------------------------------------------------- logging
+    def log_version(
+        self,
+        *,
+        provenance: VersionProvenance,
+        description: str,
+        model_files: Mapping[str, Path],
+        training_frame: Any,
+        dataset_source: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        signature_frames: tuple[Any, Any] | None = None,
+    ) -> VersionInfo:
+        """Log a run with the pyfunc ensemble and register it as a new version.
+
+        Args:
+            provenance: tags and provenance.json.
+            description: the version's description.
+            model_files: artifacts of the pyfunc model (`shard-000`..., `ensemble`, `params`).
+            training_frame: the training table (logged as the run's dataset input).
+            dataset_source: a real path or URL of the training data (the shard folder).
+            params: flat params to log on the run.
+            metrics: metrics to log on the run.
+            signature_frames: (input example, output) used to infer the model signature.
+
+        Returns:
+            The new version (not yet aliased).
+        """
+        from unlearn_ops import __version__
+
+        experiment_id = self._experiment_id()
+        tags = provenance.tags()
+        with (
+            self._fluent() as mlflow,
+            _translate("logging the model version"),
+            warnings.catch_warnings(),
+        ):
+            # The prediction column is an integer class by design; MLflow hints otherwise.
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
+            self._ensure_registered_model()
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=f"{provenance.kind}-{'-'.join(provenance.request_ids) or 'initial'}",
+            ) as run:
+                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+                mlflow.log_metrics(dict(metrics))
+                mlflow.set_tags(tags)
+                with warnings.catch_warnings():
+                    # MLflow registers its local-file source for two schemes ("" and
+                    # "file") and warns that a plain path matches both; both are the same.
+                    warnings.filterwarnings("ignore", "The specified dataset source can be")
+                    dataset = mlflow.data.from_pandas(
+                        training_frame,
+                        source=dataset_source,
+                        name=f"shards@{provenance.git_sha[:12]}",
+                        digest=provenance.data_md5[:36] or None,
+                        targets=None,
+                    )
+                mlflow.log_input(dataset, context="training")
+                with tempfile.TemporaryDirectory() as scratch:
+                    provenance_path = Path(scratch) / "provenance.json"
+                    provenance_path.write_text(
+                        json.dumps(provenance.to_dict(), indent=2, sort_keys=True)
+                    )
+                    mlflow.log_artifact(str(provenance_path))
+                signature = input_example = None
+                if signature_frames is not None:
+                    from mlflow.models import infer_signature
+
+                    signature = infer_signature(*signature_frames)
+                    input_example = signature_frames[0]
+                import torch
+
+                model_info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(PYFUNC_FILE),
+                    artifacts={key: str(path) for key, path in model_files.items()},
+                    pip_requirements=[
+                        f"unlearn-ops=={__version__}",
+                        f"torch=={torch.__version__.split('+')[0]}",
+                        "pandas",
+                        "numpy",
+                    ],
+                    signature=signature,
+                    input_example=input_example,
+                )
+            version = self.client.create_model_version(
+                self.model_name,
+                source=model_info.model_uri,
+                run_id=run.info.run_id,
+                tags=tags,
+                description=description,
+            )
+        return self.get_version(str(version.version))
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            self.client.create_registered_model(
+                self.model_name,
+                description=(
+                    "A SISA ensemble managed by unlearn-ops: every version's description says "
+                    "which deletion requests it honours; the `champion` alias is served."
+                ),
+            )
+
+    # ---------------------------------------------------------------------- queries
+    def _aliases(self) -> dict[str, str]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return {}
+        return {str(alias): str(version) for alias, version in model.aliases.items()}
+
+    def aliases(self) -> dict[str, str]:
+        """Alias -> version of the registered model (empty if it does not exist yet)."""
+        return self._aliases()
+
+    def alias_version(self, alias: str) -> str | None:
+        """The version an alias points at, or None."""
+        return self._aliases().get(alias)
+
+    def _info(self, version: Any, aliases: Mapping[str, str]) -> VersionInfo:
+        number = str(version.version)
+        return VersionInfo(
+            version=number,
+            run_id=str(version.run_id or ""),
+            created_at=int(version.creation_timestamp or 0),
+            description=str(version.description or ""),
+            tags={str(k): str(v) for k, v in (version.tags or {}).items()},
+            aliases=tuple(sorted(a for a, v in aliases.items() if v == number)),
+        )
+
+    def versions(self) -> list[VersionInfo]:
+        """Every version, oldest first."""
+        aliases = self._aliases()
+        if not aliases and not self._exists():
+            return []
+        with _translate("listing versions"):
+            found = self.client.search_model_versions(
+                f"name = '{self.model_name}'", max_results=10_000
+            )
+        return sorted((self._info(v, aliases) for v in found), key=lambda info: int(info.version))
+
+    def _exists(self) -> bool:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return False
+        return True
+
+    def get_version(self, version: str) -> VersionInfo:
+        """One version.
+
+        Raises:
+            VersionNotFoundError: no such version (or alias).
+        """
+        from mlflow.exceptions import MlflowException
+
+        aliases = self._aliases()
+        number = aliases.get(version, version)
+        try:
+            found = self.client.get_model_version(self.model_name, number)
+        except MlflowException as exc:
+            known = [v.version for v in self.versions()] if self._exists() else []
+            raise VersionNotFoundError(self.model_name, version, known) from exc
+        return self._info(found, aliases)
+
+    def first_honouring(self, request_id: str) -> VersionInfo | None:
+        """The first version that honours `request_id` (searched by tag), or None."""
+        if not self._exists():
+            return None
+        needle = json.dumps(request_id).replace("'", "''")
+        with _translate("searching versions"):
+            found = self.client.search_model_versions(
+                f"name = '{self.model_name}' and "
+                f"tags.`{TAG_PREFIX}honoured_requests` LIKE '%{needle}%'",
+                max_results=10_000,
+            )
+        if not found:
+            return None
+        aliases = self._aliases()
+        first = min(found, key=lambda v: int(v.version))
+        return self._info(first, aliases)
+
+    # ---------------------------------------------------------------------- changes
+    def set_alias(self, alias: str, version: str) -> None:
+        """Point `alias` at `version`."""
+        with _translate(f"setting alias {alias}"):
+            self.client.set_registered_model_alias(self.model_name, alias, version)
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        """Set an `unlearn.*` tag on a version."""
+        with _translate("tagging a version"):
+            self.client.set_model_version_tag(self.model_name, version, f"{TAG_PREFIX}{key}", value)
+
+    def load_pyfunc(self, alias_or_version: str = CHAMPION) -> Any:
+        """The served model of a version or alias, as MLflow's pyfunc."""
+        with self._fluent() as mlflow, _translate("loading the model"):
+            return mlflow.pyfunc.load_model(self.model_uri(alias_or_version))
+
+    def model_uri(self, alias_or_version: str) -> str:
+        """`models:/NAME@alias` or `models:/NAME/version`."""
+        if alias_or_version.isdigit():
+            return f"models:/{self.model_name}/{alias_or_version}"
+        return f"models:/{self.model_name}@{alias_or_version}"

@@ -1,0 +1,196 @@
+"""The request ledger: an append-only, hash-chained JSONL file of what happened to each request.
+
+States of a request: `received` -> `applied` (data revision) -> `served` (model version),
+or `failed` (reason). Record ids are personal data: entries hold only their keyed hashes.
+Each entry carries the SHA-256 of the previous line, so an edited or removed entry breaks
+the chain (:meth:`Ledger.verify_chain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from unlearn_ops.errors import StoreError
+
+__all__ = ["GENESIS", "Ledger", "LedgerEntry", "RequestState"]
+
+GENESIS = "0" * 64
+
+Event = Literal["received", "applied", "served", "failed"]
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One line of the ledger."""
+
+    seq: int
+    event: Event
+    request_id: str
+    at: str
+    previous: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_line(self) -> str:
+        """The entry as one canonical JSON line (sorted keys), without newline."""
+        return json.dumps(
+            {
+                "seq": self.seq,
+                "event": self.event,
+                "request_id": self.request_id,
+                "at": self.at,
+                "previous": self.previous,
+                "data": self.data,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+
+@dataclass
+class RequestState:
+    """What the ledger says about one request."""
+
+    request_id: str
+    record_hashes: list[str] = field(default_factory=list)
+    state: Event = "received"
+    received_at: str = ""
+    applied: dict[str, Any] | None = None
+    served: dict[str, Any] | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class Ledger:
+    """The ledger file of a workspace. Construction does no I/O.
+
+    Appends are one `write` of one line followed by `fsync`, so a crash leaves either the
+    whole entry or none of it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    def entries(self) -> Iterator[LedgerEntry]:
+        """Every entry, in order.
+
+        Raises:
+            StoreError: a line is not a valid entry.
+        """
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+                yield LedgerEntry(
+                    seq=int(raw["seq"]),
+                    event=raw["event"],
+                    request_id=str(raw["request_id"]),
+                    at=str(raw["at"]),
+                    previous=str(raw["previous"]),
+                    data=dict(raw.get("data", {})),
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise StoreError(self.path, f"line {number} is not a ledger entry ({exc})") from exc
+
+    def _tail(self) -> tuple[int, str]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return 0, GENESIS
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return 0, GENESIS
+        last = json.loads(lines[-1])
+        return int(last["seq"]) + 1, hashlib.sha256(lines[-1].encode()).hexdigest()
+
+    def append(self, event: Event, request_id: str, **data: Any) -> LedgerEntry:
+        """Append one entry and flush it to disk."""
+        seq, previous = self._tail()
+        entry = LedgerEntry(seq, event, request_id, _now(), previous, data)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(entry.to_line() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        return entry
+
+    def verify_chain(self) -> list[str]:
+        """Problems found in the hash chain; empty when intact."""
+        problems = []
+        previous = GENESIS
+        expected_seq = 0
+        try:
+            lines = [
+                line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
+        except FileNotFoundError:
+            return []
+        for number, line in enumerate(lines, start=1):
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError:
+                problems.append(f"line {number}: not JSON")
+                previous = hashlib.sha256(line.encode()).hexdigest()
+                continue
+            if raw.get("previous") != previous:
+                problems.append(f"line {number}: does not chain to the line before it")
+            if raw.get("seq") != expected_seq:
+                problems.append(
+                    f"line {number}: sequence {raw.get('seq')}, expected {expected_seq}"
+                )
+            expected_seq = int(raw.get("seq", expected_seq)) + 1
+            previous = hashlib.sha256(line.encode()).hexdigest()
+        return problems
+
+    def requests(self) -> dict[str, RequestState]:
+        """The state of every request, folded from the entries."""
+        states: dict[str, RequestState] = {}
+        for entry in self.entries():
+            state = states.setdefault(entry.request_id, RequestState(entry.request_id))
+            if entry.event == "received":
+                state.record_hashes = list(entry.data.get("record_hashes", []))
+                state.received_at = entry.at
+                state.state = "received"
+            elif entry.event == "applied":
+                state.applied = {**entry.data, "at": entry.at}
+                state.state = "applied"
+            elif entry.event == "served":
+                state.served = {**entry.data, "at": entry.at}
+                state.state = "served"
+            else:
+                state.failures.append({**entry.data, "at": entry.at})
+                if state.state != "served":
+                    state.state = "failed"
+        return states
+
+    def request(self, request_id: str) -> RequestState | None:
+        """One request's state, or None if the ledger never received it."""
+        return self.requests().get(request_id)
+
+    def serving_requests(self, record_hashes: Sequence[str]) -> dict[str, RequestState]:
+        """For each record hash, the served request that forgot it (hashes never served omitted)."""
+        wanted = set(record_hashes)
+        found: dict[str, RequestState] = {}
+        for state in self.requests().values():
+            if state.served is None:
+                continue
+            for record_hash in wanted.intersection(state.record_hashes):
+                found.setdefault(record_hash, state)
+        return found
