@@ -8,6 +8,7 @@ or with `--workspace DIR`, and takes `--json`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -76,20 +77,54 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+class _ExpectedErrorFilter(logging.Filter):
+    """Drops Prefect's console records of an `UnlearnOpsError`: the CLI prints it in one line.
+
+    The flow and task runs still end Failed, with the error, in Prefect's API and UI.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UnlearnOpsError):
+            return False
+        message = record.getMessage()
+        return not any(f"{name}(" in message or f"{name}:" in message for name in _error_names())
+
+
+def _error_names() -> set[str]:
+    names, pending = set(), [UnlearnOpsError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending.extend(cls.__subclasses__())
+    return names
+
+
 def _run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a flow with the workspace's parallelism; its errors surface as they are."""
-    from prefect.task_runners import ThreadPoolTaskRunner
+    """Run a flow with the settings' parallelism; expected errors are left to `main`."""
+    from prefect.logging.handlers import PrefectConsoleHandler
 
-    from unlearn_ops.settings import load_settings
+    from pipelines.runner import run_flow
 
-    workers = load_settings().max_parallel_shards
-    return flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(*args, **kwargs)
+    handlers = {
+        handler
+        for logger in (logging.getLogger(), logging.getLogger("prefect"))
+        for handler in logger.handlers
+        if isinstance(handler, PrefectConsoleHandler)
+    }
+    quiet = _ExpectedErrorFilter()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        return run_flow(flow, *args, **kwargs)
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @contextmanager
 def _shard_progress(enabled: bool, shard_ids: list[int], stages: int) -> Iterator[StageProgress]:
-    """A progress bar per shard on stderr (stages done of R), or nothing."""
-    if not enabled or not shard_ids:
+    """A progress bar per shard on stderr (stages done of R); nothing when not a terminal."""
+    if not enabled or not shard_ids or not sys.stderr.isatty():
         yield lambda shard_id, stage, total: None
         return
     from rich.console import Console
@@ -166,7 +201,6 @@ def init(
     from unlearn_ops.params import Params
     from unlearn_ops.workspace import write_workspace_files
 
-    _prefect_defaults()
     directory = directory.resolve()
     name = model_name or "".join(c if c.isalnum() or c in "-_." else "-" for c in directory.name)
     params = Params.from_mapping(
@@ -199,7 +233,6 @@ def train(
     from pipelines.train import train_ensemble
     from unlearn_ops.progress import reporting
 
-    _prefect_defaults()
     ws = _open(workspace)
     with (
         _shard_progress(
@@ -274,7 +307,6 @@ def register(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
     from unlearn_ops import steps
     from unlearn_ops.adapters.dvc_lineage import current_revision
 
-    _prefect_defaults()
     ws = _open(workspace)
     metrics = ws.read_json(ws.metrics_path) or steps.evaluate(ws)
     gates = steps.run_gates(ws, metrics, steps.champion_accuracy(ws))
@@ -317,7 +349,6 @@ def forget(
     """Forget records through the `forget-records` flow: a new version that honours them."""
     from unlearn_ops.requests import ForgetRequest
 
-    _prefect_defaults()
     request = ForgetRequest.build(_parse_ids(ids, ids_file), request_id, reason)
     ws = _open(workspace)
     if dry_run:
@@ -444,9 +475,19 @@ def verify(
     def lines() -> None:
         for shard in certificate.shards:
             mark = "exact" if shard.exact else "DIFFERS"
+            why = [
+                text
+                for failed, text in (
+                    (not shard.recorded_match, "served weights are not the ones recorded"),
+                    (not shard.keys_match, "trained on other data than the shard holds"),
+                    (shard.forgotten_present > 0, f"{shard.forgotten_present} forgotten ids"),
+                )
+                if failed
+            ]
             typer.echo(
                 f"shard {shard.shard_id}: {mark} ({shard.num_records} records, "
                 f"weights {shard.served_hash[:12] or '-'} vs scratch {shard.scratch_hash[:12]})"
+                + (f": {'; '.join(why)}" if why else "")
             )
         subject = f"version {version}" if version else "the workspace's served ensemble"
         verdict = "PASSED" if certificate.passed else "FAILED"
@@ -556,6 +597,7 @@ def bench(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning library errors into one line and exit code 2."""
+    _prefect_defaults()  # before anything imports Prefect, which reads them once
     try:
         result = app(args=argv, standalone_mode=False)
     except UnlearnOpsError as exc:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from unlearn_ops.errors import DatasetError, UnknownDatasetError
-from unlearn_ops.hashing import stable_hash64
+from unlearn_ops.hashing import canonical_id, stable_hash64
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -76,6 +76,13 @@ class Dataset:
                 raise DatasetError(
                     source, f"missing feature column(s) {', '.join(map(repr, absent[:5]))}"
                 )
+            reserved = [c for c in features if c in (id_column, label_column)]
+            if reserved:
+                raise DatasetError(
+                    source,
+                    f"feature column(s) {', '.join(map(repr, reserved))} are the id or the label",
+                    "leave the id and label columns out of dataset.feature_columns",
+                )
         if not features:
             raise DatasetError(source, "no feature columns", "the table needs numeric features")
         if len(frame) == 0:
@@ -84,7 +91,11 @@ class Dataset:
         ids = frame[id_column]
         if ids.isna().any():
             raise DatasetError(source, f"{int(ids.isna().sum())} row(s) have no {id_column!r}")
-        duplicated = ids[ids.duplicated()].unique()
+        if ids.dtype == object and not ids.map(lambda v: isinstance(v, str)).all():
+            # Mixed numbers and text: ids compare as text everywhere, so store them so.
+            ids = ids.map(canonical_id)
+        as_text = ids.map(canonical_id)
+        duplicated = as_text[as_text.duplicated()].unique()
         if len(duplicated):
             shown = ", ".join(map(str, duplicated[:5]))
             raise DatasetError(
@@ -106,6 +117,10 @@ class Dataset:
             raise DatasetError(source, "features hold missing or infinite values")
 
         labels = frame[label_column]
+        if labels.isna().any():
+            raise DatasetError(
+                source, f"{int(labels.isna().sum())} row(s) have no {label_column!r}"
+            )
         integral = pd.api.types.is_integer_dtype(labels) or (
             pd.api.types.is_float_dtype(labels)
             and bool(labels.notna().all())

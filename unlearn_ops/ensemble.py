@@ -506,7 +506,7 @@ class SisaEnsemble:
             InvalidRequestError: no ids.
             UnknownRecordsError: some ids were never in the data; nothing is changed.
         """
-        if not record_ids:
+        if len(record_ids) == 0:
             raise InvalidRequestError("no record ids given", "pass at least one id to forget")
         plan, found, holdout = self._plan(record_ids)
         columns = self.columns()

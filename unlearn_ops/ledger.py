@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from unlearn_ops.errors import StoreError
 
@@ -24,6 +24,7 @@ __all__ = ["GENESIS", "Ledger", "LedgerEntry", "RequestState"]
 GENESIS = "0" * 64
 
 Event = Literal["received", "applied", "served", "failed"]
+EVENTS: frozenset[str] = frozenset(get_args(Event))
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,30 @@ class LedgerEntry:
     previous: str
     data: dict[str, Any] = field(default_factory=dict)
 
+    def body(self) -> dict[str, Any]:
+        """The entry's fields, as hashed and written."""
+        return {
+            "seq": self.seq,
+            "event": self.event,
+            "request_id": self.request_id,
+            "at": self.at,
+            "previous": self.previous,
+            "data": self.data,
+        }
+
     def to_line(self) -> str:
-        """The entry as one canonical JSON line (sorted keys), without newline."""
-        return json.dumps(
-            {
-                "seq": self.seq,
-                "event": self.event,
-                "request_id": self.request_id,
-                "at": self.at,
-                "previous": self.previous,
-                "data": self.data,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        """The entry as one canonical JSON line (sorted keys) with its own hash, no newline."""
+        body = self.body()
+        return _canonical({**body, "hash": _entry_hash(body)})
+
+
+def _canonical(value: dict[str, Any]) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _entry_hash(body: dict[str, Any]) -> str:
+    """SHA-256 of an entry's canonical body: an edit of any entry, the newest too, shows."""
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
 @dataclass
@@ -98,6 +109,8 @@ class Ledger:
                 continue
             try:
                 raw = json.loads(line)
+                if raw["event"] not in EVENTS:
+                    raise ValueError(f"unknown event {raw['event']!r}")
                 yield LedgerEntry(
                     seq=int(raw["seq"]),
                     event=raw["event"],
@@ -132,7 +145,13 @@ class Ledger:
         return entry
 
     def verify_chain(self) -> list[str]:
-        """Problems found in the hash chain; empty when intact."""
+        """Problems found in the hash chain; empty when intact.
+
+        Each line must carry the hash of its own body (an edited entry shows, the newest
+        too) and the SHA-256 of the line before it (a removed, inserted or reordered entry
+        shows). Removing entries from the end shows only against a head hash kept
+        elsewhere (:meth:`head`).
+        """
         problems = []
         previous = GENESIS
         expected_seq = 0
@@ -146,18 +165,27 @@ class Ledger:
             try:
                 raw = json.loads(line)
             except json.JSONDecodeError:
-                problems.append(f"line {number}: not JSON")
-                previous = hashlib.sha256(line.encode()).hexdigest()
-                continue
-            if raw.get("previous") != previous:
-                problems.append(f"line {number}: does not chain to the line before it")
-            if raw.get("seq") != expected_seq:
-                problems.append(
-                    f"line {number}: sequence {raw.get('seq')}, expected {expected_seq}"
-                )
-            expected_seq = int(raw.get("seq", expected_seq)) + 1
+                raw = None
+            if not isinstance(raw, dict):
+                problems.append(f"line {number}: not a ledger entry")
+            else:
+                body = {key: value for key, value in raw.items() if key != "hash"}
+                if raw.get("hash") != _entry_hash(body):
+                    problems.append(f"line {number}: its content does not match its hash")
+                if raw.get("previous") != previous:
+                    problems.append(f"line {number}: does not chain to the line before it")
+                seq = raw.get("seq")
+                if seq != expected_seq:
+                    problems.append(f"line {number}: sequence {seq!r}, expected {expected_seq}")
+                if isinstance(seq, int) and not isinstance(seq, bool):
+                    expected_seq = seq
+            expected_seq += 1
             previous = hashlib.sha256(line.encode()).hexdigest()
         return problems
+
+    def head(self) -> str:
+        """SHA-256 of the newest line (GENESIS when empty): what the next entry chains to."""
+        return self._tail()[1]
 
     def requests(self) -> dict[str, RequestState]:
         """The state of every request, folded from the entries."""

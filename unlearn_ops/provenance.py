@@ -23,7 +23,9 @@ class VersionProvenance:
     """Everything a model version records about how it was made.
 
     Attributes:
-        kind: `train` (from scratch) or `forget` (retrained affected shards).
+        kind: `train` (from scratch), `forget` (retrained affected shards), `replay`
+            (deletions replayed onto an older version) or `repro` (registered by the
+            `register` stage of `dvc repro`, outside the flows).
         request_ids: the requests this version was made for (a batch may hold several).
         honoured_request_ids: every request honoured so far, cumulative, oldest first.
         parent_version: the version this one was derived from (None for the first).
@@ -41,7 +43,7 @@ class VersionProvenance:
         accuracy: held-out accuracy.
     """
 
-    kind: Literal["train", "forget", "replay"]
+    kind: Literal["train", "forget", "replay", "repro"]
     request_ids: tuple[str, ...]
     honoured_request_ids: tuple[str, ...]
     parent_version: str | None
@@ -132,6 +134,11 @@ def describe_version(provenance: VersionProvenance, total_shards: int) -> str:
     )
     if provenance.kind == "train":
         head = f"Trained from scratch on all {total_shards} shards."
+    elif provenance.kind == "repro":
+        head = (
+            f"Registered by `dvc repro` from the workspace's {total_shards} shards as they "
+            "are (outside the flows: no request)."
+        )
     else:
         requests = ", ".join(provenance.request_ids)
         stages = sorted(set(provenance.first_stages.values()))

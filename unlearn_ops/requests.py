@@ -47,6 +47,14 @@ class ForgetRequest(BaseModel):
     reason: str = Field("erasure request", max_length=500)
     requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
+    @field_validator("request_id")
+    @classmethod
+    def _usable_as_git_tag(cls, value: str) -> str:
+        # Each request names a git tag (unlearn/forget/<id>), and git refuses `.lock` names.
+        if value.endswith(".lock"):
+            raise ValueError("must not end in '.lock' (it names a git tag)")
+        return value
+
     @field_validator("record_ids", mode="before")
     @classmethod
     def _canonical_ids(cls, value: object) -> object:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError
@@ -39,7 +40,11 @@ class Settings(BaseSettings):
         "trainings made with the same value.",
     )
     max_parallel_shards: int = Field(
-        1, ge=1, le=1024, description="Shards trained at once by the library's own runner."
+        default_factory=lambda: min(os.cpu_count() or 1, 1024),
+        ge=1,
+        le=1024,
+        description="Shards trained at once (threads, one torch thread each by default); "
+        "the number of CPUs when unset.",
     )
     tracking_uri: str | None = Field(
         None,

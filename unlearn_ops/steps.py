@@ -19,7 +19,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.errors import GateFailedError, InvalidRequestError, LineageError
 from unlearn_ops.hashing import canonical_id
@@ -346,7 +346,7 @@ def honoured_requests(workspace: Workspace) -> list[str]:
 def register_version(
     workspace: Workspace,
     *,
-    kind: str,
+    kind: Literal["train", "forget", "replay", "repro"],
     requests: Sequence[ForgetRequest],
     trained: Sequence[ShardTrained],
     revision: DataRevision,
@@ -370,7 +370,7 @@ def register_version(
     }
     request_ids = tuple(r.request_id for r in requests)
     provenance = VersionProvenance(
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         request_ids=request_ids,
         honoured_request_ids=tuple(honoured_requests(workspace)),
         parent_version=parent.get("version"),

@@ -20,7 +20,13 @@ from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.hashing import canonical_id
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
-from unlearn_ops.training import ShardColumns, resolve_device, train_shard
+from unlearn_ops.training import (
+    ShardColumns,
+    load_state,
+    resolve_device,
+    train_shard,
+    weights_digest,
+)
 
 __all__ = ["Certificate", "ShardCertificate", "certify_exactness", "certify_tables"]
 
@@ -36,6 +42,8 @@ class ShardCertificate:
         scratch_hash: SHA-256 of the weights trained from scratch now.
         keys_match: the served model's stage keys are those of the current data.
         forgotten_present: forgotten ids found in the shard's data (must be 0).
+        recorded_match: the served weights are the ones recorded when they were trained
+            (or registered): a weights file swapped or edited afterwards fails here.
     """
 
     shard_id: int
@@ -44,12 +52,14 @@ class ShardCertificate:
     scratch_hash: str
     keys_match: bool
     forgotten_present: int
+    recorded_match: bool = True
 
     @property
     def exact(self) -> bool:
         """Whether this shard passes."""
         return (
             self.keys_match
+            and self.recorded_match
             and self.forgotten_present == 0
             and bool(self.served_hash)
             and self.served_hash == self.scratch_hash
@@ -99,7 +109,9 @@ def certify_tables(
         params: the params the served weights were trained with.
         columns: column names and class count.
         settings: device, threads and the record-id hash key.
-        served: per shard, `weights_hash` and (optionally) `stage_keys` of the served model.
+        served: per shard, `weights_hash` of the weights actually served, and optionally
+            `recorded_hash` (what was recorded for them at training or registration) and
+            `stage_keys`.
         forgotten: keyed hashes of forgotten ids that must not be in the tables.
     """
     started = time.perf_counter()
@@ -121,14 +133,16 @@ def certify_tables(
         )
         info = served.get(shard_id, {})
         keys = info.get("stage_keys")
+        served_hash = str(info.get("weights_hash", ""))
         results.append(
             ShardCertificate(
                 shard_id=shard_id,
                 num_records=len(table),
-                served_hash=str(info.get("weights_hash", "")),
+                served_hash=served_hash,
                 scratch_hash=scratch.weights_hash,
                 keys_match=keys is None or keys == scratch.stage_keys,
                 forgotten_present=int(present),
+                recorded_match=info.get("recorded_hash", served_hash) == served_hash,
             )
         )
     return Certificate(
@@ -159,9 +173,18 @@ def certify_exactness(
         params=ensemble.params,
         columns=ensemble.columns(),
         settings=ensemble.settings,
-        served={
-            shard_id: {"stage_keys": None, **(ensemble.served_model_info(shard_id) or {})}
-            for shard_id in ids
-        },
+        served={shard_id: _served(ensemble, shard_id) for shard_id in ids},
         forgotten=ensemble.forgotten_hashes(),
     )
+
+
+def _served(ensemble: SisaEnsemble, shard_id: int) -> dict[str, Any]:
+    """What a shard serves: the digest of its weights file, beside what was recorded."""
+    info = ensemble.served_model_info(shard_id) or {}
+    path = ensemble.model_path(shard_id)
+    served_hash = weights_digest(load_state(path.read_bytes())) if path.is_file() else ""
+    return {
+        "stage_keys": info.get("stage_keys"),
+        "weights_hash": served_hash,
+        "recorded_hash": info.get("weights_hash", ""),
+    }

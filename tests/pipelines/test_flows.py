@@ -121,8 +121,9 @@ def test_unknown_ids_and_replayed_request_change_nothing(workspace: Path) -> Non
 def test_failed_gate_registers_but_does_not_promote(workspace: Path, edit_params: Any) -> None:
     train_ensemble(str(workspace))
     edit_params(workspace, "gates", min_accuracy=0.999)
+    ids = shard_ids_in(workspace, 0, 1)
     with pytest.raises(GateFailedError, match="champion stays at version 1") as caught:
-        forget_records(str(workspace), [request("req-gate", shard_ids_in(workspace, 0, 1))])
+        forget_records(str(workspace), [request("req-gate", ids)])
     assert "expect_column_values_to_be_between" in str(caught.value)
     ws = Workspace.open(workspace)
     registry = open_registry(ws)
@@ -130,6 +131,15 @@ def test_failed_gate_registers_but_does_not_promote(workspace: Path, edit_params
     failed = registry.get_version("2")
     assert not failed.gates_passed
     assert ws.ledger.request("req-gate").state == "failed"  # type: ignore[union-attr]
+    assert registry.first_honouring("req-gate") is None  # never served
+
+    # With the floor fixed, the same request completes: no retraining, a served version.
+    edit_params(workspace, "gates", min_accuracy=0.5)
+    result = forget_records(str(workspace), [request("req-gate", ids)])
+    assert (result["version"], result["retrained"]) == ("3", [])
+    assert registry.alias_version("champion") == "3"
+    assert registry.first_honouring("req-gate").version == "3"  # type: ignore[union-attr]
+    assert ws.ledger.request("req-gate").state == "served"  # type: ignore[union-attr]
 
 
 @pytest.mark.slow

@@ -153,7 +153,8 @@ def init_repository(root: Path) -> str:
             raise LineageError("dvc init", str(exc)) from exc
         _git(root, "config", "core.autocrlf", "false")
     _git(root, "add", "--all", ".")
-    _git(root, "commit", "-q", "-m", "unlearn-ops: new workspace")
+    if _git(root, "diff", "--cached", "--quiet", check=False).returncode != 0:
+        _git(root, "commit", "-q", "-m", "unlearn-ops: new workspace")
     return git_head(root)
 
 
@@ -217,17 +218,36 @@ def current_revision(root: Path, shard_ids: Sequence[int]) -> DataRevision:
     """The revision of the files as they are (HEAD, and md5s computed from the files).
 
     For registering outside a flow (`dvc repro`), where DVC holds the repository and
-    nothing is committed yet.
+    nothing is committed yet. The folder's md5 is DVC's own (from dvc.lock) when the
+    files are those that DVC recorded, so it compares with the flows' versions; otherwise
+    an md5 over `name:md5` lines, marked with a `local:` prefix.
     """
     shards = root / "data" / "shards"
-    digest = hashlib.md5(usedforsecurity=False)
-    for path in sorted(shards.glob("*.parquet")):
-        digest.update(f"{path.name}:{_file_md5(path)}\n".encode())
+    files = {path.name: _file_md5(path) for path in sorted(shards.glob("*.parquet"))}
+    folder_md5 = _lock_out_md5(root, "data/shards")
+    if not folder_md5 or _dir_listing(root, folder_md5) != files:
+        digest = hashlib.md5(usedforsecurity=False)
+        for name, md5 in files.items():
+            digest.update(f"{name}:{md5}\n".encode())
+        folder_md5 = f"local:{digest.hexdigest()}"
     return DataRevision(
         git_head(root),
-        digest.hexdigest(),
-        {s: _file_md5(shards / f"shard-{s:03d}.parquet") for s in shard_ids},
+        folder_md5,
+        {s: files.get(f"shard-{s:03d}.parquet", "") for s in shard_ids},
     )
+
+
+def _dir_listing(root: Path, folder_md5: str) -> dict[str, str] | None:
+    """File name -> md5 of a folder DVC cached under `folder_md5` (`....dir`), if cached."""
+    import json
+
+    value = folder_md5.removesuffix(".dir")
+    path = root / ".dvc" / "cache" / "files" / "md5" / value[:2] / f"{value[2:]}.dir"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {str(entry["relpath"]): str(entry["md5"]) for entry in entries}
 
 
 def read_git_file(root: Path, rev: str, path: str) -> str:

@@ -366,8 +366,10 @@ def _ephemeral_context() -> AbstractDataContext:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # Its INFO lines ("Created temporary directory ... for ephemeral docs site") are noise.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    # Its INFO lines ("Created temporary directory ... for ephemeral docs site") are noise;
+    # that module's logger sets its own level, so quieting the parent is not enough.
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     context = gx.get_context(mode="ephemeral")
     # tqdm would otherwise print a bar per validation into the logs.

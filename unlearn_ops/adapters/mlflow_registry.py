@@ -331,22 +331,34 @@ class MlflowRegistry:
             raise VersionNotFoundError(self.model_name, version, known) from exc
         return self._info(found, aliases)
 
-    def first_honouring(self, request_id: str) -> VersionInfo | None:
-        """The first version that honours `request_id` (searched by tag), or None."""
+    def first_honouring(self, request_id: str, *, passed_only: bool = True) -> VersionInfo | None:
+        """The first version that honours `request_id`, or None.
+
+        Args:
+            request_id: the deletion request.
+            passed_only: only versions whose gates passed (the ones that can be served);
+                a version that failed its gates honours the request in its data but was
+                never promoted, so a rerun of the request must still produce one.
+        """
         if not self._exists():
             return None
+        # LIKE narrows the search in the store; `_` and `%` in ids are wildcards there, so
+        # the exact membership is checked on the parsed list below.
         needle = json.dumps(request_id).replace("'", "''")
+        query = (
+            f"name = '{self.model_name}' and tags.`{TAG_PREFIX}honoured_requests` LIKE '%{needle}%'"
+        )
+        if passed_only:
+            query += f" and tags.`{TAG_PREFIX}gates_passed` = 'true'"
         with _translate("searching versions"):
-            found = self.client.search_model_versions(
-                f"name = '{self.model_name}' and "
-                f"tags.`{TAG_PREFIX}honoured_requests` LIKE '%{needle}%'",
-                max_results=10_000,
-            )
-        if not found:
-            return None
+            found = self.client.search_model_versions(query, max_results=10_000)
         aliases = self._aliases()
-        first = min(found, key=lambda v: int(v.version))
-        return self._info(first, aliases)
+        matches = [
+            info
+            for info in (self._info(v, aliases) for v in found)
+            if request_id in info.honoured_requests
+        ]
+        return min(matches, key=lambda info: int(info.version)) if matches else None
 
     # ---------------------------------------------------------------------- changes
     def set_alias(self, alias: str, version: str) -> None:

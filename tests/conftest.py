@@ -1,0 +1,79 @@
+"""Shared fixtures of the core tests: tiny params, a small synthetic dataset, a trained ensemble.
+
+Everything is seeded and small (S=3, R=3, an MLP with 16 hidden units, 2 epochs per stage)
+so that a whole ensemble trains in well under a second on one CPU thread.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unlearn_ops.datasets import Dataset
+from unlearn_ops.ensemble import SisaEnsemble
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+
+TINY_PARAMS = {
+    "seed": 3,
+    "sisa": {"shards": 3, "slices": 3, "salt": "core-tests"},
+    "model": {"name": "mlp", "hidden_sizes": [16]},
+    "training": {"epochs_per_stage": 2, "batch_size": 16, "learning_rate": 0.01},
+}
+
+
+def synthetic_frame(num_records: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Three Gaussian blobs in six dimensions, ids 0..n-1: learnable, tiny, seeded."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, num_records)
+    centers = rng.normal(0.0, 2.0, (3, 6))
+    features = centers[labels] + rng.normal(0.0, 1.0, (num_records, 6))
+    frame = pd.DataFrame(features.astype(np.float32), columns=[f"f{i}" for i in range(6)])
+    frame.insert(0, "label", labels.astype(np.int64))
+    frame.insert(0, "record_id", np.arange(num_records, dtype=np.int64))
+    return frame
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> Params:
+    """S=3, R=3, a [16] MLP, 2 epochs per stage."""
+    return Params.from_mapping(TINY_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def cpu_settings() -> Settings:
+    """CPU, one torch thread, one shard at a time (whatever the environment says)."""
+    return Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset() -> Dataset:
+    """300 records, 6 features, 3 classes."""
+    return Dataset.from_frame(synthetic_frame(), source="synthetic")
+
+
+@pytest.fixture(scope="session")
+def trained_template(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_params: Params,
+    cpu_settings: Settings,
+    synthetic_dataset: Dataset,
+) -> Path:
+    """One ensemble prepared and trained for the session; tests work on copies of it."""
+    root = tmp_path_factory.mktemp("template") / "ensemble"
+    SisaEnsemble(root, tiny_params, cpu_settings).fit(synthetic_dataset)
+    return root
+
+
+@pytest.fixture
+def trained_ensemble(
+    tmp_path: Path, trained_template: Path, tiny_params: Params, cpu_settings: Settings
+) -> SisaEnsemble:
+    """A private copy of the trained ensemble (files, models and checkpoints)."""
+    root = tmp_path / "ensemble"
+    shutil.copytree(trained_template, root)
+    return SisaEnsemble(root, tiny_params, cpu_settings)

@@ -1,0 +1,40 @@
+"""The end-to-end flow benchmark runs on tiny settings and its figures add up."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from unlearn_ops.benchmark import _QUICK
+from unlearn_ops.flow_benchmark import flow_markdown, run_flow_benchmark
+
+
+@pytest.mark.slow
+def test_flow_benchmark_measures_forgets_against_a_full_retrain(tmp_path: Path) -> None:
+    run = run_flow_benchmark("quick", "digits", _QUICK.params, tmp_path, seed=3, repeats=2)
+
+    assert len(run["forget_warm_draws"]) == 2
+    for draw in run["forget_warm_draws"]:
+        # One record lives in one shard: exactly one shard retrains, from its slice.
+        assert len(draw["retrained"]) == 1
+        assert draw["bound"] >= 1.0
+        assert draw["overhead"] == pytest.approx(draw["total"] - draw["retraining"])
+    for key in ("first_train_flow", "full_retrain_flow", "forget_warm", "forget_cold_cli"):
+        figures = run[key]
+        phases = sum(
+            figures[p]
+            for p in ("data", "retraining", "evaluation", "gates", "lineage", "registration")
+        )
+        assert math.isclose(phases + figures["orchestration"], figures["total"], rel_tol=1e-6) or (
+            phases > figures["total"] and figures["orchestration"] == 0.0
+        )
+    # The full retrain really retrained every shard (checkpoints were cleared).
+    assert run["full_retrain_flow"]["retraining"] > 0
+    assert run["speedup_full_over_forget_warm"] == pytest.approx(
+        run["full_retrain_flow"]["total"] / run["forget_warm"]["total"]
+    )
+    lines = "\n".join(flow_markdown([run]))
+    assert "| quick | forget 1 (cold CLI process) |" in lines
+    assert "| quick | 2 x 2 | " in lines
