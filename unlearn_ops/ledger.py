@@ -1,7 +1,8 @@
 """The request ledger: an append-only, hash-chained JSONL file of what happened to each request.
 
-States of a request: `received` -> `applied` (data revision) -> `served` (model version),
-or `failed` (reason). Record ids are personal data: entries hold only their keyed hashes.
+States of a request: `received` -> `applied` (data revision) -> `served` (model version)
+-> `purged` (superseded artifacts that still held its records deleted), or `failed`
+(reason). Record ids are personal data: entries hold only their keyed hashes.
 Each entry carries the SHA-256 of the previous line, so an edited or removed entry breaks
 the chain (:meth:`Ledger.verify_chain`).
 """
@@ -23,7 +24,7 @@ __all__ = ["GENESIS", "Ledger", "LedgerEntry", "RequestState"]
 
 GENESIS = "0" * 64
 
-Event = Literal["received", "applied", "served", "failed"]
+Event = Literal["received", "applied", "served", "failed", "purged"]
 EVENTS: frozenset[str] = frozenset(get_args(Event))
 
 
@@ -74,6 +75,7 @@ class RequestState:
     received_at: str = ""
     applied: dict[str, Any] | None = None
     served: dict[str, Any] | None = None
+    purged: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -202,9 +204,12 @@ class Ledger:
             elif entry.event == "served":
                 state.served = {**entry.data, "at": entry.at}
                 state.state = "served"
+            elif entry.event == "purged":
+                state.purged = {**entry.data, "at": entry.at}
+                state.state = "purged"
             else:
                 state.failures.append({**entry.data, "at": entry.at})
-                if state.state != "served":
+                if state.state not in ("served", "purged"):
                     state.state = "failed"
         return states
 

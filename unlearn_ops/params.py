@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from unlearn_ops.errors import ConfigError
 
 __all__ = [
+    "ComplianceParams",
     "DatasetParams",
     "GateParams",
     "ModelParams",
@@ -102,6 +103,21 @@ class RegistryParams(_Frozen):
     )
 
 
+class ComplianceParams(_Frozen):
+    """Legal deadline and retention of superseded artifacts."""
+
+    deadline_days: int = Field(
+        30, ge=1, le=3650, description="Days from a request to the first version honouring it."
+    )
+    retention_days: int = Field(
+        30,
+        ge=0,
+        le=3650,
+        description="Days a superseded version that still holds forgotten records is kept "
+        "(for rollback by replay and audit) before `purge` deletes it.",
+    )
+
+
 class Params(_Frozen):
     """Everything in `params.yaml`."""
 
@@ -112,6 +128,7 @@ class Params(_Frozen):
     training: TrainingParams = TrainingParams()
     gates: GateParams = GateParams()
     registry: RegistryParams = RegistryParams()
+    compliance: ComplianceParams = ComplianceParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
