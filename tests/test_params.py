@@ -112,6 +112,7 @@ def test_yaml_round_trip() -> None:
         "training",
         "gates",
         "registry",
+        "compliance",
     ]
     assert again.model.image_shape == (1, 8, 8)
     assert again.dataset.feature_columns == ("age", "weight")
