@@ -31,8 +31,10 @@ def forget_records(workspace: str, requests: list[dict[str, Any]]) -> dict[str, 
     watch = Stopwatch()
     with workspace_lock(ws):
         with watch.phase("data"):
-            tasks.receive_requests(ws, batch)
+            # Both refuse a bad batch before anything is written: check reads only, and
+            # receive validates every request before it appends the new ones.
             outcome = tasks.check_batch(ws, batch)
+            tasks.receive_requests(ws, batch)
             if outcome.is_noop:
                 return tasks.close_noop(ws, outcome)
             baseline = champion_accuracy(ws)
@@ -60,6 +62,8 @@ def forget_records(workspace: str, requests: list[dict[str, Any]]) -> dict[str, 
                 timings=dict(watch.seconds),
             )
             tasks.promote_and_close(ws, batch, version, gates)
+            # Versions trained on these records can never be champion again: say so.
+            tasks.mark_unsafe_versions(ws)
     return {
         "version": version.version,
         "requests": [r.request_id for r in batch],

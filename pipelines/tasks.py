@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
-from unlearn_ops import steps
+from unlearn_ops import rollback, steps
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -34,3 +34,10 @@ record_revision = _task(steps.record_revision, "record-data-revision")
 register_version = _task(steps.register_version, "register-version")
 mark_applied = _task(steps.mark_applied, "mark-applied")
 promote_and_close = _task(steps.promote_and_close, "promote-champion")
+
+# Deletion-safe rollback (unlearn_ops.rollback).
+mark_unsafe_versions = _task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
+plan_rollback = _task(rollback.plan_rollback, "plan-rollback")
+restore_version = _task(rollback.restore_version, "restore-version")
+restore_settings = _task(rollback.restore_settings, "restore-settings")
+promote = _task(steps.promote, "move-champion")

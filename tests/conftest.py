@@ -6,12 +6,19 @@ so that a whole ensemble trains in well under a second on one CPU thread.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Before anything imports Prefect (it reads its settings once): its INFO lines would also
+# be written after pytest has closed the captured streams ("Stopping temporary server").
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from unlearn_ops.datasets import Dataset
 from unlearn_ops.ensemble import SisaEnsemble

@@ -320,7 +320,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "request demo-request-1: version 2 is champion" in out
     assert "Forgets request demo-request-1: 3 records" in out
     assert "PASSED" in out
-    assert "mlflow ui --backend-store-uri sqlite:///" in out
+    assert f"unlearn-ops ui --workspace {root} --port 5050" in out
 
 
 def test_demo_refuses_a_directory_that_is_not_a_demo(

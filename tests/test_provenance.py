@@ -146,6 +146,13 @@ def test_a_forget_of_one_shard_names_the_shard_and_its_first_slice() -> None:
     )
 
 
+def test_with_the_model_name_the_parent_is_a_link_to_its_page_in_the_ui() -> None:
+    text = describe_version(make_provenance(), total_shards=3, model_name="my model")
+    assert " Derived from [version 1](#/models/my%20model/versions/1). Data: git " in text
+    trained = make_provenance(kind="train", parent_version=None)
+    assert "](" not in describe_version(trained, total_shards=3, model_name="my model")
+
+
 @pytest.mark.parametrize(
     ("shards", "first_stages", "expected"),
     [
@@ -213,3 +220,21 @@ def test_a_version_registered_by_dvc_repro_is_not_described_as_a_replay_of_no_re
 )
 def test_parse_request_list(value: str | None, expected: list[str]) -> None:
     assert parse_request_list(value) == expected
+
+
+def test_long_gate_results_are_trimmed_into_valid_json_below_the_tag_limit() -> None:
+    outcome = {
+        "expectation": "expect_table_columns_to_match_set",
+        "column": None,
+        "success": True,
+        "observed": [f"pixel_{i}" for i in range(64)],
+        "description": "shard 3 has exactly its columns",
+    }
+    failed = {**outcome, "success": False, "description": "shard 4 lacks a column"}
+    gates = {"data": {"gate": "data", "passed": False, "outcomes": [outcome] * 40 + [failed]}}
+    tag = make_provenance(gates=gates).tags()["unlearn.gates"]
+    assert len(tag) <= 7_900
+    kept = json.loads(tag)["data"]
+    assert kept["passed"] is False
+    assert "observed" not in kept["outcomes"][0]
+    assert failed["description"] in [o["description"] for o in kept["outcomes"]]

@@ -415,7 +415,8 @@ def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
             table.add_column(column)
         for row in rows:
             table.add_row(*(str(v) for v in row.values()))
-        Console().print(table)
+        # Not a terminal (a pipe, a log): wide enough that no column is cut.
+        Console(width=None if sys.stdout.isatty() else 160).print(table)
 
     _emit(as_json, {"model_name": ws.model_name, "versions": rows}, lines)
 
@@ -546,8 +547,8 @@ def demo(
     retrained = json.loads(open_registry(ws).get_version("champion").tag("shards_retrained"))
     verify(None, ",".join(map(str, retrained)) or None, workspace, as_json=False)
     typer.echo(
-        "\nOpen the lineage in the MLflow UI:\n"
-        f"  .venv/bin/mlflow ui --backend-store-uri {ws.tracking_uri} --port 5050\n"
+        "\nOpen the lineage in the MLflow UI (it prints the champion's page; Ctrl-C stops it):\n"
+        f"  unlearn-ops ui --workspace {workspace} --port 5050\n"
         f"(and `git -C {workspace} log --oneline`, `dvc diff` there, for the data lineage)"
     )
 
@@ -568,6 +569,261 @@ def _print_plan(plan: Any) -> None:
         if plan.shards
         else "no shard needs retraining"
     )
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port of the UI.")] = 5050,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Start the MLflow UI on the workspace's store and print the champion's page (Ctrl-C stops)."""
+    from unlearn_ops.adapters.mlflow_registry import CHAMPION
+    from unlearn_ops.adapters.mlflow_ui import MlflowUiServer, page_url
+    from unlearn_ops.steps import open_registry
+
+    ws = _open(workspace)
+    champion = open_registry(ws).alias_version(CHAMPION)
+    if ws.tracking_uri.startswith(("http://", "https://")):
+        # The store is served already: that server's UI shows the lineage; start nothing.
+        typer.echo(f"the store is a server: {page_url(ws.tracking_uri, ws.model_name, champion)}")
+        return
+    server = MlflowUiServer(
+        ws.tracking_uri,
+        ws.artifact_location,
+        host=host,
+        port=port,
+        registry_store_uri=ws.registry_uri,
+    )
+
+    def ready() -> None:
+        typer.echo(f"MLflow UI at {server.url} on {ws.tracking_uri}; Ctrl-C stops it")
+        where = "no champion yet" if champion is None else f"champion, version {champion}"
+        typer.echo(f"{where}: {page_url(server.url, ws.model_name, champion)}")
+
+    code = server.serve_until_interrupted(on_ready=ready)
+    typer.echo("MLflow UI stopped")
+    if code:
+        _fail(f"the MLflow UI server exited on its own with code {code}")
+
+
+@app.command()
+def audit(
+    request_id: Annotated[
+        str | None,
+        typer.Argument(metavar="REQUEST_ID", help="The request to audit (its id in the ledger)."),
+    ] = None,
+    certify: Annotated[
+        bool,
+        typer.Option(
+            "--certify", help="Also certify the first version that honours it (retrains)."
+        ),
+    ] = False,
+    check_chain: Annotated[
+        bool, typer.Option("--check-chain", help="Verify the ledger's hash chain.")
+    ] = False,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """A request's life: received, applied, honoured, served, purged, deadline; or the ledger."""
+    from unlearn_ops.audit import audit_request, describe_audit
+    from unlearn_ops.audit import check_chain as verify_ledger
+
+    if request_id is None and not check_chain:
+        _fail("give a REQUEST_ID to audit, or --check-chain to verify the ledger")
+    ws = _open(workspace)
+    data: dict[str, Any] = {}
+    lines: list[str] = []
+    failed = False
+    if check_chain:
+        status = verify_ledger(ws.ledger)
+        failed = not status.intact
+        data["ledger"] = {"path": str(ws.ledger.path), **status.to_dict()}
+        lines += [f"{ws.ledger.path.name} {problem}" for problem in status.problems]
+        lines.append(
+            f"ledger intact: {status.entries} entries"
+            if status.intact
+            else f"ledger BROKEN: {len(status.problems)} problem(s) in {status.entries} entries"
+        )
+    if request_id is not None:
+        result = audit_request(ws, request_id, certify=certify)
+        failed = failed or result.exactness is False
+        data["audit"] = result.to_dict()
+        lines += describe_audit(result)
+    document = data if len(data) > 1 else next(iter(data.values()))
+    _emit(as_json, document, lambda: typer.echo("\n".join(lines)))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Requests received from this day (YYYY-MM-DD, UTC) or ISO date-time."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Up to this day, included (YYYY-MM-DD), or ISO date-time, excluded."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File to write; compliance-report.html (or .md) by default."
+        ),
+    ] = None,
+    report_format: Annotated[
+        str | None,
+        typer.Option("--format", help="html or markdown; from the output's suffix by default."),
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Compliance report of the requests received in a period: one self-contained file."""
+    from unlearn_ops.report import build_report, parse_period_bound, write_report
+
+    if report_format not in (None, "html", "markdown"):
+        _fail(f"--format must be html or markdown, got {report_format!r}")
+    markdown = report_format == "markdown" or (
+        report_format is None and output is not None and output.suffix in (".md", ".markdown")
+    )
+    bounds = {}
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            try:
+                bounds[name] = parse_period_bound(value, end=name == "until")
+            except ValueError as exc:
+                _fail(f"--{name}: {exc}")
+    ws = _open(workspace)
+    compliance = build_report(ws, since=bounds.get("since"), until=bounds.get("until"))
+    target = output or Path("compliance-report.md" if markdown else "compliance-report.html")
+    written = write_report(compliance, target, "markdown" if markdown else "html")
+    counts = compliance.counts()
+    chain = "intact" if compliance.chain.intact else "BROKEN"
+
+    def lines() -> None:
+        typer.echo(
+            f"wrote {written[0]}: {counts['requests']} request(s) ({counts['met']} met, "
+            f"{counts['missed']} missed, {counts['pending']} pending the deadline), "
+            f"{len(compliance.versions)} version(s), ledger {chain}"
+        )
+        for path in written[1:]:
+            typer.echo(f"wrote {path}")
+
+    _emit(as_json, {"files": [str(p) for p in written], **compliance.to_dict()}, lines)
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        str | None,
+        typer.Option(help="Version or alias to go back to; the `previous` alias by default."),
+    ] = None,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="If the target misses deletions, rebuild it with them as a new version.",
+        ),
+    ] = False,
+    workspace: WorkspaceOption = Path("."),
+    progress: ProgressOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Point `champion` back at a version that honours every deletion (or a replay of one)."""
+    from pipelines.rollback import rollback_model
+    from unlearn_ops.progress import reporting
+
+    ws = _open(workspace)
+    bars = progress and not as_json and replay
+    with _shard_progress(bars, ws.ensemble.shard_ids, ws.params.sisa.slices) as bar, reporting(bar):
+        result = _run_flow(rollback_model, str(ws.root), to, replay)
+
+    def lines() -> None:
+        if result["noop"]:
+            typer.echo(result["message"])
+        elif result["action"] == "move":
+            typer.echo(
+                f"version {result['version']} is champion again (version {result['champion']} "
+                f"is previous; data at git {result['git_sha'][:12]})"
+            )
+        else:
+            replayed = ", ".join(result["missing"]) or "none"
+            shards = ", ".join(str(r["shard_id"]) for r in result["retrained"]) or "none"
+            typer.echo(
+                f"version {result['version']} is champion: version {result['target']} rebuilt "
+                f"with deletions {replayed} (shards retrained: {shards}; held-out accuracy "
+                f"{result['accuracy']:.4f}; version {result['champion']} is previous)"
+            )
+
+    _emit(as_json, result, lines)
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would go, and when; delete nothing.")
+    ] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Judge retention at this ISO date-time (what-if, tests)."),
+    ] = None,
+    scan: Annotated[
+        bool,
+        typer.Option("--scan", help="Only scan the stores for files holding forgotten records."),
+    ] = False,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Delete superseded versions, DVC objects and checkpoints after compliance.retention_days."""
+    from unlearn_ops import purge as purging
+
+    ws = _open(workspace)
+    if scan:
+        from unlearn_ops.scan import scan_workspace
+
+        report = scan_workspace(ws)
+
+        def scan_lines() -> None:
+            for finding in report.findings:
+                typer.echo(f"{finding.store}: {finding.path}: {finding.reason}")
+            for item in report.unverified:
+                typer.echo(f"{item['store']}: {item['path']}: not judged ({item['reason']})")
+            scanned = sum(report.files_scanned.values())
+            verdict = "clean" if report.clean else f"{len(report.findings)} hold forgotten records"
+            typer.echo(f"scanned {scanned} files: {verdict}")
+
+        _emit(as_json, report.to_dict(), scan_lines)
+        if not report.clean:
+            raise typer.Exit(1)
+        return
+    moment = purging.parse_now(now)
+    if dry_run:
+        plan = purging.purge_workspace(ws, moment, dry_run=True)
+        result = {"dry_run": True, **plan.to_dict()}
+    else:
+        from pipelines.purge import purge_superseded
+
+        result = _run_flow(purge_superseded, str(ws.root), moment.isoformat(), False)
+
+    def lines() -> None:
+        verb = "would delete" if dry_run else "deleted"
+        for fate in result["versions"]:
+            if fate["action"] != "keep":
+                when = "now" if fate["action"] == "delete" else f"at {fate['due_at']}"
+                typer.echo(
+                    f"version {fate['version']}: {fate['action']} ({when}): {fate['reason']}"
+                )
+        for fate in result["requests"]:
+            typer.echo(f"request {fate['request_id']}: {fate['status']} (due {fate['due_at']})")
+        gone = result.get("executed") or result["delete"]
+        typer.echo(
+            f"{verb}: versions {', '.join(gone['versions']) or 'none'}, "
+            f"{gone['checkpoints']} checkpoint(s), {gone['cache_objects']} DVC cache object(s)"
+            + (f", next due {result['next_due']}" if result["next_due"] else "")
+        )
+
+    _emit(as_json, result, lines)
 
 
 @app.command()

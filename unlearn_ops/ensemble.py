@@ -355,19 +355,24 @@ class SisaEnsemble:
         return info
 
     def stale_shards(self) -> list[int]:
-        """Shards whose served model was not trained on their current shard file.
+        """Shards whose served model was not trained on their current file with these params.
 
         Compares the file's MD5 (what DVC records too) with the one noted at training time:
         reading bytes is much cheaper than parsing and hashing every table. A file rewritten
-        with the same content only costs a resume in which every stage is cached.
+        with the same content only costs a resume in which every stage is cached. A model
+        trained under another `Params.training_hash()` (params.yaml edited, or restored by
+        a rollback) is stale too; its shard resumes from the checkpoints of these params,
+        so going back to params trained before costs nothing for unchanged shards.
         """
         stale = []
+        training_hash = self.params.training_hash()
         for shard_id in self.shard_ids:
             info = self.served_model_info(shard_id)
             if (
                 info is None
                 or not self.model_path(shard_id).is_file()
                 or info.get("data_md5") != _file_md5(self.shard_path(shard_id))
+                or info.get("training_hash") != training_hash
             ):
                 stale.append(shard_id)
         return stale
@@ -376,8 +381,9 @@ class SisaEnsemble:
         """Train (or resume) one shard on its current table and serve the result."""
         columns = self.columns()
         data_md5 = _file_md5(self.shard_path(shard_id))
+        table = self.read_shard(shard_id)
         model = train_shard(
-            self.read_shard(shard_id),
+            table,
             shard_id=shard_id,
             params=self.params,
             columns=columns,
@@ -397,7 +403,22 @@ class SisaEnsemble:
         }
         _write_text_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
         self._model_cache.pop(shard_id, None)
+        self._index_checkpoints(shard_id, table, model.stage_keys)
         return model
+
+    def _index_checkpoints(self, shard_id: int, table: pd.DataFrame, keys: list[str]) -> None:
+        """Note which records each new stage checkpoint saw (what `purge` and `scan` judge by)."""
+        from unlearn_ops.checkpoint_index import CheckpointIndex, index_shard_checkpoints
+
+        index_shard_checkpoints(
+            CheckpointIndex(self.root / "checkpoints" / "index"),
+            self.checkpoint_store,
+            table,
+            shard_id=shard_id,
+            id_column=self.columns().id_column,
+            stage_keys=keys,
+            hash_record_id=self.settings.hash_record_id,
+        )
 
     def train(
         self,

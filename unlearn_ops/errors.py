@@ -9,12 +9,15 @@ The tree::
     ├── UnknownModelError (KeyError)    a model name that no factory knows
     ├── InvalidRequestError (ValueError) a forget request that cannot be acted on
     ├── UnknownRecordsError (KeyError)  ids to forget that the training data never held
+    ├── RequestNotFoundError (KeyError) a request id that the ledger never received
     ├── StoreError                      the ensemble's files are missing or inconsistent
     ├── WorkspaceNotFoundError          no workspace (params.yaml + dvc.yaml) at a path
     ├── LineageError                    git or DVC refused an operation
     ├── RegistryError                   MLflow refused an operation
     ├── VersionNotFoundError (KeyError) a model version or alias that does not exist
     ├── GateFailedError                 a new version failed its gates (it stays unpromoted)
+    ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
+    ├── RollbackError                   a rollback that cannot be done as asked
     ├── CheckpointNotFoundError (KeyError)
     └── DeviceUnavailableError          `cuda` asked for where there is none
 
@@ -35,11 +38,14 @@ __all__ = [
     "InvalidRequestError",
     "LineageError",
     "RegistryError",
+    "RequestNotFoundError",
+    "RollbackError",
     "StoreError",
     "UnknownDatasetError",
     "UnknownModelError",
     "UnknownRecordsError",
     "UnlearnOpsError",
+    "UnsafeVersionError",
     "VersionNotFoundError",
     "WorkspaceNotFoundError",
 ]
@@ -220,3 +226,65 @@ class GateFailedError(UnlearnOpsError):
         self.champion = champion
         kept = f"champion stays at version {champion}" if champion else "no champion was set"
         super().__init__(f"version {version} not promoted ({kept}): {summary}")
+
+
+class RequestNotFoundError(UnlearnOpsError, KeyError):
+    """A request id that the ledger never received.
+
+    Args:
+        request_id: the id asked about.
+        ledger: the ledger file searched.
+        known: the request ids the ledger holds.
+    """
+
+    def __init__(self, request_id: str, ledger: object, known: Sequence[str] = ()) -> None:
+        self.request_id = request_id
+        self.ledger = ledger
+        self.known = list(known)
+        hint = (
+            f"requests it holds: {_preview(self.known, 10)}"
+            if self.known
+            else "it holds no request yet; send one with `unlearn-ops forget`"
+        )
+        super().__init__(
+            f"request {request_id!r} is not in the ledger {ledger}; {hint}; "
+            "check the id (request ids are case-sensitive)"
+        )
+
+
+class UnsafeVersionError(UnlearnOpsError):
+    """A version that does not honour every deletion recorded so far: never `champion` again.
+
+    Args:
+        version: the version asked for.
+        missing: the recorded requests it does not honour, oldest first.
+        champion: where `champion` points (unchanged).
+    """
+
+    def __init__(self, version: str, missing: Sequence[str], champion: str | None) -> None:
+        self.version = version
+        self.missing = list(missing)
+        self.champion = champion
+        kept = f"champion stays at version {champion}" if champion else "no champion was set"
+        super().__init__(
+            f"version {version} does not honour {len(self.missing)} deletion request(s) "
+            f"recorded since it was made ({_preview(self.missing)}), so it can never be "
+            f"champion again ({kept}); rebuild it with those deletions applied: "
+            f"`unlearn-ops rollback --to {version} --replay`"
+        )
+
+
+class RollbackError(UnlearnOpsError):
+    """A rollback that cannot be done as asked; nothing was changed.
+
+    Args:
+        target: the version asked for (or a description of the default target).
+        problem: what stands in the way.
+        hint: what to do instead.
+    """
+
+    def __init__(self, target: str, problem: str, hint: str = "") -> None:
+        self.target = target
+        self.problem = problem
+        message = f"cannot roll back to {target}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)

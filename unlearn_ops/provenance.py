@@ -7,11 +7,19 @@ the UI then shows, for any version, which deletions it honours and where its dat
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
-__all__ = ["TAG_PREFIX", "VersionProvenance", "describe_version", "parse_request_list"]
+__all__ = [
+    "TAG_PREFIX",
+    "VersionProvenance",
+    "describe_version",
+    "parse_request_list",
+    "ui_page_fragment",
+    "version_page_link",
+]
 
 TAG_PREFIX = "unlearn."
 # Model version tag values may hold 100,000 characters; keep the cumulative list well below.
@@ -90,7 +98,7 @@ class VersionProvenance:
             "params_hash": self.training_hash,
             "seed": str(self.seed),
             "weights": dumps({str(k): v for k, v in self.weights.items()}),
-            "gates": dumps(self.gates),
+            "gates": _gates_tag(self.gates, dumps),
             "gates_passed": str(self.gates_passed).lower(),
             "timings": dumps({k: round(v, 3) for k, v in self.timings.items()}),
             "accuracy": f"{self.accuracy:.6f}",
@@ -120,6 +128,46 @@ class VersionProvenance:
         }
 
 
+# MLflow truncates tag values past 8,000 characters (into invalid JSON): keep below that.
+_MAX_GATES_TAG_CHARS = 7_900
+
+
+def _gates_tag(gates: Mapping[str, Any], dumps: Callable[[Any], str]) -> str:
+    """The gate results as a tag: whole when short; else without the observed values, and
+    at last only the failed outcomes (the whole results are in the run's provenance.json)."""
+    text = dumps(gates)
+    if len(text) <= _MAX_GATES_TAG_CHARS:
+        return text
+
+    def trimmed(keep: Any) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, gate in gates.items():
+            if not isinstance(gate, Mapping):
+                result[name] = gate
+                continue
+            outcomes = [o for o in gate.get("outcomes", []) if isinstance(o, Mapping)]
+            kept = [{k: v for k, v in o.items() if k != "observed"} for o in outcomes if keep(o)]
+            result[name] = {
+                **{k: v for k, v in gate.items() if k != "outcomes"},
+                "outcomes": kept,
+                "outcomes_omitted": len(outcomes) - len(kept),
+            }
+        return result
+
+    text = dumps(trimmed(lambda outcome: True))
+    if len(text) <= _MAX_GATES_TAG_CHARS:
+        return text
+    text = dumps(trimmed(lambda outcome: not outcome.get("success", False)))
+    if len(text) <= _MAX_GATES_TAG_CHARS:
+        return text
+    return dumps(
+        {
+            name: {"passed": bool(g.get("passed"))} if isinstance(g, Mapping) else g
+            for name, g in gates.items()
+        }
+    )
+
+
 def _shard_list(shards: Sequence[int]) -> str:
     names = [str(s) for s in shards]
     if len(names) <= 1:
@@ -127,11 +175,41 @@ def _shard_list(shards: Sequence[int]) -> str:
     return f"shards {', '.join(names[:-1])} and {names[-1]}"
 
 
-def describe_version(provenance: VersionProvenance, total_shards: int) -> str:
-    """The model version's description, in plain words, for the MLflow UI."""
-    parent = (
-        f" Derived from version {provenance.parent_version}." if provenance.parent_version else ""
-    )
+def ui_page_fragment(model_name: str, version: str | None = None) -> str:
+    """The MLflow UI's route to a model version's page, or to the model's.
+
+    The UI is a hash-routed single-page app: MLflow 3.17 routes a version page at
+    `#/models/:modelName/versions/:version`, the name URL-encoded. A link to the fragment
+    alone works on whatever host and port serves the page that holds it.
+    """
+    page = f"#/models/{quote(model_name, safe='')}"
+    return page if version is None else f"{page}/versions/{version}"
+
+
+def version_page_link(model_name: str, version: str) -> str:
+    """A markdown link to a model version's page in the MLflow UI."""
+    return f"[version {version}]({ui_page_fragment(model_name, version)})"
+
+
+def describe_version(
+    provenance: VersionProvenance, total_shards: int, model_name: str | None = None
+) -> str:
+    """The model version's description, in plain words, for the MLflow UI.
+
+    Args:
+        provenance: what the version records.
+        total_shards: S, the number of shards of the ensemble.
+        model_name: the registered model; when given, the parent version is a markdown
+            link to its page (the UI renders descriptions as markdown).
+    """
+    parent = ""
+    if provenance.parent_version:
+        parent_name = (
+            version_page_link(model_name, provenance.parent_version)
+            if model_name
+            else f"version {provenance.parent_version}"
+        )
+        parent = f" Derived from {parent_name}."
     if provenance.kind == "train":
         head = f"Trained from scratch on all {total_shards} shards."
     elif provenance.kind == "repro":

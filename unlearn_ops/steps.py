@@ -21,7 +21,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from unlearn_ops.errors import GateFailedError, InvalidRequestError, LineageError
+from unlearn_ops.errors import (
+    GateFailedError,
+    InvalidRequestError,
+    LineageError,
+    UnsafeVersionError,
+)
 from unlearn_ops.hashing import canonical_id
 from unlearn_ops.planning import RetrainingPlan
 from unlearn_ops.provenance import VersionProvenance, describe_version
@@ -208,12 +213,34 @@ def check_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> Batc
 
 
 def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
-    """Ledger: requests found served already are `served` by the version that honours them."""
+    """Requests found served already: `served` in the ledger, and named by their versions.
+
+    A request whose records were all forgotten by earlier requests is honoured by every
+    version that honours those; their `unlearn.honoured_requests` tags gain its id, so
+    that a search by request id (and the MLflow UI) finds it like any other.
+    """
     states = workspace.ledger.requests()
-    for request_id, version in outcome.served_by.items():
+    registry = open_registry(workspace)
+    versions = registry.versions()
+    for request in outcome.requests:
+        request_id = request.request_id
+        version = outcome.served_by.get(request_id)
+        if version is None:
+            continue
         state = states.get(request_id)
         if state is None or state.served is None:
             workspace.ledger.append("served", request_id, version=version, noop=True)
+        hashes = sorted({workspace.settings.hash_record_id(r) for r in request.record_ids})
+        covering = {s.request_id for s in workspace.ledger.serving_requests(hashes).values()}
+        if not covering:
+            continue  # found by its own id: the versions name it already
+        for info in versions:
+            honoured = info.honoured_requests
+            if request_id not in honoured and covering <= set(honoured):
+                registry.set_version_tag(
+                    info.version, "honoured_requests", json.dumps([*honoured, request_id])
+                )
+                registry.set_version_tag(info.version, "honoured_count", str(len(honoured) + 1))
     return describe_noop(outcome)
 
 
@@ -353,8 +380,13 @@ def register_version(
     gates: Sequence[GateResult],
     metrics: dict[str, float],
     timings: dict[str, float],
+    replayed: Sequence[str] = (),
 ) -> VersionInfo:
-    """Log the ensemble as a new MLflow version with its provenance; write registry.json."""
+    """Log the ensemble as a new MLflow version with its provenance; write registry.json.
+
+    `replayed` names the ledger requests a `replay` version applies onto an older one
+    (their ids are known only as keyed hashes, so they are counted from the ledger).
+    """
     import numpy as np
     import pandas as pd
 
@@ -368,7 +400,9 @@ def register_version(
     weights = {
         s: (ensemble.served_model_info(s) or {}).get("weights_hash", "") for s in ensemble.shard_ids
     }
-    request_ids = tuple(r.request_id for r in requests)
+    request_ids = tuple(r.request_id for r in requests) + tuple(replayed)
+    states = workspace.ledger.requests() if replayed else {}
+    replayed_hashes = {h for r in replayed if r in states for h in states[r].record_hashes}
     provenance = VersionProvenance(
         kind=kind,
         request_ids=request_ids,
@@ -379,7 +413,8 @@ def register_version(
         shard_md5s=revision.shard_md5s,
         shards_retrained=tuple(retrained),
         first_stages=first_stages,
-        records_forgotten=len({r for request in requests for r in request.record_ids}),
+        records_forgotten=len({r for request in requests for r in request.record_ids})
+        + len(replayed_hashes),
         training_hash=workspace.params.training_hash(),
         seed=workspace.params.seed,
         weights=weights,
@@ -411,7 +446,9 @@ def register_version(
     }
     version = registry.log_version(
         provenance=provenance,
-        description=describe_version(provenance, workspace.params.sisa.shards),
+        description=describe_version(
+            provenance, workspace.params.sisa.shards, model_name=workspace.model_name
+        ),
         model_files=model_files,
         training_frame=training_frame,
         dataset_source=str(ensemble.shards_dir),
@@ -433,16 +470,24 @@ def register_version(
 def promote(workspace: Workspace, version: VersionInfo, gates: Sequence[GateResult]) -> str:
     """Point `champion` at `version` if every gate passed (old champion -> `previous`).
 
+    The one place `champion` moves, so it also holds the rule that a version which does
+    not honour every deletion recorded so far is never served again, whatever the path.
+
     Raises:
         GateFailedError: a gate failed; `champion` stays where it was.
+        UnsafeVersionError: `version` misses a recorded deletion; `champion` stays.
     """
     from unlearn_ops.adapters.gx_gates import summarise_failures
     from unlearn_ops.adapters.mlflow_registry import CHAMPION, PREVIOUS
+    from unlearn_ops.rollback import missing_deletions
 
     registry = open_registry(workspace)
     champion = registry.alias_version(CHAMPION)
     if not all(g.passed for g in gates):
         raise GateFailedError(version.version, summarise_failures(gates), champion)
+    missing = missing_deletions(version.honoured_requests, honoured_requests(workspace))
+    if missing:
+        raise UnsafeVersionError(version.version, missing, champion)
     if champion is not None and champion != version.version:
         registry.set_alias(PREVIOUS, champion)
     registry.set_alias(CHAMPION, version.version)

@@ -207,7 +207,12 @@ def test_the_run_logged_its_training_data_params_and_provenance(logged: Logged) 
     assert dataset.name == "shards@0123456789ab"
     assert dataset.digest == logged.provenance.data_md5[:36]
     assert str(logged.ensemble.shards_dir) in dataset.source
-    assert {t.key: t.value for t in inputs[0].tags}.get("mlflow.data.context") == "training"
+    input_tags = {t.key: t.value for t in inputs[0].tags}
+    assert input_tags.get("mlflow.data.context") == "training"
+    git_sha = logged.provenance.git_sha
+    assert input_tags["unlearn.dvc_rev"] == run.data.tags["unlearn.dvc_rev"] == git_sha
+    assert input_tags["unlearn.data_md5"] == logged.provenance.data_md5
+    assert run.data.tags["mlflow.note.content"] == logged.description  # the run's description
     assert run.data.params == {"seed": "5", "shards": "2"}
     assert run.data.metrics["train_records"] == float(
         sum(len(logged.ensemble.read_shard(s)) for s in logged.ensemble.shard_ids)

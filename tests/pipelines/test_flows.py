@@ -60,9 +60,12 @@ def test_train_then_forget_end_to_end(workspace: Path) -> None:
     # The champion's own training data (as of its git revision) holds no forgotten id.
     assert not set(forgotten) & training_ids_at(workspace, champion.tag("git_sha"), 3)
     assert set(forgotten) <= training_ids_at(workspace, before.tag("git_sha"), 3)
-    # The previous version is unchanged.
+    # The previous version is unchanged, but for the tags that say it may never be served
+    # again (it was trained on the forgotten records).
     after = registry.get_version("1")
-    assert (after.tags, after.description) == (before.tags, before.description)
+    marks = {"unlearn.honours_all_deletions": "false", "unlearn.superseded_by_request": "req-one"}
+    assert after.tags == {**before.tags, **marks}
+    assert (after.description, after.run_id) == (before.description, before.run_id)
     # DVC lineage: the diff between the two revisions names only shard 1.
     changes = changed_paths(workspace, before.tag("git_sha"), champion.tag("git_sha"))
     assert changes["modified"] == ["data/shards/shard-001.parquet", "models/shard-001.pt"] or (
@@ -93,6 +96,11 @@ def test_train_then_forget_end_to_end(workspace: Path) -> None:
         "message": "request req-one is honoured already by version 2",
     }
     assert len(registry.versions()) == 2
+    # Another request for the same records is honoured by the same version, and says so.
+    other = forget_records(str(workspace), [request("req-two", forgotten[:1])])
+    assert other["served_by"] == {"req-two": "2"}
+    assert registry.first_honouring("req-two").version == "2"  # type: ignore[union-attr]
+    assert registry.get_version("1").honoured_requests == []
 
 
 @pytest.mark.slow
@@ -103,6 +111,8 @@ def test_unknown_ids_and_replayed_request_change_nothing(workspace: Path) -> Non
     ).stdout
     with pytest.raises(UnknownRecordsError, match="no-such-record"):
         forget_records(str(workspace), [request("req-bad", ["no-such-record"])])
+    # A refused request leaves no trace: not even `received` in the ledger.
+    assert Workspace.open(workspace).ledger.request("req-bad") is None
     real = shard_ids_in(workspace, 0, 1)
     forget_records(str(workspace), [request("req-a", real)])
     with pytest.raises(InvalidRequestError, match="received before with other records"):

@@ -10,6 +10,7 @@ never stages: `champion` is what is served. MLflow errors become :class:`Registr
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
 
-__all__ = ["CHAMPION", "PREVIOUS", "MlflowRegistry", "VersionInfo"]
+__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "MlflowRegistry", "VersionInfo"]
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -203,6 +204,15 @@ class MlflowRegistry:
                 mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
                 mlflow.log_metrics(dict(metrics))
                 mlflow.set_tags(tags)
+                # The DVC revision of the training data: the git commit that `dvc diff`,
+                # `dvc.api.open(rev=...)` and `unlearn-ops verify` read it back from.
+                dvc_rev = {
+                    f"{TAG_PREFIX}dvc_rev": provenance.git_sha,
+                    f"{TAG_PREFIX}data_md5": provenance.data_md5,
+                }
+                mlflow.set_tags(dvc_rev)
+                # MLflow's own tag for a run's description: the run page says it too.
+                mlflow.set_tag("mlflow.note.content", description)
                 with warnings.catch_warnings():
                     # MLflow registers its local-file source for two schemes ("" and
                     # "file") and warns that a plain path matches both; both are the same.
@@ -214,7 +224,7 @@ class MlflowRegistry:
                         digest=provenance.data_md5[:36] or None,
                         targets=None,
                     )
-                mlflow.log_input(dataset, context="training")
+                mlflow.log_input(dataset, context="training", tags=dvc_rev)
                 with tempfile.TemporaryDirectory() as scratch:
                     provenance_path = Path(scratch) / "provenance.json"
                     provenance_path.write_text(
@@ -381,3 +391,107 @@ class MlflowRegistry:
         if alias_or_version.isdigit():
             return f"models:/{self.model_name}/{alias_or_version}"
         return f"models:/{self.model_name}@{alias_or_version}"
+
+    # ------------------------------------------------------------------------ purge
+    def logged_model_versions(self) -> dict[str, str]:
+        """Logged model id (`m-...`) -> the registered version whose source it is."""
+        return {
+            model_id: info.version
+            for info in self.versions()
+            if (model_id := self._model_id(info.version))
+        }
+
+    def _model_id(self, version: str) -> str:
+        with _translate("reading a version"):
+            found = self.client.get_model_version(self.model_name, version)
+        model_id = getattr(found, "model_id", None) or ""
+        source = str(found.source or "")
+        if not model_id and source.startswith("models:/m-"):
+            model_id = source.removeprefix("models:/").split("/")[0]
+        return str(model_id)
+
+    def artifact_dirs(self) -> list[Path]:
+        """Local folders of the experiment's artifact store (none for a remote store)."""
+        from urllib.parse import unquote, urlparse
+
+        with _translate("experiment lookup"):
+            experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            return []
+        parsed = urlparse(str(experiment.artifact_location))
+        if parsed.scheme not in ("", "file"):
+            return []
+        return [Path(unquote(parsed.path))]
+
+    def delete_version(self, version: str) -> DeletedVersion:
+        """Delete a version for good: its artifacts, the version, its run and logged model.
+
+        The artifacts go first, through MLflow's artifact repository API (local files, S3,
+        or the server's proxied store alike). MLflow's own deletes are soft (lifecycle
+        `deleted`), so on a database store the run and logged model are then removed for
+        good by `mlflow gc` (run in-process); a client of a tracking server cannot
+        hard-delete, which is left to the server's operator (`hard` is False then).
+        """
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with _translate(f"deleting version {version}"):
+            found = self.client.get_model_version(self.model_name, version)
+            run_id = str(found.run_id or "")
+            model_id = self._model_id(version)
+            locations = []
+            if model_id:
+                locations.append(self.client.get_logged_model(model_id).artifact_location)
+            if run_id:
+                locations.append(self.client.get_run(run_id).info.artifact_uri)
+            for location in locations:
+                repository: Any = get_artifact_repository(location)
+                repository.delete_artifacts()
+            self.client.delete_model_version(self.model_name, version)
+            if model_id:
+                self.client.delete_logged_model(model_id)
+            if run_id:
+                self.client.delete_run(run_id)
+        hard = self._hard_delete([run_id] if run_id else [], [model_id] if model_id else [])
+        return DeletedVersion(version, run_id, model_id, tuple(locations), hard)
+
+    def _hard_delete(self, run_ids: list[str], model_ids: list[str]) -> bool:
+        """`mlflow gc` of soft-deleted runs and logged models; False without a database store."""
+        from urllib.parse import urlparse
+
+        from mlflow.cli import gc
+
+        scheme = urlparse(self.tracking_uri).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql", "mysql", "mssql") or not (run_ids or model_ids):
+            return False
+        args = ["--backend-store-uri", self.tracking_uri, "--tracking-uri", self.tracking_uri]
+        if run_ids:
+            args += ["--run-ids", ",".join(run_ids)]
+        if model_ids:
+            args += ["--logged-model-ids", ",".join(model_ids)]
+        with (
+            self._fluent(),
+            _translate("mlflow gc"),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            gc.main(args, standalone_mode=False)
+        return True
+
+
+@dataclass(frozen=True)
+class DeletedVersion:
+    """A version deleted by :meth:`MlflowRegistry.delete_version`.
+
+    Attributes:
+        version: the version number.
+        run_id: its run (deleted with its artifacts).
+        model_id: its logged model (deleted with its artifacts).
+        artifact_locations: the artifact folders emptied.
+        hard: whether run and logged model were removed from the store for good
+            (`mlflow gc`); soft-deleted only when the store is a tracking server.
+    """
+
+    version: str
+    run_id: str
+    model_id: str
+    artifact_locations: tuple[str, ...]
+    hard: bool

@@ -1,0 +1,86 @@
+"""The `rollback-model` flow: `champion` back to a version that honours every deletion.
+
+A safe target is restored and promoted; an unsafe one is refused, or with `replay`
+rebuilt from its params over the current data (only shards that differ retrain) and
+registered as a new `replay` version that must pass the gates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+
+from pipelines import tasks
+from unlearn_ops.steps import Stopwatch, champion_accuracy, workspace_lock
+from unlearn_ops.workspace import Workspace
+
+
+@flow(name="rollback-model")
+def rollback_model(workspace: str, to: str | None = None, replay: bool = False) -> dict[str, Any]:
+    """Point `champion` at an earlier version, or at a replay of it that honours every deletion.
+
+    Args:
+        workspace: the workspace directory.
+        to: version or alias to go back to; the `previous` alias when None.
+        replay: rebuild a target that misses deletions instead of refusing it.
+
+    Example:
+        >>> rollback_model("ws", to="3", replay=True)  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    watch = Stopwatch()
+    with workspace_lock(ws):
+        plan = tasks.plan_rollback(ws, to, replay=replay)
+        result: dict[str, Any] = {**plan.to_dict(), "noop": plan.action == "noop"}
+        if plan.action == "noop":
+            return result
+        if plan.action == "move":
+            ws = tasks.restore_version(ws, plan)
+            revision = tasks.record_revision(
+                ws, f"unlearn-ops: roll back to version {plan.target.version}"
+            )
+            tasks.promote(ws, plan.target, [])
+            tasks.mark_unsafe_versions(ws)
+            return {**result, "version": plan.target.version, "git_sha": revision.git_sha}
+        with watch.phase("data"):
+            baseline = champion_accuracy(ws)
+            ws = tasks.restore_settings(ws, plan)
+            stale = tasks.stale_shards(ws)
+        with watch.phase("retraining"):
+            trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
+        with watch.phase("evaluation"):
+            metrics = tasks.evaluate(ws)
+        with watch.phase("gates"):
+            gates = tasks.run_gates(ws, metrics, baseline)
+        with watch.phase("lineage"):
+            revision = tasks.record_revision(
+                ws, f"unlearn-ops: replay deletions onto version {plan.target.version}"
+            )
+        with watch.phase("registration"):
+            version = tasks.register_version(
+                ws,
+                kind="replay",
+                requests=[],
+                trained=trained,
+                revision=revision,
+                gates=gates,
+                metrics=metrics,
+                timings=dict(watch.seconds),
+                replayed=plan.missing,
+            )
+            tasks.promote_and_close(ws, [], version, gates)
+            tasks.mark_unsafe_versions(ws)
+    return {
+        **result,
+        "version": version.version,
+        "retrained": [
+            {"shard_id": t.shard_id, "first_stage": t.first_stage, "stages": list(t.stages)}
+            for t in trained
+            if t.stages
+        ],
+        "accuracy": metrics["accuracy"],
+        "git_sha": revision.git_sha,
+        "gates": {g.gate: g.passed for g in gates},
+        "timings": watch.seconds,
+    }

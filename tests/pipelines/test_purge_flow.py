@@ -1,0 +1,149 @@
+"""Purge end to end: retention window, deletion in every store, and a scan that finds nothing.
+
+Real MLflow (sqlite + local artifacts), git + DVC and Prefect, as in test_flows.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.forget import forget_records
+from pipelines.purge import purge_deployment, purge_superseded
+from pipelines.train import train_ensemble
+from unlearn_ops.adapters.dvc_lineage import git_head, is_clean, read_at_revision
+from unlearn_ops.cli import main
+from unlearn_ops.scan import scan_workspace
+from unlearn_ops.steps import certify_version, open_registry
+from unlearn_ops.workspace import Workspace
+
+
+def first_ids(root: Path, shard_id: int, count: int) -> list[str]:
+    table = pd.read_parquet(root / "data" / "shards" / f"shard-{shard_id:03d}.parquet")
+    return [str(r) for r in table["record_id"][:count]]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Digest of every file of the workspace's stores (locks and DVC's tmp aside)."""
+    skip = (".git", ".unlearn-ops", "tmp")
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not set(path.relative_to(root).parts[:2]) & set(skip)
+    }
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, _err = capsys.readouterr()
+    return code, out
+
+
+@pytest.mark.slow
+def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_ensemble(str(workspace))
+    forget_records(str(workspace), [{"request_id": "r1", "record_ids": first_ids(workspace, 1, 2)}])
+    forget_records(str(workspace), [{"request_id": "r2", "record_ids": first_ids(workspace, 2, 1)}])
+    ws = Workspace.open(workspace)
+    registry = open_registry(ws)
+    assert registry.aliases() == {"champion": "3", "previous": "2"}
+
+    # Before the purge the old versions, DVC objects and checkpoints hold the records.
+    before_scan = scan_workspace(ws)
+    assert {f.store for f in before_scan.findings} == {
+        "dvc-cache",
+        "checkpoints",
+        "mlflow-artifacts",
+    }
+    assert not before_scan.unverified
+    code, _out = cli(["purge", "--scan", "-w", str(workspace)], capsys)
+    assert code == 1
+
+    # Inside the window a dry run lists what will go, and when, and deletes nothing.
+    files, head = snapshot(workspace), git_head(workspace)
+    code, out = cli(["purge", "--dry-run", "--json", "-w", str(workspace)], capsys)
+    assert code == 0
+    dry = json.loads(out)
+    fates = {f["version"]: f for f in dry["versions"]}
+    assert (fates["1"]["action"], fates["2"]["action"], fates["3"]["action"]) == (
+        "pending",
+        "pending",
+        "keep",
+    )
+    applied = ws.ledger.request("r1").applied  # type: ignore[union-attr]
+    assert applied is not None
+    due = datetime.fromisoformat(applied["at"]) + timedelta(days=30)
+    assert datetime.fromisoformat(fates["1"]["due_at"]) == due.replace(microsecond=0)
+    assert {r["request_id"]: r["status"] for r in dry["requests"]} == {
+        "r1": "pending",
+        "r2": "pending",
+    }
+    assert dry["delete"] == {
+        "versions": [],
+        "checkpoints": 0,
+        "cache_objects": 0,
+        "remote_objects": 0,
+    }
+    assert snapshot(workspace) == files
+    assert git_head(workspace) == head
+
+    # Past the window the flow deletes every superseded version and object.
+    later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
+    code, out = cli(["purge", "--dry-run", "--now", later, "--json", "-w", str(workspace)], capsys)
+    assert json.loads(out)["delete"]["versions"] == ["1", "2"]
+    result = purge_superseded(str(workspace), now=later)
+    assert result["executed"]["versions"] == ["1", "2"]
+    assert result["executed"]["hard_deleted"]
+    assert result["executed"]["checkpoints"] > 0
+    assert result["executed"]["cache_objects"] > 0
+
+    assert [v.version for v in registry.versions()] == ["3"]
+    assert registry.aliases() == {"champion": "3"}
+    model = registry.load_pyfunc("champion")
+    features = ws.ensemble.read_holdout()[list(ws.ensemble.columns().feature_columns)].head(3)
+    assert len(model.predict(features)) == 3
+
+    after = scan_workspace(ws)
+    assert after.clean, after.findings
+    assert not after.unverified
+    assert after.files_scanned["dvc-cache"] > 0
+    code, out = cli(["purge", "--scan", "-w", str(workspace)], capsys)
+    assert (code, out.strip().endswith("clean")) == (0, True)
+
+    states = ws.ledger.requests()
+    assert states["r1"].state == states["r2"].state == "purged"
+    assert states["r2"].purged is not None
+    assert states["r2"].purged["versions"] == ["1", "2"]
+    assert ws.ledger.verify_chain() == []
+    assert is_clean(workspace)
+    # The champion's data is still readable through DVC, and certifies (shard 1 was the
+    # one whose older objects went).
+    champion_sha = registry.get_version("champion").tag("git_sha")
+    for shard_id in range(3):
+        assert read_at_revision(
+            workspace, f"data/shards/shard-{shard_id:03d}.parquet", champion_sha
+        )
+    assert certify_version(ws, "champion", [1]).passed
+
+    # A second purge has nothing left to do.
+    again = purge_superseded(str(workspace), now=later)
+    assert again["executed"]["versions"] == []
+    assert {r["status"] for r in again["requests"]} == {"purged"}
+
+
+def test_purge_deployment_carries_the_schedule() -> None:
+    deployment = purge_deployment("some-workspace", name="nightly", cron="0 3 * * *")
+    assert deployment.name == "nightly"
+    assert deployment.parameters == {"workspace": "some-workspace"}
+    assert deployment.schedules[0].schedule.cron == "0 3 * * *"
