@@ -36,3 +36,17 @@ def test_unknown_workload_is_a_config_error(tmp_path: Path) -> None:
 def test_heavy_workload_is_the_cnn() -> None:
     names = {w.name: w for w in WORKLOADS}
     assert names["mnist-cnn"].params["model"]["name"] == "cnn"
+
+
+def test_shard_sweep_reports_accuracy_against_the_bound(tmp_path: Path) -> None:
+    from unlearn_ops.benchmark import _QUICK, _shard_sweep
+
+    rows = _shard_sweep("digits", _QUICK.params, tmp_path, 0, (1, 2))
+    assert [r["shards"] for r in rows] == [1, 2]
+    # One monolithic model is the reference of every row; more shards, a larger bound.
+    assert rows[0]["monolithic_accuracy"] == rows[1]["monolithic_accuracy"]
+    assert rows[0]["expected_single_forget_bound"] < rows[1]["expected_single_forget_bound"]
+    for row in rows:
+        assert row["gap_points"] == pytest.approx(
+            100 * (row["monolithic_accuracy"] - row["accuracy"])
+        )

@@ -58,7 +58,8 @@ class Workload:
 # run shows S=8 costs the ensemble more than 2 points of accuracy (docs/BENCHMARKS.md).
 _SISA = {"shards": 8, "slices": 4}
 _SISA_MNIST = {"shards": 4, "slices": 4}
-SWEEP_SHARDS = (2, 4, 8, 16)
+# S swept per workload, to choose S with numbers: accuracy against the one-record bound.
+SWEEPS: dict[str, tuple[int, ...]] = {"mnist-mlp": (2, 4, 8, 16), "mnist-cnn": (4, 8)}
 # The end-to-end flow figures run on the default small model, and on the heavy workload at
 # S=8: at S=4 a one-record forget's compute bound is itself only about 5.3x a full retrain
 # (3 of 4 shards untouched, and on average 3/4 of the fourth retrained), while S=8 costs
@@ -302,14 +303,18 @@ def expected_single_forget_bound(ensemble: SisaEnsemble) -> float:
 
 
 def _shard_sweep(
-    dataset_name: str, base: dict[str, Any], work_dir: Path, seed: int
+    dataset_name: str,
+    base: dict[str, Any],
+    work_dir: Path,
+    seed: int,
+    shard_counts: Sequence[int],
 ) -> list[dict[str, Any]]:
     """Accuracy and expected one-record bound for several S, to choose S with numbers."""
     dataset = BUILTIN_DATASETS[dataset_name]()
     settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
     rows = []
     mono_accuracy = None
-    for shards in SWEEP_SHARDS:
+    for shards in shard_counts:
         params = Params.from_mapping(
             {"seed": seed, **base, "sisa": {**base["sisa"], "shards": shards}}
         )
@@ -410,7 +415,7 @@ def run_benchmark(
         quick: run one tiny workload instead (checks the harness; numbers mean nothing).
         repeats: random draws per forget size.
         only: workload names to run; all when None.
-        sweep: also run the shard sweep (accuracy against S on MNIST-5k with the MLP).
+        sweep: also run the shard sweeps (accuracy against S on MNIST-5k, MLP and CNN).
         flows: also measure the flows end to end on the MNIST workloads.
         seed: seed of the params and of the draws.
 
@@ -453,12 +458,15 @@ def run_benchmark(
                     run_flow_benchmark(name, w.dataset, params, Path(work), seed, repeats)
                 )
         if sweep and not quick:
-            mlp = next(w for w in WORKLOADS if w.name == "mnist-mlp")
             results["sweeps"] = [
                 {
-                    "workload": mlp.name,
-                    "rows": _shard_sweep(mlp.dataset, mlp.params, Path(work), seed),
+                    "workload": w.name,
+                    "rows": _shard_sweep(
+                        w.dataset, w.params, Path(work) / f"sweep-{w.name}", seed, SWEEPS[w.name]
+                    ),
                 }
+                for w in workloads
+                if w.name in SWEEPS
             ]
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

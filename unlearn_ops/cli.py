@@ -838,7 +838,9 @@ def bench(
     only: Annotated[
         str | None, typer.Option(help="Comma-separated workload names to run (default all).")
     ] = None,
-    sweep: Annotated[bool, typer.Option(help="Also sweep S on MNIST-5k (accuracy vs S).")] = True,
+    sweep: Annotated[
+        bool, typer.Option(help="Also sweep S on MNIST-5k, MLP and CNN (accuracy vs S).")
+    ] = True,
     flows: Annotated[bool, typer.Option(help="Also time the flows end to end.")] = True,
 ) -> None:
     """Benchmark: full training vs monolithic vs forgetting 1 and 10 records."""
