@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow
 
 from pipelines import tasks
+from pipelines.stages import retrain_and_register
 from unlearn_ops.requests import ForgetRequest
 from unlearn_ops.steps import Stopwatch, champion_accuracy, workspace_lock
 from unlearn_ops.workspace import Workspace
@@ -36,45 +37,24 @@ def forget_records(workspace: str, requests: list[dict[str, Any]]) -> dict[str, 
             outcome = tasks.check_batch(ws, batch)
             tasks.receive_requests(ws, batch)
             if outcome.is_noop:
-                return tasks.close_noop(ws, outcome)
+                answer = tasks.close_noop(ws, outcome)
+                tasks.record_revision(ws, "unlearn-ops: requests honoured already")
+                return answer
             baseline = champion_accuracy(ws)
             plan = tasks.apply_batch(ws, batch)
             stale = tasks.stale_shards(ws)
-        with watch.phase("retraining"):
-            trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
-        with watch.phase("evaluation"):
-            metrics = tasks.evaluate(ws)
-        with watch.phase("gates"):
-            gates = tasks.run_gates(ws, metrics, baseline)
         names = ", ".join(r.request_id for r in batch)
-        with watch.phase("lineage"):
-            revision = tasks.record_revision(ws, f"unlearn-ops: forget {names}", batch)
-            tasks.mark_applied(ws, batch, revision)
-        with watch.phase("registration"):
-            version = tasks.register_version(
-                ws,
-                kind="forget",
-                requests=batch,
-                trained=trained,
-                revision=revision,
-                gates=gates,
-                metrics=metrics,
-                timings=dict(watch.seconds),
-            )
-            tasks.promote_and_close(ws, batch, version, gates)
-            # Versions trained on these records can never be champion again: say so.
-            tasks.mark_unsafe_versions(ws)
+        registered = retrain_and_register(
+            ws,
+            watch,
+            shard_ids=stale,
+            baseline=baseline,
+            kind="forget",
+            message=f"unlearn-ops: forget {names}",
+            requests=batch,
+        )
     return {
-        "version": version.version,
+        **registered.summary(watch),
         "requests": [r.request_id for r in batch],
         "plan": plan.to_dict(),
-        "retrained": [
-            {"shard_id": t.shard_id, "first_stage": t.first_stage, "stages": list(t.stages)}
-            for t in trained
-            if t.stages
-        ],
-        "accuracy": metrics["accuracy"],
-        "git_sha": revision.git_sha,
-        "gates": {g.gate: g.passed for g in gates},
-        "timings": watch.seconds,
     }

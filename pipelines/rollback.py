@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow
 
 from pipelines import tasks
+from pipelines.stages import retrain_and_register
 from unlearn_ops.steps import Stopwatch, champion_accuracy, workspace_lock
 from unlearn_ops.workspace import Workspace
 
@@ -47,40 +48,13 @@ def rollback_model(workspace: str, to: str | None = None, replay: bool = False) 
             baseline = champion_accuracy(ws)
             ws = tasks.restore_settings(ws, plan)
             stale = tasks.stale_shards(ws)
-        with watch.phase("retraining"):
-            trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
-        with watch.phase("evaluation"):
-            metrics = tasks.evaluate(ws)
-        with watch.phase("gates"):
-            gates = tasks.run_gates(ws, metrics, baseline)
-        with watch.phase("lineage"):
-            revision = tasks.record_revision(
-                ws, f"unlearn-ops: replay deletions onto version {plan.target.version}"
-            )
-        with watch.phase("registration"):
-            version = tasks.register_version(
-                ws,
-                kind="replay",
-                requests=[],
-                trained=trained,
-                revision=revision,
-                gates=gates,
-                metrics=metrics,
-                timings=dict(watch.seconds),
-                replayed=plan.missing,
-            )
-            tasks.promote_and_close(ws, [], version, gates)
-            tasks.mark_unsafe_versions(ws)
-    return {
-        **result,
-        "version": version.version,
-        "retrained": [
-            {"shard_id": t.shard_id, "first_stage": t.first_stage, "stages": list(t.stages)}
-            for t in trained
-            if t.stages
-        ],
-        "accuracy": metrics["accuracy"],
-        "git_sha": revision.git_sha,
-        "gates": {g.gate: g.passed for g in gates},
-        "timings": watch.seconds,
-    }
+        registered = retrain_and_register(
+            ws,
+            watch,
+            shard_ids=stale,
+            baseline=baseline,
+            kind="replay",
+            message=f"unlearn-ops: replay deletions onto version {plan.target.version}",
+            replayed=plan.missing,
+        )
+    return {**result, **registered.summary(watch)}

@@ -207,8 +207,13 @@ def check_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> Batc
             continue
         serving = workspace.ledger.serving_requests(sorted(hashes))
         if set(serving) == hashes:
-            versions = {int(state.served["version"]) for state in serving.values() if state.served}
-            served_by[request.request_id] = str(max(versions))
+            # The first version honouring all of them, as registered now: the one the
+            # ledger names may have been purged since.
+            honouring = [registry.first_honouring(s.request_id) for s in serving.values()]
+            if all(honouring):
+                served_by[request.request_id] = str(
+                    max(int(v.version) for v in honouring if v is not None)
+                )
     return BatchOutcome(list(requests), plan, served_by)
 
 
