@@ -9,6 +9,7 @@ client directly, carrying the tags that `VersionProvenance.tags()` builds.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -207,6 +208,13 @@ def test_the_run_logged_its_training_data_params_and_provenance(logged: Logged) 
     assert dataset.name == "shards@0123456789ab"
     assert dataset.digest == logged.provenance.data_md5[:36]
     assert str(logged.ensemble.shards_dir) in dataset.source
+    # The schema (inferred from a few rows) names every column of the training tables.
+    columns = [c["name"] for c in json.loads(dataset.schema)["mlflow_colspec"]]
+    table = logged.ensemble.read_shard(0)
+    assert columns == list(table.columns)
+    assert json.loads(dataset.profile)["num_rows"] == sum(
+        len(logged.ensemble.read_shard(s)) for s in logged.ensemble.shard_ids
+    )
     input_tags = {t.key: t.value for t in inputs[0].tags}
     assert input_tags.get("mlflow.data.context") == "training"
     git_sha = logged.provenance.git_sha
