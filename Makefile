@@ -45,9 +45,11 @@ $(CHROMIUM_STAMP): | $(STAMP)
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
 	  true; \
 	elif [ "$$(id -u)" = 0 ]; then \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
+	    || echo "WARNING: apt could not install chromium; tests/pipelines/test_ui.py will be skipped"; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-	  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	  (sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
+	    || echo "WARNING: apt could not install chromium; tests/pipelines/test_ui.py will be skipped"; \
 	else \
 	  echo "chromium is not installed and this user cannot install it (not root, no sudo):"; \
 	  echo "  run 'apt-get install chromium' as root; until then tests/pipelines/test_ui.py is skipped"; \
