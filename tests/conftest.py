@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,26 @@ def trained_ensemble(
     root = tmp_path / "ensemble"
     shutil.copytree(trained_template, root)
     return SisaEnsemble(root, tiny_params, cpu_settings)
+
+
+CliRunner = Callable[[list[str]], tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
+    """`unlearn-ops ARGV` run in this process through `main`, as a user runs it.
+
+    Returns (exit code, stdout, stderr) of the one command.
+    """
+    from unlearn_ops.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

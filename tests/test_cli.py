@@ -7,12 +7,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
 import yaml
 
-from unlearn_ops.cli import main
+if TYPE_CHECKING:
+    from conftest import CliRunner
 
 TINY = {
     "model": {"name": "mlp", "hidden_sizes": [16]},
@@ -21,18 +23,8 @@ TINY = {
 }
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def init_workspace(root: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    code, _, err = run(["init", str(root), "--shards", "2", "--slices", "2"], capsys)
+def init_workspace(root: Path, cli: CliRunner) -> Path:
+    code, _, err = cli(["init", str(root), "--shards", "2", "--slices", "2"])
     assert code == 0, err
     params = yaml.safe_load((root / "params.yaml").read_text())
     for section, values in TINY.items():
@@ -42,8 +34,8 @@ def init_workspace(root: Path, capsys: pytest.CaptureFixture[str]) -> Path:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    return init_workspace(tmp_path / "ws", capsys)
+def workspace(tmp_path: Path, cli: CliRunner) -> Path:
+    return init_workspace(tmp_path / "ws", cli)
 
 
 @pytest.fixture(scope="module")
@@ -104,10 +96,8 @@ def test_help_does_not_import_torch() -> None:
     assert "forget" in result.stdout
 
 
-def test_init_refuses_an_existing_workspace(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(["init", str(workspace)], capsys)
+def test_init_refuses_an_existing_workspace(workspace: Path, cli: CliRunner) -> None:
+    code, _, err = cli(["init", str(workspace)])
     assert code == 2
     assert "exists already" in err
 
@@ -117,9 +107,9 @@ def training_ids(workspace: Path, count: int) -> list[str]:
     return [str(r) for r in table["record_id"][:count]]
 
 
-def test_train_then_forget_then_verify(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_then_forget_then_verify(trained: Path, cli: CliRunner) -> None:
     first, second = training_ids(trained, 2)
-    code, out, err = run(
+    code, out, err = cli(
         [
             "forget",
             "--ids",
@@ -129,8 +119,7 @@ def test_train_then_forget_then_verify(trained: Path, capsys: pytest.CaptureFixt
             "-w",
             str(trained),
             "--json",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     report = json.loads(out)
@@ -139,51 +128,49 @@ def test_train_then_forget_then_verify(trained: Path, capsys: pytest.CaptureFixt
     shard = pd.read_parquet(trained / "data/shards/shard-000.parquet")
     assert first not in shard["record_id"].astype(str).tolist()
 
-    code, out, _ = run(["verify", "-w", str(trained), "--json"], capsys)
+    code, out, _ = cli(["verify", "-w", str(trained), "--json"])
     assert code == 0
     assert json.loads(out)["passed"] is True
-    code, out, _ = run(["verify", "1", "--shards", "0", "-w", str(trained)], capsys)
+    code, out, _ = cli(["verify", "1", "--shards", "0", "-w", str(trained)])
     assert code == 0, out
     assert "version 1 PASSED" in out
 
     # The same ids under a new request id: a no-op naming the version that honours them.
-    code, out, _ = run(["forget", "--ids", first, "-w", str(trained)], capsys)
+    code, out, _ = cli(["forget", "--ids", first, "-w", str(trained)])
     assert code == 0
     assert "is honoured already by version 2" in out
 
-    code, out, _ = run(["versions", "-w", str(trained), "--json"], capsys)
+    code, out, _ = cli(["versions", "-w", str(trained), "--json"])
     rows = json.loads(out)["versions"]
     assert [(r["version"], r["aliases"], r["requests"]) for r in rows] == [
         ("1", "previous", "-"),
         ("2", "champion", "cli-1"),
     ]
-    code, out, _ = run(["show", "champion", "-w", str(trained)], capsys)
+    code, out, _ = cli(["show", "champion", "-w", str(trained)])
     assert code == 0
     assert "Forgets request cli-1: 2 records, shard 0 retrained" in out
     assert "unlearn.parent_version = 1" in out
 
 
-def test_show_unknown_version(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["show", "7", "-w", str(trained)], capsys)
+def test_show_unknown_version(trained: Path, cli: CliRunner) -> None:
+    code, _, err = cli(["show", "7", "-w", str(trained)])
     assert code == 2
     assert "has no version '7'" in err
 
 
 def test_commands_work_from_inside_a_workspace(
-    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    trained: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(trained / "data")
-    code, out, _ = run(["versions", "--json"], capsys)
+    code, out, _ = cli(["versions", "--json"])
     assert code == 0
     assert json.loads(out)["versions"][0]["aliases"] == "champion"
 
 
-def test_forget_dry_run_changes_nothing(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_forget_dry_run_changes_nothing(trained: Path, cli: CliRunner) -> None:
     before = snapshot(trained)
     (record,) = training_ids(trained, 1)
-    code, out, _ = run(
-        ["forget", "--ids", record, "--dry-run", "-w", str(trained), "--json"], capsys
-    )
+    code, out, _ = cli(["forget", "--ids", record, "--dry-run", "-w", str(trained), "--json"])
     assert code == 0
     plan = json.loads(out)
     assert plan["dry_run"] is True
@@ -191,12 +178,10 @@ def test_forget_dry_run_changes_nothing(trained: Path, capsys: pytest.CaptureFix
     assert snapshot(trained) == before
 
 
-def test_forget_unknown_ids_is_one_line_and_changes_nothing(
-    trained: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_forget_unknown_ids_is_one_line_and_changes_nothing(trained: Path, cli: CliRunner) -> None:
     before = snapshot(trained)
     (record,) = training_ids(trained, 1)
-    code, _, err = run(["forget", "--ids", f"{record},no-such-id", "-w", str(trained)], capsys)
+    code, _, err = cli(["forget", "--ids", f"{record},no-such-id", "-w", str(trained)])
     assert code == 2
     assert err.count("\n") == 1
     assert "no-such-id" in err
@@ -215,106 +200,96 @@ def test_forget_unknown_ids_is_one_line_and_changes_nothing(
     ],
 )
 def test_forget_malformed_ids_file(
-    trained: Path, capsys: pytest.CaptureFixture[str], name: str, content: str, message: str
+    trained: Path, cli: CliRunner, name: str, content: str, message: str
 ) -> None:
     ids_file = trained.parent / name
     ids_file.write_text(content)
     before = snapshot(trained)
-    code, _, err = run(["forget", "--ids-file", str(ids_file), "-w", str(trained)], capsys)
+    code, _, err = cli(["forget", "--ids-file", str(ids_file), "-w", str(trained)])
     assert code == 2
     assert message in err
     assert snapshot(trained) == before
 
 
-def test_forget_ids_file_one_per_line(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_forget_ids_file_one_per_line(trained: Path, cli: CliRunner) -> None:
     ids_file = trained.parent / "ids.txt"
     ids_file.write_text("# people who asked\n" + "\n".join(training_ids(trained, 2)) + "\n")
-    code, out, err = run(
-        ["forget", "--ids-file", str(ids_file), "-w", str(trained), "--json"], capsys
-    )
+    code, out, err = cli(["forget", "--ids-file", str(ids_file), "-w", str(trained), "--json"])
     assert code == 0, err
     assert json.loads(out)["version"] == "2"
 
 
-def test_forget_needs_exactly_one_id_source(
-    trained: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(["forget", "-w", str(trained)], capsys)
+def test_forget_needs_exactly_one_id_source(trained: Path, cli: CliRunner) -> None:
+    code, _, err = cli(["forget", "-w", str(trained)])
     assert code == 2
     assert "exactly one of --ids and --ids-file" in err
-    code, _, err = run(["forget", "--ids", "3,,5", "-w", str(trained)], capsys)
+    code, _, err = cli(["forget", "--ids", "3,,5", "-w", str(trained)])
     assert code == 2
     assert "empty id" in err
 
 
-def test_missing_workspace_is_a_clear_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_workspace_is_a_clear_error(tmp_path: Path, cli: CliRunner) -> None:
     for command in (["train"], ["forget", "--ids", "1"], ["verify"], ["evaluate"]):
-        code, _, err = run([*command, "-w", str(tmp_path / "nowhere")], capsys)
+        code, _, err = cli([*command, "-w", str(tmp_path / "nowhere")])
         assert code == 2, command
         assert "no workspace" in err
         assert "Traceback" not in err
 
 
-def test_invalid_params_name_the_field(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_invalid_params_name_the_field(workspace: Path, cli: CliRunner) -> None:
     (workspace / "params.yaml").write_text("sisa:\n  shards: zero\n  colour: blue\n")
-    code, _, err = run(["train", "-w", str(workspace)], capsys)
+    code, _, err = cli(["train", "-w", str(workspace)])
     assert code == 2
     assert "sisa.shards" in err
     assert "sisa.colour" in err
 
 
-def test_untrained_workspace_is_a_clear_error(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, err = run(["forget", "--ids", "1", "-w", str(workspace)], capsys)
+def test_untrained_workspace_is_a_clear_error(workspace: Path, cli: CliRunner) -> None:
+    code, _, err = cli(["forget", "--ids", "1", "-w", str(workspace)])
     assert code == 2
     assert "no ensemble here" in err
 
 
-def test_verify_fails_on_a_tampered_model(
-    trained: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_verify_fails_on_a_tampered_model(trained: Path, cli: CliRunner) -> None:
     info_path = trained / "models" / "shard-001.json"
     info = json.loads(info_path.read_text())
     info["weights_hash"] = "0" * 64
     info_path.write_text(json.dumps(info))
-    code, out, _ = run(["verify", "--shards", "1", "-w", str(trained)], capsys)
+    code, out, _ = cli(["verify", "--shards", "1", "-w", str(trained)])
     assert code == 1
     assert "DIFFERS" in out
     assert "FAILED" in out
 
 
-def test_verify_rejects_bad_shard_ids(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["verify", "--shards", "x", "-w", str(trained)], capsys)
+def test_verify_rejects_bad_shard_ids(trained: Path, cli: CliRunner) -> None:
+    code, _, err = cli(["verify", "--shards", "x", "-w", str(trained)])
     assert code == 2
     assert "comma-separated integers" in err
-    code, _, err = run(["verify", "--shards", "9", "-w", str(trained)], capsys)
+    code, _, err = cli(["verify", "--shards", "9", "-w", str(trained)])
     assert code == 2
     assert "no shard 9" in err
 
 
-def test_dvc_stage_commands(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["prepare", "-w", str(trained), "--json"], capsys)
+def test_dvc_stage_commands(trained: Path, cli: CliRunner) -> None:
+    code, out, _ = cli(["prepare", "-w", str(trained), "--json"])
     assert code == 0
     assert sum(json.loads(out)["records_per_shard"].values()) > 0
-    code, out, _ = run(["train-shard", "shard-001", "-w", str(trained), "--json"], capsys)
+    code, out, _ = cli(["train-shard", "shard-001", "-w", str(trained), "--json"])
     assert code == 0
     assert json.loads(out)["resumed_from_stage"] == 2  # every stage cached: nothing retrained
-    code, _, err = run(["train-shard", "shard-x", "-w", str(trained)], capsys)
+    code, _, err = cli(["train-shard", "shard-x", "-w", str(trained)])
     assert code == 2
     assert "not a shard id" in err
-    code, out, _ = run(["evaluate", "-w", str(trained)], capsys)
+    code, out, _ = cli(["evaluate", "-w", str(trained)])
     assert code == 0
     metrics = json.loads((trained / "metrics.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1
 
 
-def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_end_to_end(tmp_path: Path, cli: CliRunner) -> None:
     root = tmp_path / "demo"
-    code, out, err = run(
-        ["demo", "-w", str(root), "--records", "3", "--shards", "2", "--slices", "2"], capsys
+    code, out, err = cli(
+        ["demo", "-w", str(root), "--records", "3", "--shards", "2", "--slices", "2"]
     )
     assert code == 0, err
     assert "request demo-request-1: version 2 is champion" in out
@@ -323,11 +298,9 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert f"unlearn-ops ui --workspace {root} --port 5050" in out
 
 
-def test_demo_refuses_a_directory_that_is_not_a_demo(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_demo_refuses_a_directory_that_is_not_a_demo(tmp_path: Path, cli: CliRunner) -> None:
     (tmp_path / "precious.txt").write_text("keep me")
-    code, _, err = run(["demo", "-w", str(tmp_path)], capsys)
+    code, _, err = cli(["demo", "-w", str(tmp_path)])
     assert code == 2
     assert "not a demo workspace" in err
     assert (tmp_path / "precious.txt").read_text() == "keep me"

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -17,21 +18,13 @@ from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
 from unlearn_ops.audit import audit_request, parse_time
-from unlearn_ops.cli import main
 from unlearn_ops.steps import open_registry
 from unlearn_ops.workspace import Workspace
 
+if TYPE_CHECKING:
+    from conftest import CliRunner
+
 pytestmark = pytest.mark.slow
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +40,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 
 
 def test_audit_agrees_with_registry_ledger_and_git(
-    served: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+    served: tuple[Path, list[str]], cli: CliRunner
 ) -> None:
     root, forgotten = served
-    code, out, err = run(["audit", "req-audit", "--certify", "--json", "-w", str(root)], capsys)
+    code, out, err = cli(["audit", "req-audit", "--certify", "--json", "-w", str(root)])
     assert code == 0, err
     data = json.loads(out)
     ws = Workspace.open(root)
@@ -96,11 +89,9 @@ def test_audit_agrees_with_registry_ledger_and_git(
     assert not set(forgotten) & set(re.findall(r'"([^"]*)"', out))
 
 
-def test_audit_lines_and_a_noop_request(
-    served: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_audit_lines_and_a_noop_request(served: tuple[Path, list[str]], cli: CliRunner) -> None:
     root, _ = served
-    code, out, err = run(["audit", "req-noop", "-w", str(root)], capsys)
+    code, out, err = cli(["audit", "req-noop", "-w", str(root)])
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "request req-noop: served"
@@ -114,25 +105,23 @@ def test_audit_lines_and_a_noop_request(
     assert (audit.noop, audit.deadline_status) == (True, "met")
 
 
-def test_unknown_request_is_one_line(
-    served: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(["audit", "req-nope", "-w", str(served[0])], capsys)
+def test_unknown_request_is_one_line(served: tuple[Path, list[str]], cli: CliRunner) -> None:
+    code, out, err = cli(["audit", "req-nope", "-w", str(served[0])])
     assert (code, out) == (2, "")
     assert err.count("\n") == 1
     assert err.startswith("error: request 'req-nope' is not in the ledger ")
     assert "req-audit, req-noop" in err
-    code, _, err = run(["audit", "-w", str(served[0])], capsys)
+    code, _, err = cli(["audit", "-w", str(served[0])])
     assert code == 2
     assert "--check-chain" in err
 
 
 def test_check_chain_names_an_edited_line(
-    served: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    served: tuple[Path, list[str]], tmp_path: Path, cli: CliRunner
 ) -> None:
     root, _ = served
     entries = len((root / "ledger.jsonl").read_text().splitlines())
-    code, out, _ = run(["audit", "--check-chain", "-w", str(root)], capsys)
+    code, out, _ = cli(["audit", "--check-chain", "-w", str(root)])
     assert (code, out) == (0, f"ledger intact: {entries} entries\n")
 
     copy = tmp_path / "ws"
@@ -142,7 +131,7 @@ def test_check_chain_names_an_edited_line(
     edited["data"]["git_sha"] = "0" * 40  # a valid entry, with its old hash
     lines[1] = json.dumps(edited, sort_keys=True, separators=(",", ":"))
     (copy / "ledger.jsonl").write_text("\n".join(lines) + "\n")
-    code, out, _ = run(["audit", "--check-chain", "-w", str(copy)], capsys)
+    code, out, _ = cli(["audit", "--check-chain", "-w", str(copy)])
     assert code == 1
     assert out.splitlines() == [
         "ledger.jsonl line 2: its content does not match its hash",
@@ -152,11 +141,11 @@ def test_check_chain_names_an_edited_line(
 
 
 def test_report_html_and_markdown(
-    served: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    served: tuple[Path, list[str]], tmp_path: Path, cli: CliRunner
 ) -> None:
     root, _ = served
     output = tmp_path / "report.html"
-    code, out, err = run(["report", "-w", str(root), "--output", str(output)], capsys)
+    code, out, err = cli(["report", "-w", str(root), "--output", str(output)])
     assert code == 0, err
     assert out.startswith(f"wrote {output}: 2 request(s) (2 met, 0 missed, 0 pending")
     page = output.read_text()
@@ -168,9 +157,8 @@ def test_report_html_and_markdown(
     assert "ledger intact" in page
 
     markdown = tmp_path / "md" / "report.md"
-    code, out, err = run(
-        ["report", "-w", str(root), "-o", str(markdown), "--since", "2000-01-01", "--json"],
-        capsys,
+    code, out, err = cli(
+        ["report", "-w", str(root), "-o", str(markdown), "--since", "2000-01-01", "--json"]
     )
     assert code == 0, err
     data = json.loads(out)
@@ -179,12 +167,11 @@ def test_report_html_and_markdown(
     assert [v["version"] for v in data["versions"]] == ["1", "2"]
     assert "| req-audit |" in markdown.read_text()
 
-    code, out, _ = run(
-        ["report", "-w", str(root), "-o", str(tmp_path / "none.html"), "--since", "2999-01-01"],
-        capsys,
+    code, out, _ = cli(
+        ["report", "-w", str(root), "-o", str(tmp_path / "none.html"), "--since", "2999-01-01"]
     )
     assert code == 0
     assert "0 request(s)" in out
-    code, _, err = run(["report", "-w", str(root), "--until", "soon"], capsys)
+    code, _, err = cli(["report", "-w", str(root), "--until", "soon"])
     assert code == 2
     assert "--until: 'soon' is not a date" in err

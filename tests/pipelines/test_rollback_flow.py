@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -25,11 +25,13 @@ from pipelines.rollback import rollback_model
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace, set_params
 from unlearn_ops.adapters.dvc_lineage import is_clean, read_at_revision, read_git_file
-from unlearn_ops.cli import main
 from unlearn_ops.errors import UnsafeVersionError
 from unlearn_ops.rollback import unsafe_versions
 from unlearn_ops.steps import certify_version, open_registry, promote
 from unlearn_ops.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conftest import CliRunner
 
 pytestmark = pytest.mark.slow
 
@@ -68,16 +70,6 @@ def snapshot(root: Path) -> dict[str, Any]:
             str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
         },
     }
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -135,32 +127,32 @@ def test_rollback_to_an_unsafe_version_is_refused_and_changes_nothing(
     assert is_clean(root)
 
 
-def test_cli_refusals_and_no_op(history: tuple[Path, list[str]], capsys: Any) -> None:
+def test_cli_refusals_and_no_op(history: tuple[Path, list[str]], cli: CliRunner) -> None:
     root, _ = history
     before = snapshot(root)
-    code, out, err = run_cli(["rollback", "--to", "99", "-w", str(root)], capsys)
+    code, out, err = cli(["rollback", "--to", "99", "-w", str(root)])
     assert code == 2
     assert err.strip().startswith("error: model 'flow-test' has no version '99'")
     assert len(err.strip().splitlines()) == 1
 
-    code, out, err = run_cli(["rollback", "-w", str(root)], capsys)
+    code, out, err = cli(["rollback", "-w", str(root)])
     assert code == 2
     assert "req-1" in err
     assert "--replay" in err
     assert len(err.strip().splitlines()) == 1
 
-    code, out, _ = run_cli(["rollback", "--to", "champion", "-w", str(root)], capsys)
+    code, out, _ = cli(["rollback", "--to", "champion", "-w", str(root)])
     assert code == 0
     assert out.strip() == "version 2 is champion already and honours every deletion; nothing to do"
 
-    code, out, _ = run_cli(["rollback", "--to", "2", "--replay", "--json", "-w", str(root)], capsys)
+    code, out, _ = cli(["rollback", "--to", "2", "--replay", "--json", "-w", str(root)])
     assert code == 0
     assert json.loads(out)["noop"] is True
     assert snapshot(root) == before
 
 
 def test_replay_then_rollback_to_a_safe_version(
-    history: tuple[Path, list[str]], tmp_path: Path, capsys: Any
+    history: tuple[Path, list[str]], tmp_path: Path, cli: CliRunner
 ) -> None:
     source, forgotten = history
     root = tmp_path / "ws"
@@ -171,9 +163,7 @@ def test_replay_then_rollback_to_a_safe_version(
     forgotten_before = json.loads((root / "forgotten.json").read_text())["hashes"]
 
     # --replay: version 1's params over the current data, only shard 1 retrains.
-    code, out, err = run_cli(
-        ["rollback", "--to", "1", "--replay", "--json", "-w", str(root)], capsys
-    )
+    code, out, err = cli(["rollback", "--to", "1", "--replay", "--json", "-w", str(root)])
     assert code == 0, err
     result = json.loads(out)
     assert (result["action"], result["version"], result["missing"]) == ("replay", "3", ["req-1"])
@@ -202,7 +192,7 @@ def test_replay_then_rollback_to_a_safe_version(
 
     # Plain rollback to `previous` (version 2 honours req-1): restored, not rebuilt.
     head = git(root, "rev-parse", "HEAD")
-    code, out, err = run_cli(["rollback", "-w", str(root)], capsys)
+    code, out, err = cli(["rollback", "-w", str(root)])
     assert code == 0, err
     assert out.startswith("version 2 is champion again (version 3 is previous; data at git ")
     assert registry.aliases() == {"champion": "2", "previous": "3"}
