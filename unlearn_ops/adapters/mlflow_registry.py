@@ -262,6 +262,8 @@ class MlflowRegistry:
                 self.model_name,
                 source=model_info.model_uri,
                 run_id=run.info.run_id,
+                # A tracking server checks that a `models:/m-...` source names this model.
+                model_id=model_info.model_id,
                 tags=tags,
                 description=description,
             )
