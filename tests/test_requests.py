@@ -106,7 +106,7 @@ def test_a_request_is_frozen() -> None:
         ("record_ids", "must be a JSON object, got str"),
         (None, "must be a JSON object, got NoneType"),
         ({}, "record_ids: Field required"),
-        ({"record_ids": []}, "record_ids: Tuple should have at least 1 item"),
+        ({"record_ids": []}, "record_ids: Value error, give at least one record id"),
         ({"record_ids": "1,2"}, "record_ids: Input should be a valid tuple"),
         ({"record_ids": {"1": 2}}, "record_ids: Input should be a valid tuple"),
         ({"record_ids": [True]}, "record_ids: Value error, record ids must be strings or"),

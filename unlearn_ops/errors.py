@@ -8,6 +8,8 @@ The tree::
     ├── UnknownDatasetError (KeyError)  a dataset name that no loader knows
     ├── UnknownModelError (KeyError)    a model name that no factory knows
     ├── InvalidRequestError (ValueError) a forget request that cannot be acted on
+    │   └── ReplayedRequestError        a request id seen before with other content
+    ├── UnauthenticatedRequestError (PermissionError) unsigned, forged or expired
     ├── UnknownRecordsError (KeyError)  ids to forget that the training data never held
     ├── RequestNotFoundError (KeyError) a request id that the ledger never received
     ├── StoreError                      the ensemble's files are missing or inconsistent
@@ -38,9 +40,11 @@ __all__ = [
     "InvalidRequestError",
     "LineageError",
     "RegistryError",
+    "ReplayedRequestError",
     "RequestNotFoundError",
     "RollbackError",
     "StoreError",
+    "UnauthenticatedRequestError",
     "UnknownDatasetError",
     "UnknownModelError",
     "UnknownRecordsError",
@@ -132,6 +136,35 @@ class InvalidRequestError(UnlearnOpsError, ValueError):
         self.problem = problem
         message = f"invalid request: {problem}"
         super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class ReplayedRequestError(InvalidRequestError):
+    """A request id that arrived before with other content: refused, nothing changed.
+
+    A request id is the idempotency key: the same id with the same content is the same
+    request (a duplicate delivery), the same id with other content is a replay with changes.
+    """
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__(
+            f"request {request_id} was received before with other content",
+            "a request id is an idempotency key: use a new id for new records",
+        )
+
+
+class UnauthenticatedRequestError(UnlearnOpsError, PermissionError):
+    """A deletion request whose origin cannot be trusted: never acted on.
+
+    Args:
+        kind: `unsigned`, `forged`, `expired`, `not-yet-valid`, `unknown-key` or
+            `bad-token`: what the check found (also the reason kept for the rejection).
+        detail: one line on what to do; never a secret, a signature or a token.
+    """
+
+    def __init__(self, kind: str, detail: str) -> None:
+        self.kind = kind
+        super().__init__(f"unauthenticated request ({kind}): {detail}")
 
 
 class UnknownRecordsError(UnlearnOpsError, KeyError):

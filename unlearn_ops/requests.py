@@ -9,17 +9,55 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.hashing import canonical_id
+
+if TYPE_CHECKING:
+    from unlearn_ops.settings import Settings
 
 __all__ = ["MAX_RECORDS_PER_REQUEST", "ForgetRequest", "new_request_id"]
 
 MAX_RECORDS_PER_REQUEST = 10_000
 # Usable as a git tag component: no "..", no ":", no leading or trailing dot.
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*$"
+
+
+def check_request_id(value: str) -> str:
+    """A request id names a git tag (unlearn/forget/<id>), and git refuses `.lock` names."""
+    if value.endswith(".lock"):
+        raise ValueError("must not end in '.lock' (it names a git tag)")
+    return value
+
+
+def canonical_record_ids(value: object, max_length: int | None = None) -> object:
+    """Record ids as canonical text, duplicates dropped (a `mode="before"` validator).
+
+    Messages name the type of a bad id, never its value: they are kept with refusals.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        return value
+    ids = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int):
+            raise ValueError(f"record ids must be strings or integers, got {type(item).__name__}")
+        text = canonical_id(item).strip()
+        if not text:
+            raise ValueError("record ids must not be empty")
+        if max_length is not None and len(text) > max_length:
+            raise ValueError(f"record ids must have 1 to {max_length} characters")
+        ids.append(text)
+    return tuple(dict.fromkeys(ids))
 
 
 def new_request_id() -> str:
@@ -36,6 +74,9 @@ class ForgetRequest(BaseModel):
         record_ids: the ids to forget, as text (ids compare as text).
         reason: why (e.g. "GDPR art. 17").
         requested_at: when the person asked (the legal deadline runs from here).
+        forgotten_hashes: keyed hashes of records of this request that were forgotten
+            before it arrived. A request rebuilt from keyed hashes (the inbox keeps no ids)
+            cannot name those records, only their hashes; `record_ids` may then be empty.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -43,32 +84,41 @@ class ForgetRequest(BaseModel):
     request_id: str = Field(
         default_factory=new_request_id, pattern=REQUEST_ID_PATTERN, max_length=128
     )
-    record_ids: tuple[str, ...] = Field(min_length=1, max_length=MAX_RECORDS_PER_REQUEST)
+    # Declared before record_ids, so that record_ids' validator sees it.
+    forgotten_hashes: tuple[str, ...] = Field((), max_length=MAX_RECORDS_PER_REQUEST)
+    record_ids: tuple[str, ...] = Field(max_length=MAX_RECORDS_PER_REQUEST)
     reason: str = Field("erasure request", max_length=500)
     requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @field_validator("record_ids")
+    @classmethod
+    def _names_records(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if not value and not info.data.get("forgotten_hashes"):
+            raise ValueError("give at least one record id")
+        return value
+
+    @field_validator("forgotten_hashes")
+    @classmethod
+    def _hex_hashes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(h) != 64 or h.strip("0123456789abcdef") for h in value):
+            raise ValueError("forgotten_hashes must be keyed hashes (64 hex digits)")
+        return tuple(sorted(set(value)))
+
+    def record_hashes(self, settings: Settings) -> list[str]:
+        """Keyed hashes of every record of the request (those forgotten before included)."""
+        return sorted(
+            {settings.hash_record_id(r) for r in self.record_ids} | set(self.forgotten_hashes)
+        )
 
     @field_validator("request_id")
     @classmethod
     def _usable_as_git_tag(cls, value: str) -> str:
-        # Each request names a git tag (unlearn/forget/<id>), and git refuses `.lock` names.
-        if value.endswith(".lock"):
-            raise ValueError("must not end in '.lock' (it names a git tag)")
-        return value
+        return check_request_id(value)
 
     @field_validator("record_ids", mode="before")
     @classmethod
     def _canonical_ids(cls, value: object) -> object:
-        if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-            return value
-        ids = []
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, str | int):
-                raise ValueError(f"record ids must be strings or integers, got {item!r}")
-            text = canonical_id(item).strip()
-            if not text:
-                raise ValueError("record ids must not be empty")
-            ids.append(text)
-        return tuple(dict.fromkeys(ids))
+        return canonical_record_ids(value)
 
     @classmethod
     def parse(cls, data: object) -> ForgetRequest:

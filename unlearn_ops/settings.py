@@ -58,6 +58,52 @@ class Settings(BaseSettings):
         description="HMAC key for the keyed hashes that stand in for record ids in ledgers.",
     )
 
+    request_signing_key: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="Shared secret of the HMAC-SHA256 signatures that deletion requests carry; "
+        "requests are refused while it is unset.",
+    )
+    request_bearer_token: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="Bearer token accepted instead of a signature on the HTTP intake; "
+        "unset: only signed requests are accepted there too.",
+    )
+    request_max_age_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="A signature older than this is expired (a request may also carry an "
+        "earlier expires_at of its own).",
+    )
+    request_clock_skew_seconds: int = Field(
+        300, ge=0, le=3600, description="How far in the future a signature time may be."
+    )
+    coalesce_seconds: float = Field(
+        10.0,
+        ge=0.0,
+        le=3600.0,
+        description="Requests arriving within this window are applied as one batch (one "
+        "retraining per affected shard).",
+    )
+    approval_required: bool = Field(
+        False,
+        description="Event-driven forget runs stop after planning and wait for an approval.",
+    )
+    approval_timeout_seconds: int = Field(
+        24 * 3600, ge=1, description="How long a forget run waits for its approval."
+    )
+    intake_bucket: str | None = Field(None, description="S3 bucket of the request intake.")
+    intake_prefix: str = Field(
+        "deletion-requests/", description="Key prefix where request files are dropped."
+    )
+    intake_rejected_prefix: str = Field(
+        "rejected/", description="Key prefix where refused request files are moved."
+    )
+    intake_queue_url: str | None = Field(
+        None, description="SQS queue receiving the bucket's object-created notifications."
+    )
+
     def hash_record_id(self, record_id: object) -> str:
         """Keyed hash (HMAC-SHA256) of a record id: what ledgers keep instead of the id."""
         key = self.id_hash_key.get_secret_value().encode()

@@ -10,6 +10,7 @@ Layout (the ensemble's own files are described in :mod:`unlearn_ops.ensemble`)::
     WS/registry.json      the MLflow version that the workspace state was registered as
     WS/mlflow.db, WS/mlartifacts/   the embedded MLflow store (unless settings name one)
     WS/checkpoints/       stage checkpoints (a cache: ignored by git and DVC)
+    WS/.unlearn-ops/inbox.sqlite   requests received, not yet served (:mod:`unlearn_ops.inbox`)
 
 This module knows paths and files only; git and DVC calls live in
 :mod:`unlearn_ops.adapters.dvc_lineage`.
@@ -26,6 +27,7 @@ from typing import Any
 from unlearn_ops.dvc_pipeline import render_dvc_yaml
 from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.errors import StoreError, WorkspaceNotFoundError
+from unlearn_ops.inbox import Inbox
 from unlearn_ops.ledger import Ledger
 from unlearn_ops.params import Params, load_params
 from unlearn_ops.settings import Settings, load_settings
@@ -89,6 +91,11 @@ class Workspace:
     def ledger(self) -> Ledger:
         """The request ledger."""
         return Ledger(self.root / "ledger.jsonl")
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """The durable inbox of deletion requests (not versioned: `.unlearn-ops/`)."""
+        return Inbox(self.root / ".unlearn-ops" / "inbox.sqlite", self.settings)
 
     @cached_property
     def ensemble(self) -> SisaEnsemble:

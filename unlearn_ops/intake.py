@@ -1,0 +1,192 @@
+"""From the inbox to the forget pipeline: keyed hashes back to records, subjects to records.
+
+The inbox keeps no record id, only keyed hashes, so a drain finds the records again in the
+workspace's own data: it hashes the ids of every shard and of the held-out split with the
+same key and looks the request's hashes up. A hash that the data no longer holds but
+`forgotten.json` does belongs to a record forgotten before (the request names it by hash
+only, :attr:`ForgetRequest.forgotten_hashes`); a hash found in neither was never in the
+data, and the request fails with that reason alone, without holding up the others.
+
+A request may name a data subject instead of records. With `dataset.subject_column` set in
+params.yaml, preparing the data writes `subjects.json`: for each keyed hash of a subject,
+the keyed hashes of that subject's records. Like everything else here, it holds no id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from unlearn_ops.errors import StoreError
+from unlearn_ops.hashing import canonical_id
+from unlearn_ops.requests import ForgetRequest
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from unlearn_ops.inbox import InboxEntry
+    from unlearn_ops.planning import RetrainingPlan
+    from unlearn_ops.settings import Settings
+    from unlearn_ops.workspace import Workspace
+
+__all__ = [
+    "SUBJECTS_FILE",
+    "Resolution",
+    "approval_summary",
+    "build_subject_index",
+    "resolve_entries",
+    "subject_hash",
+]
+
+SUBJECTS_FILE = "subjects.json"
+
+
+def subject_hash(settings: Settings, subject_id: object) -> str:
+    """Keyed hash of a subject id (a namespace apart from record ids)."""
+    return settings.hash_record_id(f"subject:{canonical_id(subject_id)}")
+
+
+def build_subject_index(
+    settings: Settings, subjects: Iterable[object], record_ids: Iterable[object]
+) -> dict[str, list[str]]:
+    """Keyed hash of each subject -> sorted keyed hashes of its records."""
+    index: dict[str, set[str]] = {}
+    for subject, record in zip(subjects, record_ids, strict=True):
+        key = subject_hash(settings, subject)
+        index.setdefault(key, set()).add(settings.hash_record_id(canonical_id(record)))
+    return {key: sorted(values) for key, values in sorted(index.items())}
+
+
+def write_subject_index(root: Path, index: Mapping[str, Sequence[str]]) -> None:
+    """Write `subjects.json` (sorted, so git diffs stay small)."""
+    (root / SUBJECTS_FILE).write_text(
+        json.dumps({"subjects": dict(index)}, indent=0, sort_keys=True) + "\n", encoding="utf-8"
+    )
+
+
+def read_subject_index(root: Path) -> dict[str, list[str]]:
+    """`subjects.json`, or an empty index when the workspace keeps none."""
+    path = root / SUBJECTS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as exc:
+        raise StoreError(path, f"not valid JSON ({exc})") from exc
+    subjects = data.get("subjects") if isinstance(data, dict) else None
+    if not isinstance(subjects, dict):
+        raise StoreError(path, "no 'subjects' mapping")
+    return {str(k): [str(h) for h in v] for k, v in subjects.items()}
+
+
+@dataclass
+class Resolution:
+    """Inbox entries rebuilt as forget requests, and the entries that cannot be."""
+
+    requests: list[ForgetRequest] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _record_index(workspace: Workspace) -> dict[str, str]:
+    """Keyed hash -> canonical id, over every shard and the held-out split."""
+    ensemble = workspace.ensemble
+    id_column = ensemble.columns().id_column
+    tables: list[pd.DataFrame] = [ensemble.read_shard(s) for s in ensemble.shard_ids]
+    tables.append(ensemble.read_holdout())
+    hash_id = workspace.settings.hash_record_id
+    return {
+        hash_id(text): text
+        for table in tables
+        for text in (canonical_id(r) for r in table[id_column].tolist())
+    }
+
+
+def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Resolution:
+    """Rebuild each entry as a :class:`ForgetRequest` from the workspace's data.
+
+    Entries whose records (or subject) the data never held fail alone, with the reason.
+    """
+    from datetime import datetime
+
+    resolution = Resolution()
+    if not entries:
+        return resolution
+    known = _record_index(workspace)
+    forgotten = workspace.ensemble.forgotten_hashes()
+    subjects = read_subject_index(workspace.root) if any(e.subject_hash for e in entries) else {}
+    for entry in entries:
+        hashes = list(entry.record_hashes)
+        if entry.subject_hash is not None:
+            if entry.subject_hash not in subjects:
+                resolution.failed[entry.request_id] = (
+                    "the subject is not in the workspace's subject index "
+                    "(dataset.subject_column in params.yaml)"
+                )
+                continue
+            hashes = subjects[entry.subject_hash]
+        unknown = [h for h in hashes if h not in known and h not in forgotten]
+        if unknown:
+            resolution.failed[entry.request_id] = (
+                f"{len(unknown)} of {len(hashes)} records were never in the training data"
+            )
+            continue
+        resolution.requests.append(
+            ForgetRequest(
+                request_id=entry.request_id,
+                record_ids=tuple(known[h] for h in hashes if h in known),
+                forgotten_hashes=tuple(h for h in hashes if h not in known),
+                reason=entry.reason,
+                requested_at=datetime.fromisoformat(entry.requested_at),
+            )
+        )
+    return resolution
+
+
+def approval_summary(
+    workspace: Workspace,
+    requests: Sequence[ForgetRequest],
+    plan: RetrainingPlan,
+    history: Sequence[float] = (),
+) -> dict[str, Any]:
+    """What an approver needs to decide: which shards, how much retraining, expected change.
+
+    Args:
+        history: accuracy changes of earlier forget versions (newest last); their mean is
+            the expected change, as no model of this data predicts it better.
+    """
+    expected = sum(history) / len(history) if history else None
+    return {
+        "requests": [r.request_id for r in requests],
+        "records": len({h for r in requests for h in r.record_hashes(workspace.settings)}),
+        "shards": plan.shard_ids,
+        "stages_to_retrain": sum(s.stages_to_train for s in plan.shards),
+        "retraining_fraction": round(plan.fraction, 4),
+        "expected_accuracy_change": None if expected is None else round(expected, 4),
+        "based_on_versions": len(history),
+    }
+
+
+def approval_markdown(summary: Mapping[str, Any]) -> str:
+    """The approval form's description, as the Prefect UI shows it."""
+    change = summary["expected_accuracy_change"]
+    expected = (
+        f"{change:+.4f} (mean of the last {summary['based_on_versions']} forget versions)"
+        if change is not None
+        else "unknown (no forget version yet)"
+    )
+    requests = summary["requests"]
+    shown = ", ".join(requests[:10]) + (
+        f" and {len(requests) - 10} more" if len(requests) > 10 else ""
+    )
+    return (
+        f"**Forget {summary['records']} records** for {len(requests)} request(s): {shown}.\n\n"
+        f"- Shards to retrain: {summary['shards'] or 'none'}\n"
+        f"- Stages to retrain: {summary['stages_to_retrain']} "
+        f"({summary['retraining_fraction']:.1%} of a full training)\n"
+        f"- Expected accuracy change: {expected}\n\n"
+        "Approve to retrain and register the new version; reject with a reason to refuse "
+        "the requests (the reason goes to the ledger)."
+    )
