@@ -17,7 +17,7 @@ from prefect import unmapped
 
 from pipelines import tasks
 from unlearn_ops.requests import ForgetRequest
-from unlearn_ops.steps import ShardTrained, Stopwatch
+from unlearn_ops.steps import ShardTrained, Stopwatch, champion_accuracy
 from unlearn_ops.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from unlearn_ops.adapters.gx_gates import GateResult
     from unlearn_ops.adapters.mlflow_registry import VersionInfo
 
-__all__ = ["Registered", "retrain_and_register"]
+__all__ = ["Registered", "forget_batch", "retrain_and_register"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,45 @@ def retrain_and_register(
         # Versions trained on records forgotten since can never be champion again: say so.
         tasks.mark_unsafe_versions(ws)
     return Registered(trained, metrics, gates, revision, version)
+
+
+def forget_batch(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
+    """Forget a batch of requests; call it holding the workspace lock.
+
+    Requests served already close without retraining (`status: noop`); otherwise each
+    affected shard retrains once for the whole batch and one version serves them all.
+
+    Raises:
+        UnknownRecordsError, InvalidRequestError: the batch is refused, nothing changed.
+        GateFailedError: the version is registered, not promoted; the ledger says failed.
+    """
+    watch = Stopwatch()
+    with watch.phase("data"):
+        # Both refuse a bad batch before anything is written: check reads only, and
+        # receive validates every request before it appends the new ones.
+        outcome = tasks.check_batch(ws, batch)
+        tasks.receive_requests(ws, batch)
+        if outcome.is_noop:
+            answer = tasks.close_noop(ws, outcome)
+            tasks.record_revision(ws, "unlearn-ops: requests honoured already")
+            return answer
+        baseline = champion_accuracy(ws)
+        plan = tasks.apply_batch(ws, batch)
+        stale = tasks.stale_shards(ws)
+    names = ", ".join(r.request_id for r in batch)
+    if len(names) > 200:
+        names = f"{len(batch)} requests ({batch[0].request_id} ... {batch[-1].request_id})"
+    registered = retrain_and_register(
+        ws,
+        watch,
+        shard_ids=stale,
+        baseline=baseline,
+        kind="forget",
+        message=f"unlearn-ops: forget {names}",
+        requests=batch,
+    )
+    return {
+        **registered.summary(watch),
+        "requests": [r.request_id for r in batch],
+        "plan": plan.to_dict(),
+    }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -49,7 +49,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -851,6 +851,220 @@ def bench(
         output, quick=quick, repeats=repeats, only=names, sweep=sweep, flows=flows
     )
     typer.echo(table)
+
+
+# ------------------------------------------------------------------- deletion events
+def _read_json_file(path: Path) -> dict[str, Any]:
+    from unlearn_ops.envelope import parse_json_object
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(f"cannot read {path} ({exc.strerror})") from exc
+    return parse_json_object(data)
+
+
+@app.command()
+def sign(
+    request_file: Annotated[
+        Path,
+        typer.Argument(help="A request as JSON: request_id, record_ids or subject_id, reason."),
+    ],
+) -> None:
+    """Sign a request with UNLEARN_OPS_REQUEST_SIGNING_KEY: print the envelope to send."""
+    from unlearn_ops.envelope import sign_request, verify_request
+    from unlearn_ops.settings import load_settings
+
+    settings = load_settings()
+    if settings.request_signing_key is None:
+        _fail("UNLEARN_OPS_REQUEST_SIGNING_KEY is not set: there is no key to sign with")
+    request = _read_json_file(request_file)
+    request.setdefault("requested_at", datetime.now(UTC).isoformat())
+    envelope = sign_request(request, settings.request_signing_key.get_secret_value())
+    verify_request(envelope, settings)  # refuse to sign what the intake would refuse
+    typer.echo(json.dumps(envelope, indent=2))
+
+
+@app.command()
+def submit(
+    envelope_file: Annotated[Path, typer.Argument(help="A signed request (`unlearn-ops sign`).")],
+    via: Annotated[
+        str, typer.Option(help="`s3` (drop it in the intake bucket) or `event` (Prefect).")
+    ] = "s3",
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Send a signed request as a privacy system would: an S3 file or a Prefect event."""
+    envelope = _read_json_file(envelope_file)
+    if via == "s3":
+        from unlearn_ops.adapters.s3_intake import S3Intake
+        from unlearn_ops.settings import load_settings
+
+        key = S3Intake.from_settings(load_settings()).submit(envelope)
+        typer.echo(f"dropped s3://{load_settings().intake_bucket}/{key}")
+    elif via == "event":
+        from prefect.events.worker import EventsWorker
+
+        from pipelines.intake import emit_deletion_request
+
+        event_id = emit_deletion_request(_open(workspace), envelope)
+        EventsWorker.drain_all(timeout=30)  # sent before this process ends
+        typer.echo(f"emitted unlearn.deletion.requested {event_id}")
+    else:
+        _fail(f"--via must be s3 or event, got {via!r}")
+
+
+@app.command()
+def inbox(
+    retry: Annotated[
+        str | None, typer.Option(help="Put this failed request back to pending.")
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """The inbox: requests received and their state, and the deliveries refused."""
+    ws = _open(workspace)
+    if retry is not None:
+        entry = ws.inbox.retry(retry)
+        typer.echo(f"request {entry.request_id}: {entry.state}")
+        return
+    entries = ws.inbox.entries()
+    rejections = ws.inbox.rejections()
+    data: dict[str, Any] = {
+        "counts": ws.inbox.counts(),
+        "requests": [e.to_dict() for e in entries],
+        "rejected": [r.__dict__ for r in rejections],
+    }
+
+    def lines() -> None:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(data["counts"].items())) or "empty"
+        typer.echo(f"inbox {ws.inbox.path}: {counts}")
+        for entry in entries:
+            outcome = entry.outcome or {}
+            detail = outcome.get("version") or outcome.get("reason") or ""
+            typer.echo(
+                f"  {entry.request_id:<32} {entry.state:<10} {len(entry.record_hashes):>5} records"
+                f"  {entry.source}  {detail}"
+            )
+        for rejection in rejections[-20:]:
+            typer.echo(f"  refused {rejection.at} {rejection.source}: {rejection.kind}")
+
+    _emit(as_json, data, lines)
+
+
+@app.command()
+def listen(
+    once: Annotated[
+        bool, typer.Option("--once", help="Stop when the queue is empty and all is drained.")
+    ] = False,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="Also accept requests over HTTP on HOST:PORT (POST /v1/deletion-requests)."
+        ),
+    ] = None,
+    wait_seconds: Annotated[int, typer.Option(help="SQS long-poll seconds.", min=0, max=20)] = 5,
+    visibility_timeout: Annotated[
+        int,
+        typer.Option(
+            help="Seconds a received message stays hidden; unacknowledged, it comes back.",
+            min=1,
+            max=43200,
+        ),
+    ] = 60,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Receive deletion requests (S3 files via SQS, HTTP) and forget them, burst by burst."""
+    import threading
+
+    from pipelines.intake import drain_inbox
+    from pipelines.listen import listen as run_listener
+
+    ws = _open(workspace)
+    s3 = None
+    if ws.settings.intake_queue_url or ws.settings.intake_bucket:
+        from unlearn_ops.adapters.s3_intake import S3Intake
+
+        s3 = S3Intake.from_settings(ws.settings)
+    arrived = threading.Event()
+    server = None
+    if http is not None:
+        from unlearn_ops.adapters.http_intake import HttpIntake
+
+        host, _, port = http.rpartition(":")
+        if not host or not port.isdigit():
+            _fail(f"--http must be HOST:PORT, got {http!r}")
+        server = HttpIntake(
+            ws.inbox, ws.settings, host=host, port=int(port), on_accepted=lambda _: arrived.set()
+        )
+        server.start()
+        typer.echo(f"HTTP intake on {server.url}", err=True)
+    if s3 is None and server is None:
+        _fail(
+            "nothing to listen to: set UNLEARN_OPS_INTAKE_BUCKET and UNLEARN_OPS_INTAKE_QUEUE_URL,"
+            " or pass --http HOST:PORT"
+        )
+
+    def drained(answer: dict[str, Any]) -> None:
+        for batch in answer.get("batches", []):
+            typer.echo(
+                f"forgot {len(batch.get('requests', []))} request(s): "
+                f"version {batch.get('version') or batch.get('served_by')}",
+                err=True,
+            )
+        for request_id, reason in answer.get("failed", {}).items():
+            typer.echo(f"request {request_id} failed: {reason}", err=True)
+
+    try:
+        report = run_listener(
+            ws,
+            s3=s3,
+            arrived=arrived,
+            drain=lambda: _run_flow(drain_inbox, str(ws.root)),
+            once=once,
+            wait_seconds=wait_seconds,
+            visibility_timeout=visibility_timeout,
+            on_drained=drained,
+        )
+    finally:
+        if server is not None:
+            server.stop()
+    _emit(
+        as_json,
+        report.to_dict(),
+        lambda: typer.echo(
+            f"accepted {report.accepted}, duplicates {report.duplicates}, refused "
+            f"{report.rejected}; {report.drains} drain(s), {report.batches} retraining run(s)"
+        ),
+    )
+
+
+@app.command()
+def serve(
+    sweep_seconds: Annotated[
+        float, typer.Option(help="Also drain on this interval (finishes interrupted work).")
+    ] = 600.0,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Serve the forget flow as a Prefect deployment triggered by `unlearn.deletion.requested`."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(
+            "PREFECT_API_URL is not set: a deployment needs a Prefect server that outlives "
+            "this process (start one with infra/launcher.py or `prefect server start`)"
+        )
+    os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
+    from prefect import serve as prefect_serve
+
+    from pipelines.intake import deployment_for, resource_id
+
+    ws = _open(workspace)
+    deployment = deployment_for(ws, sweep_seconds=sweep_seconds or None)
+    typer.echo(
+        f"serving {deployment.name}: events unlearn.deletion.requested on {resource_id(ws)}",
+        err=True,
+    )
+    # One run at a time: runs that events queue meanwhile are coalesced into it.
+    prefect_serve(deployment, limit=1, print_starting_message=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,6 +45,11 @@ class DatasetParams(_Frozen):
     holdout_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="Share of records kept out of training for evaluation."
     )
+    subject_column: str | None = Field(
+        None,
+        description="Column naming the data subject of each record (a file's column), so "
+        "that a request can name a subject instead of records.",
+    )
 
 
 class SisaParams(_Frozen):

@@ -19,9 +19,11 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.errors import (
+    DatasetError,
     GateFailedError,
     InvalidRequestError,
     LineageError,
@@ -34,6 +36,8 @@ from unlearn_ops.requests import ForgetRequest
 from unlearn_ops.workspace import Workspace
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from unlearn_ops.adapters.dvc_lineage import DataRevision
     from unlearn_ops.adapters.gx_gates import GateResult
     from unlearn_ops.adapters.mlflow_registry import MlflowRegistry, VersionInfo
@@ -109,9 +113,24 @@ def workspace_lock(workspace: Workspace, timeout: float = 600.0) -> Iterator[Non
             f"wait for it to finish (or remove {path} if no flow runs)",
         ) from exc
     try:
+        _clear_stale_git_lock(workspace)
         yield
     finally:
         lock.release()
+
+
+def _clear_stale_git_lock(workspace: Workspace) -> None:
+    """Remove `.git/index.lock` left by a process killed in the middle of a commit.
+
+    Every unlearn-ops writer of a workspace holds the workspace lock, so while we hold
+    it no git command of ours runs there: a lock file left is one that a killed run left.
+    """
+    import logging
+
+    stale = workspace.root / ".git" / "index.lock"
+    if stale.exists():
+        logging.getLogger("unlearn_ops").warning("removing %s left by an interrupted run", stale)
+        stale.unlink(missing_ok=True)
 
 
 def open_registry(workspace: Workspace) -> MlflowRegistry:
@@ -129,18 +148,73 @@ def open_registry(workspace: Workspace) -> MlflowRegistry:
 
 # ------------------------------------------------------------------------------- data
 def prepare_data(workspace: Workspace) -> dict[int, int]:
-    """Load the workspace's dataset and write the shard tables (forgotten records left out)."""
-    from unlearn_ops.datasets import load_dataset
+    """Load the workspace's dataset and write the shard tables (forgotten records left out).
+
+    With `dataset.subject_column` set, also write `subjects.json` (keyed hashes only) and
+    keep the subject column out of the features.
+    """
+    from unlearn_ops.datasets import Dataset, load_dataset
 
     spec = workspace.params.dataset
-    dataset = load_dataset(
-        spec.source,
-        id_column=spec.id_column,
-        label_column=spec.label_column,
-        feature_columns=spec.feature_columns,
-        base_dir=workspace.root,
-    )
+    if spec.subject_column is None:
+        dataset = load_dataset(
+            spec.source,
+            id_column=spec.id_column,
+            label_column=spec.label_column,
+            feature_columns=spec.feature_columns,
+            base_dir=workspace.root,
+        )
+    else:
+        table, source = _subject_table(workspace)
+        features = spec.feature_columns or [
+            c
+            for c in table.columns
+            if c not in (spec.id_column, spec.label_column, spec.subject_column)
+        ]
+        dataset = Dataset.from_frame(
+            table,
+            id_column=spec.id_column,
+            label_column=spec.label_column,
+            feature_columns=features,
+            source=source,
+        )
+        _write_subjects(workspace, table, source)
     return workspace.ensemble.prepare(dataset)
+
+
+def _subject_table(workspace: Workspace) -> tuple[pd.DataFrame, str]:
+    from unlearn_ops.datasets import read_table
+
+    spec = workspace.params.dataset
+    path = Path(spec.source)
+    path = path if path.is_absolute() else workspace.root / path
+    if not path.is_file():
+        raise DatasetError(
+            spec.source,
+            "dataset.subject_column needs a .csv or .parquet file, and there is none here",
+        )
+    table = read_table(path)
+    if spec.subject_column not in table.columns:
+        raise DatasetError(
+            str(path),
+            f"no column {spec.subject_column!r} (dataset.subject_column)",
+            f"columns present: {', '.join(map(str, table.columns[:12]))}",
+        )
+    return table, str(path)
+
+
+def _write_subjects(workspace: Workspace, table: pd.DataFrame, source: str) -> None:
+    """subjects.json: keyed hash of each subject -> keyed hashes of its records."""
+    from unlearn_ops.intake import build_subject_index, write_subject_index
+
+    spec = workspace.params.dataset
+    subjects = table[spec.subject_column]
+    if subjects.isna().any():
+        raise DatasetError(source, f"{int(subjects.isna().sum())} row(s) have no subject")
+    index = build_subject_index(
+        workspace.settings, subjects.tolist(), table[spec.id_column].tolist()
+    )
+    write_subject_index(workspace.root, index)
 
 
 # --------------------------------------------------------------------------- requests
@@ -163,7 +237,7 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
     known = workspace.ledger.requests()
     new = []
     for request in requests:
-        hashes = sorted({workspace.settings.hash_record_id(r) for r in request.record_ids})
+        hashes = request.record_hashes(workspace.settings)
         state = known.get(request.request_id)
         if state is None:
             new.append((request, hashes))
@@ -202,7 +276,7 @@ def check_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> Batc
         if version is not None:
             served_by[request.request_id] = version.version
             continue
-        hashes = {workspace.settings.hash_record_id(r) for r in request.record_ids}
+        hashes = set(request.record_hashes(workspace.settings))
         if not hashes <= forgotten:
             continue
         serving = workspace.ledger.serving_requests(sorted(hashes))
@@ -235,7 +309,7 @@ def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
         state = states.get(request_id)
         if state is None or state.served is None:
             workspace.ledger.append("served", request_id, version=version, noop=True)
-        hashes = sorted({workspace.settings.hash_record_id(r) for r in request.record_ids})
+        hashes = request.record_hashes(workspace.settings)
         covering = {s.request_id for s in workspace.ledger.serving_requests(hashes).values()}
         if not covering:
             continue  # found by its own id: the versions name it already
@@ -250,8 +324,14 @@ def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
 
 
 def apply_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> RetrainingPlan:
-    """Remove the batch's records from the shard files (no retraining yet)."""
+    """Remove the batch's records from the shard files (no retraining yet).
+
+    A batch that names its records by keyed hash only (removed already, by a run that
+    crashed before registering) removes nothing; its shards are stale and retrain.
+    """
     record_ids = list(dict.fromkeys(r for request in requests for r in request.record_ids))
+    if not record_ids:
+        return workspace.ensemble.plan_forget([])
     plan, _removed = workspace.ensemble.remove_records(record_ids)
     return plan
 
@@ -418,7 +498,7 @@ def register_version(
         shard_md5s=revision.shard_md5s,
         shards_retrained=tuple(retrained),
         first_stages=first_stages,
-        records_forgotten=len({r for request in requests for r in request.record_ids})
+        records_forgotten=len({h for r in requests for h in r.record_hashes(workspace.settings)})
         + len(replayed_hashes),
         training_hash=workspace.params.training_hash(),
         seed=workspace.params.seed,

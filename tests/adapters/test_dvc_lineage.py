@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +188,29 @@ def test_a_revision_reports_the_md5s_that_dvc_lock_records(tmp_path: Path) -> No
     }
     assert revision.tags == ()
     assert revision.to_dict()["shard_md5s"] == {str(k): v for k, v in revision.shard_md5s.items()}
+
+
+def test_a_revision_is_pushed_to_the_default_remote(tmp_path: Path) -> None:
+    root = new_workspace(tmp_path / "ws")
+    store = tmp_path / "remote"
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    subprocess.run([*dvc, "remote", "add", "-d", "store", str(store)], cwd=root, check=True)
+    write_outputs(root, {0: [1, 2], 1: [3]})
+    revision = record_revision(root, "train", shard_ids=[0, 1])
+    pushed = {p.name for p in store.rglob("*") if p.is_file()}
+    # Every shard file's content (by md5, as DVC addresses it) is on the remote.
+    assert {md5[2:] for md5 in revision.shard_md5s.values()} <= pushed
+
+
+def test_a_remote_that_refuses_the_push_is_a_lineage_error(tmp_path: Path) -> None:
+    root = new_workspace(tmp_path / "ws")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the remote's folder should be")
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    subprocess.run([*dvc, "remote", "add", "-d", "store", str(blocker / "x")], cwd=root, check=True)
+    write_outputs(root, {0: [1], 1: [2]})
+    with pytest.raises(LineageError, match="dvc push failed"):
+        record_revision(root, "train", shard_ids=[0, 1])
 
 
 def test_a_rerun_with_nothing_new_commits_nothing_and_moves_the_tag(tmp_path: Path) -> None:

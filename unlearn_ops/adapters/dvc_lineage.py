@@ -46,6 +46,7 @@ TRACKED = (
     "dvc.yaml",
     "dvc.lock",
     "forgotten.json",
+    "subjects.json",
     "ledger.jsonl",
     "metrics.json",
     "registry.json",
@@ -205,8 +206,15 @@ def record_revision(
             after a crash completes the same request).
         shard_ids: shards whose file md5 to report.
 
+    With a default DVC remote configured (an S3 bucket, say), the revision's data is
+    pushed there too, so that the lineage outlives this machine.
+
     Returns:
         The new data revision.
+
+    Raises:
+        LineageError: DVC could not commit, or not push to the default remote (the local
+            commit stands; running the flow again pushes it).
     """
     from dvc.exceptions import DvcException
 
@@ -215,6 +223,11 @@ def record_revision(
             repo.commit(force=True, allow_missing=True)
         except DvcException as exc:
             raise LineageError("dvc commit", str(exc)) from exc
+        if repo.config.get("core", {}).get("remote"):
+            try:
+                repo.push()
+            except (DvcException, OSError) as exc:
+                raise LineageError("dvc push", str(exc)) from exc
     existing = [name for name in dict.fromkeys(TRACKED) if (root / name).exists()]
     _git(root, "add", "--all", "--", *existing)
     if _git(root, "diff", "--cached", "--quiet", check=False).returncode != 0:
