@@ -9,6 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM_STAMP := $(VENV)/.chromium
+COMPOSE_STAMP  := $(VENV)/.compose
 export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT := true
@@ -36,7 +37,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint $(CHROMIUM_STAMP)
+test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Headless Chromium (Debian's `chromium`) for the browser test of the MLflow UI,
@@ -55,6 +56,24 @@ $(CHROMIUM_STAMP): | $(STAMP)
 	  echo "  run 'apt-get install chromium' as root; until then tests/pipelines/test_ui.py is skipped"; \
 	fi
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then touch $@; fi
+
+# A compose client (Debian's `docker-compose` 1.29) for tests/infra/test_compose.py, which
+# checks infra/docker-compose.yml with `config` (no Docker engine needed): installed with
+# apt as root, else through `sudo -n`, unless `docker compose` or `docker-compose` works.
+$(COMPOSE_STAMP): | $(STAMP)
+	@if docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1; then \
+	  true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose) \
+	    || echo "WARNING: apt could not install docker-compose; tests/infra/test_compose.py will be skipped"; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+	  (sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose) \
+	    || echo "WARNING: apt could not install docker-compose; tests/infra/test_compose.py will be skipped"; \
+	else \
+	  echo "no compose client is installed and this user cannot install one (not root, no sudo):"; \
+	  echo "  run 'apt-get install docker-compose' as root; until then tests/infra/test_compose.py is skipped"; \
+	fi
+	@if docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1; then touch $@; fi
 
 bench: install
 	$(BIN)/unlearn-ops bench --output bench-results
