@@ -180,12 +180,14 @@ class Inbox:
     def __init__(self, path: str | Path, settings: Settings) -> None:
         self.path = Path(path)
         self.settings = settings
+        self._ready = False  # WAL mode and the tables exist (checked once per instance)
 
     def __repr__(self) -> str:
         return f"Inbox({str(self.path)!r})"
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; a writing one takes sqlite's write lock at once (`IMMEDIATE`)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
@@ -193,10 +195,12 @@ class Inbox:
             raise StoreError(self.path, f"cannot open the inbox ({exc})") from exc
         try:
             connection.row_factory = sqlite3.Row
-            _use_wal(connection, 60.0)
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.executescript(_SCHEMA)
-            connection.execute("BEGIN IMMEDIATE")
+            if not self._ready:
+                _use_wal(connection, 60.0)  # kept by the file: once is enough
+                connection.executescript(_SCHEMA)
+                self._ready = True
+            connection.execute("PRAGMA synchronous=FULL")  # per connection
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield connection
             except BaseException:
@@ -268,7 +272,7 @@ class Inbox:
 
     def seen_delivery(self, delivery_id: str) -> bool:
         """Whether a delivery with this transport id was accepted or refused before."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 "SELECT 1 FROM deliveries WHERE delivery_id = ?", (delivery_id,)
             ).fetchone()
@@ -363,7 +367,7 @@ class Inbox:
         """Requests in arrival order (only those in `state` if given)."""
         if not self.path.exists():
             return []
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             if state is None:
                 rows = db.execute("SELECT * FROM requests ORDER BY received_at, request_id")
             else:
@@ -377,7 +381,7 @@ class Inbox:
         """One request, or None."""
         if not self.path.exists():
             return None
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             row = db.execute(
                 "SELECT * FROM requests WHERE request_id = ?", (request_id,)
             ).fetchone()
@@ -387,7 +391,7 @@ class Inbox:
         """Refused deliveries, oldest first."""
         if not self.path.exists():
             return []
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT at, source, request_id, kind, reason FROM rejections ORDER BY id"
             ).fetchall()
@@ -397,7 +401,7 @@ class Inbox:
         """How many requests are in each state, and how many deliveries were refused."""
         if not self.path.exists():
             return {}
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             counts = {
                 row[0]: row[1]
                 for row in db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state")
