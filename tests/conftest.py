@@ -26,6 +26,24 @@ from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _close_prefect_events_client() -> object:
+    """After each module that ran flows, send their events and close Prefect's client.
+
+    Left open, its websocket pings the server every 20 s from a background thread, and
+    each ping draws from the global `random` (websockets' keepalive): a hypothesis test
+    that happens to run then fails its "no `random` inside strategies" check.
+    """
+    yield
+    import sys
+
+    if "prefect.events.worker" in sys.modules:
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=30)
+
+
 TINY_PARAMS = {
     "seed": 3,
     "sisa": {"shards": 3, "slices": 3, "salt": "core-tests"},
