@@ -130,7 +130,12 @@ class InvalidRequestError(UnlearnOpsError, ValueError):
     Args:
         problem: what is wrong with it.
         hint: what to do instead.
+
+    Attributes:
+        kind: the refusal's name where intakes record it (`malformed` here).
     """
+
+    kind = "malformed"
 
     def __init__(self, problem: str, hint: str = "") -> None:
         self.problem = problem
@@ -144,6 +149,8 @@ class ReplayedRequestError(InvalidRequestError):
     A request id is the idempotency key: the same id with the same content is the same
     request (a duplicate delivery), the same id with other content is a replay with changes.
     """
+
+    kind = "replayed-with-changes"
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id

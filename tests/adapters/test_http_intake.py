@@ -481,5 +481,10 @@ def test_a_port_in_use_is_a_config_error(inbox: Inbox) -> None:
             HttpIntake(inbox, SETTINGS, port=port).start()
 
 
+def test_a_port_past_65535_is_a_config_error(inbox: Inbox) -> None:
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:70000"):
+        HttpIntake(inbox, SETTINGS, port=70000).start()
+
+
 def test_ipv6_urls_are_bracketed(inbox: Inbox) -> None:
     assert HttpIntake(inbox, SETTINGS, host="::1", port=8080).url == "http://[::1]:8080"

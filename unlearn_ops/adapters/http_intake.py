@@ -176,17 +176,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         except InvalidRequestError as exc:
-            self._refuse(HTTPStatus.BAD_REQUEST, "malformed", str(exc))
+            self._refuse(HTTPStatus.BAD_REQUEST, exc.kind, str(exc))
             return
         try:
             accepted = intake.inbox.accept(verified, self._source)
         except ReplayedRequestError as exc:  # accept recorded the refusal
-            logger.warning(
-                "refused a deletion request from %s (replayed-with-changes)", self._source
-            )
-            self._answer(
-                HTTPStatus.CONFLICT, {"error": "replayed-with-changes", "detail": str(exc)}
-            )
+            logger.warning("refused a deletion request from %s (%s)", self._source, exc.kind)
+            self._answer(HTTPStatus.CONFLICT, {"error": exc.kind, "detail": str(exc)})
             return
         except UnlearnOpsError as exc:  # the inbox cannot be written: the producer retries
             logger.error("the inbox refused a request: %s", exc)
@@ -456,10 +452,10 @@ class HttpIntake:
                 return self
             try:
                 server = _Server(self.host, self.port, self)
-            except OSError as exc:
+            except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
+                detail = getattr(exc, "strerror", None) or exc
                 raise ConfigError(
-                    "the HTTP intake",
-                    [f"cannot listen on {self.host}:{self.port} ({exc.strerror or exc})"],
+                    "the HTTP intake", [f"cannot listen on {self.host}:{self.port} ({detail})"]
                 ) from exc
             thread = threading.Thread(
                 target=server.serve_forever,

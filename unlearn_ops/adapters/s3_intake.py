@@ -54,7 +54,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +101,16 @@ def _error_code(exc: BaseException) -> str | None:
 
 def _is_missing(exc: BaseException) -> bool:
     return _error_code(exc) in _MISSING_CODES
+
+
+def _unless_missing(call: Callable[..., Any], **kwargs: Any) -> Any:
+    """`call(**kwargs)`, or None when the object is not there (any other error raises)."""
+    try:
+        return call(**kwargs)
+    except Exception as exc:
+        if _is_missing(exc):
+            return None
+        raise
 
 
 def _is_superseded(exc: BaseException) -> bool:
@@ -453,24 +463,18 @@ class S3Intake:
         self, key: str, inbox: Inbox, settings: Settings, report: PollReport
     ) -> None:
         source = f"s3://{self.bucket}/{key}"
-        try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            if _is_missing(exc):
-                report.gone += 1
-                return
-            raise
+        head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
+        if head is None:
+            report.gone += 1
+            return
         size = int(head.get("ContentLength", 0))
         if size > MAX_REQUEST_BYTES:
             self._refuse_oversized(key, _bare_etag(head["ETag"]), size, inbox, report)
             return
-        try:
-            response = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            if _is_missing(exc):
-                report.gone += 1
-                return
-            raise
+        response = _unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
+        if response is None:
+            report.gone += 1
+            return
         with contextlib.closing(response["Body"]) as stream:
             data: bytes = stream.read(MAX_REQUEST_BYTES + 1)
         etag = _bare_etag(response["ETag"])
@@ -481,7 +485,7 @@ class S3Intake:
         try:
             verified = verify_request(data, settings)
         except (InvalidRequestError, UnauthenticatedRequestError) as exc:
-            kind = exc.kind if isinstance(exc, UnauthenticatedRequestError) else "malformed"
+            kind = exc.kind
             claimed = _claimed_request_id(data)
             self._refuse(key, etag, data, kind, str(exc), claimed)
             if not inbox.seen_delivery(delivery):  # a retry: recorded then
