@@ -12,11 +12,12 @@ Three flows share one drain (:func:`drain`):
 - the same deployment runs on an interval with no event: a sweep that finishes what a
   crash left behind (claimed requests are picked up again).
 
-A drain holds the workspace lock, claims every unfinished request in the inbox, rebuilds
-them from keyed hashes (:mod:`unlearn_ops.intake`), fails those the data never held, asks
-for an approval when configured, forgets the rest as one batch, and records the outcome
-in the inbox (the ledger and registry record it through the forget pipeline). Requests
-arriving while it runs are drained by the same run before it ends.
+A drain holds the workspace lock and strings together library calls of
+:mod:`unlearn_ops.intake` (claim and rebuild the batch, fail what cannot be served, record
+what was) around the approval pause and the forget pipeline. Requests arriving while it
+runs are drained by the same run before it ends. Requests are recorded with
+:func:`unlearn_ops.intake.receive_envelope`; the listener loop is
+:mod:`unlearn_ops.listener`.
 """
 
 from __future__ import annotations
@@ -24,20 +25,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prefect import flow
 
 from pipelines.stages import forget_batch
-from unlearn_ops.envelope import verify_request
-from unlearn_ops.errors import (
-    InvalidRequestError,
-    ReplayedRequestError,
-    UnauthenticatedRequestError,
-    UnlearnOpsError,
+from unlearn_ops.errors import ConfigError, UnlearnOpsError
+from unlearn_ops.intake import (
+    approval_markdown,
+    approval_summary,
+    claim_batch,
+    complete_batch,
+    fail_requests,
+    forget_history,
+    receive_envelope,
 )
-from unlearn_ops.intake import approval_markdown, approval_summary, resolve_entries
+from unlearn_ops.requests import ForgetRequest
 from unlearn_ops.steps import workspace_lock
 from unlearn_ops.workspace import Workspace
 
@@ -46,7 +50,6 @@ __all__ = [
     "drain",
     "drain_inbox",
     "forget_on_deletion_event",
-    "ingest_envelope",
     "resource_id",
 ]
 
@@ -60,63 +63,21 @@ def resource_id(ws: Workspace) -> str:
     return f"unlearn.workspace.{ws.model_name}"
 
 
-def ingest_envelope(
-    ws: Workspace, envelope: object, *, source: str, delivery_id: str | None = None
-) -> str:
-    """Verify an envelope and record it in the inbox; what happened, in one word.
-
-    Returns `new`, `duplicate` or `rejected:<kind>` (a refusal is recorded in the inbox
-    with its reason; the request is never acted on).
-    """
-    if delivery_id is not None and ws.inbox.seen_delivery(delivery_id):
-        return "duplicate"
-    try:
-        if not isinstance(envelope, Mapping | str | bytes):
-            raise InvalidRequestError(
-                f"a request must be a JSON object, got {type(envelope).__name__}"
-            )
-        verified = verify_request(envelope, ws.settings)
-        return ws.inbox.accept(verified, source, delivery_id=delivery_id).status
-    except UnauthenticatedRequestError as exc:
-        kind = exc.kind
-        ws.inbox.reject(source, kind, str(exc), delivery_id=delivery_id)
-    except ReplayedRequestError:
-        kind = "replayed-with-changes"  # accept() recorded the refusal itself
-    except InvalidRequestError as exc:
-        kind = "malformed"
-        ws.inbox.reject(source, kind, str(exc), delivery_id=delivery_id)
-    logger.warning("refused a deletion request from %s (%s)", source, kind)
-    return f"rejected:{kind}"
-
-
 # ----------------------------------------------------------------------------- the drain
-def _forget_history(ws: Workspace) -> list[float]:
-    """Accuracy change of each earlier forget version against its parent (newest last)."""
-    from unlearn_ops.steps import open_registry
-
-    versions = open_registry(ws).versions()
-    accuracy = {v.version: v.tag("accuracy") for v in versions}
-    changes = []
-    for info in versions:
-        parent = info.tag("parent_version")
-        if info.tag("kind") == "forget" and accuracy.get(parent) and info.tag("accuracy"):
-            changes.append(float(info.tag("accuracy")) - float(accuracy[parent]))
-    return changes[-10:]
-
-
-def _approve(ws: Workspace, requests: list[Any], timeout: int) -> tuple[bool, str]:
+def _approve(ws: Workspace, requests: list[ForgetRequest], timeout: int) -> tuple[bool, str]:
     """Pause the flow run for an approval; (approved, reason)."""
     from prefect.flow_runs import pause_flow_run
     from prefect.input import RunInput
 
-    from unlearn_ops.steps import check_batch
+    from unlearn_ops.steps import open_registry
 
     class Approval(RunInput):
         approve: bool
         reason: str = ""
 
-    outcome = check_batch(ws, requests)
-    summary = approval_summary(ws, requests, outcome.plan, _forget_history(ws))
+    plan = ws.ensemble.plan_forget([r for request in requests for r in request.record_ids])
+    history = forget_history(open_registry(ws).versions())
+    summary = approval_summary(ws, requests, plan, history)
     logger.warning("waiting for approval: %s", summary)
     answer = pause_flow_run(
         wait_for_input=Approval.with_initial_data(
@@ -133,7 +94,7 @@ def drain(
     *,
     run: str | None = None,
     require_approval: bool | None = None,
-    before_claim: Any = None,
+    before_claim: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Claim and forget every unfinished request in the inbox, batch after batch.
 
@@ -155,41 +116,32 @@ def drain(
         while True:
             if before_claim is not None:
                 before_claim()
-            entries = ws.inbox.claim(run)
-            if not entries:
+            claimed = claim_batch(ws, run)
+            if claimed is None:
                 break
-            resolution = resolve_entries(ws, entries)
-            for request_id, reason in resolution.failed.items():
-                ws.inbox.fail([request_id], reason)
-                ws.ledger.append("failed", request_id, reason=reason)
-                failed[request_id] = reason
-            batch = resolution.requests
+            failed.update(claimed.failed)
+            batch = claimed.requests
             if not batch:
                 continue
-            ids = [r.request_id for r in batch]
             if approval:
                 approved, reason = _approve(ws, batch, ws.settings.approval_timeout_seconds)
                 if not approved:
                     why = f"rejected by the approver: {reason or 'no reason given'}"
-                    ws.inbox.fail(ids, why)
-                    for request_id in ids:
-                        ws.ledger.append("failed", request_id, reason=why)
-                        failed[request_id] = why
+                    refused = dict.fromkeys((r.request_id for r in batch), why)
+                    fail_requests(ws, refused)
+                    failed.update(refused)
                     continue
             try:
                 answer = forget_batch(ws, batch)
             except UnlearnOpsError as exc:
-                # Gates failed (the version is registered, not promoted), or the batch was
-                # refused (nothing changed): the requests fail with the reason, and
-                # `unlearn-ops inbox --retry` puts them back once it is dealt with.
-                ws.inbox.fail(ids, str(exc))
-                failed.update(dict.fromkeys(ids, str(exc)))
+                # Gates failed (the version is registered, not promoted; the ledger says
+                # so), or the batch was refused (nothing changed): the requests fail with
+                # the reason, and `unlearn-ops inbox --retry` puts them back.
+                refused = dict.fromkeys((r.request_id for r in batch), str(exc))
+                fail_requests(ws, refused, in_ledger=False)
+                failed.update(refused)
                 continue
-            if answer.get("noop"):  # served already, each by its own version
-                for request_id, version in answer["served_by"].items():
-                    ws.inbox.complete([request_id], {"version": version, "run": run})
-            else:
-                ws.inbox.complete(ids, {"version": answer["version"], "run": run})
+            complete_batch(ws, batch, answer, run)
             batches.append(answer)
     return {"run": run, "batches": batches, "failed": failed, "inbox": ws.inbox.counts()}
 
@@ -251,7 +203,8 @@ def _coalesce_queued(ws: Workspace, deployment_id: str, me: str) -> tuple[int, i
         envelope = queued.parameters.get("envelope")
         if envelope is not None:
             delivery = queued.parameters.get("delivery_id") or f"prefect-run:{queued.id}"
-            new += ingest_envelope(ws, envelope, source=delivery, delivery_id=delivery) == "new"
+            status = receive_envelope(ws.inbox, envelope, source=delivery, delivery_id=delivery)
+            new += status == "new"
         # Its request is durable in the inbox now: the run itself has nothing left to do.
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(
@@ -291,11 +244,9 @@ def _pull_events(ws: Workspace, lookback_seconds: float = 3600.0) -> int:
             response.raise_for_status()
             page = response.json()
             for event in page.get("events", []):
-                delivery = f"prefect-event:{event['id']}"
-                if ws.inbox.seen_delivery(delivery):
-                    continue
-                status = ingest_envelope(
-                    ws, event.get("payload"), source=delivery, delivery_id=delivery
+                delivery = f"prefect-event:{event['id']}"  # seen before: a duplicate
+                status = receive_envelope(
+                    ws.inbox, event.get("payload"), source=delivery, delivery_id=delivery
                 )
                 new += status == "new"
             token = page.get("next_page")
@@ -333,7 +284,7 @@ def forget_on_deletion_event(
     status = None
     if envelope is not None:
         delivery = delivery_id or f"prefect-run:{me}"
-        status = ingest_envelope(ws, envelope, source=delivery, delivery_id=delivery)
+        status = receive_envelope(ws.inbox, envelope, source=delivery, delivery_id=delivery)
     window = ws.settings.coalesce_seconds if window_seconds is None else window_seconds
     deployment_id = str(deployment.id or "")
     coalesced = 0
@@ -403,5 +354,7 @@ def emit_deletion_request(ws_or_resource: Workspace | str, envelope: Mapping[str
         payload=dict(envelope),
     )
     if event is None:
-        raise InvalidRequestError("Prefect did not emit the event (no events client configured)")
+        raise ConfigError(
+            "Prefect events", ["no event was emitted: is PREFECT_API_URL set to a Prefect server?"]
+        )
     return str(event.id)

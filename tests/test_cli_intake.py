@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,8 @@ def test_sign_makes_an_envelope_the_intake_accepts(
     envelope = json.loads(out)
     verified = verify_request(envelope, Settings(request_signing_key=KEY))  # type: ignore[arg-type]
     assert verified.body.record_ids == ("17", "42")
-    assert verified.body.requested_at is not None  # filled in: now
+    # requested_at was not in the file: it is filled in with the time of signing.
+    assert abs((datetime.now(UTC) - verified.body.requested_at).total_seconds()) < 60
     assert KEY not in out
 
 
@@ -105,13 +107,55 @@ def test_submit_names_the_allowed_ways(cli: CliRunner, workspace: Path, request_
     assert "--via must be s3 or event" in one_error_line(err)
 
 
+@pytest.fixture
+def envelope_file(tmp_path: Path, request_file: Path) -> Path:
+    from unlearn_ops.envelope import sign_request
+
+    request = json.loads(request_file.read_text()) | {"requested_at": "2026-11-20T09:30:00Z"}
+    path = tmp_path / "signed.json"
+    path.write_text(json.dumps(sign_request(request, KEY)))
+    return path
+
+
 def test_submit_via_s3_needs_the_intake_settings(
-    cli: CliRunner, workspace: Path, request_file: Path, monkeypatch: pytest.MonkeyPatch
+    cli: CliRunner, workspace: Path, envelope_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("UNLEARN_OPS_INTAKE_BUCKET", raising=False)
-    code, _, err = cli(["submit", str(request_file), "--via", "s3", "-w", str(workspace)])
+    code, _, err = cli(["submit", str(envelope_file), "--via", "s3", "-w", str(workspace)])
     assert code == 2
     assert "UNLEARN_OPS_INTAKE_BUCKET" in one_error_line(err)
+
+
+@pytest.mark.parametrize("key", [None, KEY])
+def test_submit_refuses_what_the_intake_would_refuse(
+    cli: CliRunner,
+    workspace: Path,
+    request_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    key: str | None,
+) -> None:
+    # A bare request (not signed), with or without a key to check signatures here.
+    monkeypatch.setenv("UNLEARN_OPS_INTAKE_BUCKET", "never-reached")
+    if key is None:
+        monkeypatch.delenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", raising=False)
+    else:
+        monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", key)
+    code, out, err = cli(["submit", str(request_file), "--via", "s3", "-w", str(workspace)])
+    assert code == 2
+    assert out == ""
+    assert "version: Field required" in one_error_line(err)
+
+
+def test_submit_refuses_a_forged_envelope(
+    cli: CliRunner, workspace: Path, envelope_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
+    envelope = json.loads(envelope_file.read_text())
+    envelope["request"]["record_ids"] = ["99"]
+    envelope_file.write_text(json.dumps(envelope))
+    code, _, err = cli(["submit", str(envelope_file), "--via", "event", "-w", str(workspace)])
+    assert code == 2
+    assert "unauthenticated request (forged)" in one_error_line(err)
 
 
 def test_inbox_of_a_new_workspace_is_empty(cli: CliRunner, workspace: Path) -> None:
@@ -136,8 +180,9 @@ def test_listen_with_nothing_to_listen_to(
     assert "nothing to listen to" in one_error_line(err)
 
 
-def test_listen_refuses_a_bad_http_address(cli: CliRunner, workspace: Path) -> None:
-    code, _, err = cli(["listen", "--once", "--http", "no-port", "-w", str(workspace)])
+@pytest.mark.parametrize("address", ["no-port", "127.0.0.1:99999", "[::1]:x"])
+def test_listen_refuses_a_bad_http_address(cli: CliRunner, workspace: Path, address: str) -> None:
+    code, _, err = cli(["listen", "--once", "--http", address, "-w", str(workspace)])
     assert code == 2
     assert "--http must be HOST:PORT" in one_error_line(err)
 

@@ -12,7 +12,6 @@ from unlearn_ops.intake import (
     approval_markdown,
     build_subject_index,
     read_subject_index,
-    subject_hash,
     write_subject_index,
 )
 from unlearn_ops.settings import Settings
@@ -22,10 +21,10 @@ SETTINGS = Settings(id_hash_key="intake-test-key")  # type: ignore[arg-type]
 
 def test_the_subject_index_holds_keyed_hashes_only(tmp_path: Path) -> None:
     index = build_subject_index(SETTINGS, ["ann", "bob", "ann", 7], ["r1", "r2", "r3", 9])
-    assert index[subject_hash(SETTINGS, "ann")] == sorted(
+    assert index[SETTINGS.hash_subject_id("ann")] == sorted(
         [SETTINGS.hash_record_id("r1"), SETTINGS.hash_record_id("r3")]
     )
-    assert index[subject_hash(SETTINGS, "7")] == [SETTINGS.hash_record_id("9")]
+    assert index[SETTINGS.hash_subject_id("7")] == [SETTINGS.hash_record_id("9")]
     write_subject_index(tmp_path, index)
     text = (tmp_path / "subjects.json").read_text()
     assert not any(f'"{raw}"' in text for raw in ("ann", "bob", "r1", "r2", "r3"))
@@ -33,7 +32,7 @@ def test_the_subject_index_holds_keyed_hashes_only(tmp_path: Path) -> None:
 
 
 def test_a_subject_hash_is_not_a_record_hash() -> None:
-    assert subject_hash(SETTINGS, "17") != SETTINGS.hash_record_id("17")
+    assert SETTINGS.hash_subject_id("17") != SETTINGS.hash_record_id("17")
 
 
 def test_no_index_reads_as_empty_and_a_broken_one_is_a_store_error(tmp_path: Path) -> None:

@@ -893,14 +893,27 @@ def submit(
     ] = "s3",
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Send a signed request as a privacy system would: an S3 file or a Prefect event."""
+    """Send a signed request as a privacy system would: an S3 file or a Prefect event.
+
+    The envelope is checked first, as the intake will check it (its signature too, when
+    UNLEARN_OPS_REQUEST_SIGNING_KEY is set here): a request it would refuse is not sent.
+    """
+    from unlearn_ops.envelope import parse_envelope, verify_request
+    from unlearn_ops.settings import load_settings
+
+    if via not in ("s3", "event"):
+        _fail(f"--via must be s3 or event, got {via!r}")
     envelope = _read_json_file(envelope_file)
+    settings = load_settings()
+    if settings.request_signing_key is None:
+        parse_envelope(envelope)
+    else:
+        verify_request(envelope, settings)
     if via == "s3":
         from unlearn_ops.adapters.s3_intake import S3Intake
-        from unlearn_ops.settings import load_settings
 
-        key = S3Intake.from_settings(load_settings()).submit(envelope)
-        typer.echo(f"dropped s3://{load_settings().intake_bucket}/{key}")
+        key = S3Intake.from_settings(settings).submit(envelope)
+        typer.echo(f"dropped s3://{settings.intake_bucket}/{key}")
     elif via == "event":
         from prefect.events.worker import EventsWorker
 
@@ -909,8 +922,6 @@ def submit(
         event_id = emit_deletion_request(_open(workspace), envelope)
         EventsWorker.drain_all(timeout=30)  # sent before this process ends
         typer.echo(f"emitted unlearn.deletion.requested {event_id}")
-    else:
-        _fail(f"--via must be s3 or event, got {via!r}")
 
 
 @app.command()
@@ -978,7 +989,7 @@ def listen(
     import threading
 
     from pipelines.intake import drain_inbox
-    from pipelines.listen import listen as run_listener
+    from unlearn_ops.listener import listen as run_listener
 
     ws = _open(workspace)
     s3 = None
@@ -992,8 +1003,8 @@ def listen(
         from unlearn_ops.adapters.http_intake import HttpIntake
 
         host, _, port = http.rpartition(":")
-        if not host or not port.isdigit():
-            _fail(f"--http must be HOST:PORT, got {http!r}")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            _fail(f"--http must be HOST:PORT with a port from 0 to 65535, got {http!r}")
         server = HttpIntake(
             ws.inbox, ws.settings, host=host, port=int(port), on_accepted=lambda _: arrived.set()
         )
@@ -1033,8 +1044,9 @@ def listen(
         as_json,
         report.to_dict(),
         lambda: typer.echo(
-            f"accepted {report.accepted}, duplicates {report.duplicates}, refused "
-            f"{report.rejected}; {report.drains} drain(s), {report.batches} retraining run(s)"
+            f"accepted {report.intake.accepted}, duplicates {report.intake.duplicates}, "
+            f"refused {report.intake.rejected}; {report.drains} drain(s), "
+            f"{report.batches} retraining run(s)"
         ),
     )
 

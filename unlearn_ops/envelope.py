@@ -56,10 +56,9 @@ from pydantic import (
 from unlearn_ops.errors import InvalidRequestError, UnauthenticatedRequestError
 from unlearn_ops.requests import (
     MAX_RECORDS_PER_REQUEST,
-    REQUEST_ID_PATTERN,
     ForgetRequest,
+    RequestId,
     canonical_record_ids,
-    check_request_id,
 )
 from unlearn_ops.settings import Settings
 
@@ -70,6 +69,7 @@ __all__ = [
     "SignedRequest",
     "VerifiedRequest",
     "canonical_json",
+    "parse_envelope",
     "parse_json_object",
     "sign_request",
     "verify_request",
@@ -135,7 +135,7 @@ class RequestBody(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    request_id: str = Field(pattern=REQUEST_ID_PATTERN, max_length=128)
+    request_id: RequestId
     record_ids: tuple[str, ...] | None = Field(
         None, min_length=1, max_length=MAX_RECORDS_PER_REQUEST
     )
@@ -143,11 +143,6 @@ class RequestBody(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
     requested_at: AwareDatetime
     expires_at: AwareDatetime | None = None
-
-    @field_validator("request_id")
-    @classmethod
-    def _usable_as_git_tag(cls, value: str) -> str:
-        return check_request_id(value)
 
     @field_validator("record_ids", mode="before")
     @classmethod
@@ -210,7 +205,7 @@ class VerifiedRequest:
     def subject_hash(self, settings: Settings) -> str | None:
         """Keyed hash of the subject id, if the request names a subject."""
         subject = self.body.subject_id
-        return None if subject is None else settings.hash_record_id(f"subject:{subject}")
+        return None if subject is None else settings.hash_subject_id(subject)
 
     def fingerprint(self, settings: Settings) -> str:
         """SHA-256 of what the request asks (ids as keyed hashes): equal for duplicates.
@@ -299,9 +294,15 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-def _shape(data: dict[str, Any]) -> SignedRequest:
+def parse_envelope(data: bytes | str | Mapping[str, Any]) -> SignedRequest:
+    """The envelope's shape checked, without its signature (what a producer can check).
+
+    Raises:
+        InvalidRequestError: too large or malformed.
+    """
+    raw = parse_json_object(data) if isinstance(data, bytes | str) else dict(data)
     try:
-        return SignedRequest.model_validate(data)
+        return SignedRequest.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
         problems = "; ".join(f"{_location(err['loc'])}: {err['msg']}" for err in errors[:10])
@@ -347,7 +348,7 @@ def verify_request(
         UnauthenticatedRequestError: unsigned, unknown key, forged, expired, bad token.
     """
     raw = parse_json_object(data) if isinstance(data, bytes | str) else dict(data)
-    envelope = _shape(raw)
+    envelope = parse_envelope(raw)
     signature = envelope.signature
     if signature is None:
         expected = settings.request_bearer_token

@@ -15,19 +15,26 @@ the keyed hashes of that subject's records. Like everything else here, it holds 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unlearn_ops.errors import StoreError
+from unlearn_ops.errors import (
+    InvalidRequestError,
+    ReplayedRequestError,
+    StoreError,
+    UnauthenticatedRequestError,
+)
 from unlearn_ops.hashing import canonical_id
 from unlearn_ops.requests import ForgetRequest
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from unlearn_ops.inbox import InboxEntry
+    from unlearn_ops.adapters.mlflow_registry import VersionInfo
+    from unlearn_ops.inbox import Inbox, InboxEntry
     from unlearn_ops.planning import RetrainingPlan
     from unlearn_ops.settings import Settings
     from unlearn_ops.workspace import Workspace
@@ -37,16 +44,16 @@ __all__ = [
     "Resolution",
     "approval_summary",
     "build_subject_index",
+    "claim_batch",
+    "complete_batch",
+    "fail_requests",
+    "forget_history",
+    "receive_envelope",
     "resolve_entries",
-    "subject_hash",
 ]
 
 SUBJECTS_FILE = "subjects.json"
-
-
-def subject_hash(settings: Settings, subject_id: object) -> str:
-    """Keyed hash of a subject id (a namespace apart from record ids)."""
-    return settings.hash_record_id(f"subject:{canonical_id(subject_id)}")
+logger = logging.getLogger("unlearn_ops.intake")
 
 
 def build_subject_index(
@@ -55,7 +62,7 @@ def build_subject_index(
     """Keyed hash of each subject -> sorted keyed hashes of its records."""
     index: dict[str, set[str]] = {}
     for subject, record in zip(subjects, record_ids, strict=True):
-        key = subject_hash(settings, subject)
+        key = settings.hash_subject_id(canonical_id(subject))
         index.setdefault(key, set()).add(settings.hash_record_id(canonical_id(record)))
     return {key: sorted(values) for key, values in sorted(index.items())}
 
@@ -80,6 +87,34 @@ def read_subject_index(root: Path) -> dict[str, list[str]]:
     if not isinstance(subjects, dict):
         raise StoreError(path, "no 'subjects' mapping")
     return {str(k): [str(h) for h in v] for k, v in subjects.items()}
+
+
+def receive_envelope(
+    inbox: Inbox, envelope: object, *, source: str, delivery_id: str | None = None
+) -> str:
+    """Verify an envelope and record it in the inbox; what happened, in one word.
+
+    For intakes whose transport needs no answer of its own (Prefect events, queued runs).
+
+    Returns:
+        `new`, `duplicate` or `rejected:<kind>`; a refusal is recorded in the inbox with
+        its reason, and the request is never acted on.
+    """
+    from unlearn_ops.envelope import verify_request
+
+    if delivery_id is not None and inbox.seen_delivery(delivery_id):
+        return "duplicate"
+    try:
+        if not isinstance(envelope, Mapping | str | bytes):
+            raise InvalidRequestError(
+                f"a request must be a JSON object, got {type(envelope).__name__}"
+            )
+        return inbox.accept(verify_request(envelope, inbox.settings), source, delivery_id).status
+    except (InvalidRequestError, UnauthenticatedRequestError) as exc:
+        if not isinstance(exc, ReplayedRequestError):  # accept() recorded that one itself
+            inbox.reject(source, exc.kind, str(exc), delivery_id=delivery_id)
+        logger.warning("refused a deletion request from %s (%s)", source, exc.kind)
+        return f"rejected:{exc.kind}"
 
 
 @dataclass
@@ -143,6 +178,59 @@ def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Reso
             )
         )
     return resolution
+
+
+def claim_batch(workspace: Workspace, run: str) -> Resolution | None:
+    """Claim every unfinished request of the inbox and rebuild it; None when none waits.
+
+    Call it holding the workspace lock. Requests whose records (or subject) the data
+    never held fail here, in the inbox and the ledger; the rest are the batch to forget.
+    """
+    entries = workspace.inbox.claim(run)
+    if not entries:
+        return None
+    resolution = resolve_entries(workspace, entries)
+    fail_requests(workspace, resolution.failed)
+    return resolution
+
+
+def fail_requests(
+    workspace: Workspace, reasons: Mapping[str, str], *, in_ledger: bool = True
+) -> None:
+    """Requests that will not be served: `failed` with the reason in the inbox (and ledger).
+
+    `in_ledger=False` where the forget pipeline wrote the ledger's `failed` itself (a
+    version that failed its gates) or where nothing was received (a refused batch).
+    """
+    for request_id, reason in reasons.items():
+        workspace.inbox.fail([request_id], reason)
+        if in_ledger:
+            workspace.ledger.append("failed", request_id, reason=reason)
+
+
+def complete_batch(
+    workspace: Workspace, requests: Sequence[ForgetRequest], answer: Mapping[str, Any], run: str
+) -> None:
+    """Requests served: `done` in the inbox with the version that serves each one."""
+    if answer.get("noop"):  # served already, each by its own version
+        for request_id, version in answer["served_by"].items():
+            workspace.inbox.complete([request_id], {"version": version, "run": run})
+    else:
+        workspace.inbox.complete(
+            [r.request_id for r in requests], {"version": answer["version"], "run": run}
+        )
+
+
+def forget_history(versions: Sequence[VersionInfo], last: int = 10) -> list[float]:
+    """Accuracy change of each forget version against its parent, oldest first (at most
+    the `last` ones): what an approver is told to expect."""
+    accuracy = {v.version: v.tag("accuracy") for v in versions}
+    changes = []
+    for info in versions:
+        parent = accuracy.get(info.tag("parent_version"))
+        if info.tag("kind") == "forget" and parent and info.tag("accuracy"):
+            changes.append(float(info.tag("accuracy")) - float(parent))
+    return changes[-last:]
 
 
 def approval_summary(

@@ -16,9 +16,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from unlearn_ops.adapters.s3_intake import PollReport
 from unlearn_ops.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -31,12 +32,18 @@ logger = logging.getLogger("unlearn_ops.listen")
 
 @dataclass
 class ListenReport:
-    """What a listener did until it stopped."""
+    """What a listener did until it stopped.
+
+    Attributes:
+        polls: SQS receives made.
+        intake: what those polls did, summed (accepted, duplicates, refused, errors).
+        drains: drains run; batches: retraining runs (or no-op batches) they made.
+        failed: requests that failed, with the reason.
+        errors: drains that failed (their requests stay claimed for the next one).
+    """
 
     polls: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
+    intake: PollReport = field(default_factory=PollReport)
     drains: int = 0
     batches: int = 0
     failed: dict[str, str] = field(default_factory=dict)
@@ -44,7 +51,7 @@ class ListenReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return dict(self.__dict__)
+        return {**asdict(self), "intake": self.intake.to_dict()}
 
 
 def listen(
@@ -67,7 +74,8 @@ def listen(
         s3: the S3/SQS intake to poll, if any.
         arrived: set by other intakes (the HTTP endpoint's `on_accepted`) when they
             recorded a request; the loop clears it.
-        drain: runs the drain (the `drain-inbox` flow); returns its answer.
+        drain: runs the drain (the `drain-inbox` flow of `pipelines.intake`); returns its
+            answer. The loop knows nothing of Prefect.
         once: stop when the queue gave nothing and the inbox is drained (cron, tests).
         wait_seconds: SQS long-poll time.
         visibility_timeout: how long a received message stays hidden (until it is
@@ -93,10 +101,7 @@ def listen(
                     visibility_timeout=visibility_timeout,
                 )
                 report.polls += 1
-                report.accepted += polled.accepted
-                report.duplicates += polled.duplicates
-                report.rejected += polled.rejected
-                report.errors.extend(polled.errors)
+                report.intake += polled
                 for line in polled.errors:
                     logger.warning("intake error: %s", line)
                 got = polled.messages

@@ -9,12 +9,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -26,7 +28,12 @@ from unlearn_ops.hashing import canonical_id
 if TYPE_CHECKING:
     from unlearn_ops.settings import Settings
 
-__all__ = ["MAX_RECORDS_PER_REQUEST", "ForgetRequest", "new_request_id"]
+__all__ = [
+    "MAX_RECORDS_PER_REQUEST",
+    "ForgetRequest",
+    "RequestId",
+    "new_request_id",
+]
 
 MAX_RECORDS_PER_REQUEST = 10_000
 # Usable as a git tag component: no "..", no ":", no leading or trailing dot.
@@ -38,6 +45,14 @@ def check_request_id(value: str) -> str:
     if value.endswith(".lock"):
         raise ValueError("must not end in '.lock' (it names a git tag)")
     return value
+
+
+# A request id, as every request model takes it: pattern, length, no `.lock` ending.
+RequestId = Annotated[
+    str,
+    StringConstraints(pattern=REQUEST_ID_PATTERN, max_length=128),
+    AfterValidator(check_request_id),
+]
 
 
 def canonical_record_ids(value: object, max_length: int | None = None) -> object:
@@ -81,9 +96,7 @@ class ForgetRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    request_id: str = Field(
-        default_factory=new_request_id, pattern=REQUEST_ID_PATTERN, max_length=128
-    )
+    request_id: RequestId = Field(default_factory=new_request_id)
     # Declared before record_ids, so that record_ids' validator sees it.
     forgotten_hashes: tuple[str, ...] = Field((), max_length=MAX_RECORDS_PER_REQUEST)
     record_ids: tuple[str, ...] = Field(max_length=MAX_RECORDS_PER_REQUEST)
@@ -109,11 +122,6 @@ class ForgetRequest(BaseModel):
         return sorted(
             {settings.hash_record_id(r) for r in self.record_ids} | set(self.forgotten_hashes)
         )
-
-    @field_validator("request_id")
-    @classmethod
-    def _usable_as_git_tag(cls, value: str) -> str:
-        return check_request_id(value)
 
     @field_validator("record_ids", mode="before")
     @classmethod

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
         key = self.id_hash_key.get_secret_value().encode()
         return hmac.new(key, str(record_id).encode(), hashlib.sha256).hexdigest()
 
+    def hash_subject_id(self, subject_id: str) -> str:
+        """Keyed hash of a data subject's id (canonical text), apart from record ids."""
+        return self.hash_record_id(f"subject:{subject_id}")
+
 
 def load_settings() -> Settings:
     """Settings from the environment.

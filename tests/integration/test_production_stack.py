@@ -235,7 +235,9 @@ def test_a_signed_file_in_s3_becomes_a_champion(
     request_id = f"s3-{uuid.uuid4().hex[:8]}"
     forgotten = records.take(2)
     drop(env, signed(env, request_id, forgotten))
-    drop(env, signed(env, "s3-forged", records.take(1)) | {"request": {"oops": 1}}, "forged.json")
+    forged = signed(env, "s3-forged", records.take(1))
+    forged["request"]["record_ids"] = records.take(1)  # changed after signing
+    drop(env, forged, "forged.json")
     listener = spawn(
         env, "listen", "--workspace", str(workspace), "--wait-seconds", "1", log=tmp_path / "l.log"
     )
@@ -261,6 +263,8 @@ def test_a_signed_file_in_s3_becomes_a_champion(
     assert any(k.startswith("dvc/") for k in keys)  # the data revisions, pushed by DVC
     assert "rejected/forged.json" in keys
     assert "rejected/forged.json.reason.json" in keys
+    reason = s3(env, "s3").get_object(Bucket=bucket, Key="rejected/forged.json.reason.json")
+    assert json.loads(reason["Body"].read())["kind"] == "forged"
     audit = json.loads(run_cli(env, "audit", request_id, "--workspace", str(workspace), "--json"))
     assert audit["state"] == "served"
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from pipelines import stages
-from pipelines.intake import drain_inbox, ingest_envelope
+from pipelines.intake import drain_inbox
 from pipelines.train import train_ensemble
 from unlearn_ops.envelope import sign_request
+from unlearn_ops.intake import receive_envelope
 from unlearn_ops.steps import open_registry
 from unlearn_ops.workspace import Workspace
 
@@ -62,14 +63,14 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
         envelope("dsr-2", in_shard_0[2:3]),
         envelope("dsr-3", in_shard_1[:1]),
     ]
-    results = [ingest_envelope(ws, e, source="test") for e in good]
+    results = [receive_envelope(ws.inbox, e, source="test") for e in good]
     assert results == ["new", "new", "new"]
-    assert ingest_envelope(ws, good[0], source="test-again") == "duplicate"
+    assert receive_envelope(ws.inbox, good[0], source="test-again") == "duplicate"
     forged = envelope("dsr-4", in_shard_0[3:4], key="not-the-key")
-    assert ingest_envelope(ws, forged, source="test") == "rejected:forged"
+    assert receive_envelope(ws.inbox, forged, source="test") == "rejected:forged"
     changed = envelope("dsr-1", in_shard_0[5:6])
-    assert ingest_envelope(ws, changed, source="test") == "rejected:replayed-with-changes"
-    assert ingest_envelope(ws, envelope("dsr-5", ["no-such-record"]), source="test") == "new"
+    assert receive_envelope(ws.inbox, changed, source="test") == "rejected:replayed-with-changes"
+    assert receive_envelope(ws.inbox, envelope("dsr-5", ["no-such-record"]), source="test") == "new"
 
     result = drain_inbox(str(trained))
 
@@ -98,7 +99,7 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
 
     # A new request for records forgotten already: the inbox holds their keyed hashes only,
     # the data no longer holds them, and the version that forgot them serves it.
-    assert ingest_envelope(ws, envelope("dsr-6", in_shard_0[:2]), source="test") == "new"
+    assert receive_envelope(ws.inbox, envelope("dsr-6", in_shard_0[:2]), source="test") == "new"
     served = drain_inbox(str(trained))
     assert [b.get("noop") for b in served["batches"]] == [True]
     assert ws.inbox.get("dsr-6").outcome["version"] == "2"
@@ -106,7 +107,7 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
     assert "dsr-6" in open_registry(ws).get_version("champion").honoured_requests
 
     # Delivered again later: a duplicate, and a drain then has nothing to do.
-    assert ingest_envelope(ws, good[1], source="redelivery") == "duplicate"
+    assert receive_envelope(ws.inbox, good[1], source="redelivery") == "duplicate"
     again = drain_inbox(str(trained))
     assert again["batches"] == []
     assert open_registry(ws).get_version("champion").version == "2"
@@ -118,7 +119,7 @@ def test_a_drain_that_crashed_is_finished_by_the_next(
 ) -> None:
     ws = Workspace.open(trained)
     records = shard_ids(trained, 2)[:2]
-    assert ingest_envelope(ws, envelope("crash-1", records), source="test") == "new"
+    assert receive_envelope(ws.inbox, envelope("crash-1", records), source="test") == "new"
     real = stages.retrain_and_register
 
     def crash(*args: Any, **kwargs: Any) -> Any:
@@ -182,7 +183,7 @@ def test_a_subject_request_forgets_the_subjects_records(tmp_path: Path) -> None:
         },
         KEY,
     )
-    assert ingest_envelope(ws, body, source="test") == "new"
+    assert receive_envelope(ws.inbox, body, source="test") == "new"
     result = drain_inbox(str(root))
     assert [b["requests"] for b in result["batches"]] == [["subject-c7"]]
     remaining = set()
@@ -203,10 +204,12 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     )
     from prefect.client.schemas.objects import StateType
     from prefect.flow_runs import resume_flow_run
+    from prefect.input.actions import read_flow_run_input
+    from prefect.input.run_input import keyset_from_paused_state
 
     ws = Workspace.open(trained)
     records = shard_ids(trained, 1)
-    assert ingest_envelope(ws, envelope("ask-1", records[:1]), source="test") == "new"
+    assert receive_envelope(ws.inbox, envelope("ask-1", records[:1]), source="test") == "new"
 
     monkeypatch.setenv("UNLEARN_OPS_APPROVAL_TIMEOUT_SECONDS", "180")  # never hang the suite
 
@@ -219,7 +222,9 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
             while time.monotonic() < deadline:
                 paused = client.read_flow_runs(flow_run_filter=paused_only, limit=10)
                 if paused:
-                    out["description"] = paused[0].state.message
+                    # The form a person sees in the Prefect UI: what the approval is for.
+                    keys = keyset_from_paused_state(paused[0].state)
+                    out["form"] = read_flow_run_input(keys["description"], paused[0].id)
                     resume_flow_run(paused[0].id, run_input=decision)
                     return
                 time.sleep(0.5)
@@ -231,13 +236,16 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     rejecter.start()
     result = drain_inbox(str(trained), require_approval=True)
     rejecter.join()
+    assert "**Forget 1 records** for 1 request(s): ask-1." in out["form"]
+    assert "Shards to retrain: [1]" in out["form"]
+    assert "Expected accuracy change: unknown (no forget version yet)" in out["form"]
     assert result["batches"] == []
     assert result["failed"] == {"ask-1": "rejected by the approver: legal hold"}
     assert ledger_events(ws, "ask-1") == ["failed"]
     assert [v.version for v in open_registry(ws).versions()] == ["1"]
     assert records[0] in shard_ids(trained, 1)  # nothing changed
 
-    assert ingest_envelope(ws, envelope("ask-2", records[1:2]), source="test") == "new"
+    assert receive_envelope(ws.inbox, envelope("ask-2", records[1:2]), source="test") == "new"
     approver = threading.Thread(target=answer_when_paused, args=({"approve": True}, out))
     approver.start()
     result = drain_inbox(str(trained), require_approval=True)
@@ -252,8 +260,8 @@ def test_the_listener_drains_what_the_http_intake_took_in(
 ) -> None:
     import urllib.request
 
-    from pipelines.listen import listen
     from unlearn_ops.adapters.http_intake import HttpIntake
+    from unlearn_ops.listener import listen
 
     monkeypatch.setenv("UNLEARN_OPS_REQUEST_BEARER_TOKEN", "http-test-token")
     ws = Workspace.open(trained)
