@@ -48,9 +48,9 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args()
 
-    from unlearn_ops.envelope import sign_request
-    from unlearn_ops.steps import open_registry
-    from unlearn_ops.workspace import Workspace
+    from unlearn_ops.deletion.envelope import sign_request
+    from unlearn_ops.workflow.steps import open_registry
+    from unlearn_ops.workflow.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
     key = os.environ["UNLEARN_OPS_REQUEST_SIGNING_KEY"]
@@ -96,7 +96,7 @@ def main() -> None:
             if response.status != 204:
                 raise SystemExit(f"the Prefect server answered {response.status}")
     else:
-        from unlearn_ops.adapters.s3_intake import S3Intake
+        from unlearn_ops.adapters.aws.s3_intake import S3Intake
 
         intake = S3Intake.from_settings(ws.settings)
         for n, envelope in enumerate(deliveries):

@@ -10,9 +10,9 @@ from typing import Any
 from prefect import flow
 
 from pipelines.stages import forget_batch
-from unlearn_ops.requests import ForgetRequest
-from unlearn_ops.steps import workspace_lock
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.workflow.steps import workspace_lock
+from unlearn_ops.workflow.workspace import Workspace
 
 
 @flow(name="forget-records")

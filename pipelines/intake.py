@@ -13,11 +13,11 @@ Three flows share one drain (:func:`drain`):
   crash left behind (claimed requests are picked up again).
 
 A drain holds the workspace lock and strings together library calls of
-:mod:`unlearn_ops.intake` (claim and rebuild the batch, fail what cannot be served, record
+:mod:`unlearn_ops.deletion.intake` (claim and rebuild the batch, fail what cannot be served, record
 what was) around the approval pause and the forget pipeline. Requests arriving while it
 runs are drained by the same run before it ends. Requests are recorded with
-:func:`unlearn_ops.intake.receive_envelope`; the listener loop is
-:mod:`unlearn_ops.listener`.
+:func:`unlearn_ops.deletion.intake.receive_envelope`; the listener loop is
+:mod:`unlearn_ops.deletion.listener`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ from typing import Any
 from prefect import flow
 
 from pipelines.stages import forget_batch
-from unlearn_ops.errors import ConfigError, UnlearnOpsError
-from unlearn_ops.intake import (
+from unlearn_ops.deletion.intake import (
     approval_markdown,
     approval_summary,
     claim_batch,
@@ -41,9 +40,10 @@ from unlearn_ops.intake import (
     forget_history,
     receive_envelope,
 )
-from unlearn_ops.requests import ForgetRequest
-from unlearn_ops.steps import workspace_lock
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.errors import ConfigError, UnlearnOpsError
+from unlearn_ops.workflow.steps import workspace_lock
+from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "EVENT_NAME",
@@ -55,7 +55,7 @@ __all__ = [
 
 EVENT_NAME = "unlearn.deletion.requested"
 DEPLOYMENT_NAME = "forget-on-deletion-events"
-logger = logging.getLogger("unlearn_ops.intake")
+logger = logging.getLogger("unlearn_ops.deletion.intake")
 
 
 def resource_id(ws: Workspace) -> str:
@@ -69,7 +69,7 @@ def _approve(ws: Workspace, requests: list[ForgetRequest], timeout: int) -> tupl
     from prefect.flow_runs import pause_flow_run
     from prefect.input import RunInput
 
-    from unlearn_ops.steps import open_registry
+    from unlearn_ops.workflow.steps import open_registry
 
     class Approval(RunInput):
         approve: bool

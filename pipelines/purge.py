@@ -15,9 +15,9 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from unlearn_ops import purge
-from unlearn_ops.steps import workspace_lock
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.compliance import purge
+from unlearn_ops.workflow.steps import workspace_lock
+from unlearn_ops.workflow.workspace import Workspace
 
 plan_purge = task(name="plan-purge", cache_policy=NO_CACHE)(purge.plan_purge)
 execute_purge = task(name="execute-purge", cache_policy=NO_CACHE)(purge.execute_purge)

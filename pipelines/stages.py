@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from prefect import unmapped
 
 from pipelines import tasks
-from unlearn_ops.requests import ForgetRequest
-from unlearn_ops.steps import ShardTrained, Stopwatch, champion_accuracy
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.workflow.steps import ShardTrained, Stopwatch, champion_accuracy
+from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.dvc_lineage import DataRevision
-    from unlearn_ops.adapters.gx_gates import GateResult
-    from unlearn_ops.adapters.mlflow_registry import VersionInfo
+    from unlearn_ops.adapters.dvc.lineage import DataRevision
+    from unlearn_ops.adapters.gx.gates import GateResult
+    from unlearn_ops.adapters.mlflow.registry import VersionInfo
 
 __all__ = ["Registered", "forget_batch", "retrain_and_register"]
 

@@ -1,4 +1,4 @@
-"""Prefect tasks: each wraps one step of :mod:`unlearn_ops.steps`, nothing more.
+"""Prefect tasks: each wraps one step of :mod:`unlearn_ops.workflow.steps`, nothing more.
 
 Every task opts out of caching: each run must act on the workspace as it is now.
 """
@@ -11,7 +11,7 @@ from typing import ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
-from unlearn_ops import rollback, steps
+from unlearn_ops.workflow import rollback, steps
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,7 +35,7 @@ register_version = _task(steps.register_version, "register-version")
 mark_applied = _task(steps.mark_applied, "mark-applied")
 promote_and_close = _task(steps.promote_and_close, "promote-champion")
 
-# Deletion-safe rollback (unlearn_ops.rollback).
+# Deletion-safe rollback (unlearn_ops.workflow.rollback).
 mark_unsafe_versions = _task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
 plan_rollback = _task(rollback.plan_rollback, "plan-rollback")
 restore_version = _task(rollback.restore_version, "restore-version")

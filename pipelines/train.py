@@ -8,8 +8,8 @@ from prefect import flow
 
 from pipelines import tasks
 from pipelines.stages import retrain_and_register
-from unlearn_ops.steps import Stopwatch, champion_accuracy, workspace_lock
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.workflow.steps import Stopwatch, champion_accuracy, workspace_lock
+from unlearn_ops.workflow.workspace import Workspace
 
 
 @flow(name="train-ensemble")

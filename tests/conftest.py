@@ -21,10 +21,10 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from unlearn_ops.datasets import Dataset
-from unlearn_ops.ensemble import SisaEnsemble
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
+from unlearn_ops.sisa.datasets import Dataset
+from unlearn_ops.sisa.ensemble import SisaEnsemble
 
 
 @pytest.fixture(autouse=True, scope="module")

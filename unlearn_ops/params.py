@@ -66,7 +66,7 @@ class SisaParams(_Frozen):
 
 
 class ModelParams(_Frozen):
-    """The shard model, built by a registered factory (see :mod:`unlearn_ops.models`)."""
+    """The shard model, built by a registered factory (see :mod:`unlearn_ops.sisa.models`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 

@@ -36,7 +36,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from unlearn_ops.envelope import sign_request
+from unlearn_ops.deletion.envelope import sign_request
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 

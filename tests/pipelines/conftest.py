@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from unlearn_ops.adapters.dvc_lineage import init_repository
+from unlearn_ops.adapters.dvc.lineage import init_repository
 from unlearn_ops.params import Params
-from unlearn_ops.workspace import write_workspace_files
+from unlearn_ops.workflow.workspace import write_workspace_files
 
 TINY = {
     "dataset": {"source": "digits"},

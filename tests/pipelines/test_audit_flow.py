@@ -17,9 +17,9 @@ import pytest
 from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
-from unlearn_ops.audit import audit_request, parse_time
-from unlearn_ops.steps import open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.compliance.audit import audit_request, parse_time
+from unlearn_ops.workflow.steps import open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
     from conftest import CliRunner

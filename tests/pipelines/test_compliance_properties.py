@@ -48,13 +48,13 @@ from pipelines.purge import purge_superseded
 from pipelines.rollback import rollback_model
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace, set_params
-from unlearn_ops.adapters.dvc_lineage import git_head, is_clean, read_at_revision
-from unlearn_ops.audit import audit_request
+from unlearn_ops.adapters.dvc.lineage import git_head, is_clean, read_at_revision
+from unlearn_ops.compliance.audit import audit_request
+from unlearn_ops.compliance.scan import scan_workspace
 from unlearn_ops.errors import RollbackError, UnsafeVersionError
-from unlearn_ops.rollback import deletions_recorded, missing_deletions
-from unlearn_ops.scan import scan_workspace
-from unlearn_ops.steps import certify_version, open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.workflow.rollback import deletions_recorded, missing_deletions
+from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")

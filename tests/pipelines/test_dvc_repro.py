@@ -17,7 +17,7 @@ import pytest
 
 from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
-from unlearn_ops.adapters.dvc_lineage import is_clean, stage_status
+from unlearn_ops.adapters.dvc.lineage import is_clean, stage_status
 
 VENV_BIN = Path(sys.executable).parent
 UP_TO_DATE = "Data and pipelines are up to date."

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_ops.benchmark import _QUICK
-from unlearn_ops.flow_benchmark import flow_markdown, run_flow_benchmark
+from unlearn_ops.bench.core import _QUICK
+from unlearn_ops.bench.flows import flow_markdown, run_flow_benchmark
 
 
 @pytest.mark.slow

@@ -12,11 +12,11 @@ import pytest
 
 from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
-from unlearn_ops.adapters.dvc_lineage import changed_paths, is_clean, read_at_revision
-from unlearn_ops.ensemble import SisaEnsemble
+from unlearn_ops.adapters.dvc.lineage import changed_paths, is_clean, read_at_revision
 from unlearn_ops.errors import GateFailedError, InvalidRequestError, UnknownRecordsError
-from unlearn_ops.steps import certify_version, open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 
 def shard_ids_in(root: Path, shard_id: int, count: int) -> list[str]:

@@ -14,10 +14,10 @@ import pytest
 from pipelines import stages
 from pipelines.intake import drain_inbox
 from pipelines.train import train_ensemble
-from unlearn_ops.envelope import sign_request
-from unlearn_ops.intake import receive_envelope
-from unlearn_ops.steps import open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.deletion.envelope import sign_request
+from unlearn_ops.deletion.intake import receive_envelope
+from unlearn_ops.workflow.steps import open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 KEY = "intake-flow-test-signing-key"
 
@@ -146,9 +146,9 @@ def test_a_drain_that_crashed_is_finished_by_the_next(
 def test_a_subject_request_forgets_the_subjects_records(tmp_path: Path) -> None:
     from sklearn.datasets import load_digits
 
-    from unlearn_ops.adapters.dvc_lineage import init_repository
+    from unlearn_ops.adapters.dvc.lineage import init_repository
     from unlearn_ops.params import Params
-    from unlearn_ops.workspace import write_workspace_files
+    from unlearn_ops.workflow.workspace import write_workspace_files
 
     digits = load_digits()
     frame = pd.DataFrame(digits.data[:600], columns=[f"p{i}" for i in range(64)])
@@ -260,8 +260,8 @@ def test_the_listener_drains_what_the_http_intake_took_in(
 ) -> None:
     import urllib.request
 
-    from unlearn_ops.adapters.http_intake import HttpIntake
-    from unlearn_ops.listener import listen
+    from unlearn_ops.adapters.http.intake import HttpIntake
+    from unlearn_ops.deletion.listener import listen
 
     monkeypatch.setenv("UNLEARN_OPS_REQUEST_BEARER_TOKEN", "http-test-token")
     ws = Workspace.open(trained)

@@ -16,11 +16,11 @@ import pytest
 from pipelines.forget import forget_records
 from pipelines.purge import purge_deployment, purge_superseded
 from pipelines.train import train_ensemble
-from unlearn_ops.adapters.dvc_lineage import git_head, is_clean, read_at_revision
+from unlearn_ops.adapters.dvc.lineage import git_head, is_clean, read_at_revision
 from unlearn_ops.cli import main
-from unlearn_ops.scan import scan_workspace
-from unlearn_ops.steps import certify_version, open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.compliance.scan import scan_workspace
+from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 
 def first_ids(root: Path, shard_id: int, count: int) -> list[str]:

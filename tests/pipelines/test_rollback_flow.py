@@ -24,11 +24,11 @@ from pipelines.forget import forget_records
 from pipelines.rollback import rollback_model
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace, set_params
-from unlearn_ops.adapters.dvc_lineage import is_clean, read_at_revision, read_git_file
+from unlearn_ops.adapters.dvc.lineage import is_clean, read_at_revision, read_git_file
 from unlearn_ops.errors import UnsafeVersionError
-from unlearn_ops.rollback import unsafe_versions
-from unlearn_ops.steps import certify_version, open_registry, promote
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.workflow.rollback import unsafe_versions
+from unlearn_ops.workflow.steps import certify_version, open_registry, promote
+from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
     from conftest import CliRunner

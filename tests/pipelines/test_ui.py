@@ -1,7 +1,7 @@
 """Lineage in the MLflow UI, checked in a real browser (headless Chromium) on a real server.
 
 One tiny workspace is trained and forgets one request; `mlflow server` then serves its
-sqlite store on loopback through :mod:`unlearn_ops.adapters.mlflow_ui`, and Chromium
+sqlite store on loopback through :mod:`unlearn_ops.adapters.mlflow.ui`, and Chromium
 renders the champion's model version page (a React app: the DOM exists only after its
 JavaScript ran). The CLI's `unlearn-ops ui` is checked to print that page and to stop its
 server, process group and all, on Ctrl-C.
@@ -24,9 +24,9 @@ import pytest
 from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
-from unlearn_ops.adapters.mlflow_ui import MlflowUiServer, find_free_port
-from unlearn_ops.steps import open_registry
-from unlearn_ops.workspace import Workspace
+from unlearn_ops.adapters.mlflow.ui import MlflowUiServer, find_free_port
+from unlearn_ops.workflow.steps import open_registry
+from unlearn_ops.workflow.workspace import Workspace
 
 MODEL = "ui-test"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,264 @@
+"""Audits built from fake ledger entries and version records: no registry, no git."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from unlearn_ops.adapters.mlflow.registry import VersionInfo
+from unlearn_ops.compliance.audit import (
+    RequestAudit,
+    build_audit,
+    check_chain,
+    covering_requests,
+    describe_audit,
+    first_honouring,
+    gate_summaries,
+    parse_time,
+    received_entries,
+)
+from unlearn_ops.deletion import ledger as ledger_module
+from unlearn_ops.deletion.ledger import Ledger
+from unlearn_ops.errors import RequestNotFoundError, UnlearnOpsError
+from unlearn_ops.params import ComplianceParams
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+COMPLIANCE = ComplianceParams(deadline_days=30, retention_days=10)
+GATES = {
+    "data": {"passed": True, "outcomes": [{"success": True}, {"success": True}]},
+    "metric": {"passed": True, "outcomes": [{"success": True}]},
+}
+
+
+def version(
+    number: str,
+    *,
+    requests: list[str],
+    honoured: list[str],
+    passed: bool = True,
+    aliases: tuple[str, ...] = (),
+    at: datetime = T0,
+    retrained: dict[int, int] | None = None,
+) -> VersionInfo:
+    retrained = retrained or {}
+    tags = {
+        "kind": "forget" if requests else "train",
+        "request_ids": json.dumps(requests),
+        "honoured_requests": json.dumps(honoured),
+        "honoured_count": str(len(honoured)),
+        "gates": json.dumps(GATES),
+        "gates_passed": "true" if passed else "false",
+        "shards_retrained": json.dumps(sorted(retrained)),
+        "first_stages": json.dumps({str(k): v for k, v in retrained.items()}),
+    }
+    return VersionInfo(
+        version=number,
+        run_id=f"run-{number}",
+        created_at=int(at.timestamp() * 1000),
+        description="",
+        tags={f"unlearn.{k}": v for k, v in tags.items()},
+        aliases=aliases,
+    )
+
+
+class Clock:
+    """Stands in for the ledger's clock: each append happens at `now`."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> str:
+        return self.now.isoformat(timespec="milliseconds")
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(ledger_module, "_now", fake)
+    return fake
+
+
+def receive(ledger: Ledger, request_id: str, hashes: list[str], requested_at: datetime) -> None:
+    ledger.append(
+        "received",
+        request_id,
+        record_hashes=hashes,
+        reason="GDPR art. 17",
+        requested_at=requested_at.isoformat(),
+    )
+
+
+def audit_of(
+    ledger: Ledger, request_id: str, versions: list[VersionInfo], now: datetime
+) -> RequestAudit:
+    states = ledger.requests()
+    return build_audit(
+        states[request_id],
+        received_entries(ledger.entries()).get(request_id),
+        versions,
+        COMPLIANCE,
+        now=now,
+        parent_revision="a" * 40,
+        covering=covering_requests(states[request_id], states),
+    )
+
+
+def test_a_served_request_in_time(tmp_path: Path, clock: Clock) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1", "h2"], T0 - timedelta(days=2))
+    clock.now = T0 + timedelta(hours=1)
+    ledger.append("applied", "r1", git_sha="b" * 40, shards_md5="m.dir", shard_md5s={}, tags=[])
+    clock.now = T0 + timedelta(hours=2)
+    ledger.append("served", "r1", version="2")
+    versions = [
+        version("1", requests=[], honoured=[], aliases=("previous",)),
+        version("2", requests=["r1"], honoured=["r1"], aliases=("champion",), retrained={1: 0}),
+    ]
+    audit = audit_of(ledger, "r1", versions, T0 + timedelta(days=1))
+    assert audit.state == "served"
+    assert (audit.record_count, audit.reason) == (2, "GDPR art. 17")
+    assert audit.requested_at == T0 - timedelta(days=2)
+    assert audit.received_at == T0
+    assert (audit.data_revision, audit.parent_revision) == ("b" * 40, "a" * 40)
+    assert audit.shards_retrained == {1: 0}
+    assert audit.versions_made_for == ("2",)
+    assert (audit.first_honouring_version, audit.served_version) == ("2", "2")
+    assert audit.served_at == T0 + timedelta(hours=2)
+    assert audit.gates_passed is True
+    assert [str(g) for g in audit.gates] == [
+        "data passed (2 expectation(s))",
+        "metric passed (1 expectation(s))",
+    ]
+    assert (audit.champion_version, audit.champion_honours) == ("2", True)
+    assert audit.deadline == T0 + timedelta(days=28)
+    assert audit.deadline_status == "met"
+    assert audit.latency_days == pytest.approx(2 + 2 / 24, abs=1e-3)
+    assert audit.retention_until == T0 + timedelta(hours=2, days=10)
+    assert audit.exactness is None
+    lines = describe_audit(audit)
+    assert "purge: not purged yet (retention until 2026-03-11)" in lines
+    assert "exactness: not run (pass --certify)" in lines
+    assert any(line.startswith("deadline: met") for line in lines)
+    # JSON-ready, and it holds counts and a digest, never the record hashes themselves.
+    text = json.dumps(audit.to_dict())
+    assert '"h1"' not in text
+    assert audit.to_dict()["received"]["record_count"] == 2
+
+
+def test_deadline_pending_then_missed(tmp_path: Path, clock: Clock) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1"], T0)
+    pending = audit_of(ledger, "r1", [], T0 + timedelta(days=29))
+    assert (pending.deadline_status, pending.latency_days) == ("pending", None)
+    assert pending.first_honouring_version is None
+    assert "applied: not yet" in describe_audit(pending)
+    assert "exactness: not run (no version honours it yet)" in describe_audit(pending)
+    assert audit_of(ledger, "r1", [], T0 + timedelta(days=31)).deadline_status == "missed"
+
+    clock.now = T0 + timedelta(days=31)
+    ledger.append("served", "r1", version="2")
+    late = audit_of(ledger, "r1", [version("2", requests=["r1"], honoured=["r1"])], clock.now)
+    assert late.deadline_status == "missed"
+    assert late.latency_days == pytest.approx(31.0)
+
+
+def test_purged_and_failures(tmp_path: Path, clock: Clock) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1"], T0)
+    ledger.append("failed", "r1", reason="metric gate failed", version="2")
+    ledger.append("served", "r1", version="3")
+    clock.now = T0 + timedelta(days=11)
+    ledger.append("purged", "r1", versions=["1", "2"])
+    versions = [
+        version("2", requests=["r1"], honoured=["r1"], passed=False, retrained={0: 1}),
+        version("3", requests=["r1"], honoured=["r1"], aliases=("champion",)),
+    ]
+    audit = audit_of(ledger, "r1", versions, clock.now)
+    assert audit.state == "purged"
+    assert audit.first_honouring_version == "3"  # version 2 failed its gates
+    assert audit.versions_made_for == ("2", "3")
+    assert audit.shards_retrained == {0: 1}
+    assert audit.purged_at == clock.now
+    assert audit.purge == {"versions": ["1", "2"]}
+    assert audit.failures[0]["reason"] == "metric gate failed"
+    assert "purge: purged at 2026-03-12 12:00:00 UTC" in describe_audit(audit)
+
+
+def test_a_noop_request_is_honoured_by_the_versions_of_the_requests_that_covered_it(
+    tmp_path: Path, clock: Clock
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1", "h2"], T0)
+    ledger.append("served", "r1", version="2")
+    receive(ledger, "r2", ["h2"], T0)
+    ledger.append("served", "r2", version="2", noop=True)
+    versions = [version("2", requests=["r1"], honoured=["r1"], aliases=("champion",))]
+    audit = audit_of(ledger, "r2", versions, T0)
+    assert audit.noop
+    assert audit.first_honouring_version == "2"
+    assert audit.champion_honours
+    assert audit.applied_at is None
+    assert any("no data change of its own" in line for line in describe_audit(audit))
+    assert covering_requests(ledger.requests()["r1"], ledger.requests()) == ()
+
+
+def test_first_honouring_skips_failed_gates_and_takes_the_oldest() -> None:
+    versions = [
+        version("2", requests=["r"], honoured=["r"], passed=False),
+        version("4", requests=[], honoured=["r"]),
+        version("3", requests=["r"], honoured=["r"]),
+    ]
+    assert first_honouring(versions, "r").version == "3"  # type: ignore[union-attr]
+    assert first_honouring(versions, "other") is None
+
+
+def test_gate_summaries_read_a_trimmed_tag() -> None:
+    info = version("2", requests=[], honoured=[])
+    trimmed = {
+        "data": {"passed": False, "outcomes": [{"success": False}], "outcomes_omitted": 9},
+        "metric": {"passed": True},
+    }
+    info.tags["unlearn.gates"] = json.dumps(trimmed)
+    summaries = gate_summaries(info)
+    assert [str(s) for s in summaries] == [
+        "data FAILED (10 expectation(s), 1 failed)",
+        "metric passed",
+    ]
+    info.tags["unlearn.gates"] = "not json"
+    assert gate_summaries(info) == ()
+
+
+def test_parse_time_reads_naive_times_as_utc() -> None:
+    assert parse_time("2026-03-01T12:00:00") == T0
+    assert parse_time("2026-03-01T13:00:00+01:00") == T0
+    assert parse_time("yesterday") is None
+    assert parse_time(None) is None
+
+
+def test_check_chain_counts_entries_and_names_an_edited_line(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    assert check_chain(ledger).to_dict() == {"intact": True, "entries": 0, "problems": []}
+    for request_id in ("r1", "r2", "r3"):
+        receive(ledger, request_id, ["h"], T0)
+    assert check_chain(ledger).entries == 3
+    assert check_chain(ledger).intact
+    lines = ledger.path.read_text().splitlines()
+    lines[1] = lines[1].replace("GDPR", "CCPA")
+    ledger.path.write_text("\n".join(lines) + "\n")
+    status = check_chain(ledger)
+    assert not status.intact
+    assert status.problems[0] == "line 2: its content does not match its hash"
+
+
+def test_request_not_found_error_is_one_line_naming_the_known_ids() -> None:
+    error = RequestNotFoundError("nope", "ws/ledger.jsonl", ["r1", "r2"])
+    assert isinstance(error, UnlearnOpsError)
+    assert isinstance(error, KeyError)
+    assert str(error) == (
+        "request 'nope' is not in the ledger ws/ledger.jsonl; requests it holds: r1, r2; "
+        "check the id (request ids are case-sensitive)"
+    )
+    assert "no request yet" in str(RequestNotFoundError("x", "l"))

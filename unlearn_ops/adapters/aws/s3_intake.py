@@ -1,0 +1,608 @@
+"""The S3/SQS intake: request files dropped in a bucket, announced on a queue, recorded.
+
+A privacy system writes signed request files (see :mod:`unlearn_ops.deletion.envelope`) under
+``s3://BUCKET/PREFIX``; the bucket's ``s3:ObjectCreated:*`` notifications go to an SQS
+queue. :meth:`S3Intake.poll` receives a batch of notifications and, for each file:
+
+1. ``head_object``: a file over :data:`~unlearn_ops.deletion.envelope.MAX_REQUEST_BYTES` is refused
+   as ``oversized`` without being downloaded;
+2. ``get_object`` (at most that many bytes are read), :func:`verify_request`, and
+   :meth:`Inbox.accept <unlearn_ops.deletion.inbox.Inbox.accept>`: the request is durable when it
+   returns;
+3. the file is deleted: it holds raw record ids, and the inbox keeps only keyed hashes.
+
+A refused file (malformed, oversized, unsigned, forged, expired, replayed with changes) is
+moved under the rejected prefix with a ``<key>.reason.json`` beside it
+(``{"kind", "reason", "at", "source", "request_id"}``), and the refusal is recorded in the
+inbox. The reason is the error's message, which never holds a secret.
+
+Delivery is at least once, the effect exactly once. The SQS message is deleted only after
+every record in it was handled; any other failure (S3 or SQS errors, an inbox that cannot
+be written) leaves it on the queue, to be received again after its visibility timeout, and
+is reported in :attr:`PollReport.errors`, never raised. Every step is safe to repeat:
+
+- a file accepted before is a duplicate (the inbox says so), then deleted again;
+- an object already deleted (or moved) is ``gone``, which is fine;
+- a refusal is recorded once per file version: its delivery id
+  (``s3://bucket/key#etag``) is remembered by the inbox, and a retry that finds it does
+  not record the refusal again (so an identical file dropped again at the same key is moved
+  again, its reason file rewritten, but not counted twice in the inbox);
+- the delete is conditional (``If-Match`` on the ETag that was read): a file overwritten
+  meanwhile is left for its own notification. Stores that reject conditional deletes can
+  turn this off (``conditional_delete=False``).
+
+The refused copy is written from the bytes that were judged (a ``put_object``, so a file
+overwritten meanwhile cannot slip in); an oversized file, never downloaded, is copied
+server-side.
+
+Example::
+
+    from unlearn_ops.adapters.aws.s3_intake import S3Intake
+    from unlearn_ops.deletion.inbox import Inbox
+    from unlearn_ops.settings import load_settings
+
+    settings = load_settings()
+    intake = S3Intake.from_settings(settings)
+    report = intake.poll(Inbox("inbox.sqlite", settings), settings, wait_seconds=20)
+    print(report.to_dict())
+
+boto3 is imported only when clients are built, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote_plus, urlparse
+
+from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json, verify_request
+from unlearn_ops.deletion.inbox import Inbox
+from unlearn_ops.deletion.requests import REQUEST_ID_PATTERN
+from unlearn_ops.errors import (
+    ConfigError,
+    InvalidRequestError,
+    ReplayedRequestError,
+    UnauthenticatedRequestError,
+)
+from unlearn_ops.settings import ENV_PREFIX, Settings
+
+__all__ = ["REASON_SUFFIX", "PollReport", "S3Intake"]
+
+REASON_SUFFIX = ".reason.json"
+
+# S3's limit for a single CopyObject; larger (oversized) files are copied in parts.
+_COPY_OBJECT_LIMIT = 5 * 1024**3
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else f"{line[: limit - 3]}..."
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The S3/SQS error code of a botocore ClientError (None for any other exception)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None
+    code = response.get("Error", {}).get("Code")
+    return None if code is None else str(code)
+
+
+def _is_missing(exc: BaseException) -> bool:
+    return _error_code(exc) in _MISSING_CODES
+
+
+def _unless_missing(call: Callable[..., Any], **kwargs: Any) -> Any:
+    """`call(**kwargs)`, or None when the object is not there (any other error raises)."""
+    try:
+        return call(**kwargs)
+    except Exception as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
+def _is_superseded(exc: BaseException) -> bool:
+    return _error_code(exc) in _PRECONDITION_CODES
+
+
+def _bare_etag(etag: str) -> str:
+    return etag.strip().strip('"')
+
+
+def _claimed_request_id(data: bytes | None) -> str | None:
+    """The request id a refused file claims, if it reads as one (for the operator only)."""
+    if not data:
+        return None
+    with contextlib.suppress(ValueError, RecursionError):
+        value = json.loads(data)
+        request = value.get("request") if isinstance(value, dict) else None
+        request_id = request.get("request_id") if isinstance(request, dict) else None
+        if (
+            isinstance(request_id, str)
+            and len(request_id) <= 128
+            and re.fullmatch(REQUEST_ID_PATTERN, request_id)
+        ):
+            return request_id
+    return None
+
+
+def _region_from_queue_url(queue_url: str) -> str | None:
+    """`us-east-1` from `https://sqs.us-east-1.amazonaws.com/123/q` (None elsewhere)."""
+    host = urlparse(queue_url).hostname or ""
+    match = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", host)
+    return match.group(1) if match else None
+
+
+@dataclass
+class PollReport:
+    """What one or more polls did.
+
+    Attributes:
+        messages: SQS messages received.
+        accepted: requests recorded as new.
+        duplicates: files whose request the inbox held already (deleted too).
+        rejected: files refused (moved under the rejected prefix) and notifications that
+            were not S3 notifications.
+        skipped: test events, and records outside the prefix, the bucket or object creation.
+        gone: records whose object no longer exists (handled before, or moved).
+        errors: one line per failure; its message stays on the queue to be received again.
+        accepted_ids: the request ids recorded as new, in order.
+    """
+
+    messages: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    gone: int = 0
+    errors: list[str] = field(default_factory=list)
+    accepted_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """No failure: every message received was handled and deleted."""
+        return not self.errors
+
+    def __add__(self, other: PollReport) -> PollReport:
+        """Two reports summed (for a loop of polls)."""
+        if not isinstance(other, PollReport):
+            return NotImplemented
+        return PollReport(
+            messages=self.messages + other.messages,
+            accepted=self.accepted + other.accepted,
+            duplicates=self.duplicates + other.duplicates,
+            rejected=self.rejected + other.rejected,
+            skipped=self.skipped + other.skipped,
+            gone=self.gone + other.gone,
+            errors=[*self.errors, *other.errors],
+            accepted_ids=[*self.accepted_ids, *other.accepted_ids],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return asdict(self)
+
+
+class S3Intake:
+    """Request files under ``s3://bucket/prefix``, announced on an SQS queue.
+
+    Args:
+        bucket: the intake bucket.
+        prefix: where request files are dropped (``deletion-requests/``).
+        rejected_prefix: where refused files are moved (``rejected/``).
+        queue_url: the queue receiving the bucket's object-created notifications.
+        s3: a boto3 S3 client (default: ``boto3.client("s3")``, built on first use).
+        sqs: a boto3 SQS client (default: ``boto3.client("sqs")``, built on first use).
+        conditional_delete: delete a handled file only if it still has the ETag that was
+            read (``If-Match``); turn off for stores that reject the header.
+
+    Raises:
+        ConfigError: an empty bucket or queue URL, or a rejected prefix that the intake
+            prefix starts with (every file would be skipped).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        rejected_prefix: str,
+        queue_url: str,
+        *,
+        s3: Any = None,
+        sqs: Any = None,
+        conditional_delete: bool = True,
+    ) -> None:
+        problems = []
+        if not bucket:
+            problems.append("the intake bucket is empty")
+        if not queue_url:
+            problems.append("the intake queue URL is empty")
+        if not rejected_prefix or prefix.startswith(rejected_prefix):
+            problems.append(
+                f"the rejected prefix {rejected_prefix!r} must be set and must not contain "
+                f"the intake prefix {prefix!r} (it may lie inside it)"
+            )
+        if problems:
+            raise ConfigError("S3 intake", problems)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.rejected_prefix = rejected_prefix
+        self.queue_url = queue_url
+        self.conditional_delete = conditional_delete
+        self._s3 = s3
+        self._sqs = sqs
+
+    def __repr__(self) -> str:
+        return f"S3Intake(s3://{self.bucket}/{self.prefix} via {self.queue_url})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, endpoint_url: str | None = None) -> S3Intake:
+        """The intake that the settings name, with boto3 clients.
+
+        Args:
+            settings: `intake_bucket`, `intake_prefix`, `intake_rejected_prefix`,
+                `intake_queue_url`.
+            endpoint_url: an S3/SQS endpoint other than AWS (boto3 also reads
+                `AWS_ENDPOINT_URL` itself); S3 then uses path-style addressing.
+
+        Raises:
+            ConfigError: the bucket or the queue URL is not set.
+        """
+        bucket, queue_url = settings.intake_bucket, settings.intake_queue_url
+        if not bucket or not queue_url:
+            missing = [
+                f"{ENV_PREFIX}{name.upper()} is not set"
+                for name, value in (("intake_bucket", bucket), ("intake_queue_url", queue_url))
+                if not value
+            ]
+            raise ConfigError("settings", missing)
+        import boto3
+        from botocore.config import Config
+
+        region = None
+        if boto3.session.Session().region_name is None:
+            region = _region_from_queue_url(queue_url) or "us-east-1"
+        s3_config = Config(s3={"addressing_style": "path"}) if endpoint_url else None
+        return cls(
+            bucket,
+            settings.intake_prefix,
+            settings.intake_rejected_prefix,
+            queue_url,
+            s3=boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=s3_config),
+            sqs=boto3.client("sqs", endpoint_url=endpoint_url, region_name=region),
+        )
+
+    @property
+    def s3(self) -> Any:
+        """The S3 client."""
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    @property
+    def sqs(self) -> Any:
+        """The SQS client."""
+        if self._sqs is None:
+            import boto3
+
+            region = _region_from_queue_url(self.queue_url)
+            self._sqs = boto3.client("sqs", **({"region_name": region} if region else {}))
+        return self._sqs
+
+    # ------------------------------------------------------------------ producer side
+    def submit(self, envelope: Mapping[str, Any] | bytes, key: str | None = None) -> str:
+        """Drop a request file under the prefix (what a privacy system does); returns its key.
+
+        Nothing is checked here: the intake verifies what it receives.
+
+        Args:
+            envelope: a signed envelope (:func:`~unlearn_ops.deletion.envelope.sign_request`), as a
+                mapping or as the bytes of the file.
+            key: the object key; one not under the prefix is taken relative to it. Default:
+                ``<prefix><request_id>.json``.
+
+        Raises:
+            InvalidRequestError: no key given, and the envelope names no usable request id.
+        """
+        data = envelope if isinstance(envelope, bytes) else canonical_json(dict(envelope))
+        if key is None:
+            request_id = _claimed_request_id(data)
+            if request_id is None:
+                raise InvalidRequestError(
+                    "the envelope names no usable request id", "give the object key"
+                )
+            key = f"{request_id}.json"
+        if not key.startswith(self.prefix):
+            key = f"{self.prefix}{key}"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
+        return key
+
+    # ------------------------------------------------------------------ operator side
+    def rejected(self) -> list[dict[str, Any]]:
+        """The reasons stored beside refused files, oldest first.
+
+        Each is the reason file's content plus ``key``: where the refused file lies.
+        """
+        keys: set[str] = set()
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.rejected_prefix):
+            keys.update(item["Key"] for item in page.get("Contents", []))
+        reasons = []
+        for key in sorted(keys):
+            # A reason file lies beside the file it explains (a refused file may itself
+            # be named *.reason.json: it has no such partner).
+            if not key.endswith(REASON_SUFFIX) or key[: -len(REASON_SUFFIX)] not in keys:
+                continue
+            response = self.s3.get_object(Bucket=self.bucket, Key=key)
+            with contextlib.closing(response["Body"]) as stream:
+                reason = json.loads(stream.read())
+            if isinstance(reason, dict):
+                reasons.append({**reason, "key": key[: -len(REASON_SUFFIX)]})
+        return sorted(reasons, key=lambda reason: (str(reason.get("at")), reason["key"]))
+
+    # ------------------------------------------------------------------ consumer side
+    def poll(
+        self,
+        inbox: Inbox,
+        settings: Settings,
+        *,
+        wait_seconds: int = 1,
+        max_messages: int = 10,
+        visibility_timeout: int = 60,
+    ) -> PollReport:
+        """Receive one batch of notifications and handle every file they name.
+
+        Args:
+            inbox: where requests (and refusals) are recorded.
+            settings: the signing key and time limits that requests are verified with.
+            wait_seconds: long poll: how long to wait for a first message (0 to 20).
+            max_messages: at most this many messages (1 to 10).
+            visibility_timeout: seconds a received message stays hidden; one that is not
+                deleted (a failure) is received again after it.
+
+        Returns:
+            What was done; failures are in its `errors`, one line each (never raised).
+        """
+        if not 0 <= wait_seconds <= 20:
+            raise ValueError(f"wait_seconds must be 0 to 20, got {wait_seconds}")
+        if not 1 <= max_messages <= 10:
+            raise ValueError(f"max_messages must be 1 to 10, got {max_messages}")
+        if not 0 <= visibility_timeout <= 43200:
+            raise ValueError(f"visibility_timeout must be 0 to 43200, got {visibility_timeout}")
+        report = PollReport()
+        try:
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility_timeout,
+            )
+        except Exception as exc:
+            report.errors.append(
+                _one_line(f"receive from {self.queue_url}: {type(exc).__name__}: {exc}")
+            )
+            return report
+        for message in response.get("Messages", []):
+            report.messages += 1
+            message_id = str(message.get("MessageId", "?"))
+            try:
+                if not self._handle_message(message, inbox, settings, report):
+                    continue  # its errors are reported; the message stays on the queue
+                self.sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+            except Exception as exc:
+                report.errors.append(_one_line(f"sqs:{message_id}: {type(exc).__name__}: {exc}"))
+        return report
+
+    def _handle_message(
+        self, message: Mapping[str, Any], inbox: Inbox, settings: Settings, report: PollReport
+    ) -> bool:
+        """Handle every record of one message; False if one failed (errors reported)."""
+        source = f"sqs:{message.get('MessageId', '?')}"
+        notification: object = None
+        problem = "JSON without a list of S3 Records"
+        try:
+            notification = json.loads(message.get("Body") or "")
+        except (ValueError, RecursionError):
+            problem = "not JSON"
+        if isinstance(notification, dict) and notification.get("Event") == "s3:TestEvent":
+            report.skipped += 1
+            return True
+        records = notification.get("Records") if isinstance(notification, dict) else None
+        if not isinstance(records, list):
+            self._reject_notification(inbox, source, f"not an S3 event notification ({problem})")
+            report.rejected += 1
+            return True
+        failed = False
+        for index, record in enumerate(records):
+            located = _object_of(record)
+            if located is None:
+                self._reject_notification(
+                    inbox, f"{source}#{index}", "a record without eventName, bucket or key"
+                )
+                report.rejected += 1
+                continue
+            event_name, bucket, key = located
+            if (
+                not event_name.startswith("ObjectCreated")
+                or bucket != self.bucket
+                or not key.startswith(self.prefix)
+                or key.startswith(self.rejected_prefix)
+            ):
+                report.skipped += 1
+                continue
+            try:
+                self._handle_object(key, inbox, settings, report)
+            except Exception as exc:
+                failed = True
+                report.errors.append(
+                    _one_line(f"s3://{bucket}/{key} ({source}): {type(exc).__name__}: {exc}")
+                )
+        return not failed
+
+    def _reject_notification(self, inbox: Inbox, source: str, reason: str) -> None:
+        if not inbox.seen_delivery(source):
+            inbox.reject(source, "malformed-notification", reason, delivery_id=source)
+
+    def _handle_object(
+        self, key: str, inbox: Inbox, settings: Settings, report: PollReport
+    ) -> None:
+        source = f"s3://{self.bucket}/{key}"
+        head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
+        if head is None:
+            report.gone += 1
+            return
+        size = int(head.get("ContentLength", 0))
+        if size > MAX_REQUEST_BYTES:
+            self._refuse_oversized(key, _bare_etag(head["ETag"]), size, inbox, report)
+            return
+        response = _unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
+        if response is None:
+            report.gone += 1
+            return
+        with contextlib.closing(response["Body"]) as stream:
+            data: bytes = stream.read(MAX_REQUEST_BYTES + 1)
+        etag = _bare_etag(response["ETag"])
+        if len(data) > MAX_REQUEST_BYTES:  # replaced by a larger file since the head
+            self._refuse_oversized(key, etag, int(response["ContentLength"]), inbox, report)
+            return
+        delivery = f"{source}#{etag}"
+        try:
+            verified = verify_request(data, settings)
+        except (InvalidRequestError, UnauthenticatedRequestError) as exc:
+            kind = exc.kind
+            claimed = _claimed_request_id(data)
+            self._refuse(key, etag, data, kind, str(exc), claimed)
+            if not inbox.seen_delivery(delivery):  # a retry: recorded then
+                inbox.reject(source, kind, str(exc), claimed, delivery)
+            self._delete(key, etag)
+            report.rejected += 1
+            return
+        if inbox.seen_delivery(delivery):
+            # Handled before and not finished (a retry): a replay was recorded then.
+            known = inbox.get(verified.request_id)
+            if known is not None and known.fingerprint != verified.fingerprint(settings):
+                self._refused_replay(key, etag, data, verified.request_id, report)
+                return
+        try:
+            accepted = inbox.accept(verified, source=source, delivery_id=delivery)
+        except ReplayedRequestError:
+            self._refused_replay(key, etag, data, verified.request_id, report)
+            return
+        # Durable now: the file, which holds raw record ids, goes.
+        self._delete(key, etag)
+        if accepted.status == "new":
+            report.accepted += 1
+            report.accepted_ids.append(accepted.request_id)
+        else:
+            report.duplicates += 1
+
+    def _refused_replay(
+        self, key: str, etag: str, data: bytes, request_id: str, report: PollReport
+    ) -> None:
+        # The inbox recorded the refusal itself (Inbox.accept), once.
+        reason = str(ReplayedRequestError(request_id))
+        self._refuse(key, etag, data, "replayed-with-changes", reason, request_id)
+        self._delete(key, etag)
+        report.rejected += 1
+
+    def _refuse_oversized(
+        self, key: str, etag: str, size: int, inbox: Inbox, report: PollReport
+    ) -> None:
+        source = f"s3://{self.bucket}/{key}"
+        reason = str(
+            InvalidRequestError(f"{size:,} bytes, more than the {MAX_REQUEST_BYTES:,} allowed")
+        )
+        try:
+            self._refuse(key, etag, None, "oversized", reason, None, size=size)
+        except Exception as exc:
+            if _is_missing(exc) or _is_superseded(exc):
+                report.gone += 1  # this version is no longer there to move
+                return
+            raise
+        delivery = f"{source}#{etag}"
+        if not inbox.seen_delivery(delivery):
+            inbox.reject(source, "oversized", reason, None, delivery)
+        self._delete(key, etag)
+        report.rejected += 1
+
+    def _rejected_key(self, key: str) -> str:
+        return f"{self.rejected_prefix}{key[len(self.prefix) :]}"
+
+    def _refuse(
+        self,
+        key: str,
+        etag: str,
+        data: bytes | None,
+        kind: str,
+        reason: str,
+        request_id: str | None,
+        *,
+        size: int = 0,
+    ) -> None:
+        """Put the refused file under the rejected prefix, its reason beside it."""
+        target = self._rejected_key(key)
+        if data is not None:
+            self.s3.put_object(Bucket=self.bucket, Key=target, Body=data)
+        elif size <= _COPY_OBJECT_LIMIT:
+            self.s3.copy_object(
+                Bucket=self.bucket,
+                Key=target,
+                CopySource={"Bucket": self.bucket, "Key": key},
+                CopySourceIfMatch=f'"{etag}"',
+            )
+        else:
+            self.s3.copy({"Bucket": self.bucket, "Key": key}, self.bucket, target)
+        explanation = {
+            "kind": kind,
+            "reason": reason,
+            "at": _now(),
+            "source": f"s3://{self.bucket}/{key}",
+            "request_id": request_id,
+        }
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=f"{target}{REASON_SUFFIX}",
+            Body=json.dumps(explanation, indent=2, sort_keys=True).encode(),
+            ContentType="application/json",
+        )
+
+    def _delete(self, key: str, etag: str) -> None:
+        """Delete a handled file, unless it was overwritten meanwhile (or is gone already)."""
+        condition = {"IfMatch": f'"{etag}"'} if self.conditional_delete else {}
+        try:
+            self.s3.delete_object(Bucket=self.bucket, Key=key, **condition)
+        except Exception as exc:
+            # Missing: deleted already. Superseded: a newer file, with its own notification.
+            if not (_is_missing(exc) or _is_superseded(exc)):
+                raise
+
+
+def _object_of(record: object) -> tuple[str, str, str] | None:
+    """(eventName, bucket, key) of a notification record, the key URL-decoded."""
+    if not isinstance(record, dict):
+        return None
+    s3 = record.get("s3")
+    event_name = record.get("eventName")
+    if not isinstance(s3, dict) or not isinstance(event_name, str):
+        return None
+    bucket = s3.get("bucket", {}).get("name") if isinstance(s3.get("bucket"), dict) else None
+    key = s3.get("object", {}).get("key") if isinstance(s3.get("object"), dict) else None
+    if not isinstance(bucket, str) or not isinstance(key, str) or not key:
+        return None
+    return event_name, bucket, unquote_plus(key)

@@ -1,0 +1,1 @@
+"""git and DVC: the workspace repository and its data lineage."""

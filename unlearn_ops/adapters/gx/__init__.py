@@ -1,0 +1,1 @@
+"""great-expectations: the data and metric gates."""

@@ -1,0 +1,1 @@
+"""HTTP: the intake endpoint for signed deletion requests."""

@@ -1,0 +1,1 @@
+"""MLflow: the registry, the served pyfunc model (logged as code) and the UI server."""

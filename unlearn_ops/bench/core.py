@@ -1,0 +1,475 @@
+"""The SISA benchmark harness behind `make bench`: what forgetting costs against retraining.
+
+For each workload (dataset x model) it measures, in one process and one run:
+
+- (a) training the whole ensemble from scratch,
+- (b) a monolithic model of the same family on all the training data,
+- (c) forgetting 1 random record and (d) forgetting 10 random records at once, each over
+  several random draws, every draw on a fresh copy of the trained ensemble,
+
+with held-out accuracy of the ensemble and of the monolithic model, and next to each
+measured speed-up the compute bound of the schedule: examples processed by the full run
+over examples processed by the forget (what the speed-up would be with no fixed costs).
+Training is sequential on one thread so that times compare like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unlearn_ops.errors import ConfigError
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
+from unlearn_ops.sisa.datasets import BUILTIN_DATASETS
+from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.sisa.planning import plan_retraining
+from unlearn_ops.sisa.sharding import SLICE_COLUMN
+from unlearn_ops.sisa.training import ShardColumns, train_shard
+
+__all__ = ["WORKLOADS", "Workload", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A dataset and the params to train it with."""
+
+    name: str
+    dataset: str
+    params: dict[str, Any]
+    description: str
+
+
+# S=8 on digits (the default params); S=4 on MNIST-5k, where the shard sweep of the same
+# run shows S=8 costs the ensemble more than 2 points of accuracy (docs/BENCHMARKS.md).
+_SISA = {"shards": 8, "slices": 4}
+_SISA_MNIST = {"shards": 4, "slices": 4}
+# S swept per workload, to choose S with numbers: accuracy against the one-record bound.
+SWEEPS: dict[str, tuple[int, ...]] = {"mnist-mlp": (2, 4, 8, 16), "mnist-cnn": (4, 8)}
+# The end-to-end flow figures run on the default small model, and on the heavy workload at
+# S=8: at S=4 a one-record forget's compute bound is itself only about 5.3x a full retrain
+# (3 of 4 shards untouched, and on average 3/4 of the fourth retrained), while S=8 costs
+# the CNN ensemble about 4 points of accuracy (docs/BENCHMARKS.md: the trade-off of S).
+FLOW_WORKLOADS: dict[str, dict[str, Any]] = {
+    "mnist-mlp": {},
+    "mnist-cnn": {"sisa": {"shards": 8, "slices": 4}},
+}
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload(
+        "digits-mlp",
+        "digits",
+        {
+            "sisa": _SISA,
+            "model": {"name": "mlp", "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 20, "batch_size": 32},
+        },
+        "digits (1,797 x 64), MLP 64-128-10",
+    ),
+    Workload(
+        "mnist-mlp",
+        "mnist-5k",
+        {
+            "sisa": _SISA_MNIST,
+            "model": {"name": "mlp", "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 10, "batch_size": 32},
+        },
+        "MNIST-5k (5,000 x 784), MLP 784-128-10 (the default small model)",
+    ),
+    Workload(
+        "mnist-cnn",
+        "mnist-5k",
+        {
+            "sisa": _SISA_MNIST,
+            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]},
+            "training": {"epochs_per_stage": 30, "batch_size": 32},
+        },
+        "MNIST-5k, CNN conv32-conv64-fc128 (the heavy workload)",
+    ),
+)
+
+_QUICK = Workload(
+    "quick",
+    "digits",
+    {
+        "sisa": {"shards": 2, "slices": 2},
+        "model": {"name": "mlp", "hidden_sizes": [16]},
+        "training": {"epochs_per_stage": 1},
+        "gates": {"min_accuracy": 0.0, "max_accuracy_drop": 1.0},
+    },
+    "digits, tiny settings (harness check only)",
+)
+
+
+def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, int, float]:
+    """(seconds, examples processed, held-out accuracy) of one model on all training data.
+
+    Same model family, optimizer and batch size, and the same training budget as the whole
+    ensemble: the SISA schedule runs `epochs_per_stage x (R + 1) / 2` epochs' worth of examples
+    over the training set, so the monolithic model trains for that many epochs (rounded up).
+    """
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    columns = ensemble.columns()
+    table = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
+    table[SLICE_COLUMN] = 0
+    mono = params.model_copy(
+        update={
+            "sisa": params.sisa.model_copy(update={"shards": 1, "slices": 1}),
+            "training": params.training.model_copy(
+                update={
+                    "epochs_per_stage": math.ceil(
+                        params.training.epochs_per_stage * (params.sisa.slices + 1) / 2
+                    )
+                }
+            ),
+        }
+    )
+    started = time.perf_counter()
+    model = train_shard(
+        table,
+        shard_id=0,
+        params=mono,
+        columns=columns,
+        store=MemoryCheckpointStore(),
+        threads=ensemble.settings.torch_threads,
+    )
+    seconds = time.perf_counter() - started
+
+    from unlearn_ops.sisa.models import build_model
+
+    module = build_model(params.model, len(columns.feature_columns), columns.num_classes)
+    module.load_state_dict(model.state)
+    module.eval()
+    holdout = ensemble.read_holdout()
+    features = torch.from_numpy(
+        holdout[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
+    )
+    with torch.no_grad():
+        predicted = module(features).argmax(dim=1).numpy()
+    accuracy = float((predicted == holdout[columns.label_column].to_numpy()).mean())
+    return seconds, model.samples_processed, accuracy
+
+
+def _forget_draws(
+    trained_root: Path,
+    params: Params,
+    settings: Settings,
+    *,
+    size: int,
+    repeats: int,
+    seed: int,
+    full_seconds: float,
+    full_samples: int,
+    mono_seconds: float,
+    mono_samples: int,
+) -> list[dict[str, Any]]:
+    rng = random.Random(seed)  # noqa: S311 - a benchmark draw, not a secret
+    reference = SisaEnsemble(trained_root, params, settings)
+    columns: ShardColumns = reference.columns()
+    pool = sorted(
+        (r for s in reference.shard_ids for r in reference.read_shard(s)[columns.id_column]),
+        key=str,
+    )
+    draws = []
+    for draw in range(repeats):
+        chosen = rng.sample(pool, size)
+        with tempfile.TemporaryDirectory(prefix="unlearn-bench-") as scratch:
+            root = Path(scratch) / "ensemble"
+            shutil.copytree(trained_root, root)
+            ensemble = SisaEnsemble(root, params, settings)
+            started = time.perf_counter()
+            report = ensemble.forget(chosen)
+            seconds = time.perf_counter() - started
+            samples = report.training.samples_processed
+        draws.append(
+            {
+                "draw": draw,
+                "records": [str(r) for r in chosen],
+                "shards": report.plan.shard_ids,
+                "first_stages": [s.first_stage for s in report.plan.shards],
+                "seconds": seconds,
+                "samples": samples,
+                "speedup_vs_full": full_seconds / seconds,
+                "bound_vs_full": full_samples / samples if samples else float("inf"),
+                "speedup_vs_mono": mono_seconds / seconds,
+                "bound_vs_mono": mono_samples / samples if samples else float("inf"),
+            }
+        )
+    return draws
+
+
+def _summarise(draws: Sequence[dict[str, Any]]) -> dict[str, float]:
+    def mean(key: str) -> float:
+        return statistics.fmean(d[key] for d in draws)
+
+    # Speed-ups are ratios: aggregate with the ratio of total times, not a mean of ratios.
+    return {
+        "seconds_mean": mean("seconds"),
+        "seconds_min": min(d["seconds"] for d in draws),
+        "seconds_max": max(d["seconds"] for d in draws),
+        "speedup_vs_full": mean("speedup_vs_full"),
+        "bound_vs_full": mean("bound_vs_full"),
+        "speedup_vs_mono": mean("speedup_vs_mono"),
+        "bound_vs_mono": mean("bound_vs_mono"),
+        "share_of_bound": statistics.fmean(
+            d["speedup_vs_full"] / d["bound_vs_full"] for d in draws
+        ),
+    }
+
+
+def _run_workload(workload: Workload, work_dir: Path, repeats: int, seed: int) -> dict[str, Any]:
+    params = Params.from_mapping({"seed": seed, **workload.params})
+    settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+    dataset = BUILTIN_DATASETS[workload.dataset]()
+    root = work_dir / workload.name
+    ensemble = SisaEnsemble(root, params, settings)
+    ensemble.prepare(dataset)
+    report = ensemble.train()
+    full_seconds = report.seconds
+    full_samples = report.samples_processed
+    ensemble_accuracy = ensemble.evaluate()
+    mono_seconds, mono_samples, mono_accuracy = _train_monolithic(ensemble, params)
+
+    forgets = {}
+    for size in (1, 10):
+        draws = _forget_draws(
+            root,
+            params,
+            settings,
+            size=size,
+            repeats=repeats,
+            seed=seed + size,
+            full_seconds=full_seconds,
+            full_samples=full_samples,
+            mono_seconds=mono_seconds,
+            mono_samples=mono_samples,
+        )
+        forgets[str(size)] = {"draws": draws, "summary": _summarise(draws)}
+    return {
+        "workload": workload.name,
+        "description": workload.description,
+        "params": params.model_dump(mode="json"),
+        "train_records": sum(len(ensemble.read_shard(s)) for s in ensemble.shard_ids),
+        "holdout_records": len(ensemble.read_holdout()),
+        "full": {"seconds": full_seconds, "samples": full_samples},
+        "monolithic": {"seconds": mono_seconds, "samples": mono_samples},
+        "accuracy": {
+            "ensemble": ensemble_accuracy,
+            "monolithic": mono_accuracy,
+            "gap_points": 100 * (mono_accuracy - ensemble_accuracy),
+        },
+        "forget": forgets,
+    }
+
+
+def expected_single_forget_bound(ensemble: SisaEnsemble) -> float:
+    """Mean, over every training record, of the compute bound of forgetting it alone.
+
+    Exact for the current layout: each (shard, slice) cell is planned once and weighted by
+    the records it holds.
+    """
+    counts = {
+        s: np.bincount(
+            ensemble.read_shard(s)[SLICE_COLUMN].to_numpy(dtype=np.int64),
+            minlength=ensemble.params.sisa.slices,
+        ).tolist()
+        for s in ensemble.shard_ids
+    }
+    total_records = sum(sum(c) for c in counts.values())
+    weighted = 0.0
+    for shard, per_slice in counts.items():
+        for slice_id, records in enumerate(per_slice):
+            if records:
+                plan = plan_retraining(counts, {shard: [slice_id]})
+                weighted += records * plan.compute_bound
+    return weighted / total_records
+
+
+def _shard_sweep(
+    dataset_name: str,
+    base: dict[str, Any],
+    work_dir: Path,
+    seed: int,
+    shard_counts: Sequence[int],
+) -> list[dict[str, Any]]:
+    """Accuracy and expected one-record bound for several S, to choose S with numbers."""
+    dataset = BUILTIN_DATASETS[dataset_name]()
+    settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+    rows = []
+    mono_accuracy = None
+    for shards in shard_counts:
+        params = Params.from_mapping(
+            {"seed": seed, **base, "sisa": {**base["sisa"], "shards": shards}}
+        )
+        ensemble = SisaEnsemble(work_dir / f"sweep-{shards}", params, settings)
+        ensemble.prepare(dataset)
+        report = ensemble.train()
+        if mono_accuracy is None:  # the same training set for every S
+            _, _, mono_accuracy = _train_monolithic(ensemble, params)
+        accuracy = ensemble.evaluate()
+        rows.append(
+            {
+                "shards": shards,
+                "slices": params.sisa.slices,
+                "accuracy": accuracy,
+                "monolithic_accuracy": mono_accuracy,
+                "gap_points": 100 * (mono_accuracy - accuracy),
+                "expected_single_forget_bound": expected_single_forget_bound(ensemble),
+                "train_seconds": report.seconds,
+            }
+        )
+    return rows
+
+
+def _warm_up() -> None:
+    """One tiny training, so that one-off kernel set-up is not timed in the first workload."""
+    with tempfile.TemporaryDirectory(prefix="unlearn-bench-warm-") as scratch:
+        ensemble = SisaEnsemble(
+            Path(scratch), Params.from_mapping(_QUICK.params), Settings(device="cpu")
+        )
+        ensemble.fit(BUILTIN_DATASETS["digits"]())
+        ensemble.evaluate()
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"# SISA benchmark ({results['machine']['when']}, {results['machine']['cpus']} CPUs, "
+        f"torch {results['machine']['torch']}, 1 thread, sequential shards)",
+        "",
+        "| workload | (a) full ensemble s | (b) monolithic s | acc ensemble | acc mono | "
+        "forget | time s (min-max) | speed-up vs (a) | bound vs (a) | share of bound | "
+        "speed-up vs (b) | bound vs (b) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in results["workloads"]:
+        for size, forget in run["forget"].items():
+            s = forget["summary"]
+            lines.append(
+                f"| {run['workload']} | {run['full']['seconds']:.1f} | "
+                f"{run['monolithic']['seconds']:.1f} | {run['accuracy']['ensemble']:.4f} | "
+                f"{run['accuracy']['monolithic']:.4f} | {size} record{'s' if size != '1' else ''}"
+                f" x{len(forget['draws'])} | {s['seconds_mean']:.2f} ({s['seconds_min']:.2f}-"
+                f"{s['seconds_max']:.2f}) | {s['speedup_vs_full']:.1f}x | "
+                f"{s['bound_vs_full']:.1f}x | {s['share_of_bound']:.0%} | "
+                f"{s['speedup_vs_mono']:.1f}x | {s['bound_vs_mono']:.1f}x |"
+            )
+    for sweep in results.get("sweeps", []):
+        lines += [
+            "",
+            f"Shard sweep on {sweep['workload']} (R={sweep['rows'][0]['slices']}): "
+            "accuracy against S, and the expected compute bound of a one-record forget.",
+            "",
+            "| S | acc ensemble | acc monolithic | gap (points) | expected bound | train s |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['shards']} | {r['accuracy']:.4f} | {r['monolithic_accuracy']:.4f} | "
+            f"{r['gap_points']:+.2f} | {r['expected_single_forget_bound']:.1f}x | "
+            f"{r['train_seconds']:.1f} |"
+            for r in sweep["rows"]
+        ]
+    if results.get("flows"):
+        from unlearn_ops.bench.flows import flow_markdown
+
+        lines += flow_markdown(results["flows"])
+    lines += [
+        "",
+        "Speed-ups and bounds are means over the draws; the bound is examples processed by "
+        "(a) or (b) over examples processed by the forget, i.e. the speed-up with no fixed "
+        "costs. Share of bound = measured speed-up / bound, per draw, averaged.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_benchmark(
+    output: Path,
+    *,
+    quick: bool = False,
+    repeats: int = 3,
+    only: Sequence[str] | None = None,
+    seed: int = 0,
+    sweep: bool = True,
+    flows: bool = True,
+) -> str:
+    """Run the workloads, write `results.json` and `results.md` into `output`.
+
+    Args:
+        output: folder for the results (created).
+        quick: run one tiny workload instead (checks the harness; numbers mean nothing).
+        repeats: random draws per forget size.
+        only: workload names to run; all when None.
+        sweep: also run the shard sweeps (accuracy against S on MNIST-5k, MLP and CNN).
+        flows: also measure the flows end to end on the MNIST workloads.
+        seed: seed of the params and of the draws.
+
+    Returns:
+        The markdown table.
+    """
+    import torch
+
+    workloads = [_QUICK] if quick else [w for w in WORKLOADS if only is None or w.name in only]
+    if not workloads:
+        known = ", ".join(w.name for w in WORKLOADS)
+        raise ConfigError("--only", [f"no workload named {', '.join(only or [])}; known: {known}"])
+    results: dict[str, Any] = {
+        "machine": {
+            "when": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": platform.platform(),
+        },
+        "repeats": repeats,
+        "workloads": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="unlearn-bench-") as work:
+        _warm_up()
+        for workload in workloads:
+            results["workloads"].append(_run_workload(workload, Path(work), repeats, seed))
+        if flows:
+            from unlearn_ops.bench.flows import run_flow_benchmark
+
+            results["flows"] = []
+            for w in workloads:
+                if w.name not in FLOW_WORKLOADS and not quick:
+                    continue
+                override = FLOW_WORKLOADS.get(w.name, {})
+                params = {**w.params, **override}
+                sisa = params["sisa"]
+                name = f"{w.name} S={sisa['shards']}" if override else w.name
+                results["flows"].append(
+                    run_flow_benchmark(name, w.dataset, params, Path(work), seed, repeats)
+                )
+        if sweep and not quick:
+            results["sweeps"] = [
+                {
+                    "workload": w.name,
+                    "rows": _shard_sweep(
+                        w.dataset, w.params, Path(work) / f"sweep-{w.name}", seed, SWEEPS[w.name]
+                    ),
+                }
+                for w in workloads
+                if w.name in SWEEPS
+            ]
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    table = _markdown(results)
+    (output / "results.md").write_text(table, encoding="utf-8")
+    return table

@@ -1,0 +1,251 @@
+"""End-to-end benchmark of the flows: a one-record forget, request to promoted version.
+
+For a workload of the core benchmark it builds a real workspace (git + DVC, embedded
+MLflow, Prefect's ephemeral server) and measures, in one process:
+
+- the `train-ensemble` flow (the first flow of the process: it also starts Prefect),
+- one-record `forget-records` flows in this warm process (several random draws), each
+  with its breakdown and the compute bound of its plan,
+- the same through a cold `unlearn-ops forget` process (wall time of the command),
+- a full retrain through the `train-ensemble` flow, warm (checkpoints cleared first),
+
+so the pipeline's fixed overhead over pure retraining is visible, cold and warm. Shards
+train one at a time on one torch thread, as in the core benchmark, so that the times
+compare work with work rather than with how many cores the machine has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from unlearn_ops.params import Params
+
+__all__ = ["flow_markdown", "run_flow_benchmark"]
+
+_PHASES = ("data", "retraining", "evaluation", "gates", "lineage", "registration")
+# Sequential shards on one CPU thread: the figures measure work, not the machine's width.
+_BENCH_ENVIRONMENT = {
+    "UNLEARN_OPS_DEVICE": "cpu",
+    "UNLEARN_OPS_TORCH_THREADS": "1",
+    "UNLEARN_OPS_MAX_PARALLEL_SHARDS": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "WARNING",
+}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _breakdown(result: dict[str, Any], total: float) -> dict[str, float]:
+    timings = {phase: float(result["timings"].get(phase, 0.0)) for phase in _PHASES}
+    timings["orchestration"] = max(total - sum(timings.values()), 0.0)
+    timings["total"] = total
+    timings["overhead"] = total - timings["retraining"]
+    return timings
+
+
+def _pick_record(root: Path, rng: random.Random) -> str:
+    import pandas as pd
+
+    ids = sorted(
+        str(r)
+        for path in sorted((root / "data" / "shards").glob("*.parquet"))
+        for r in pd.read_parquet(path, columns=["record_id"])["record_id"]
+    )
+    return rng.choice(ids)
+
+
+def _bound(result: dict[str, Any]) -> float:
+    """Examples of a full retrain over examples of this forget: its speed-up with no overhead."""
+    plan = result["plan"]
+    return float(plan["ensemble_cost"]) / plan["cost"] if plan["cost"] else float("inf")
+
+
+def run_flow_benchmark(
+    name: str,
+    dataset: str,
+    params: dict[str, Any],
+    work_dir: Path,
+    seed: int = 0,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Measure the flows on one workload; returns figures in seconds.
+
+    Args:
+        name: the workload's name.
+        dataset: a built-in dataset name.
+        params: the workload's params (merged over the defaults).
+        work_dir: where to build the workspace.
+        seed: seed of the params and of the record draws.
+        repeats: one-record forgets timed in the warm process.
+    """
+    from pipelines.forget import forget_records
+    from pipelines.runner import run_flow
+    from pipelines.train import train_ensemble
+    from unlearn_ops.adapters.dvc.lineage import init_repository
+    from unlearn_ops.settings import load_settings
+    from unlearn_ops.workflow.workspace import write_workspace_files
+
+    root = work_dir / ("flows-" + "".join(c if c.isalnum() else "-" for c in name))
+    full = Params.from_mapping(
+        {
+            "seed": seed,
+            **params,
+            "dataset": {"source": dataset},
+            "gates": params.get("gates", {"min_accuracy": 0.5, "max_accuracy_drop": 0.05}),
+            "registry": {"model_name": "bench-" + "".join(c if c.isalnum() else "-" for c in name)},
+        }
+    )
+    rng = random.Random(seed)  # noqa: S311 - a benchmark draw, not a secret
+    with _environment(_BENCH_ENVIRONMENT):
+        settings = load_settings()
+        write_workspace_files(root, full)
+        init_repository(root)
+
+        started = time.perf_counter()
+        first = run_flow(train_ensemble, str(root), settings=settings)
+        first_seconds = time.perf_counter() - started
+
+        warm_draws = []
+        for draw in range(repeats):
+            record = _pick_record(root, rng)
+            started = time.perf_counter()
+            result = run_flow(
+                forget_records,
+                str(root),
+                [{"request_id": f"bench-warm-{draw}", "record_ids": [record]}],
+                settings=settings,
+            )
+            seconds = time.perf_counter() - started
+            warm_draws.append(
+                {
+                    **_breakdown(result, seconds),
+                    "bound": _bound(result),
+                    "cost": result["plan"]["cost"],
+                    "ensemble_cost": result["plan"]["ensemble_cost"],
+                    "retrained": result["retrained"],
+                }
+            )
+
+        command = [
+            str(Path(sys.executable).parent / "unlearn-ops"),
+            "forget",
+            "--ids",
+            _pick_record(root, rng),
+            "--request-id",
+            "bench-cold",
+            "--workspace",
+            str(root),
+            "--json",
+            "--no-progress",
+        ]
+        started = time.perf_counter()
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+        cold_seconds = time.perf_counter() - started
+        if completed.returncode != 0:
+            raise RuntimeError(f"cold forget failed: {completed.stderr.strip()[-500:]}")
+        cold = json.loads(completed.stdout)
+
+        shutil.rmtree(root / "checkpoints", ignore_errors=True)
+        for model in (root / "models").glob("*.pt"):
+            model.unlink()
+        started = time.perf_counter()
+        retrain = run_flow(train_ensemble, str(root), settings=settings)
+        retrain_seconds = time.perf_counter() - started
+
+    def mean(key: str) -> float:
+        return statistics.fmean(d[key] for d in warm_draws)
+
+    warm = {key: mean(key) for key in (*_PHASES, "orchestration", "total", "overhead")}
+    # The bound of the mean forget: full cost over mean forget cost, like the speed-up.
+    warm["bound"] = mean("ensemble_cost") / mean("cost") if mean("cost") else float("inf")
+    retrain_breakdown = _breakdown(retrain, retrain_seconds)
+    one_shard = retrain_breakdown["retraining"] / full.sisa.shards
+    return {
+        "workload": name,
+        "shards": full.sisa.shards,
+        "slices": full.sisa.slices,
+        "accuracy": first["accuracy"],
+        "first_train_flow": _breakdown(first, first_seconds),
+        "full_retrain_flow": retrain_breakdown,
+        "forget_warm_draws": warm_draws,
+        "forget_warm": warm,
+        "forget_cold_cli": {
+            **_breakdown(cold, cold_seconds),
+            "bound": _bound(cold),
+            "note": "wall time of a new `unlearn-ops forget` process",
+        },
+        # Ratio of mean times (total work over total work), not a mean of ratios.
+        "speedup_full_over_forget_warm": retrain_seconds / warm["total"],
+        "speedup_full_over_forget_cold": retrain_seconds / cold_seconds,
+        "one_shard_retraining_seconds": one_shard,
+        "warm_overhead_below_one_shard": warm["overhead"] < one_shard,
+    }
+
+
+def flow_markdown(runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines for the flow figures."""
+    lines = [
+        "",
+        "End to end through the flows (seconds; shards one at a time): one-record forgets, "
+        "request to promoted version, against a full retrain through the same flow. "
+        "Overhead = everything but retraining; orchestration = Prefect and what no phase "
+        "timed.",
+        "",
+        "| workload | run | total | retraining | overhead | data | evaluation | gates | "
+        "lineage | registration | orchestration |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        labels = {
+            "first_train_flow": "first train (cold: starts Prefect)",
+            "full_retrain_flow": "full retrain (warm)",
+            "forget_warm": f"forget 1 (warm, mean of {len(run['forget_warm_draws'])})",
+            "forget_cold_cli": "forget 1 (cold CLI process)",
+        }
+        for key, label in labels.items():
+            t = run[key]
+            lines.append(
+                f"| {run['workload']} | {label} | {t['total']:.1f} | {t['retraining']:.1f} | "
+                f"{t['overhead']:.1f} | {t['data']:.2f} | {t['evaluation']:.2f} | "
+                f"{t['gates']:.2f} | {t['lineage']:.2f} | {t['registration']:.2f} | "
+                f"{t['orchestration']:.2f} |"
+            )
+    lines += [
+        "",
+        "| workload | S x R | accuracy | full / forget (warm) | its compute bound "
+        "| full / forget (cold) | one shard retrains in | warm overhead below it |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    lines += [
+        f"| {run['workload']} | {run['shards']} x {run['slices']} | {run['accuracy']:.4f} | "
+        f"**{run['speedup_full_over_forget_warm']:.1f}x** | {run['forget_warm']['bound']:.1f}x | "
+        f"{run['speedup_full_over_forget_cold']:.1f}x | "
+        f"{run['one_shard_retraining_seconds']:.1f} s | "
+        f"{'yes' if run['warm_overhead_below_one_shard'] else 'NO'} |"
+        for run in runs
+    ]
+    return lines

@@ -1,0 +1,634 @@
+"""The audit of one deletion request: its life from arrival to purge, from ledger and registry.
+
+A request is received (the ledger keeps when, why, when the person asked and the keyed
+hashes of its records, never the ids), applied (a data revision without its records),
+honoured by a first model version, served when that version became `champion`, and purged
+once the superseded versions that still hold its records are deleted after the retention
+window. The legal deadline runs from `requested_at` to the time the first honouring version
+was served (`compliance.deadline_days`).
+
+:func:`build_audit` is pure: it reads ledger entries and version records given to it.
+:func:`audit_request` and :func:`audit_requests` gather those from a workspace (the ledger,
+the MLflow registry, git) and, on request, run the exactness certificate of the version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from unlearn_ops.deletion.ledger import Ledger, LedgerEntry, RequestState
+from unlearn_ops.errors import RequestNotFoundError
+
+if TYPE_CHECKING:
+    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.params import ComplianceParams
+    from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = [
+    "ChainStatus",
+    "DeadlineStatus",
+    "GateSummary",
+    "RequestAudit",
+    "audit_request",
+    "audit_requests",
+    "build_audit",
+    "champion_of",
+    "check_chain",
+    "covering_requests",
+    "describe_audit",
+    "first_honouring",
+    "gate_summaries",
+    "parse_time",
+    "received_entries",
+]
+
+DeadlineStatus = Literal["met", "missed", "pending"]
+CHAMPION_ALIAS = "champion"  # the registry adapter's CHAMPION, without importing the adapter
+
+
+@dataclass(frozen=True)
+class GateSummary:
+    """One gate's verdict on a version, as recorded in its `unlearn.gates` tag."""
+
+    gate: str
+    passed: bool
+    expectations: int
+    failed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "gate": self.gate,
+            "passed": self.passed,
+            "expectations": self.expectations,
+            "failed": self.failed,
+        }
+
+    def __str__(self) -> str:
+        verdict = "passed" if self.passed else "FAILED"
+        if not self.expectations:
+            return f"{self.gate} {verdict}"
+        detail = f", {self.failed} failed" if self.failed else ""
+        return f"{self.gate} {verdict} ({self.expectations} expectation(s){detail})"
+
+
+@dataclass(frozen=True)
+class RequestAudit:
+    """What is known about one deletion request, from the ledger and the registry.
+
+    Times are timezone-aware (UTC when the source had no zone). None means "not yet" or
+    "not known"; the ledger never holds raw record ids, so neither does an audit.
+
+    Attributes:
+        request_id: the request.
+        state: its ledger state (`received`, `applied`, `served`, `failed`, `purged`).
+        received_at: when the ledger received it.
+        requested_at: when the person asked (the deadline runs from here).
+        reason: the reason given.
+        record_count: how many records it names.
+        records_digest: SHA-256 over the sorted keyed hashes of its records (a fingerprint
+            that matches the ledger without revealing ids).
+        validated: the request passed validation when received (schema, size, id).
+        signature: what the ledger says about the sender's signature (None: not checked).
+        applied_at: when its records left the training data.
+        data_revision: the git commit of that data revision.
+        parent_revision: the commit before it (the data that still held the records).
+        data_md5: DVC's md5 of the shard folder at `data_revision`.
+        versions_made_for: versions registered for it (a failed gate and its rerun: two).
+        shards_retrained: shard -> first slice retrained, over `versions_made_for`.
+        noop: served without a data change of its own (its records were forgotten before).
+        first_honouring_version: the first version whose gates passed and that honours it.
+        first_honouring_created_at: when that version was registered.
+        gates: that version's gate verdicts.
+        served_version: the version the ledger says was served for it.
+        served_at: when that version became `champion` (the ledger's `served` entry).
+        exactness: the exactness certificate of the first honouring version (None: not run).
+        champion_version: the version `champion` points at now.
+        champion_honours: whether the current champion honours the request.
+        purged_at: when superseded artifacts holding its records were purged.
+        purge: what the ledger's `purged` entry records.
+        retention_until: until when superseded artifacts may be kept (served_at + retention).
+        deadline: requested_at + `compliance.deadline_days`.
+        latency_days: days from requested_at to served_at.
+        deadline_status: `met`, `missed`, or `pending` (not served, deadline ahead).
+        failures: the ledger's `failed` entries (gate summaries, unpromoted versions).
+        ledger_problems: problems in the ledger's hash chain (empty: intact).
+    """
+
+    request_id: str
+    state: str
+    received_at: datetime
+    requested_at: datetime
+    reason: str
+    record_count: int
+    records_digest: str
+    validated: bool
+    signature: str | None
+    applied_at: datetime | None
+    data_revision: str | None
+    parent_revision: str | None
+    data_md5: str | None
+    versions_made_for: tuple[str, ...]
+    shards_retrained: Mapping[int, int]
+    noop: bool
+    first_honouring_version: str | None
+    first_honouring_created_at: datetime | None
+    gates: tuple[GateSummary, ...]
+    served_version: str | None
+    served_at: datetime | None
+    exactness: bool | None
+    champion_version: str | None
+    champion_honours: bool
+    purged_at: datetime | None
+    purge: Mapping[str, Any]
+    retention_until: datetime | None
+    deadline: datetime
+    latency_days: float | None
+    deadline_status: DeadlineStatus
+    failures: tuple[Mapping[str, Any], ...] = ()
+    ledger_problems: tuple[str, ...] = field(default=())
+
+    @property
+    def gates_passed(self) -> bool | None:
+        """Whether every gate of the first honouring version passed (None: no such version)."""
+        if self.first_honouring_version is None:
+            return None
+        return all(gate.passed for gate in self.gates)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, one section per stage of the request's life."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "request_id": self.request_id,
+            "state": self.state,
+            "received": {
+                "at": iso(self.received_at),
+                "requested_at": iso(self.requested_at),
+                "reason": self.reason,
+                "record_count": self.record_count,
+                "records_digest": self.records_digest,
+            },
+            "verified": {"validated": self.validated, "signature": self.signature},
+            "applied": {
+                "at": iso(self.applied_at),
+                "data_revision": self.data_revision,
+                "parent_revision": self.parent_revision,
+                "data_md5": self.data_md5,
+                "versions_made_for": list(self.versions_made_for),
+                "shards_retrained": {str(k): v for k, v in sorted(self.shards_retrained.items())},
+                "noop": self.noop,
+            },
+            "honoured": {
+                "first_version": self.first_honouring_version,
+                "registered_at": iso(self.first_honouring_created_at),
+                "gates": [gate.to_dict() for gate in self.gates],
+                "gates_passed": self.gates_passed,
+                "served_version": self.served_version,
+                "champion_since": iso(self.served_at),
+            },
+            "exactness": {
+                "run": self.exactness is not None,
+                "passed": self.exactness,
+                "version": self.first_honouring_version if self.exactness is not None else None,
+            },
+            "champion": {"version": self.champion_version, "honours": self.champion_honours},
+            "purge": {
+                "purged": self.purged_at is not None,
+                "at": iso(self.purged_at),
+                "retention_until": iso(self.retention_until),
+                "details": dict(self.purge),
+            },
+            "deadline": {
+                "due": iso(self.deadline),
+                "latency_days": self.latency_days,
+                "status": self.deadline_status,
+            },
+            "failures": [dict(failure) for failure in self.failures],
+            "ledger": {"intact": not self.ledger_problems, "problems": list(self.ledger_problems)},
+        }
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (UTC when it has no zone); None if unparsable."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def received_entries(entries: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:
+    """The first `received` entry of each request id (a replay writes none)."""
+    found: dict[str, LedgerEntry] = {}
+    for entry in entries:
+        if entry.event == "received":
+            found.setdefault(entry.request_id, entry)
+    return found
+
+
+def first_honouring(versions: Iterable[VersionInfo], request_id: str) -> VersionInfo | None:
+    """The first version whose gates passed and that honours `request_id`.
+
+    The same answer as `MlflowRegistry.first_honouring`, over versions already listed.
+    """
+    matches = [v for v in versions if v.gates_passed and request_id in v.honoured_requests]
+    return min(matches, key=lambda v: int(v.version)) if matches else None
+
+
+def champion_of(versions: Iterable[VersionInfo]) -> VersionInfo | None:
+    """The version the `champion` alias points at, if any."""
+    return next((v for v in versions if CHAMPION_ALIAS in v.aliases), None)
+
+
+def gate_summaries(version: VersionInfo) -> tuple[GateSummary, ...]:
+    """The gate verdicts of a version, from its `unlearn.gates` tag."""
+    try:
+        gates = json.loads(version.tag("gates") or "{}")
+    except json.JSONDecodeError:
+        return ()
+    if not isinstance(gates, dict):
+        return ()
+    summaries = []
+    for name, result in sorted(gates.items()):
+        if not isinstance(result, dict):
+            continue
+        # A long tag keeps only the failed outcomes and counts the others (provenance.py).
+        outcomes = [o for o in result.get("outcomes") or [] if isinstance(o, dict)]
+        failed = sum(1 for o in outcomes if not o.get("success", False))
+        total = len(outcomes) + int(result.get("outcomes_omitted", 0) or 0)
+        summaries.append(GateSummary(str(name), bool(result.get("passed")), total, failed))
+    return tuple(summaries)
+
+
+def _shards_retrained(versions: Iterable[VersionInfo]) -> dict[int, int]:
+    """Shard -> earliest first slice retrained, over the `unlearn.first_stages` tags."""
+    merged: dict[int, int] = {}
+    for version in versions:
+        try:
+            stages = json.loads(version.tag("first_stages") or "{}")
+            shards = json.loads(version.tag("shards_retrained") or "[]")
+        except json.JSONDecodeError:
+            continue
+        for shard in shards:
+            first = int(stages.get(str(shard), 0))
+            merged[int(shard)] = min(first, merged.get(int(shard), first))
+    return merged
+
+
+def _records_digest(record_hashes: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(record_hashes)).encode()).hexdigest()
+
+
+def _signature(data: Mapping[str, Any]) -> str | None:
+    # Signed requests are being added (DESIGN.md "Requests"): report whatever the
+    # `received` entry records about the signature, and nothing when it records none.
+    for key in ("signature", "signed_by", "sender"):
+        if data.get(key):
+            return str(data[key])
+    return None
+
+
+def covering_requests(state: RequestState, states: Mapping[str, RequestState]) -> tuple[str, ...]:
+    """Other served requests that forgot every record of `state` (empty unless all are).
+
+    A request whose records were all forgotten before it arrived is served without a
+    version of its own (a no-op): the versions honouring those requests honour it, though
+    their `unlearn.honoured_requests` tags, written earlier, do not name it.
+    """
+    wanted = set(state.record_hashes)
+    found: dict[str, str] = {}
+    for other in states.values():
+        if other.request_id == state.request_id or other.served is None or other.served.get("noop"):
+            continue
+        for record_hash in wanted.intersection(other.record_hashes):
+            found.setdefault(record_hash, other.request_id)
+    if not wanted or set(found) != wanted:
+        return ()
+    return tuple(sorted(set(found.values())))
+
+
+def _honours(version: VersionInfo, request_id: str, covering: Sequence[str]) -> bool:
+    honoured = version.honoured_requests
+    return request_id in honoured or (bool(covering) and set(covering) <= set(honoured))
+
+
+def _honouring(
+    versions: Sequence[VersionInfo], request_id: str, covering: Sequence[str]
+) -> VersionInfo | None:
+    direct = first_honouring(versions, request_id)
+    if direct is not None or not covering:
+        return direct
+    found = [first_honouring(versions, other) for other in covering]
+    if any(version is None for version in found):
+        return None
+    return max((v for v in found if v is not None), key=lambda v: int(v.version))
+
+
+def build_audit(
+    state: RequestState,
+    received: LedgerEntry | None,
+    versions: Sequence[VersionInfo],
+    compliance: ComplianceParams,
+    *,
+    now: datetime,
+    parent_revision: str | None = None,
+    exactness: bool | None = None,
+    ledger_problems: Sequence[str] = (),
+    covering: Sequence[str] = (),
+) -> RequestAudit:
+    """Assemble the audit of one request from what the ledger and the registry hold.
+
+    Args:
+        state: the request's folded ledger state (:meth:`Ledger.requests`).
+        received: its `received` entry (reason, requested-at), if the ledger has it.
+        versions: every registered version.
+        compliance: the deadline and retention windows.
+        now: the time to judge a pending deadline against.
+        parent_revision: the commit before its data revision (read from git by the caller).
+        exactness: the certificate verdict of the first honouring version, if one was run.
+        ledger_problems: the ledger's chain problems (:meth:`Ledger.verify_chain`).
+        covering: other served requests that forgot all its records before it came
+            (:func:`covering_requests`): a version honours it when it honours them.
+    """
+    data = received.data if received is not None else {}
+    received_at = parse_time(state.received_at) or now
+    requested_at = parse_time(data.get("requested_at")) or received_at
+    applied = state.applied or {}
+    served = state.served or {}
+    honouring = _honouring(versions, state.request_id, covering)
+    made_for = [v for v in versions if state.request_id in v.request_ids]
+    champion = champion_of(versions)
+    served_at = parse_time(served.get("at"))
+    purged_at = parse_time((state.purged or {}).get("at"))
+    deadline = requested_at + timedelta(days=compliance.deadline_days)
+    latency = None
+    if served_at is not None:
+        latency = round((served_at - requested_at).total_seconds() / 86_400, 4)
+        status: DeadlineStatus = "met" if served_at <= deadline else "missed"
+    else:
+        status = "missed" if now > deadline else "pending"
+    retention = served_at + timedelta(days=compliance.retention_days) if served_at else None
+    return RequestAudit(
+        request_id=state.request_id,
+        state=state.state,
+        received_at=received_at,
+        requested_at=requested_at,
+        reason=str(data.get("reason", "")),
+        record_count=len(state.record_hashes),
+        records_digest=_records_digest(state.record_hashes),
+        validated=received is not None,
+        signature=_signature(data),
+        applied_at=parse_time(applied.get("at")),
+        data_revision=applied.get("git_sha"),
+        parent_revision=parent_revision,
+        data_md5=applied.get("shards_md5"),
+        versions_made_for=tuple(v.version for v in made_for),
+        shards_retrained=_shards_retrained(made_for),
+        noop=bool(served.get("noop", False)),
+        first_honouring_version=honouring.version if honouring else None,
+        first_honouring_created_at=(
+            datetime.fromtimestamp(honouring.created_at / 1000, UTC) if honouring else None
+        ),
+        gates=gate_summaries(honouring) if honouring else (),
+        served_version=str(served["version"]) if "version" in served else None,
+        served_at=served_at,
+        exactness=exactness,
+        champion_version=champion.version if champion else None,
+        champion_honours=champion is not None and _honours(champion, state.request_id, covering),
+        purged_at=purged_at,
+        purge={k: v for k, v in (state.purged or {}).items() if k != "at"},
+        retention_until=retention,
+        deadline=deadline,
+        latency_days=latency,
+        deadline_status=status,
+        failures=tuple(state.failures),
+        ledger_problems=tuple(ledger_problems),
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def describe_audit(audit: RequestAudit) -> list[str]:
+    """The audit in plain words, one line per stage of the request's life."""
+    lines = [f"request {audit.request_id}: {audit.state}"]
+    lines.append(
+        f"received: {_when(audit.received_at)}; requested at {_when(audit.requested_at)}; "
+        f"reason {audit.reason or '-'!r}; {audit.record_count} record(s), "
+        f"records digest {audit.records_digest[:16]}"
+    )
+    signature = audit.signature or "not checked (requests carry no signature yet)"
+    lines.append(
+        f"verified: {'request validated when received' if audit.validated else 'no received entry'}"
+        f"; signature: {signature}"
+    )
+    if audit.applied_at is not None:
+        shards = (
+            ", ".join(
+                f"shard {s} from slice {f}" for s, f in sorted(audit.shards_retrained.items())
+            )
+            or "no shard retrained"
+        )
+        lines.append(
+            f"applied: {_when(audit.applied_at)}; data git {_short(audit.parent_revision)} -> "
+            f"{_short(audit.data_revision)}; {shards} "
+            f"(version(s) {', '.join(audit.versions_made_for) or '-'})"
+        )
+    elif audit.noop:
+        lines.append("applied: no data change of its own (its records were forgotten before)")
+    else:
+        lines.append("applied: not yet")
+    if audit.first_honouring_version is not None:
+        gates = "; ".join(str(gate) for gate in audit.gates) or "no gate results recorded"
+        lines.append(
+            f"honoured: first by version {audit.first_honouring_version} "
+            f"(registered {_when(audit.first_honouring_created_at)}); gates: {gates}"
+        )
+    else:
+        lines.append("honoured: by no version whose gates passed yet")
+    if audit.served_at is not None:
+        lines.append(
+            f"served: version {audit.served_version} champion since {_when(audit.served_at)}"
+        )
+    else:
+        lines.append("served: not yet")
+    if audit.exactness is None:
+        why = "pass --certify" if audit.first_honouring_version else "no version honours it yet"
+        lines.append(f"exactness: not run ({why})")
+    else:
+        verdict = "PASSED" if audit.exactness else "FAILED"
+        lines.append(f"exactness: certificate of version {audit.first_honouring_version} {verdict}")
+    if audit.champion_version is None:
+        lines.append("champion: none")
+    else:
+        honours = "honours" if audit.champion_honours else "does NOT honour"
+        lines.append(f"champion: version {audit.champion_version} {honours} the request")
+    if audit.purged_at is not None:
+        lines.append(f"purge: purged at {_when(audit.purged_at)}")
+    elif audit.retention_until is not None:
+        lines.append(f"purge: not purged yet (retention until {audit.retention_until:%Y-%m-%d})")
+    else:
+        lines.append("purge: not purged yet (retention starts when a version honouring it serves)")
+    latency = f"{audit.latency_days:.2f} days" if audit.latency_days is not None else "not served"
+    lines.append(
+        f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency})"
+    )
+    for failure in audit.failures:
+        lines.append(
+            f"failed: {failure.get('at', '-')}: version {failure.get('version', '-')}: "
+            f"{failure.get('reason', '-')}"
+        )
+    if audit.ledger_problems:
+        lines.append(f"ledger: BROKEN ({len(audit.ledger_problems)} problem(s); run --check-chain)")
+    return lines
+
+
+@dataclass(frozen=True)
+class ChainStatus:
+    """The ledger's hash chain: how many entries it holds and what is wrong with it."""
+
+    entries: int
+    problems: tuple[str, ...]
+
+    @property
+    def intact(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"intact": self.intact, "entries": self.entries, "problems": list(self.problems)}
+
+
+def check_chain(ledger: Ledger) -> ChainStatus:
+    """Verify the ledger's hash chain (:meth:`Ledger.verify_chain`) and count its lines.
+
+    Lines are counted as written, so a line that is not even an entry still counts (and
+    is named among the problems).
+    """
+    try:
+        text = ledger.path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    count = sum(1 for line in text.splitlines() if line.strip())
+    return ChainStatus(count, tuple(ledger.verify_chain()))
+
+
+# ------------------------------------------------------------------ from a workspace
+def _parent_revision(workspace: Workspace, sha: str | None) -> str | None:
+    if not sha:
+        return None
+    from unlearn_ops.adapters.dvc.lineage import parent_commit
+
+    return parent_commit(workspace.root, sha)
+
+
+def audit_request(
+    workspace: Workspace,
+    request_id: str,
+    *,
+    certify: bool = False,
+    now: datetime | None = None,
+) -> RequestAudit:
+    """The audit of one request of a workspace.
+
+    Args:
+        workspace: the workspace.
+        request_id: the request.
+        certify: run the exactness certificate of the first version that honours it
+            (:func:`unlearn_ops.workflow.steps.certify_version`; retrains its shards from scratch).
+        now: the time to judge a pending deadline against (default: now).
+
+    Raises:
+        RequestNotFoundError: the ledger never received `request_id`.
+    """
+    from unlearn_ops.workflow.steps import certify_version, open_registry
+
+    entries = list(workspace.ledger.entries())
+    states = workspace.ledger.requests()
+    state = states.get(request_id)
+    if state is None:
+        raise RequestNotFoundError(request_id, workspace.ledger.path, sorted(states))
+    versions = open_registry(workspace).versions()
+    covering = covering_requests(state, states)
+    exactness = None
+    if certify:
+        honouring = _honouring(versions, request_id, covering)
+        if honouring is not None:
+            exactness = certify_version(workspace, honouring.version).passed
+    return build_audit(
+        state,
+        received_entries(entries).get(request_id),
+        versions,
+        workspace.params.compliance,
+        now=now or datetime.now(UTC),
+        parent_revision=_parent_revision(workspace, (state.applied or {}).get("git_sha")),
+        exactness=exactness,
+        ledger_problems=workspace.ledger.verify_chain(),
+        covering=covering,
+    )
+
+
+def audit_requests(
+    workspace: Workspace,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+    versions: Sequence[VersionInfo] | None = None,
+) -> list[RequestAudit]:
+    """The audits of every request received in [since, until), oldest first (no certificate).
+
+    Args:
+        workspace: the workspace.
+        since: first instant included (default: the beginning).
+        until: first instant excluded (default: no end).
+        now: the time to judge pending deadlines against (default: now).
+        versions: the registry's versions, when the caller listed them already.
+    """
+    from unlearn_ops.workflow.steps import open_registry
+
+    entries = list(workspace.ledger.entries())
+    received = received_entries(entries)
+    if versions is None:
+        versions = open_registry(workspace).versions()
+    problems = workspace.ledger.verify_chain()
+    moment = now or datetime.now(UTC)
+    audits = []
+    states = workspace.ledger.requests()
+    for request_id, state in states.items():
+        received_at = parse_time(state.received_at) or moment
+        if (since is not None and received_at < since) or (
+            until is not None and received_at >= until
+        ):
+            continue
+        audit = build_audit(
+            state,
+            received.get(request_id),
+            versions,
+            workspace.params.compliance,
+            now=moment,
+            parent_revision=_parent_revision(workspace, (state.applied or {}).get("git_sha")),
+            ledger_problems=problems,
+            covering=covering_requests(state, states),
+        )
+        audits.append(audit)
+    return sorted(audits, key=lambda a: (a.received_at, a.request_id))

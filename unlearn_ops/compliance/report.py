@@ -1,0 +1,497 @@
+"""The compliance report: every request received in a period, the versions, the ledger's chain.
+
+A report is one self-contained file: HTML (styles inline, the timeline embedded as a
+base64 PNG) or Markdown (the PNG written beside it). It shows, per request, when it
+arrived, was applied, honoured and served, its latency against the legal deadline and
+whether superseded artifacts were purged; the registry's versions with their requests,
+gates and aliases; the ledger's hash-chain status; and a timeline plot of requests
+(arrival -> served), versions and latency against the deadline line.
+
+:func:`build_report` gathers the data from a workspace; the rendering functions are pure,
+and matplotlib loads inside :func:`render_timeline` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from unlearn_ops.compliance.audit import (
+    ChainStatus,
+    GateSummary,
+    RequestAudit,
+    audit_requests,
+    check_chain,
+    gate_summaries,
+    parse_time,
+)
+from unlearn_ops.serving.provenance import parse_request_list
+
+if TYPE_CHECKING:
+    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = [
+    "ComplianceReport",
+    "ReportFormat",
+    "VersionRow",
+    "build_report",
+    "parse_period_bound",
+    "render_html",
+    "render_markdown",
+    "render_timeline",
+    "version_rows",
+    "write_report",
+]
+
+ReportFormat = Literal["html", "markdown"]
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One registered version, as the report lists it."""
+
+    version: str
+    kind: str
+    request_ids: tuple[str, ...]
+    honoured_count: int
+    gates: tuple[GateSummary, ...]
+    gates_passed: bool
+    aliases: tuple[str, ...]
+    created_at: datetime
+    accuracy: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "request_ids": list(self.request_ids),
+            "honoured_count": self.honoured_count,
+            "gates": [gate.to_dict() for gate in self.gates],
+            "gates_passed": self.gates_passed,
+            "aliases": list(self.aliases),
+            "created_at": self.created_at.isoformat(),
+            "accuracy": self.accuracy,
+        }
+
+
+def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
+    """The report's rows for registered versions, oldest first."""
+    rows = []
+    for info in sorted(versions, key=lambda v: int(v.version)):
+        honoured = info.tag("honoured_count", "0")
+        rows.append(
+            VersionRow(
+                version=info.version,
+                kind=info.tag("kind") or "-",
+                request_ids=tuple(parse_request_list(info.tag("request_ids"))),
+                honoured_count=int(honoured) if honoured.isdigit() else 0,
+                gates=gate_summaries(info),
+                gates_passed=info.gates_passed,
+                aliases=tuple(info.aliases),
+                created_at=datetime.fromtimestamp(info.created_at / 1000, UTC),
+                accuracy=info.tag("accuracy")[:6] or "-",
+            )
+        )
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    """What a compliance report says; rendered by :func:`render_html` / :func:`render_markdown`.
+
+    Attributes:
+        model_name: the registered model.
+        generated_at: when the report was made (pending deadlines are judged against it).
+        since: first instant of the period (None: from the beginning).
+        until: first instant after the period (None: up to now).
+        deadline_days: `compliance.deadline_days`.
+        retention_days: `compliance.retention_days`.
+        requests: the audits of the requests received in the period, oldest first.
+        versions: every registered version.
+        chain: the ledger's hash-chain status.
+    """
+
+    model_name: str
+    generated_at: datetime
+    since: datetime | None
+    until: datetime | None
+    deadline_days: int
+    retention_days: int
+    requests: tuple[RequestAudit, ...]
+    versions: tuple[VersionRow, ...]
+    chain: ChainStatus
+
+    def counts(self) -> dict[str, int]:
+        """Requests by deadline status, and how many were purged."""
+        counts = {"requests": len(self.requests), "met": 0, "missed": 0, "pending": 0}
+        for audit in self.requests:
+            counts[audit.deadline_status] += 1
+        counts["purged"] = sum(1 for audit in self.requests if audit.purged_at is not None)
+        return counts
+
+    def period(self) -> str:
+        """The period in words."""
+        start = f"{self.since:%Y-%m-%d %H:%M} UTC" if self.since else "the first request"
+        end = f"{self.until:%Y-%m-%d %H:%M} UTC" if self.until else "now"
+        return f"from {start} to {end}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "model_name": self.model_name,
+            "generated_at": self.generated_at.isoformat(),
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "deadline_days": self.deadline_days,
+            "retention_days": self.retention_days,
+            "counts": self.counts(),
+            "requests": [audit.to_dict() for audit in self.requests],
+            "versions": [row.to_dict() for row in self.versions],
+            "ledger": self.chain.to_dict(),
+        }
+
+
+def parse_period_bound(text: str, *, end: bool = False) -> datetime:
+    """A `--since`/`--until` value: an ISO date or date-time (UTC when no zone is given).
+
+    A bare date as the end of a period includes that whole day (the bound becomes the
+    next midnight), so `--until 2026-03-31` covers March 31.
+
+    Raises:
+        ValueError: not an ISO date or date-time.
+    """
+    value = text.strip()
+    parsed = parse_time(value)
+    if parsed is None:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time")
+    if end and len(value) == 10:  # a bare date: YYYY-MM-DD
+        parsed += timedelta(days=1)
+    return parsed
+
+
+def build_report(
+    workspace: Workspace,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> ComplianceReport:
+    """Gather the report of a workspace: ledger, registry, chain (no certificate is run)."""
+    from unlearn_ops.workflow.steps import open_registry
+
+    moment = now or datetime.now(UTC)
+    versions = open_registry(workspace).versions()
+    audits = audit_requests(workspace, since=since, until=until, now=moment, versions=versions)
+    return ComplianceReport(
+        model_name=workspace.model_name,
+        generated_at=moment,
+        since=since,
+        until=until,
+        deadline_days=workspace.params.compliance.deadline_days,
+        retention_days=workspace.params.compliance.retention_days,
+        requests=tuple(audits),
+        versions=version_rows(versions),
+        chain=check_chain(workspace.ledger),
+    )
+
+
+# ------------------------------------------------------------------------- rendering
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else "-"
+
+
+def _latency(audit: RequestAudit) -> str:
+    return f"{audit.latency_days:.2f}" if audit.latency_days is not None else "-"
+
+
+def _purged(audit: RequestAudit) -> str:
+    if audit.purged_at is not None:
+        return f"purged {audit.purged_at:%Y-%m-%d}"
+    if audit.retention_until is not None:
+        return f"no (retention until {audit.retention_until:%Y-%m-%d})"
+    return "no"
+
+
+def _deadline(audit: RequestAudit) -> str:
+    return f"{audit.deadline_status} (due {audit.deadline:%Y-%m-%d})"
+
+
+REQUEST_COLUMNS = (
+    "request",
+    "requested at",
+    "received",
+    "applied",
+    "first honouring version",
+    "champion since",
+    "latency (days)",
+    "deadline",
+    "purged",
+)
+VERSION_COLUMNS = ("version", "kind", "requests", "gates", "aliases", "created", "accuracy")
+
+
+def _request_cells(audit: RequestAudit) -> list[str]:
+    return [
+        audit.request_id,
+        _when(audit.requested_at),
+        _when(audit.received_at),
+        _when(audit.applied_at) if audit.applied_at else ("no-op" if audit.noop else "-"),
+        audit.first_honouring_version or "-",
+        _when(audit.served_at),
+        _latency(audit),
+        _deadline(audit),
+        _purged(audit),
+    ]
+
+
+def _version_cells(row: VersionRow) -> list[str]:
+    gates = "; ".join(str(gate) for gate in row.gates) or (
+        "passed" if row.gates_passed else "FAILED"
+    )
+    return [
+        row.version,
+        row.kind,
+        ", ".join(row.request_ids) or "-",
+        gates,
+        ", ".join(row.aliases) or "-",
+        _when(row.created_at),
+        row.accuracy,
+    ]
+
+
+def _chain_line(chain: ChainStatus) -> str:
+    if chain.intact:
+        return f"ledger intact: {chain.entries} entries, hash chain verified"
+    return f"ledger BROKEN: {len(chain.problems)} problem(s) in {chain.entries} entries"
+
+
+def _summary_line(report: ComplianceReport) -> str:
+    counts = report.counts()
+    return (
+        f"{counts['requests']} request(s) received {report.period()}: "
+        f"{counts['met']} met the {report.deadline_days}-day deadline, "
+        f"{counts['missed']} missed it, {counts['pending']} pending; "
+        f"{counts['purged']} purged (retention {report.retention_days} days)."
+    )
+
+
+def render_timeline(report: ComplianceReport) -> bytes:
+    """The timeline plot as PNG bytes: requests (arrival -> served), versions, latency.
+
+    Top: one row per request, a line from when it was requested to when the first version
+    honouring it became champion (dashed to the report's time while pending), and a vertical
+    line per version registered in the period. Bottom: each request's latency in days (time
+    elapsed so far while pending) against the deadline line.
+    """
+    from matplotlib import dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    date2num: Callable[[datetime], float] = mdates.date2num
+    requests = report.requests
+    figure = Figure(figsize=(10, 2.5 + 0.35 * max(len(requests), 3)), layout="constrained")
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, height_ratios=(2, 1))
+    top.set_title(f"{report.model_name}: deletion requests {report.period()}", pad=14)
+    if not requests:
+        for axis in (top, bottom):
+            axis.text(0.5, 0.5, "no requests in the period", ha="center", va="center")
+            axis.set_axis_off()
+    else:
+        times: list[datetime] = []
+        for index, audit in enumerate(requests):
+            end = audit.served_at or report.generated_at
+            style = "-" if audit.served_at else "--"
+            colour = {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[
+                audit.deadline_status
+            ]
+            top.plot([audit.requested_at, end], [index, index], style, color=colour, linewidth=2)
+            top.plot([audit.requested_at], [index], "o", color=colour)
+            if audit.served_at:
+                top.plot([audit.served_at], [index], "s", color=colour)
+            times += [audit.requested_at, end]
+        first, last = min(times), max(times)
+        in_period = [
+            row
+            for row in report.versions
+            if first - timedelta(days=1) <= row.created_at <= last + timedelta(days=1)
+        ]
+        for row in in_period:
+            top.axvline(row.created_at, color="tab:blue", linewidth=0.8, alpha=0.6)
+            top.annotate(
+                f"v{row.version}",
+                (date2num(row.created_at), 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                color="tab:blue",
+                ha="left",
+                va="bottom",
+            )
+            times.append(row.created_at)
+        first, last = min(times), max(times)
+        pad = max((last - first) * 0.05, timedelta(seconds=1))
+        top.set_xlim(date2num(first - pad), date2num(last + pad))
+        top.set_ylim(-0.7, len(requests) - 0.3)
+        top.set_yticks(range(len(requests)), [a.request_id for a in requests], fontsize=8)
+        top.invert_yaxis()
+        locator = mdates.AutoDateLocator()  # type: ignore[no-untyped-call]
+        top.xaxis.set_major_locator(locator)
+        formatter = mdates.ConciseDateFormatter(locator)  # type: ignore[no-untyped-call]
+        top.xaxis.set_major_formatter(formatter)
+        top.set_xlabel("requested (circle) -> champion honours it (square); blue: versions")
+
+        latencies = [
+            a.latency_days
+            if a.latency_days is not None
+            else (report.generated_at - a.requested_at).total_seconds() / 86_400
+            for a in requests
+        ]
+        colours = [
+            {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[a.deadline_status]
+            for a in requests
+        ]
+        positions = list(range(len(requests)))
+        bars = bottom.bar(positions, latencies, color=colours)
+        bottom.bar_label(bars, labels=[f"{days:.2f} d" for days in latencies], fontsize=8)
+        bottom.axhline(report.deadline_days, color="tab:red", linestyle="--", linewidth=1)
+        bottom.annotate(
+            f"deadline ({report.deadline_days} days)",
+            (0.0, report.deadline_days),
+            xycoords=("axes fraction", "data"),
+            fontsize=8,
+            color="tab:red",
+            va="bottom",
+        )
+        bottom.set_ylim(0, max([report.deadline_days, *latencies]) * 1.15)
+        bottom.set_xticks(positions, [a.request_id for a in requests], rotation=30, fontsize=8)
+        bottom.set_ylabel("latency (days)")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th { background: #f3f3f3; }
+.met { color: #1a7f37; } .missed { color: #cf222e; font-weight: bold; }
+.pending { color: #9a6700; } .broken { color: #cf222e; font-weight: bold; }
+img { max-width: 100%; }
+"""
+
+
+def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], classes: Any = None) -> str:
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
+    body = []
+    for index, row in enumerate(rows):
+        css = f' class="{html.escape(classes[index])}"' if classes else ""
+        cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
+    """The report as one self-contained HTML page (every string escaped)."""
+    esc = html.escape
+    title = f"Compliance report: {report.model_name}"
+    chain = _chain_line(report.chain)
+    problems = "".join(f"<li>{esc(problem)}</li>" for problem in report.chain.problems)
+    image = base64.b64encode(timeline_png).decode("ascii")
+    requests = (
+        _html_table(
+            REQUEST_COLUMNS,
+            [_request_cells(a) for a in report.requests],
+            [a.deadline_status for a in report.requests],
+        )
+        if report.requests
+        else "<p>No request was received in the period.</p>"
+    )
+    versions = (
+        _html_table(VERSION_COLUMNS, [_version_cells(row) for row in report.versions])
+        if report.versions
+        else "<p>No version is registered.</p>"
+    )
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{esc(title)}</h1>",
+            f"<p>Generated {esc(_when(report.generated_at))} UTC. {esc(_summary_line(report))}</p>",
+            "<h2>Requests</h2>",
+            requests,
+            "<h2>Timeline</h2>",
+            f'<img src="data:image/png;base64,{image}" '
+            f'alt="{esc("timeline of requests, versions and latency")}">',
+            "<h2>Model versions</h2>",
+            versions,
+            "<h2>Ledger</h2>",
+            f'<p class="{"intact" if report.chain.intact else "broken"}">{esc(chain)}</p>',
+            f"<ul>{problems}</ul>" if problems else "",
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(_markdown_cell(c) for c in columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(_markdown_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(report: ComplianceReport, image_name: str) -> str:
+    """The report as Markdown; the timeline is the PNG `image_name` beside the file."""
+    lines = [
+        f"# Compliance report: {report.model_name}",
+        "",
+        f"Generated {_when(report.generated_at)} UTC. {_summary_line(report)}",
+        "",
+        "## Requests",
+        "",
+    ]
+    if report.requests:
+        lines += _markdown_table(REQUEST_COLUMNS, [_request_cells(a) for a in report.requests])
+    else:
+        lines.append("No request was received in the period.")
+    lines += ["", "## Timeline", "", f"![timeline of requests, versions and latency]({image_name})"]
+    lines += ["", "## Model versions", ""]
+    if report.versions:
+        lines += _markdown_table(VERSION_COLUMNS, [_version_cells(row) for row in report.versions])
+    else:
+        lines.append("No version is registered.")
+    lines += ["", "## Ledger", "", _chain_line(report.chain)]
+    lines += [f"- {_markdown_cell(problem)}" for problem in report.chain.problems]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    report: ComplianceReport, output: str | Path, report_format: ReportFormat = "html"
+) -> list[Path]:
+    """Write the report (and, for Markdown, its timeline PNG beside it); the paths written."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    png = render_timeline(report)
+    if report_format == "html":
+        output.write_text(render_html(report, png), encoding="utf-8")
+        return [output]
+    image = output.with_name(f"{output.stem}-timeline.png")
+    image.write_bytes(png)
+    output.write_text(render_markdown(report, image.name), encoding="utf-8")
+    return [output, image]

@@ -1,0 +1,617 @@
+"""The SISA ensemble on disk: shard files, shard models, checkpoints, and forgetting.
+
+Layout of an ensemble directory (a workspace puts `data/` under DVC)::
+
+    ROOT/ensemble.json              columns, classes, S, R, salt (written by `prepare`)
+    ROOT/data/shards/shard-000.parquet   one table per shard: id, slice_id, label, features
+    ROOT/data/holdout.parquet       held-out records for evaluation
+    ROOT/models/shard-000.pt        served weights of each shard
+    ROOT/models/shard-000.json      their stage keys, weights hash, record count
+    ROOT/checkpoints/ab/abc....pt   content-addressed stage checkpoints
+    ROOT/forgotten.json             keyed hashes of every forgotten id
+
+A forget writes the keyed hashes first, then rewrites the affected shard files, then
+retrains every shard whose model no longer matches its data (a *stale* shard). Each step
+is atomic and the last is idempotent, so a crash at any point is completed by running
+the same forget again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unlearn_ops.errors import InvalidRequestError, StoreError, UnknownRecordsError
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.sisa.aggregation import aggregate
+from unlearn_ops.sisa.checkpoints import CheckpointStore, LocalCheckpointStore, stage_keys
+from unlearn_ops.sisa.datasets import Dataset, split_holdout
+from unlearn_ops.sisa.hashing import canonical_id
+from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
+from unlearn_ops.sisa.sharding import (
+    SLICE_COLUMN,
+    assign_shards,
+    read_shard,
+    shard_file_name,
+    split_into_shards,
+    write_shard,
+)
+from unlearn_ops.sisa.training import (
+    ShardColumns,
+    ShardModel,
+    StageProgress,
+    load_state,
+    resolve_device,
+    serialize_state,
+    train_shard,
+)
+
+__all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
+
+_FORMAT = 1
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+
+
+def _file_md5(path: Path) -> str:
+    """MD5 of a file's bytes, or "" when it is missing (then every model counts as stale)."""
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+    except FileNotFoundError:
+        return ""
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What a training pass did: per-shard models and the wall time."""
+
+    models: tuple[ShardModel, ...]
+    seconds: float
+
+    @property
+    def shard_ids(self) -> list[int]:
+        """Shards that were (re)trained."""
+        return [model.shard_id for model in self.models]
+
+    @property
+    def samples_processed(self) -> int:
+        """Examples run through the models, all shards together."""
+        return sum(model.samples_processed for model in self.models)
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What a forget did.
+
+    Attributes:
+        plan: the plan it followed.
+        forgotten: canonical ids removed by this call (training and held-out).
+        training: the retraining pass (stale shards).
+        seconds: wall time, data update and retraining.
+    """
+
+    plan: RetrainingPlan
+    forgotten: tuple[str, ...]
+    training: TrainReport
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        """Whether any data or model changed."""
+        return bool(self.forgotten or self.training.models)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "forgotten": len(self.forgotten),
+            "already_forgotten": len(self.plan.already_forgotten),
+            "plan": self.plan.to_dict(),
+            "retrained": [
+                {
+                    "shard_id": m.shard_id,
+                    "first_stage": m.resumed_from_stage,
+                    "stages": m.stages_trained,
+                    "seconds": round(m.seconds, 3),
+                }
+                for m in self.training.models
+            ],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class SisaEnsemble:
+    """A SISA ensemble kept in a directory.
+
+    Construction does no I/O; :meth:`prepare` writes the shards, :meth:`train` the models.
+
+    Example:
+        >>> ensemble = SisaEnsemble(tmp_path, Params())          # doctest: +SKIP
+        >>> ensemble.prepare(load_digits()); ensemble.train()    # doctest: +SKIP
+        >>> ensemble.forget([17, 42]).plan.shard_ids             # doctest: +SKIP
+        [2, 5]
+
+    Args:
+        root: the ensemble directory.
+        params: pipeline params (S, R, seed, model, training).
+        settings: device, threads and the key of record-id hashes; from the environment
+            when None.
+        checkpoint_store: where stage checkpoints live; `ROOT/checkpoints` when None.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        params: Params,
+        settings: Settings | None = None,
+        checkpoint_store: CheckpointStore | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.params = params
+        self.settings = settings if settings is not None else Settings()
+        self.checkpoint_store = (
+            checkpoint_store
+            if checkpoint_store is not None
+            else LocalCheckpointStore(self.root / "checkpoints")
+        )
+        self._model_cache: dict[int, tuple[str, Any]] = {}
+
+    # ----------------------------------------------------------------- paths and metadata
+    @property
+    def shards_dir(self) -> Path:
+        """Folder of the shard tables."""
+        return self.root / "data" / "shards"
+
+    @property
+    def holdout_path(self) -> Path:
+        """The held-out table."""
+        return self.root / "data" / "holdout.parquet"
+
+    @property
+    def models_dir(self) -> Path:
+        """Folder of the served shard weights."""
+        return self.root / "models"
+
+    def shard_path(self, shard_id: int) -> Path:
+        """Path of one shard table."""
+        return self.shards_dir / shard_file_name(shard_id)
+
+    def model_path(self, shard_id: int) -> Path:
+        """Path of one shard's served weights."""
+        return self.models_dir / f"shard-{shard_id:03d}.pt"
+
+    def _model_meta_path(self, shard_id: int) -> Path:
+        return self.models_dir / f"shard-{shard_id:03d}.json"
+
+    @property
+    def _manifest_path(self) -> Path:
+        return self.root / "ensemble.json"
+
+    @property
+    def _forgotten_path(self) -> Path:
+        return self.root / "forgotten.json"
+
+    @property
+    def shard_ids(self) -> list[int]:
+        """0..S-1."""
+        return list(range(self.params.sisa.shards))
+
+    def manifest(self) -> dict[str, Any]:
+        """The ensemble's metadata written by :meth:`prepare`.
+
+        Raises:
+            StoreError: not prepared, or prepared with another S, R or salt.
+        """
+        try:
+            data: dict[str, Any] = json.loads(self._manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise StoreError(
+                self.root, "no ensemble here", "prepare it first (`unlearn-ops train`)"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise StoreError(self._manifest_path, f"not valid JSON ({exc})") from exc
+        sisa = self.params.sisa
+        expected = {"shards": sisa.shards, "slices": sisa.slices, "salt": sisa.salt}
+        found = {key: data.get(key) for key in expected}
+        if found != expected:
+            raise StoreError(
+                self.root,
+                f"prepared with {found}, but params say {expected}",
+                "changing S, R or the salt re-shards the data: prepare and train again",
+            )
+        return data
+
+    def columns(self) -> ShardColumns:
+        """Column names and class count of the shard tables."""
+        manifest = self.manifest()
+        return ShardColumns(
+            id_column=manifest["id_column"],
+            label_column=manifest["label_column"],
+            feature_columns=tuple(manifest["feature_columns"]),
+            num_classes=int(manifest["num_classes"]),
+        )
+
+    def forgotten_hashes(self) -> set[str]:
+        """Keyed hashes of every id forgotten so far."""
+        try:
+            data = json.loads(self._forgotten_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return set()
+        except json.JSONDecodeError as exc:
+            raise StoreError(self._forgotten_path, f"not valid JSON ({exc})") from exc
+        return set(data["hashes"])
+
+    # ------------------------------------------------------------------------- prepare
+    def prepare(self, dataset: Dataset) -> dict[int, int]:
+        """Split off the held-out set, shard and slice the rest, write every table.
+
+        Records forgotten earlier (by keyed hash in `forgotten.json`) are left out, so that
+        preparing again from the original source never brings one back.
+
+        Returns:
+            Record count per shard.
+        """
+        sisa = self.params.sisa
+        forgotten = self.forgotten_hashes()
+        if forgotten:
+            # Re-preparing must never bring a forgotten record back (DESIGN: ledger).
+            keep = [
+                self.settings.hash_record_id(canonical_id(r)) not in forgotten
+                for r in dataset.record_ids
+            ]
+            dataset = dataset.subset(np.array(keep, dtype=bool))
+        train, holdout = split_holdout(
+            dataset, self.params.dataset.holdout_fraction, f"{sisa.salt}:{self.params.seed}"
+        )
+        if len(train) == 0 or len(holdout) == 0:
+            raise StoreError(
+                dataset.source,
+                f"holdout split left {len(train)} training and {len(holdout)} held-out records",
+                "use a larger dataset or another dataset.holdout_fraction",
+            )
+        tables = split_into_shards(train, sisa.shards, sisa.slices, sisa.salt)
+        for shard_id, table in tables.items():
+            write_shard(table, self.shard_path(shard_id))
+        write_shard(holdout.frame, self.holdout_path)
+        manifest = {
+            "format": _FORMAT,
+            "source": dataset.source,
+            "id_column": dataset.id_column,
+            "label_column": dataset.label_column,
+            "feature_columns": list(dataset.feature_columns),
+            "num_classes": dataset.num_classes,
+            "shards": sisa.shards,
+            "slices": sisa.slices,
+            "salt": sisa.salt,
+        }
+        _write_text_atomic(self._manifest_path, json.dumps(manifest, indent=2) + "\n")
+        return {shard_id: len(table) for shard_id, table in tables.items()}
+
+    def read_shard(self, shard_id: int) -> pd.DataFrame:
+        """One shard's table."""
+        return read_shard(self.shard_path(shard_id))
+
+    def read_holdout(self) -> pd.DataFrame:
+        """The held-out table."""
+        return read_shard(self.holdout_path)
+
+    # --------------------------------------------------------------------------- train
+    def data_keys(self, shard_id: int, table: pd.DataFrame | None = None) -> list[str]:
+        """Stage keys of a shard's current data (what its model must have been trained on)."""
+        columns = self.columns()
+        return stage_keys(
+            self.read_shard(shard_id) if table is None else table,
+            shard_id=shard_id,
+            num_slices=self.params.sisa.slices,
+            training_hash=self.params.training_hash(),
+            id_column=columns.id_column,
+            label_column=columns.label_column,
+        )
+
+    def served_model_info(self, shard_id: int) -> dict[str, Any] | None:
+        """Metadata of a shard's served weights, or None if never trained."""
+        try:
+            info: dict[str, Any] = json.loads(
+                self._model_meta_path(shard_id).read_text(encoding="utf-8")
+            )
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as exc:
+            raise StoreError(self._model_meta_path(shard_id), f"not valid JSON ({exc})") from exc
+        return info
+
+    def stale_shards(self) -> list[int]:
+        """Shards whose served model was not trained on their current file with these params.
+
+        Compares the file's MD5 (what DVC records too) with the one noted at training time:
+        reading bytes is much cheaper than parsing and hashing every table. A file rewritten
+        with the same content only costs a resume in which every stage is cached. A model
+        trained under another `Params.training_hash()` (params.yaml edited, or restored by
+        a rollback) is stale too; its shard resumes from the checkpoints of these params,
+        so going back to params trained before costs nothing for unchanged shards.
+        """
+        stale = []
+        training_hash = self.params.training_hash()
+        for shard_id in self.shard_ids:
+            info = self.served_model_info(shard_id)
+            if (
+                info is None
+                or not self.model_path(shard_id).is_file()
+                or info.get("data_md5") != _file_md5(self.shard_path(shard_id))
+                or info.get("training_hash") != training_hash
+            ):
+                stale.append(shard_id)
+        return stale
+
+    def train_shard(self, shard_id: int, progress: StageProgress | None = None) -> ShardModel:
+        """Train (or resume) one shard on its current table and serve the result."""
+        columns = self.columns()
+        data_md5 = _file_md5(self.shard_path(shard_id))
+        table = self.read_shard(shard_id)
+        model = train_shard(
+            table,
+            shard_id=shard_id,
+            params=self.params,
+            columns=columns,
+            store=self.checkpoint_store,
+            device=resolve_device(self.settings.device),
+            threads=self.settings.torch_threads,
+            progress=progress,
+        )
+        _write_bytes_atomic(self.model_path(shard_id), serialize_state(model.state))
+        info = {
+            "shard_id": shard_id,
+            "stage_keys": model.stage_keys,
+            "weights_hash": model.weights_hash,
+            "num_records": model.num_records,
+            "training_hash": self.params.training_hash(),
+            "data_md5": data_md5,
+        }
+        _write_text_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
+        self._model_cache.pop(shard_id, None)
+        self._index_checkpoints(shard_id, table, model.stage_keys)
+        return model
+
+    def _index_checkpoints(self, shard_id: int, table: pd.DataFrame, keys: list[str]) -> None:
+        """Note which records each new stage checkpoint saw (what `purge` and `scan` judge by)."""
+        from unlearn_ops.sisa.checkpoint_index import CheckpointIndex, index_shard_checkpoints
+
+        index_shard_checkpoints(
+            CheckpointIndex(self.root / "checkpoints" / "index"),
+            self.checkpoint_store,
+            table,
+            shard_id=shard_id,
+            id_column=self.columns().id_column,
+            stage_keys=keys,
+            hash_record_id=self.settings.hash_record_id,
+        )
+
+    def train(
+        self,
+        shard_ids: Iterable[int] | None = None,
+        *,
+        progress: StageProgress | None = None,
+        max_workers: int | None = None,
+    ) -> TrainReport:
+        """Train the given shards (all when None), up to `max_workers` at once.
+
+        Each shard resumes from the longest prefix of its checkpoints in the store, so
+        training shards whose data did not change is a cheap no-op.
+        """
+        started = time.perf_counter()
+        ids = self.shard_ids if shard_ids is None else sorted(set(shard_ids))
+        workers = max_workers or self.settings.max_parallel_shards
+        self.columns()  # fail early, before any thread starts
+        if workers <= 1 or len(ids) <= 1:
+            models = [self.train_shard(shard_id, progress) for shard_id in ids]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                models = list(pool.map(lambda s: self.train_shard(s, progress), ids))
+        return TrainReport(tuple(models), time.perf_counter() - started)
+
+    def fit(self, dataset: Dataset, **train_options: Any) -> TrainReport:
+        """Prepare the shards from `dataset` and train every shard."""
+        self.prepare(dataset)
+        return self.train(**train_options)
+
+    # -------------------------------------------------------------------------- forget
+    def _locate(
+        self, record_ids: Sequence[object]
+    ) -> tuple[dict[int, pd.DataFrame], list[str], list[str], list[str]]:
+        """Find each id: in which shard (with its slice), in the holdout, forgotten, or unknown."""
+        columns = self.columns()
+        wanted = list(dict.fromkeys(canonical_id(r) for r in record_ids))
+        shards = assign_shards(wanted, self.params.sisa.shards, self.params.sisa.salt)
+        found: dict[int, pd.DataFrame] = {}
+        located: set[str] = set()
+        for shard_id in sorted(set(shards.tolist())):
+            keys = {wanted[i] for i in np.flatnonzero(shards == shard_id)}
+            table = read_shard(self.shard_path(shard_id), [columns.id_column, SLICE_COLUMN])
+            hits = table[table[columns.id_column].map(canonical_id).isin(keys)]
+            if len(hits):
+                found[shard_id] = hits
+                located.update(hits[columns.id_column].map(canonical_id))
+        rest = [r for r in wanted if r not in located]
+        holdout: list[str] = []
+        if rest:
+            held = read_shard(self.holdout_path, [columns.id_column])[columns.id_column]
+            held_keys = set(held.map(canonical_id))
+            holdout = [r for r in rest if r in held_keys]
+        forgotten = self.forgotten_hashes()
+        already = [
+            r for r in rest if r not in holdout and self.settings.hash_record_id(r) in forgotten
+        ]
+        unknown = [r for r in rest if r not in holdout and r not in already]
+        return found, holdout, already, unknown
+
+    def plan_forget(self, record_ids: Sequence[object]) -> RetrainingPlan:
+        """What forgetting `record_ids` would retrain; changes nothing.
+
+        Raises:
+            UnknownRecordsError: some ids were never in the data (nothing is planned).
+        """
+        plan, _found, _holdout = self._plan(record_ids)
+        return plan
+
+    def _plan(
+        self, record_ids: Sequence[object]
+    ) -> tuple[RetrainingPlan, dict[int, pd.DataFrame], list[str]]:
+        found, holdout, already, unknown = self._locate(record_ids)
+        if unknown:
+            raise UnknownRecordsError(unknown, len(set(map(canonical_id, record_ids))))
+        slice_counts = {}
+        for shard_id in self.shard_ids:
+            slices = read_shard(self.shard_path(shard_id), [SLICE_COLUMN])[SLICE_COLUMN]
+            slice_counts[shard_id] = np.bincount(
+                slices.to_numpy(dtype=np.int64), minlength=self.params.sisa.slices
+            ).tolist()
+        plan = plan_retraining(
+            slice_counts,
+            {s: hits[SLICE_COLUMN].tolist() for s, hits in found.items()},
+            holdout_records=len(holdout),
+            already_forgotten=already,
+        )
+        return plan, found, holdout
+
+    def _record_forgotten(self, keys: Iterable[str]) -> None:
+        hashes = self.forgotten_hashes() | {self.settings.hash_record_id(k) for k in keys}
+        _write_text_atomic(
+            self._forgotten_path, json.dumps({"hashes": sorted(hashes)}, indent=0) + "\n"
+        )
+
+    def remove_records(self, record_ids: Sequence[object]) -> tuple[RetrainingPlan, list[str]]:
+        """Remove records from the shard and held-out files, without retraining.
+
+        The first half of :meth:`forget`: the keyed hashes are written first, then only
+        the affected files are rewritten (each atomically). Afterwards the affected shards
+        are stale (see :meth:`stale_shards`) until trained.
+
+        Returns:
+            The plan, and the canonical ids removed now (ids forgotten before excluded).
+
+        Raises:
+            InvalidRequestError: no ids.
+            UnknownRecordsError: some ids were never in the data; nothing is changed.
+        """
+        if len(record_ids) == 0:
+            raise InvalidRequestError("no record ids given", "pass at least one id to forget")
+        plan, found, holdout = self._plan(record_ids)
+        columns = self.columns()
+        removed: list[str] = []
+        for hits in found.values():
+            removed.extend(hits[columns.id_column].map(canonical_id))
+        removed.extend(holdout)
+        # Hashes first: if we crash after this, a rerun knows these ids and finishes the job.
+        self._record_forgotten(removed)
+        for shard_id, hits in found.items():
+            self._remove_rows(self.shard_path(shard_id), columns.id_column, hits[columns.id_column])
+        if holdout:
+            self._remove_rows(self.holdout_path, columns.id_column, pd.Series(holdout))
+        return plan, removed
+
+    def forget(
+        self,
+        record_ids: Sequence[object],
+        *,
+        progress: StageProgress | None = None,
+        max_workers: int | None = None,
+    ) -> ForgetReport:
+        """Remove records from the data and retrain the affected shards exactly.
+
+        Ids forgotten before are a no-op (reported in `plan.already_forgotten`). Shards left
+        stale by an interrupted earlier forget are retrained too.
+
+        Raises:
+            InvalidRequestError: no ids.
+            UnknownRecordsError: some ids were never in the data; nothing is changed.
+        """
+        started = time.perf_counter()
+        plan, removed = self.remove_records(record_ids)
+        training = self.train(self.stale_shards(), progress=progress, max_workers=max_workers)
+        return ForgetReport(plan, tuple(removed), training, time.perf_counter() - started)
+
+    @staticmethod
+    def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> None:
+        table = read_shard(path)
+        keys = set(record_ids.map(canonical_id))
+        keep = ~table[id_column].map(canonical_id).isin(keys)
+        write_shard(table[keep].reset_index(drop=True), path)
+
+    # ------------------------------------------------------------------------- predict
+    def _shard_module(self, shard_id: int) -> Any:
+
+        from unlearn_ops.sisa.models import build_model
+
+        info = self.served_model_info(shard_id)
+        if info is None:
+            raise StoreError(
+                self.model_path(shard_id), "shard model is missing", "train the ensemble first"
+            )
+        cached = self._model_cache.get(shard_id)
+        if cached is not None and cached[0] == info["weights_hash"]:
+            return cached[1]
+        columns = self.columns()
+        module = build_model(self.params.model, len(columns.feature_columns), columns.num_classes)
+        module.load_state_dict(load_state(self.model_path(shard_id).read_bytes()))
+        module.eval()
+        self._model_cache[shard_id] = (info["weights_hash"], module)
+        return module
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Ensemble class scores for a float feature matrix (rows x features)."""
+        import torch
+
+        inputs = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        outputs = []
+        with torch.no_grad():
+            for shard_id in self.shard_ids:
+                module = self._shard_module(shard_id)
+                outputs.append(torch.softmax(module(inputs), dim=1).numpy())
+        return aggregate(np.stack(outputs), self.params.sisa.aggregation)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predicted class per row."""
+        classes: np.ndarray = self.predict_proba(features).argmax(axis=1)
+        return classes
+
+    def evaluate(self, table: pd.DataFrame | None = None) -> float:
+        """Accuracy on the held-out table (or on `table`)."""
+        columns = self.columns()
+        table = self.read_holdout() if table is None else table
+        features = table[list(columns.feature_columns)].to_numpy(dtype=np.float32)
+        labels = table[columns.label_column].to_numpy()
+        return float((self.predict(features) == labels).mean())

@@ -1,0 +1,299 @@
+"""SISA shard training: R stages, a checkpoint after each, resumable, deterministic on the CPU.
+
+Stage j trains the model of stage j-1 on slices 0..j (Bourtoule et al. 2021, section IV-C).
+Everything random is seeded from (seed, shard, stage, epoch) and data are visited in a
+fixed order, so training a shard is a pure function of its records and the params: a
+retrained shard is bit-for-bit the model that training without the forgotten records gives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from unlearn_ops.errors import DeviceUnavailableError
+from unlearn_ops.params import Params
+from unlearn_ops.sisa.checkpoints import CheckpointStore, stage_keys
+from unlearn_ops.sisa.hashing import canonical_id, derive_seed
+from unlearn_ops.sisa.models import build_model
+from unlearn_ops.sisa.sharding import SLICE_COLUMN
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ShardColumns",
+    "ShardModel",
+    "StageProgress",
+    "resolve_device",
+    "train_shard",
+    "weights_digest",
+]
+
+StageProgress = Callable[[int, int, int], None]
+"""Called as `progress(shard_id, stage, num_stages)` after each trained stage."""
+
+
+@dataclass(frozen=True)
+class ShardColumns:
+    """Column names and shape of the shard tables."""
+
+    id_column: str
+    label_column: str
+    feature_columns: tuple[str, ...]
+    num_classes: int
+
+
+@dataclass
+class ShardModel:
+    """A trained shard: its stage keys, the final weights and what training did.
+
+    Attributes:
+        shard_id: the shard index.
+        stage_keys: checkpoint key after each stage; the last names the served weights.
+        state: the final weights (state_dict on the CPU).
+        weights_hash: SHA-256 over the final weights (see :func:`weights_digest`).
+        num_records: records the shard trained on.
+        resumed_from_stage: first stage actually trained (R when all came from checkpoints).
+        samples_processed: examples run through the model (epochs x stage sizes), the
+            compute measure of the schedule.
+        seconds: wall time of training.
+    """
+
+    shard_id: int
+    stage_keys: list[str]
+    state: dict[str, torch.Tensor]
+    weights_hash: str
+    num_records: int
+    resumed_from_stage: int
+    samples_processed: int
+    seconds: float = 0.0
+    stages_trained: list[int] = field(default_factory=list)
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` becomes `cuda` when a GPU is visible, else `cpu`.
+
+    Raises:
+        DeviceUnavailableError: `cuda` asked for and none is visible.
+    """
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError("cuda", "torch sees no CUDA device")
+    return requested
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _serialize(state: dict[str, torch.Tensor]) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def _deserialize(data: bytes) -> dict[str, torch.Tensor]:
+    import torch
+
+    state: dict[str, torch.Tensor] = torch.load(io.BytesIO(data), weights_only=True)
+    return state
+
+
+_INIT_LOCK = threading.Lock()
+
+
+def _use_deterministic_torch(threads: int) -> None:
+    """Deterministic kernels and a fixed intra-op thread count, for the whole process.
+
+    These are process-wide torch settings; shards train in parallel threads, so they are
+    set, never toggled back and forth (a thread restoring them would change another
+    thread's numerics mid-training).
+    """
+    import torch
+
+    if not torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(True)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _seed_dropout(model: torch.nn.Module, seed: int) -> None:
+    """Give every SeededDropout of the model its own generator for this epoch."""
+    import torch
+
+    from unlearn_ops.sisa.layers import SeededDropout
+
+    dropouts = [m for m in model.modules() if isinstance(m, SeededDropout)]
+    for offset, module in enumerate(dropouts):
+        device = next(model.parameters()).device
+        module.generator = torch.Generator(device=device).manual_seed(seed + offset)
+
+
+def _stage_order(table: pd.DataFrame, id_column: str, stage: int) -> np.ndarray:
+    """Row positions of slices 0..stage, in canonical id order: the fixed data order."""
+    rows = np.flatnonzero(table[SLICE_COLUMN].to_numpy() <= stage)
+    keys = table[id_column].to_numpy()[rows]
+    order = np.argsort(np.array([canonical_id(k) for k in keys], dtype=str), kind="stable")
+    return rows[order]
+
+
+def _train_stage(
+    model: torch.nn.Module,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    params: Params,
+    seeds: tuple[int, int, int],
+) -> int:
+    """Train one stage from `model`'s current weights; returns examples processed."""
+    import torch
+
+    seed, shard_id, stage = seeds
+    training = params.training
+    if training.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(
+            model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=training.learning_rate,
+            weight_decay=training.weight_decay,
+            momentum=0.9,
+        )
+    loss_function = torch.nn.CrossEntropyLoss()
+    count = len(labels)
+    processed = 0
+    model.train()
+    for epoch in range(training.epochs_per_stage):
+        generator = torch.Generator().manual_seed(derive_seed(seed, shard_id, stage, epoch))
+        _seed_dropout(model, derive_seed(seed, shard_id, stage, epoch, "dropout") >> 8)
+        permutation = torch.randperm(count, generator=generator).to(features.device)
+        for start in range(0, count, training.batch_size):
+            batch = permutation[start : start + training.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_function(model(features[batch]), labels[batch])
+            loss.backward()
+            optimizer.step()
+            processed += len(batch)
+    return processed
+
+
+def train_shard(
+    table: pd.DataFrame,
+    *,
+    shard_id: int,
+    params: Params,
+    columns: ShardColumns,
+    store: CheckpointStore,
+    device: str = "cpu",
+    threads: int = 1,
+    progress: StageProgress | None = None,
+) -> ShardModel:
+    """Train (or resume) one shard through its R stages, saving a checkpoint after each.
+
+    Resumes after the last stage whose key `store` holds: after a deletion in slice k that
+    is stage k-1, so only stages k..R-1 run. With an empty store it trains from scratch.
+
+    Args:
+        table: the shard's records with `slice_id` (as written by `split_into_shards`).
+        shard_id: the shard index (seeds the initial weights).
+        params: the pipeline params.
+        columns: column names and class count.
+        store: where checkpoints are looked up and saved.
+        device: `cpu` or `cuda` (see :func:`resolve_device`).
+        threads: intra-op threads while training this shard.
+        progress: called after each trained stage.
+
+    Returns:
+        The trained shard, with the compute it used.
+    """
+    import torch
+
+    started = time.perf_counter()
+    num_stages = params.sisa.slices
+    keys = stage_keys(
+        table,
+        shard_id=shard_id,
+        num_slices=num_stages,
+        training_hash=params.training_hash(),
+        id_column=columns.id_column,
+        label_column=columns.label_column,
+    )
+    resume = num_stages
+    while resume > 0 and not store.contains(keys[resume - 1]):
+        resume -= 1
+    # `resume` stages are cached: train stages resume..R-1.
+
+    num_features = len(columns.feature_columns)
+    _use_deterministic_torch(threads)
+    # The initial weights come from torch's global RNG: seed it and build under a lock, so
+    # shards built in parallel threads never draw from each other's sequence.
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(params.seed, shard_id, "init"))
+        model = build_model(params.model, num_features, columns.num_classes)
+    if resume > 0:
+        model.load_state_dict(_deserialize(store.load(keys[resume - 1])))
+    model.to(device)
+    all_features = torch.from_numpy(
+        table[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
+    )
+    all_labels = torch.from_numpy(table[columns.label_column].to_numpy(dtype=np.int64, copy=True))
+    processed = 0
+    trained: list[int] = []
+    for stage in range(resume, num_stages):
+        rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
+        if len(rows):
+            processed += _train_stage(
+                model,
+                all_features[rows].to(device),
+                all_labels[rows].to(device),
+                params,
+                (params.seed, shard_id, stage),
+            )
+        store.save(keys[stage], _serialize(model.state_dict()))
+        trained.append(stage)
+        if progress is not None:
+            progress(shard_id, stage, num_stages)
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return ShardModel(
+        shard_id=shard_id,
+        stage_keys=keys,
+        state=state,
+        weights_hash=weights_digest(state),
+        num_records=len(table),
+        resumed_from_stage=resume,
+        samples_processed=processed,
+        seconds=time.perf_counter() - started,
+        stages_trained=trained,
+    )
+
+
+def load_state(data: bytes) -> dict[str, torch.Tensor]:
+    """Weights saved by :func:`train_shard` (a checkpoint's bytes)."""
+    return _deserialize(data)
+
+
+def serialize_state(state: dict[str, torch.Tensor]) -> bytes:
+    """Bytes of a state dict, as checkpoints and model files hold them."""
+    return _serialize(state)

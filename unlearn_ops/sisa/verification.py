@@ -1,0 +1,190 @@
+"""The exactness certificate: served shard weights equal a from-scratch training, bit for bit.
+
+For each shard, train it from scratch on its current records in a fresh in-memory
+checkpoint store (no cached stage can leak in) and compare the SHA-256 of the weights with
+the served ones. Because training is deterministic, equality proves the served model is
+exactly the one that never saw the forgotten records (Bourtoule et al. 2021, section IV).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
+from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.sisa.hashing import canonical_id
+from unlearn_ops.sisa.training import (
+    ShardColumns,
+    load_state,
+    resolve_device,
+    train_shard,
+    weights_digest,
+)
+
+__all__ = ["Certificate", "ShardCertificate", "certify_exactness", "certify_tables"]
+
+
+@dataclass(frozen=True)
+class ShardCertificate:
+    """The check of one shard.
+
+    Attributes:
+        shard_id: the shard.
+        num_records: records it holds now.
+        served_hash: SHA-256 of the served weights ("" when no model is served).
+        scratch_hash: SHA-256 of the weights trained from scratch now.
+        keys_match: the served model's stage keys are those of the current data.
+        forgotten_present: forgotten ids found in the shard's data (must be 0).
+        recorded_match: the served weights are the ones recorded when they were trained
+            (or registered): a weights file swapped or edited afterwards fails here.
+    """
+
+    shard_id: int
+    num_records: int
+    served_hash: str
+    scratch_hash: str
+    keys_match: bool
+    forgotten_present: int
+    recorded_match: bool = True
+
+    @property
+    def exact(self) -> bool:
+        """Whether this shard passes."""
+        return (
+            self.keys_match
+            and self.recorded_match
+            and self.forgotten_present == 0
+            and bool(self.served_hash)
+            and self.served_hash == self.scratch_hash
+        )
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The exactness certificate over some shards."""
+
+    shards: tuple[ShardCertificate, ...]
+    training_hash: str
+    device: str
+    torch_threads: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """Every checked shard is exact."""
+        return bool(self.shards) and all(shard.exact for shard in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "passed": self.passed,
+            "training_hash": self.training_hash,
+            "device": self.device,
+            "torch_threads": self.torch_threads,
+            "seconds": round(self.seconds, 3),
+            "shards": [{**asdict(shard), "exact": shard.exact} for shard in self.shards],
+        }
+
+
+def certify_tables(
+    tables: Mapping[int, pd.DataFrame],
+    *,
+    params: Params,
+    columns: ShardColumns,
+    settings: Settings,
+    served: Mapping[int, Mapping[str, Any]],
+    forgotten: Collection[str] = (),
+) -> Certificate:
+    """Retrain each shard table from scratch and compare with what is served.
+
+    Args:
+        tables: shard tables by shard id.
+        params: the params the served weights were trained with.
+        columns: column names and class count.
+        settings: device, threads and the record-id hash key.
+        served: per shard, `weights_hash` of the weights actually served, and optionally
+            `recorded_hash` (what was recorded for them at training or registration) and
+            `stage_keys`.
+        forgotten: keyed hashes of forgotten ids that must not be in the tables.
+    """
+    started = time.perf_counter()
+    device = resolve_device(settings.device)
+    results = []
+    for shard_id in sorted(tables):
+        table = tables[shard_id]
+        present = sum(
+            settings.hash_record_id(canonical_id(r)) in forgotten for r in table[columns.id_column]
+        )
+        scratch = train_shard(
+            table,
+            shard_id=shard_id,
+            params=params,
+            columns=columns,
+            store=MemoryCheckpointStore(),
+            device=device,
+            threads=settings.torch_threads,
+        )
+        info = served.get(shard_id, {})
+        keys = info.get("stage_keys")
+        served_hash = str(info.get("weights_hash", ""))
+        results.append(
+            ShardCertificate(
+                shard_id=shard_id,
+                num_records=len(table),
+                served_hash=served_hash,
+                scratch_hash=scratch.weights_hash,
+                keys_match=keys is None or keys == scratch.stage_keys,
+                forgotten_present=int(present),
+                recorded_match=info.get("recorded_hash", served_hash) == served_hash,
+            )
+        )
+    return Certificate(
+        shards=tuple(results),
+        training_hash=params.training_hash(),
+        device=device,
+        torch_threads=settings.torch_threads,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def certify_exactness(
+    ensemble: SisaEnsemble, shard_ids: Iterable[int] | None = None
+) -> Certificate:
+    """Retrain the ensemble's shards from scratch and compare with the served weights.
+
+    Args:
+        ensemble: the ensemble to check.
+        shard_ids: the shards to check; all when None (the cost of a full retrain).
+
+    Returns:
+        The certificate; `passed` is false when any shard differs, when a served model was
+        trained on other data than its shard file holds, or when a forgotten id is present.
+    """
+    ids = ensemble.shard_ids if shard_ids is None else sorted(set(shard_ids))
+    return certify_tables(
+        {shard_id: ensemble.read_shard(shard_id) for shard_id in ids},
+        params=ensemble.params,
+        columns=ensemble.columns(),
+        settings=ensemble.settings,
+        served={shard_id: _served(ensemble, shard_id) for shard_id in ids},
+        forgotten=ensemble.forgotten_hashes(),
+    )
+
+
+def _served(ensemble: SisaEnsemble, shard_id: int) -> dict[str, Any]:
+    """What a shard serves: the digest of its weights file, beside what was recorded."""
+    info = ensemble.served_model_info(shard_id) or {}
+    path = ensemble.model_path(shard_id)
+    served_hash = weights_digest(load_state(path.read_bytes())) if path.is_file() else ""
+    return {
+        "stage_keys": info.get("stage_keys"),
+        "weights_hash": served_hash,
+        "recorded_hash": info.get("weights_hash", ""),
+    }

@@ -1,0 +1,364 @@
+"""Deletion-safe rollback: which versions may be served again, and how to go back to one.
+
+A deletion is *recorded* once every record of its request is forgotten in the workspace
+(ledger requests whose hashes are all in `forgotten.json`). A version is *safe* when its
+cumulative `unlearn.honoured_requests` holds every recorded deletion; the others were
+trained on records forgotten since and are never served again (DESIGN: aliases).
+Forgetting is monotonic (`forgotten.json` only grows), so a version once unsafe stays so:
+:func:`mark_unsafe_versions` tags them once, and :func:`unlearn_ops.workflow.steps.promote` refuses
+them whatever the path.
+
+A rollback moves `champion` to a safe earlier version and makes the workspace that
+version again (its params.yaml and shard models, restored from its git commit and the DVC
+cache; the data stays as it is, which for a safe version is its own). An unsafe target is
+refused, or, with `replay`, rebuilt: its params.yaml restored over the current data, then
+every shard whose model differs retrains from the content-addressed checkpoints (shards
+whose data did not change since the target resume with every stage cached), and the
+result is registered as a new `replay` version derived from the target. Re-sharding (another
+S, R, salt, seed or dataset) is a different operation and is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from unlearn_ops.errors import RollbackError, UnsafeVersionError
+from unlearn_ops.params import Params
+from unlearn_ops.workflow.steps import honoured_requests, open_registry
+from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+
+__all__ = [
+    "HONOURS_ALL_TAG",
+    "SUPERSEDED_BY_TAG",
+    "RollbackPlan",
+    "deletions_recorded",
+    "mark_unsafe_versions",
+    "missing_deletions",
+    "plan_rollback",
+    "restore_settings",
+    "restore_version",
+    "unsafe_versions",
+]
+
+# Short keys of the `unlearn.*` tags of a version that misses a recorded deletion.
+HONOURS_ALL_TAG = "honours_all_deletions"
+SUPERSEDED_BY_TAG = "superseded_by_request"
+
+Action = Literal["noop", "move", "replay"]
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback will do; made by :func:`plan_rollback`, which changes nothing.
+
+    Attributes:
+        action: `noop` (the target is champion and safe), `move` (restore a safe version
+            and point `champion` at it) or `replay` (rebuild the target with the deletions
+            it misses, as a new version).
+        target: the version rolled back to.
+        champion: the version `champion` points at now.
+        missing: recorded deletions the target does not honour (what a replay applies).
+        git_sha: the target's data revision.
+        params_text: the target's params.yaml, as committed.
+        message: the plan in words.
+    """
+
+    action: Action
+    target: VersionInfo
+    champion: str
+    missing: tuple[str, ...]
+    git_sha: str
+    params_text: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "action": self.action,
+            "target": self.target.version,
+            "champion": self.champion,
+            "missing": list(self.missing),
+            "git_sha": self.git_sha,
+            "message": self.message,
+        }
+
+
+def deletions_recorded(workspace: Workspace) -> list[str]:
+    """Every request whose records are all forgotten in the workspace, oldest first."""
+    return honoured_requests(workspace)
+
+
+def missing_deletions(honoured: Iterable[str], recorded: Sequence[str]) -> list[str]:
+    """The recorded deletions not in `honoured`, in the order they were recorded."""
+    known = set(honoured)
+    return [request_id for request_id in recorded if request_id not in known]
+
+
+def unsafe_versions(workspace: Workspace) -> dict[str, list[str]]:
+    """Version -> the recorded deletions it does not honour, for every unsafe version."""
+    recorded = deletions_recorded(workspace)
+    found = {}
+    for info in open_registry(workspace).versions():
+        missing = missing_deletions(info.honoured_requests, recorded)
+        if missing:
+            found[info.version] = missing
+    return found
+
+
+def mark_unsafe_versions(workspace: Workspace) -> list[str]:
+    """Tag every unsafe version `unlearn.honours_all_deletions=false` (once).
+
+    `unlearn.superseded_by_request` names the first recorded deletion it misses, as found
+    when it was marked; versions marked before keep their tags (being unsafe is final).
+
+    Returns:
+        The versions marked by this call.
+    """
+    registry = open_registry(workspace)
+    recorded = deletions_recorded(workspace)
+    marked = []
+    for info in registry.versions():
+        missing = missing_deletions(info.honoured_requests, recorded)
+        if not missing or info.tag(HONOURS_ALL_TAG) == "false":
+            continue
+        registry.set_version_tag(info.version, SUPERSEDED_BY_TAG, missing[0])
+        registry.set_version_tag(info.version, HONOURS_ALL_TAG, "false")
+        marked.append(info.version)
+    return marked
+
+
+def _default_target(workspace: Workspace, champion: str) -> VersionInfo:
+    """The `previous` alias, else the newest earlier version whose gates passed."""
+    from unlearn_ops.adapters.mlflow.registry import PREVIOUS
+
+    registry = open_registry(workspace)
+    previous = registry.alias_version(PREVIOUS)
+    if previous is not None and previous != champion:
+        return registry.get_version(previous)
+    earlier = [
+        info
+        for info in registry.versions()
+        if int(info.version) < int(champion) and info.gates_passed
+    ]
+    if not earlier:
+        raise RollbackError(
+            "an earlier version",
+            f"version {champion} is champion and no earlier version passed its gates",
+            "name a version with --to (see `unlearn-ops versions`)",
+        )
+    return earlier[-1]
+
+
+def _resharding(current: Params, target: Params) -> list[str]:
+    """What differs between two params in how records are split into shard files."""
+    pairs = {
+        "seed": (current.seed, target.seed),
+        "sisa.shards": (current.sisa.shards, target.sisa.shards),
+        "sisa.slices": (current.sisa.slices, target.sisa.slices),
+        "sisa.salt": (current.sisa.salt, target.sisa.salt),
+        "dataset": (current.dataset, target.dataset),
+    }
+    return [
+        f"{key} {new!r} (workspace: {old!r})" for key, (old, new) in pairs.items() if old != new
+    ]
+
+
+def _shards_trained_elsewhere(workspace: Workspace, sha: str) -> list[int]:
+    """Shards whose model at `sha` was trained on another file than the current one."""
+    from unlearn_ops.adapters.dvc.lineage import read_git_file
+
+    ensemble = workspace.ensemble
+    differ = []
+    for shard_id in ensemble.shard_ids:
+        info = json.loads(read_git_file(workspace.root, sha, f"models/shard-{shard_id:03d}.json"))
+        with ensemble.shard_path(shard_id).open("rb") as file:
+            digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
+        if info.get("data_md5") != digest.hexdigest():
+            differ.append(shard_id)
+    return differ
+
+
+def plan_rollback(
+    workspace: Workspace, to: str | None = None, *, replay: bool = False
+) -> RollbackPlan:
+    """Decide what rolling back to `to` does; changes nothing.
+
+    Args:
+        workspace: the workspace.
+        to: a version or alias; the `previous` alias (else the newest earlier version
+            whose gates passed) when None.
+        replay: rebuild a target that misses deletions instead of refusing it.
+
+    Raises:
+        VersionNotFoundError: no such version or alias.
+        UnsafeVersionError: the target misses a recorded deletion and `replay` is off.
+        RollbackError: no champion, no earlier version, a target whose gates failed, whose
+            shards were split otherwise, or whose data differs (without `replay`).
+    """
+    import yaml
+
+    from unlearn_ops.adapters.dvc.lineage import read_git_file
+    from unlearn_ops.adapters.mlflow.registry import CHAMPION
+
+    registry = open_registry(workspace)
+    champion = registry.alias_version(CHAMPION)
+    if champion is None:
+        raise RollbackError(
+            to or "an earlier version", "no version is champion yet", "run `unlearn-ops train`"
+        )
+    target = _default_target(workspace, champion) if to is None else registry.get_version(to)
+    name = f"version {target.version}"
+    missing = tuple(missing_deletions(target.honoured_requests, deletions_recorded(workspace)))
+    if target.version == champion and not missing:
+        return RollbackPlan(
+            action="noop",
+            target=target,
+            champion=champion,
+            missing=(),
+            git_sha=target.tag("git_sha"),
+            params_text="",
+            message=f"version {champion} is champion already and honours every deletion; "
+            "nothing to do",
+        )
+    if missing and not replay:
+        raise UnsafeVersionError(target.version, missing, champion)
+    sha = target.tag("git_sha")
+    if not sha:
+        raise RollbackError(name, "it records no data revision (unlearn.git_sha)")
+    params_text = read_git_file(workspace.root, sha, "params.yaml")
+    target_params = Params.from_mapping(
+        yaml.safe_load(params_text), source=f"params.yaml of {name} (git {sha[:12]})"
+    )
+    differences = _resharding(workspace.params, target_params)
+    if differences:
+        raise RollbackError(
+            name,
+            f"its shards were split otherwise: {'; '.join(differences)}",
+            "re-sharding is a different operation: retrain with `unlearn-ops train` instead",
+        )
+    if missing:
+        why = f"replaying {', '.join(missing)}"
+    else:
+        # Safe: served again as it is, if it was served and its models fit today's data.
+        problem = ""
+        if not target.gates_passed:
+            problem = "its gates failed, so it was never served"
+        elif _shards_trained_elsewhere(workspace, sha):
+            problem = "its shard models were trained on other data than the workspace holds"
+        if not problem:
+            return RollbackPlan(
+                action="move",
+                target=target,
+                champion=champion,
+                missing=(),
+                git_sha=sha,
+                params_text=params_text,
+                message=f"{name} honours every deletion: champion moves to it from version "
+                f"{champion}",
+            )
+        if not replay:
+            raise RollbackError(
+                name,
+                problem,
+                f"rebuild it: `unlearn-ops rollback --to {target.version} --replay`",
+            )
+        why = f"no deletion to replay, but {problem}"
+    return RollbackPlan(
+        action="replay",
+        target=target,
+        champion=champion,
+        missing=missing,
+        git_sha=sha,
+        params_text=params_text,
+        message=f"rebuild {name} on the current data as a new version ({why}); champion "
+        f"stays at version {champion} unless the new version passes its gates",
+    )
+
+
+def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace:
+    """Write params.yaml (and dvc.yaml rendered from it) and reopen the workspace."""
+    from unlearn_ops.params import load_params
+    from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
+
+    workspace.params_path.write_text(params_text, encoding="utf-8")
+    rendered = render_dvc_yaml(load_params(workspace.params_path))
+    dvc_yaml = workspace.root / "dvc.yaml"
+    if dvc_yaml.read_text(encoding="utf-8") != rendered:
+        dvc_yaml.write_text(rendered, encoding="utf-8")
+    return Workspace.open(workspace.root, workspace.settings)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.rollback.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def _point_registry_at(workspace: Workspace, plan: RollbackPlan) -> None:
+    """registry.json: the workspace state is (or derives from) the target version."""
+    workspace.write_json(
+        workspace.registry_path,
+        {
+            "model_name": workspace.model_name,
+            "version": plan.target.version,
+            "git_sha": plan.git_sha,
+        },
+    )
+
+
+def restore_version(workspace: Workspace, plan: RollbackPlan) -> Workspace:
+    """Make the workspace the (safe) target again: its params, shard models and metrics.
+
+    Everything is read first (models from the DVC cache or remote, the rest from git),
+    then written; the shard files are not touched (a safe target was trained on them).
+
+    Returns:
+        The workspace reopened with the target's params.
+
+    Raises:
+        LineageError: the target's files are no longer in git or the DVC cache.
+    """
+    from unlearn_ops.adapters.dvc.lineage import read_at_revision, read_git_file
+
+    if plan.action != "move":
+        raise RollbackError(f"version {plan.target.version}", f"the plan is to {plan.action}")
+    ensemble = workspace.ensemble
+    models = {}
+    for shard_id in ensemble.shard_ids:
+        stem = f"models/shard-{shard_id:03d}"
+        models[shard_id] = (
+            read_at_revision(workspace.root, f"{stem}.pt", plan.git_sha),
+            read_git_file(workspace.root, plan.git_sha, f"{stem}.json"),
+        )
+    metrics = read_git_file(workspace.root, plan.git_sha, "metrics.json")
+    for shard_id, (weights, info) in models.items():
+        _write_atomic(ensemble.model_path(shard_id), weights)
+        _write_atomic(ensemble.model_path(shard_id).with_suffix(".json"), info.encode())
+    _write_atomic(workspace.metrics_path, metrics.encode())
+    _point_registry_at(workspace, plan)
+    return _write_workspace_params(workspace, plan.params_text)
+
+
+def restore_settings(workspace: Workspace, plan: RollbackPlan) -> Workspace:
+    """Before a replay: the target's params.yaml over the current data; it is the parent.
+
+    Afterwards every shard whose model was trained on other data or other params is stale
+    (:meth:`~unlearn_ops.sisa.ensemble.SisaEnsemble.stale_shards`) and resumes from the
+    checkpoints of the target's params.
+
+    Returns:
+        The workspace reopened with the target's params.
+    """
+    if plan.action != "replay":
+        raise RollbackError(f"version {plan.target.version}", f"the plan is to {plan.action}")
+    _point_registry_at(workspace, plan)
+    return _write_workspace_params(workspace, plan.params_text)

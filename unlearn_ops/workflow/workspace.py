@@ -1,0 +1,172 @@
+"""Workspaces: a git + DVC repository holding one unlearnable model's data, params and state.
+
+Layout (the ensemble's own files are described in :mod:`unlearn_ops.sisa.ensemble`)::
+
+    WS/params.yaml        what to train (S, R, seed, model, gates, dataset, model name)
+    WS/dvc.yaml, dvc.lock the pipeline (rendered from params.yaml) and its last run
+    WS/forgotten.json     keyed hashes of forgotten ids (a dependency of `prepare`)
+    WS/ledger.jsonl       the request ledger (:mod:`unlearn_ops.deletion.ledger`)
+    WS/metrics.json       held-out accuracy of the served ensemble
+    WS/registry.json      the MLflow version that the workspace state was registered as
+    WS/mlflow.db, WS/mlartifacts/   the embedded MLflow store (unless settings name one)
+    WS/checkpoints/       stage checkpoints (a cache: ignored by git and DVC)
+    WS/.unlearn-ops/inbox.sqlite   requests received, not yet served
+                                   (:mod:`unlearn_ops.deletion.inbox`)
+
+This module knows paths and files only; git and DVC calls live in
+:mod:`unlearn_ops.adapters.dvc.lineage`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from unlearn_ops.deletion.inbox import Inbox
+from unlearn_ops.deletion.ledger import Ledger
+from unlearn_ops.errors import StoreError, WorkspaceNotFoundError
+from unlearn_ops.params import Params, load_params
+from unlearn_ops.settings import Settings, load_settings
+from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
+
+__all__ = ["PARAMS_FILE", "Workspace", "find_workspace", "write_workspace_files"]
+
+PARAMS_FILE = "params.yaml"
+
+GITIGNORE = """\
+# unlearn-ops: caches and the embedded MLflow store stay out of git
+/checkpoints/
+/mlflow.db
+/mlartifacts/
+/.unlearn-ops/
+"""
+
+DVCIGNORE = """\
+/checkpoints/
+/mlartifacts/
+/mlflow.db
+"""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """An opened workspace. Build with :meth:`open` (reads params) rather than by hand."""
+
+    root: Path
+    params: Params
+    settings: Settings
+
+    @classmethod
+    def open(cls, root: str | Path, settings: Settings | None = None) -> Workspace:
+        """Open the workspace at `root` (its params.yaml must exist).
+
+        Raises:
+            WorkspaceNotFoundError: no params.yaml there.
+            ConfigError: params.yaml or the settings do not validate.
+        """
+        root = Path(root).resolve()
+        if not (root / PARAMS_FILE).is_file():
+            raise WorkspaceNotFoundError(root)
+        return cls(root, load_params(root / PARAMS_FILE), settings or load_settings())
+
+    @property
+    def params_path(self) -> Path:
+        """params.yaml."""
+        return self.root / PARAMS_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """metrics.json (held-out accuracy of the served ensemble)."""
+        return self.root / "metrics.json"
+
+    @property
+    def registry_path(self) -> Path:
+        """registry.json (which MLflow version the current state is)."""
+        return self.root / "registry.json"
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The request ledger."""
+        return Ledger(self.root / "ledger.jsonl")
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """The durable inbox of deletion requests (not versioned: `.unlearn-ops/`)."""
+        return Inbox(self.root / ".unlearn-ops" / "inbox.sqlite", self.settings)
+
+    @cached_property
+    def ensemble(self) -> SisaEnsemble:
+        """The SISA ensemble kept in this workspace."""
+        return SisaEnsemble(self.root, self.params, self.settings)
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: from settings, else the workspace's sqlite store."""
+        return self.settings.tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        """MLflow registry URI: from settings, else the tracking URI."""
+        return self.settings.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_location(self) -> str:
+        """Artifact root for the workspace's experiment, when the store is embedded."""
+        return (self.root / "mlartifacts").as_uri()
+
+    @property
+    def model_name(self) -> str:
+        """Registered model name."""
+        return self.params.registry.model_name
+
+    def read_json(self, path: Path) -> dict[str, Any] | None:
+        """A JSON file of the workspace, or None when absent."""
+        try:
+            data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except json.JSONDecodeError as exc:
+            raise StoreError(path, f"not valid JSON ({exc})") from exc
+        return data
+
+    def write_json(self, path: Path, data: dict[str, Any]) -> None:
+        """Write a JSON file of the workspace (sorted keys, so git diffs stay small)."""
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def find_workspace(start: str | Path) -> Path:
+    """The workspace containing `start`: it or its nearest parent with a params.yaml.
+
+    Raises:
+        WorkspaceNotFoundError: none up to the filesystem root.
+    """
+    start = Path(start).resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / PARAMS_FILE).is_file() and (candidate / "dvc.yaml").is_file():
+            return candidate
+    raise WorkspaceNotFoundError(start)
+
+
+def write_workspace_files(root: Path, params: Params) -> None:
+    """Write params.yaml, dvc.yaml, forgotten.json and the ignore files of a new workspace.
+
+    Raises:
+        StoreError: `root` holds a params.yaml already.
+    """
+    if (root / PARAMS_FILE).exists():
+        raise StoreError(root / PARAMS_FILE, "exists already", "open it, or init another directory")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / PARAMS_FILE).write_text(params.to_yaml(), encoding="utf-8")
+    (root / "dvc.yaml").write_text(render_dvc_yaml(params), encoding="utf-8")
+    forgotten = root / "forgotten.json"
+    if not forgotten.exists():
+        forgotten.write_text(json.dumps({"hashes": []}) + "\n", encoding="utf-8")
+    for name, text in ((".gitignore", GITIGNORE), (".dvcignore", DVCIGNORE)):
+        path = root / name
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        if text not in existing:
+            path.write_text(existing + text, encoding="utf-8")
