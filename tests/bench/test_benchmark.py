@@ -39,9 +39,10 @@ def test_heavy_workload_is_the_cnn() -> None:
 
 
 def test_shard_sweep_reports_accuracy_against_the_bound(tmp_path: Path) -> None:
-    from unlearn_ops.bench.core import _QUICK, _shard_sweep
+    from unlearn_ops.bench.core import _shard_sweep
+    from unlearn_ops.bench.workloads import QUICK
 
-    rows = _shard_sweep("digits", _QUICK.params, tmp_path, 0, (1, 2))
+    rows = _shard_sweep("digits", QUICK.params, tmp_path, 0, (1, 2))
     assert [r["shards"] for r in rows] == [1, 2]
     # One monolithic model is the reference of every row; more shards, a larger bound.
     assert rows[0]["monolithic_accuracy"] == rows[1]["monolithic_accuracy"]

@@ -25,12 +25,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unlearn_ops.bench.tables import markdown_table
+from unlearn_ops.bench.workloads import FLOW_WORKLOADS, QUICK, SWEEPS, WORKLOADS, Workload
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
@@ -42,77 +43,6 @@ from unlearn_ops.sisa.sharding import SLICE_COLUMN
 from unlearn_ops.sisa.training import ShardColumns, train_shard
 
 __all__ = ["WORKLOADS", "Workload", "run_benchmark"]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A dataset and the params to train it with."""
-
-    name: str
-    dataset: str
-    params: dict[str, Any]
-    description: str
-
-
-# S=8 on digits (the default params); S=4 on MNIST-5k, where the shard sweep of the same
-# run shows S=8 costs the ensemble more than 2 points of accuracy (docs/BENCHMARKS.md).
-_SISA = {"shards": 8, "slices": 4}
-_SISA_MNIST = {"shards": 4, "slices": 4}
-# S swept per workload, to choose S with numbers: accuracy against the one-record bound.
-SWEEPS: dict[str, tuple[int, ...]] = {"mnist-mlp": (2, 4, 8, 16), "mnist-cnn": (4, 8)}
-# The end-to-end flow figures run on the default small model, and on the heavy workload at
-# S=8: at S=4 a one-record forget's compute bound is itself only about 5.3x a full retrain
-# (3 of 4 shards untouched, and on average 3/4 of the fourth retrained), while S=8 costs
-# the CNN ensemble about 4 points of accuracy (docs/BENCHMARKS.md: the trade-off of S).
-FLOW_WORKLOADS: dict[str, dict[str, Any]] = {
-    "mnist-mlp": {},
-    "mnist-cnn": {"sisa": {"shards": 8, "slices": 4}},
-}
-
-WORKLOADS: tuple[Workload, ...] = (
-    Workload(
-        "digits-mlp",
-        "digits",
-        {
-            "sisa": _SISA,
-            "model": {"name": "mlp", "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 20, "batch_size": 32},
-        },
-        "digits (1,797 x 64), MLP 64-128-10",
-    ),
-    Workload(
-        "mnist-mlp",
-        "mnist-5k",
-        {
-            "sisa": _SISA_MNIST,
-            "model": {"name": "mlp", "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 10, "batch_size": 32},
-        },
-        "MNIST-5k (5,000 x 784), MLP 784-128-10 (the default small model)",
-    ),
-    Workload(
-        "mnist-cnn",
-        "mnist-5k",
-        {
-            "sisa": _SISA_MNIST,
-            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 30, "batch_size": 32},
-        },
-        "MNIST-5k, CNN conv32-conv64-fc128 (the heavy workload)",
-    ),
-)
-
-_QUICK = Workload(
-    "quick",
-    "digits",
-    {
-        "sisa": {"shards": 2, "slices": 2},
-        "model": {"name": "mlp", "hidden_sizes": [16]},
-        "training": {"epochs_per_stage": 1},
-        "gates": {"min_accuracy": 0.0, "max_accuracy_drop": 1.0},
-    },
-    "digits, tiny settings (harness check only)",
-)
 
 
 def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, int, float]:
@@ -342,60 +272,10 @@ def _warm_up() -> None:
     """One tiny training, so that one-off kernel set-up is not timed in the first workload."""
     with tempfile.TemporaryDirectory(prefix="unlearn-bench-warm-") as scratch:
         ensemble = SisaEnsemble(
-            Path(scratch), Params.from_mapping(_QUICK.params), Settings(device="cpu")
+            Path(scratch), Params.from_mapping(QUICK.params), Settings(device="cpu")
         )
         ensemble.fit(BUILTIN_DATASETS["digits"]())
         ensemble.evaluate()
-
-
-def _markdown(results: dict[str, Any]) -> str:
-    lines = [
-        f"# SISA benchmark ({results['machine']['when']}, {results['machine']['cpus']} CPUs, "
-        f"torch {results['machine']['torch']}, 1 thread, sequential shards)",
-        "",
-        "| workload | (a) full ensemble s | (b) monolithic s | acc ensemble | acc mono | "
-        "forget | time s (min-max) | speed-up vs (a) | bound vs (a) | share of bound | "
-        "speed-up vs (b) | bound vs (b) |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for run in results["workloads"]:
-        for size, forget in run["forget"].items():
-            s = forget["summary"]
-            lines.append(
-                f"| {run['workload']} | {run['full']['seconds']:.1f} | "
-                f"{run['monolithic']['seconds']:.1f} | {run['accuracy']['ensemble']:.4f} | "
-                f"{run['accuracy']['monolithic']:.4f} | {size} record{'s' if size != '1' else ''}"
-                f" x{len(forget['draws'])} | {s['seconds_mean']:.2f} ({s['seconds_min']:.2f}-"
-                f"{s['seconds_max']:.2f}) | {s['speedup_vs_full']:.1f}x | "
-                f"{s['bound_vs_full']:.1f}x | {s['share_of_bound']:.0%} | "
-                f"{s['speedup_vs_mono']:.1f}x | {s['bound_vs_mono']:.1f}x |"
-            )
-    for sweep in results.get("sweeps", []):
-        lines += [
-            "",
-            f"Shard sweep on {sweep['workload']} (R={sweep['rows'][0]['slices']}): "
-            "accuracy against S, and the expected compute bound of a one-record forget.",
-            "",
-            "| S | acc ensemble | acc monolithic | gap (points) | expected bound | train s |",
-            "|---:|---:|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {r['shards']} | {r['accuracy']:.4f} | {r['monolithic_accuracy']:.4f} | "
-            f"{r['gap_points']:+.2f} | {r['expected_single_forget_bound']:.1f}x | "
-            f"{r['train_seconds']:.1f} |"
-            for r in sweep["rows"]
-        ]
-    if results.get("flows"):
-        from unlearn_ops.bench.flows import flow_markdown
-
-        lines += flow_markdown(results["flows"])
-    lines += [
-        "",
-        "Speed-ups and bounds are means over the draws; the bound is examples processed by "
-        "(a) or (b) over examples processed by the forget, i.e. the speed-up with no fixed "
-        "costs. Share of bound = measured speed-up / bound, per draw, averaged.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def run_benchmark(
@@ -424,7 +304,7 @@ def run_benchmark(
     """
     import torch
 
-    workloads = [_QUICK] if quick else [w for w in WORKLOADS if only is None or w.name in only]
+    workloads = [QUICK] if quick else [w for w in WORKLOADS if only is None or w.name in only]
     if not workloads:
         known = ", ".join(w.name for w in WORKLOADS)
         raise ConfigError("--only", [f"no workload named {', '.join(only or [])}; known: {known}"])
@@ -470,6 +350,6 @@ def run_benchmark(
             ]
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = _markdown(results)
+    table = markdown_table(results)
     (output / "results.md").write_text(table, encoding="utf-8")
     return table
