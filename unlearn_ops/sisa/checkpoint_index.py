@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoints import CheckpointStore
 from unlearn_ops.sisa.hashing import canonical_id
@@ -86,16 +85,7 @@ class CheckpointIndex:
 
     def write(self, entry: IndexEntry) -> None:
         """Write an entry atomically (a key always names the same records)."""
-        path = self._path(entry.key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(entry.to_dict(), file, sort_keys=True)
-            os.replace(temp_name, path)
-        finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        write_atomic(self._path(entry.key), json.dumps(entry.to_dict(), sort_keys=True))
         self.__dict__.pop("_entries", None)
 
     def entry(self, key: str) -> IndexEntry | None:

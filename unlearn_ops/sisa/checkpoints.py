@@ -10,8 +10,6 @@ retraining resumes from the longest prefix of keys that a store still holds.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import CheckpointNotFoundError
 from unlearn_ops.sisa.hashing import canonical_id, digest_text
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
@@ -120,16 +119,7 @@ class LocalCheckpointStore:
             raise CheckpointNotFoundError(key, self) from exc
 
     def save(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            os.replace(temp_name, path)
-        finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        write_atomic(self._path(key), data)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
