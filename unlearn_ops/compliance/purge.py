@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.errors import InvalidRequestError
+from unlearn_ops.timestamps import parse_datetime
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.ledger import RequestState
@@ -61,12 +62,11 @@ def parse_now(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_datetime(text)
     except ValueError as exc:
         raise InvalidRequestError(
             f"--now {text!r} is not an ISO 8601 date-time", "write it as 2027-01-31T12:00:00Z"
         ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

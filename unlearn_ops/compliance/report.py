@@ -29,9 +29,9 @@ from unlearn_ops.compliance.audit import (
     audit_requests,
     check_chain,
     gate_summaries,
-    parse_time,
 )
 from unlearn_ops.serving.provenance import parse_request_list
+from unlearn_ops.timestamps import parse_datetime
 
 if TYPE_CHECKING:
     from unlearn_ops.adapters.mlflow.registry import VersionInfo
@@ -168,11 +168,8 @@ def parse_period_bound(text: str, *, end: bool = False) -> datetime:
     Raises:
         ValueError: not an ISO date or date-time.
     """
-    value = text.strip()
-    parsed = parse_time(value)
-    if parsed is None:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time")
-    if end and len(value) == 10:  # a bare date: YYYY-MM-DD
+    parsed = parse_datetime(text)
+    if end and len(text.strip()) == 10:  # a bare date: YYYY-MM-DD
         parsed += timedelta(days=1)
     return parsed
 
