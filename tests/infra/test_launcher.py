@@ -284,3 +284,31 @@ def test_a_missing_executable_stops_the_others(tmp_path: Path) -> None:
     _assert_all_stopped(stack)
     with pytest.raises(launcher.StackError, match="unknown service"):
         stack.start(ports={"minio": 9000})
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="proc(5) is Linux only")
+def test_start_ticks_match_what_earlier_launchers_recorded_from_proc() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stat_line = Path(f"/proc/{child.pid}/stat").read_text()
+        recorded_by_proc = int(stat_line.rsplit(")", 1)[-1].split()[19])  # field 22
+        assert launcher._start_ticks(child.pid) == recorded_by_proc
+    finally:
+        child.kill()
+        child.wait(10)
+    assert launcher._start_ticks(child.pid) is None
+
+
+def test_secrets_are_read_back_from_a_stack_env_as_a_shell_reads_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(
+        "# a comment\n"
+        "export UNLEARN_OPS_TRACKING_URI=http://127.0.0.1:5050\n"
+        "export UNLEARN_OPS_REQUEST_SIGNING_KEY=" + "ab" * 32 + "\n"
+        "export UNLEARN_OPS_ID_HASH_KEY='key with spaces'\n"
+    )
+    assert launcher._read_secrets(env_file) == {
+        "UNLEARN_OPS_REQUEST_SIGNING_KEY": "ab" * 32,
+        "UNLEARN_OPS_ID_HASH_KEY": "key with spaces",
+    }
+    assert launcher._read_secrets(tmp_path / "gone.env") == {}

@@ -237,10 +237,14 @@ class ServerProcess:
 
         return outcome[0] if wait_until(settled, timeout, interval) else "timed out"
 
+    def poll(self) -> int | None:
+        """The leader's exit code once it has exited (collected, so Popen keeps it)."""
+        return None if self.process is None else self.process.poll()
+
     @property
     def returncode(self) -> int | None:
         """The leader's exit code once it has exited."""
-        return None if self.process is None else self.process.poll()
+        return self.poll()
 
     def wait(self) -> int:
         """Block until the leader exits on its own; its exit code (0 if never started)."""
