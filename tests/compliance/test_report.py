@@ -151,3 +151,25 @@ def test_period_bounds() -> None:
     assert parse_period_bound("2026-03-01T12:00:00", end=True) == T0
     with pytest.raises(ValueError, match="not a date"):
         parse_period_bound("March")
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_html_is_byte_for_byte_the_page_the_python_builder_made(full: ComplianceReport) -> None:
+    """The pages under golden/ were written by render_html before it became a template."""
+    png = PNG_MAGIC + b"fake\x00\xff"
+    hostile = report(*full.requests, problems=('line 3: <script>alert("x")</script>', "it's & <b>"))
+    no_versions = replace(report(*full.requests), versions=(), model_name="m<\"'>&")
+    pages = {"hostile": hostile, "no-versions": no_versions, "empty": report()}
+    for name, case in pages.items():
+        expected = (GOLDEN / f"report-{name}.html").read_text(encoding="utf-8")
+        assert render_html(case, png) == expected, name
+
+
+def test_the_template_ships_inside_the_package() -> None:
+    from importlib.resources import files
+
+    template = files("unlearn_ops.compliance").joinpath("templates", "report.html.j2")
+    assert template.is_file()
+    assert "{{ title }}" in template.read_text(encoding="utf-8")
