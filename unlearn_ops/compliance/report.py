@@ -21,8 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pydantic import PlainSerializer
+
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.compliance.audit import (
     ChainStatus,
     GateSummary,
@@ -68,22 +71,12 @@ class VersionRow:
     gates: tuple[GateSummary, ...]
     gates_passed: bool
     aliases: tuple[str, ...]
-    created_at: datetime
+    created_at: Annotated[datetime, PlainSerializer(datetime.isoformat)]
     accuracy: str
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "version": self.version,
-            "kind": self.kind,
-            "request_ids": list(self.request_ids),
-            "honoured_count": self.honoured_count,
-            "gates": [gate.to_dict() for gate in self.gates],
-            "gates_passed": self.gates_passed,
-            "aliases": list(self.aliases),
-            "created_at": self.created_at.isoformat(),
-            "accuracy": self.accuracy,
-        }
+        return json_ready(self)
 
 
 def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:

@@ -30,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from unlearn_ops.atomic import write_atomic
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoints import CheckpointStore
 from unlearn_ops.sisa.hashing import canonical_id
@@ -50,15 +51,8 @@ class IndexEntry:
     bytes_md5: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "key": self.key,
-            "shard_id": self.shard_id,
-            "stage": self.stage,
-            "parent": self.parent,
-            "record_hashes": list(self.record_hashes),
-            "bytes_md5": self.bytes_md5,
-        }
+        """A JSON-ready view (the entry's file)."""
+        return json_ready(self)
 
 
 class CheckpointIndex:
