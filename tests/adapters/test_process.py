@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from unlearn_ops.adapters.process import (
@@ -32,11 +34,12 @@ def _free_port() -> int:
 
 
 def _group_gone(group_id: int) -> bool:
-    try:
-        os.killpg(group_id, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    """No process at all is left in the group, not even a zombie."""
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            members += [process.pid] if os.getpgid(process.pid) == group_id else []
+    return not members
 
 
 def _port_closed(port: int) -> bool:
@@ -47,6 +50,17 @@ def _port_closed(port: int) -> bool:
 
 def _python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def _started(tmp_path: Path, code: str) -> ServerProcess:
+    """A Python script as a server whose health URL nothing answers."""
+    server = ServerProcess(
+        _python(code),
+        health_url=f"http://127.0.0.1:{_free_port()}/health",
+        log_path=tmp_path / "server.log",
+    )
+    server.start()
+    return server
 
 
 def test_an_http_server_becomes_healthy_and_stops_with_its_group(tmp_path: Path) -> None:
@@ -79,12 +93,7 @@ def test_an_http_server_becomes_healthy_and_stops_with_its_group(tmp_path: Path)
 
 
 def test_a_server_that_exits_is_reported_with_its_code_and_output(tmp_path: Path) -> None:
-    server = ServerProcess(
-        _python("import sys; print('exploded', flush=True); sys.exit(3)"),
-        health_url=f"http://127.0.0.1:{_free_port()}/health",
-        log_path=tmp_path / "server.log",
-    )
-    server.start()
+    server = _started(tmp_path, "import sys; print('exploded', flush=True); sys.exit(3)")
     assert server.wait_healthy(timeout=60, interval=0.05) == "exited"
     assert server.returncode == 3
     assert "exploded" in server.log_tail()
@@ -92,12 +101,7 @@ def test_a_server_that_exits_is_reported_with_its_code_and_output(tmp_path: Path
 
 
 def test_a_server_that_never_answers_times_out_and_is_killed(tmp_path: Path) -> None:
-    server = ServerProcess(
-        _python("import time; time.sleep(120)"),
-        health_url=f"http://127.0.0.1:{_free_port()}/health",
-        log_path=tmp_path / "server.log",
-    )
-    server.start()
+    server = _started(tmp_path, "import time; time.sleep(120)")
     began = time.monotonic()
     assert server.wait_healthy(timeout=0.5, interval=0.05) == "timed out"
     assert 0.5 <= time.monotonic() - began < 10

@@ -16,7 +16,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,8 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
+
+from unlearn_ops.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -176,22 +177,25 @@ def test_a_request_file_in_the_bucket_notifies_the_queue(stack: Any) -> None:
     s3.put_object(Bucket="unlearn-ops", Key="deletion-requests/x.json", Body=b"{}")
 
     keys: list[str] = []
-    test_events = 0
-    deadline = time.monotonic() + 30
-    while "deletion-requests/x.json" not in keys and time.monotonic() < deadline:
+    test_events: list[str] = []
+
+    def request_key_arrived() -> bool:
         answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
         for message in answer.get("Messages", []):
             body = json.loads(message["Body"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             if body.get("Event") == "s3:TestEvent":
-                test_events += 1
+                test_events.append(body["Event"])
                 continue
             for event in body["Records"]:
                 assert event["eventName"].startswith("ObjectCreated:")
                 keys.append(unquote_plus(event["s3"]["object"]["key"]))
+        return "deletion-requests/x.json" in keys
+
+    wait_until(request_key_arrived, timeout=30, interval=0)
     s3.close()
     sqs.close()
-    assert test_events == 1
+    assert len(test_events) == 1
     assert keys == ["deletion-requests/x.json"]  # the prefix filter kept elsewhere/ out
 
 

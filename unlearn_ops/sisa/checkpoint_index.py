@@ -32,7 +32,7 @@ import pandas as pd
 from unlearn_ops.atomic import write_atomic
 from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
-from unlearn_ops.sisa.checkpoints import CheckpointStore
+from unlearn_ops.sisa.checkpoints import CheckpointStore, key_path
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
@@ -69,9 +69,7 @@ class CheckpointIndex:
         return f"CheckpointIndex({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
-            raise ValueError(f"not a checkpoint key: {key!r}")
-        return self.root / key[:2] / f"{key}.json"
+        return key_path(self.root, key, ".json")
 
     def contains(self, key: str) -> bool:
         """Whether `key` has an entry."""

@@ -27,6 +27,7 @@ __all__ = [
     "LocalCheckpointStore",
     "MemoryCheckpointStore",
     "initial_key",
+    "key_path",
     "stage_keys",
 ]
 
@@ -70,6 +71,18 @@ def stage_keys(
     return keys
 
 
+def key_path(root: Path, key: str, suffix: str) -> Path:
+    """Where a checkpoint key's file lives under `root`: `ROOT/ab/abcdef...SUFFIX`.
+
+    Raises:
+        ValueError: `key` is not a checkpoint key (lowercase hex, at least 3 digits);
+            checked because keys become paths.
+    """
+    if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"not a checkpoint key: {key!r}")
+    return root / key[:2] / f"{key}{suffix}"
+
+
 @runtime_checkable
 class CheckpointStore(Protocol):
     """Where checkpoints live, as opaque bytes under their content key."""
@@ -105,9 +118,7 @@ class LocalCheckpointStore:
         return f"LocalCheckpointStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
-            raise ValueError(f"not a checkpoint key: {key!r}")
-        return self.root / key[:2] / f"{key}.pt"
+        return key_path(self.root, key, ".pt")
 
     def contains(self, key: str) -> bool:
         return self._path(key).is_file()
