@@ -35,10 +35,8 @@ def parse_datetime(value: str | datetime) -> datetime:
         try:
             parsed = datetime.fromisoformat(value.strip())
         except (ValueError, AttributeError, TypeError):
-            raise ValueError(
-                f"{value!r} is not a date (YYYY-MM-DD) or ISO date-time "
-                "(such as 2027-01-31T12:00:00Z)"
-            ) from None
+            # The message the CLI has always printed for a bad --since/--until.
+            raise ValueError(f"{value!r} is not a date (YYYY-MM-DD) or ISO date-time") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
