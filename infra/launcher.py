@@ -23,28 +23,23 @@ Usage::
 ``DIR/stack.env`` (mode 0600) holds the settings plus two secrets, generated on the
 directory's first start and kept in ``DIR/secrets.json`` (0600) for later starts.
 
-This file is not part of the installed package: it needs only the standard library and
-boto3, and tests load it by path. ``mlflow`` and ``prefect`` are run from the same
-environment as the Python that runs this file.
+This file is not part of the installed package (tests load it by path), but it runs in
+the project's environment: it uses boto3, python-dotenv and the package's server-process
+helper (:mod:`unlearn_ops.adapters.process`), and ``mlflow`` and ``prefect`` are run from
+the same environment as the Python that runs this file.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
 import os
 import secrets
 import shlex
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +47,18 @@ from types import TracebackType
 from typing import Any, Self
 
 import boto3
+import psutil
+from dotenv import dotenv_values
+
+from unlearn_ops.adapters.process import (
+    ServerProcess,
+    group_alive,
+    http_ok,
+    process_started_at,
+    stop_groups,
+)
+from unlearn_ops.atomic import write_atomic
+from unlearn_ops.waiting import wait_until
 
 __all__ = [
     "DEFAULT_BUCKET",
@@ -83,8 +90,6 @@ SECRET_NAMES = ("UNLEARN_OPS_REQUEST_SIGNING_KEY", "UNLEARN_OPS_ID_HASH_KEY")
 LOG_TAIL_LINES = 40
 # Ports that other tools take by default; never hand them out.
 _RESERVED_PORTS = frozenset({4200, 5000})
-# Loopback requests must never go through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class StackError(RuntimeError):
@@ -103,7 +108,7 @@ class Service:
     health_path: str
     start_ticks: int | None = None
     startup_seconds: float | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    server: ServerProcess | None = field(default=None, repr=False, compare=False)
 
     @property
     def url(self) -> str:
@@ -117,7 +122,7 @@ class Service:
 
     def healthy(self, timeout: float = 2.0) -> bool:
         """Whether the health endpoint answers 200 now."""
-        return _http_ok(self.health_url, timeout)
+        return http_ok(self.health_url, timeout)
 
     def to_json(self) -> dict[str, Any]:
         """The record kept in stack.json."""
@@ -425,55 +430,55 @@ class Stack:
         log = self.directory / "logs" / f"{name}.log"
         with log.open("ab") as out:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n".encode())
-            out.flush()
-            try:
-                process = subprocess.Popen(  # noqa: S603 - argv built here, no shell
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=self.directory,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise StackError(f"{name}: cannot start {shlex.join(argv)}: {exc}") from exc
+        server = ServerProcess(
+            argv,
+            health_url=f"http://{HOST}:{port}{HEALTH_PATHS[name]}",
+            log_path=log,
+            env=env,
+            cwd=self.directory,
+        )
+        try:
+            server.start()
+        except OSError as exc:
+            raise StackError(f"{name}: cannot start {shlex.join(argv)}: {exc}") from exc
         self.services[name] = Service(
             name=name,
             port=port,
-            pid=process.pid,
-            pgid=process.pid,  # start_new_session: the child leads its own group
+            pid=server.pid,
+            pgid=server.pid,  # a new session: the child leads its own group
             log=log,
             health_path=HEALTH_PATHS[name],
-            start_ticks=_start_ticks(process.pid),
-            process=process,
+            start_ticks=_start_ticks(server.pid),
+            server=server,
         )
         self._spawned_at[name] = time.monotonic()
 
     def _wait_healthy(self, names: Sequence[str], timeout: float) -> None:
         """Poll the health endpoints of ``names`` together until each answers 200."""
-        deadlines = {n: self._spawned_at[n] + timeout for n in names}
         pending = list(names)
-        while pending:
+
+        def all_healthy() -> bool:
             for name in list(pending):
                 svc = self.services[name]
-                assert svc.process is not None  # noqa: S101 - spawned by this handle
-                code = svc.process.poll()
-                if code is not None:
+                assert svc.server is not None  # noqa: S101 - spawned by this handle
+                if not svc.server.running:
                     raise StackError(
-                        f"{name} exited with code {code} before it became healthy "
-                        f"({svc.health_url})\n{_log_tail(svc.log)}"
+                        f"{name} exited with code {svc.server.returncode} before it became "
+                        f"healthy ({svc.health_url})\n{_log_tail(svc.log)}"
                     )
                 if svc.healthy(timeout=1.0):
                     svc.startup_seconds = round(time.monotonic() - self._spawned_at[name], 3)
                     pending.remove(name)
-                elif time.monotonic() > deadlines[name]:
-                    raise StackError(
-                        f"{name} did not become healthy within {timeout:g} s "
-                        f"({svc.health_url})\n{_log_tail(svc.log)}"
-                    )
-            if pending:
-                time.sleep(0.1)
+            return not pending
+
+        # Each service gets `timeout` seconds from its spawn; these were spawned together.
+        deadline = min(self._spawned_at[name] for name in names) + timeout
+        if not wait_until(all_healthy, deadline - time.monotonic(), 0.1):
+            svc = self.services[pending[0]]
+            raise StackError(
+                f"{svc.name} did not become healthy within {timeout:g} s "
+                f"({svc.health_url})\n{_log_tail(svc.log)}"
+            )
 
     def _provision(self) -> None:
         """Create the bucket, the queue and the bucket -> queue notification in moto."""
@@ -569,31 +574,14 @@ class Stack:
     def _stop(self, timeout: float) -> list[Service]:
         """SIGTERM, wait, SIGKILL every group; returns the groups that survived it all."""
         targets = [s for s in reversed(self.services.values()) if _owns_group(s)]
-        for svc in targets:
-            _signal_group(svc.pgid, signal.SIGTERM)
-        remaining = _wait_groups_gone(targets, timeout)
-        for svc in remaining:
-            _signal_group(svc.pgid, signal.SIGKILL)
-        survivors = _wait_groups_gone(remaining, 5.0)
-        # Give init a moment to collect the orphaned members, so the groups vanish.
-        deadline = time.monotonic() + 5.0
-        while any(_group_exists(s.pgid) for s in targets) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        survivors = set(stop_groups([svc.pgid for svc in targets], timeout))
         for svc in self.services.values():
-            if svc.process is not None:
-                svc.process.poll()  # collect the exit status so Popen does not warn
-        return survivors
+            if svc.server is not None:
+                svc.server.poll()  # collect the exit status so Popen does not warn
+        return [svc for svc in targets if svc.pgid in survivors]
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _http_ok(url: str, timeout: float) -> bool:
-    try:
-        with _OPENER.open(url, timeout=timeout) as response:
-            return bool(response.status == 200)
-    except (OSError, http.client.HTTPException, ValueError):
-        return False
 
 
 def _tool(name: str) -> list[str]:
@@ -638,97 +626,26 @@ def _choose_ports(fixed: Mapping[str, int]) -> dict[str, int]:
 
 
 def _start_ticks(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot (Linux); None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces: fields after the last ')' are fixed.
-    fields = stat.rsplit(")", 1)[-1].split()
-    try:
-        return int(fields[19])  # field 22 of proc(5)
-    except (IndexError, ValueError):
-        return None
+    """Start time of a process in clock ticks since boot; None where unknown.
 
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of ``pid`` if it is a finished child of this process."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _group_exists(pgid: int) -> bool:
-    """Whether the process group has any member, zombies included."""
-    _reap(pgid)  # our own finished child would linger as a zombie member
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _group_has_running_member(pgid: int) -> bool | None:
-    """Whether a member of the group is not a zombie (Linux /proc); None where unknown."""
-    try:
-        entries = list(os.scandir("/proc"))
-    except OSError:
-        return None
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue  # exited meanwhile
-        fields = stat.rsplit(")", 1)[-1].split()  # state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether the group has a running member.
-
-    Members left as zombies (orphans that an init process has not collected yet) do not
-    count: they cannot run, and an init that never reaps would keep them forever.
+    stack.json has always recorded field 22 of proc(5); the same number from psutil keeps
+    records written by earlier launchers comparable.
     """
-    if not _group_exists(pgid):
-        return False
-    running = _group_has_running_member(pgid)
-    return True if running is None else running
+    started = process_started_at(pid)
+    if started is None:
+        return None
+    return round((started - float(psutil.boot_time())) * os.sysconf("SC_CLK_TCK"))
 
 
 def _owns_group(svc: Service) -> bool:
     """Whether the recorded process group still exists and is still the one we started."""
-    if svc.process is not None:
-        svc.process.poll()
-    if not _group_alive(svc.pgid):
+    if svc.server is not None:
+        svc.server.poll()  # collect the leader's exit status first (Popen keeps it)
+    if not group_alive(svc.pgid):
         return False
     ticks = _start_ticks(svc.pid)
     # Leader gone but group alive: the pgid cannot have been reused, it is ours.
     return ticks is None or svc.start_ticks is None or ticks == svc.start_ticks
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
-
-
-def _wait_groups_gone(services: Sequence[Service], timeout: float) -> list[Service]:
-    deadline = time.monotonic() + timeout
-    remaining = list(services)
-    while remaining:
-        for svc in list(remaining):
-            if svc.process is not None:
-                svc.process.poll()
-            if not _group_alive(svc.pgid):
-                remaining.remove(svc)
-        if not remaining or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    return remaining
 
 
 def _log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -742,12 +659,7 @@ def _log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by the owner only (it may hold secrets)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_atomic(path, text, mode=0o600)
 
 
 def _load_or_create_secrets(path: Path) -> dict[str, str]:
@@ -769,18 +681,10 @@ def _load_or_create_secrets(path: Path) -> dict[str, str]:
 
 def _read_secrets(env_file: Path) -> dict[str, str]:
     """The generated secrets from a stack.env (empty if the file is gone)."""
-    found: dict[str, str] = {}
-    try:
-        lines = env_file.read_text().splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        if not line.startswith("export "):
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        if key in SECRET_NAMES:
-            found[key] = shlex.split(value)[0] if value else ""
-    return found
+    if not env_file.is_file():
+        return {}
+    values = dotenv_values(env_file)  # reads the `export KEY=value` lines as a shell would
+    return {key: values[key] or "" for key in SECRET_NAMES if key in values}
 
 
 # ---------------------------------------------------------------------- CLI

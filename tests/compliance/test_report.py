@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -151,3 +152,26 @@ def test_period_bounds() -> None:
     assert parse_period_bound("2026-03-01T12:00:00", end=True) == T0
     with pytest.raises(ValueError, match="not a date"):
         parse_period_bound("March")
+
+
+# Pages written by render_html before it became a template (one JSON string each).
+GOLDEN_PAGES = Path(__file__).parent / "golden" / "report-pages.json"
+
+
+def test_html_is_byte_for_byte_the_page_the_python_builder_made(full: ComplianceReport) -> None:
+    png = PNG_MAGIC + b"fake\x00\xff"
+    hostile = report(*full.requests, problems=('line 3: <script>alert("x")</script>', "it's & <b>"))
+    no_versions = replace(report(*full.requests), versions=(), model_name="m<\"'>&")
+    pages = {"hostile": hostile, "no-versions": no_versions, "empty": report()}
+    expected = json.loads(GOLDEN_PAGES.read_text(encoding="utf-8"))
+    assert set(expected) == set(pages)
+    for name, case in pages.items():
+        assert render_html(case, png) == expected[name], name
+
+
+def test_the_template_ships_inside_the_package() -> None:
+    from importlib.resources import files
+
+    template = files("unlearn_ops.compliance").joinpath("templates", "report.html.j2")
+    assert template.is_file()
+    assert "{{ title }}" in template.read_text(encoding="utf-8")

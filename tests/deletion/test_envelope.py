@@ -709,6 +709,34 @@ def test_canonical_json_sorts_keys_and_keeps_utf8() -> None:
     )
 
 
+# Signed on 2026-12-02 by the code of main before canonical JSON moved to
+# unlearn_ops.canonical; frozen so that any change of the signed bytes shows here.
+FROZEN_ENVELOPE = (
+    '{"version": 1, "request": {"reason": "Recht auf Löschung – Art. 17", "record_ids": '
+    '["patient-4711-xyz", "patient-0815-xyz"], "request_id": "dsr-2026-0099", '
+    '"requested_at": "2026-11-20T09:30:00+00:00"}, "signature": {"algorithm": '
+    '"hmac-sha256", "key_id": "default", "signed_at": "2026-11-20T09:45:00+00:00", '
+    '"value": "0126f57b0f197e00910e23ac70427b25dd54de36bd5520af5d5828050456fd15"}}'
+)
+
+
+def test_a_request_signed_by_the_previous_code_still_verifies() -> None:
+    verified = verify(FROZEN_ENVELOPE)
+    assert verified.request_id == "dsr-2026-0099"
+    assert verified.body.reason == "Recht auf Löschung – Art. 17"
+    frozen = json.loads(FROZEN_ENVELOPE)
+    resigned = sign_request(
+        frozen["request"], KEY, signed_at=datetime(2026, 11, 20, 9, 45, tzinfo=UTC)
+    )
+    assert resigned == frozen
+
+
+def test_the_frozen_signature_covers_the_non_ascii_text() -> None:
+    tampered = FROZEN_ENVELOPE.replace("Löschung", "Loschung")
+    with pytest.raises(UnauthenticatedRequestError):
+        verify(tampered)
+
+
 def test_sign_request_signs_the_json_form_of_the_request() -> None:
     envelope = sign_request(
         {

@@ -285,3 +285,39 @@ def test_blank_lines_are_skipped_but_counted(ledger: Ledger) -> None:
     write_lines(ledger.path, ["", *lines[:2], "", "{broken"])
     with pytest.raises(StoreError, match=r"line 5 is not a ledger entry"):
         list(Ledger(ledger.path).entries())
+
+
+# Written on 2026-12-02 by the code of main before canonical JSON moved to
+# unlearn_ops.canonical (non-ASCII escaped as \uXXXX, as every ledger on disk has it).
+FROZEN_LEDGER_LINES = (
+    (
+        r'{"at":"2026-11-20T09:30:00.000+00:00","data":{"reason":"Recht auf L\u00f6schung '
+        r'\u2013 Art. 17","record_hashes":["h1","h2"]},"event":"received","hash":"71d4db98'
+        r'd658ff237f2c990aeb434a78a84a9ca0744bc6c12a4d972c27e35882","previous":"0000000000'
+        r'000000000000000000000000000000000000000000000000000000","request_id":"req-\u00fc'
+        r'","seq":0}'
+    ),
+    (
+        r'{"at":"2026-11-20T09:31:00.000+00:00","data":{"git_sha":"aaaaaaaaaaaaaaaaaaaaaaa'
+        r'aaaaaaaaaaaaaaaaa"},"event":"applied","hash":"e002a64b7f41e8b7791bda911584a5216d'
+        r'df1eb36e680ab140bb022a1a3b68dc","previous":"1ff8dfab3c6666c8c00eb377b1a073342264'
+        r'4bc3cd2a9174dfa05e54c6547c81","request_id":"req-\u00fc","seq":1}'
+    ),
+    (
+        r'{"at":"2026-11-20T09:40:00.000+00:00","data":{"reason":"metric gate: accuracy \u'
+        r'2265 0.9 missed"},"event":"failed","hash":"4eef097b0a9e074880c6cb06ddfded0989bb6'
+        r'97cc667bf5e81d3adabe99f40ba","previous":"5387cd3c24139ff2f6af11bf28d5aef2be96e16'
+        r'5a23db7e00e06e1b901ed3bbc","request_id":"req-\u00fc","seq":2}'
+    ),
+)
+
+
+def test_a_ledger_written_by_the_previous_code_still_checks(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("\n".join(FROZEN_LEDGER_LINES) + "\n", encoding="utf-8")
+    ledger = Ledger(path)
+    assert ledger.verify_chain() == []
+    assert [entry.to_line() for entry in ledger.entries()] == list(FROZEN_LEDGER_LINES)
+    assert ledger.request("req-\u00fc") is not None
+    ledger.append("received", "req-next", record_hashes=["h9"])
+    assert ledger.verify_chain() == []

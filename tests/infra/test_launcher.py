@@ -16,7 +16,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,8 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
+
+from unlearn_ops.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -176,22 +177,25 @@ def test_a_request_file_in_the_bucket_notifies_the_queue(stack: Any) -> None:
     s3.put_object(Bucket="unlearn-ops", Key="deletion-requests/x.json", Body=b"{}")
 
     keys: list[str] = []
-    test_events = 0
-    deadline = time.monotonic() + 30
-    while "deletion-requests/x.json" not in keys and time.monotonic() < deadline:
+    test_events: list[str] = []
+
+    def request_key_arrived() -> bool:
         answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=2)
         for message in answer.get("Messages", []):
             body = json.loads(message["Body"])
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
             if body.get("Event") == "s3:TestEvent":
-                test_events += 1
+                test_events.append(body["Event"])
                 continue
             for event in body["Records"]:
                 assert event["eventName"].startswith("ObjectCreated:")
                 keys.append(unquote_plus(event["s3"]["object"]["key"]))
+        return "deletion-requests/x.json" in keys
+
+    wait_until(request_key_arrived, timeout=30, interval=0)
     s3.close()
     sqs.close()
-    assert test_events == 1
+    assert len(test_events) == 1
     assert keys == ["deletion-requests/x.json"]  # the prefix filter kept elsewhere/ out
 
 
@@ -284,3 +288,31 @@ def test_a_missing_executable_stops_the_others(tmp_path: Path) -> None:
     _assert_all_stopped(stack)
     with pytest.raises(launcher.StackError, match="unknown service"):
         stack.start(ports={"minio": 9000})
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="proc(5) is Linux only")
+def test_start_ticks_match_what_earlier_launchers_recorded_from_proc() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stat_line = Path(f"/proc/{child.pid}/stat").read_text()
+        recorded_by_proc = int(stat_line.rsplit(")", 1)[-1].split()[19])  # field 22
+        assert launcher._start_ticks(child.pid) == recorded_by_proc
+    finally:
+        child.kill()
+        child.wait(10)
+    assert launcher._start_ticks(child.pid) is None
+
+
+def test_secrets_are_read_back_from_a_stack_env_as_a_shell_reads_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(
+        "# a comment\n"
+        "export UNLEARN_OPS_TRACKING_URI=http://127.0.0.1:5050\n"
+        "export UNLEARN_OPS_REQUEST_SIGNING_KEY=" + "ab" * 32 + "\n"
+        "export UNLEARN_OPS_ID_HASH_KEY='key with spaces'\n"
+    )
+    assert launcher._read_secrets(env_file) == {
+        "UNLEARN_OPS_REQUEST_SIGNING_KEY": "ab" * 32,
+        "UNLEARN_OPS_ID_HASH_KEY": "key with spaces",
+    }
+    assert launcher._read_secrets(tmp_path / "gone.env") == {}

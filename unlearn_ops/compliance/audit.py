@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.ledger import Ledger, LedgerEntry, RequestState
 from unlearn_ops.errors import RequestNotFoundError
+from unlearn_ops.timestamps import parse_datetime_or_none
 
 if TYPE_CHECKING:
     from unlearn_ops.adapters.mlflow.registry import VersionInfo
@@ -218,16 +219,7 @@ class RequestAudit:
 
 def parse_time(value: object) -> datetime | None:
     """An ISO 8601 time as an aware datetime (UTC when it has no zone); None if unparsable."""
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parse_datetime_or_none(value)
 
 
 def received_entries(entries: Iterable[LedgerEntry]) -> dict[str, LedgerEntry]:

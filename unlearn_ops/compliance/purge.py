@@ -27,9 +27,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pydantic import PlainSerializer
+
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import InvalidRequestError
+from unlearn_ops.timestamps import parse_datetime
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.ledger import RequestState
@@ -61,16 +65,19 @@ def parse_now(text: str | None) -> datetime:
     if text is None:
         return datetime.now(UTC)
     try:
-        moment = datetime.fromisoformat(text)
+        return parse_datetime(text)
     except ValueError as exc:
         raise InvalidRequestError(
             f"--now {text!r} is not an ISO 8601 date-time", "write it as 2027-01-31T12:00:00Z"
         ) from exc
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+# A time in a JSON view: UTC, whole seconds (as purge reports have always shown it).
+_IsoSeconds = Annotated[datetime, PlainSerializer(_iso)]
 
 
 @dataclass(frozen=True)
@@ -144,18 +151,12 @@ class VersionFate:
     version: str
     action: Literal["delete", "pending", "keep"]
     reason: str
-    due_at: datetime | None = None
+    due_at: _IsoSeconds | None = None
     missing: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "version": self.version,
-            "action": self.action,
-            "reason": self.reason,
-            "due_at": _iso(self.due_at),
-            "missing": list(self.missing),
-        }
+        return json_ready(self)
 
 
 @dataclass(frozen=True)
@@ -172,17 +173,12 @@ class RequestFate:
 
     request_id: str
     status: Literal["purge", "purged", "pending", "blocked"]
-    due_at: datetime
+    due_at: _IsoSeconds
     versions: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "request_id": self.request_id,
-            "status": self.status,
-            "due_at": _iso(self.due_at),
-            "versions": list(self.versions),
-        }
+        return json_ready(self)
 
 
 def plan_versions(

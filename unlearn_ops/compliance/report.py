@@ -14,14 +14,18 @@ and matplotlib loads inside :func:`render_timeline` only.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pydantic import PlainSerializer
+
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.compliance.audit import (
     ChainStatus,
     GateSummary,
@@ -29,11 +33,14 @@ from unlearn_ops.compliance.audit import (
     audit_requests,
     check_chain,
     gate_summaries,
-    parse_time,
 )
 from unlearn_ops.serving.provenance import parse_request_list
+from unlearn_ops.timestamps import parse_datetime
 
 if TYPE_CHECKING:
+    import jinja2
+    import markupsafe
+
     from unlearn_ops.adapters.mlflow.registry import VersionInfo
     from unlearn_ops.workflow.workspace import Workspace
 
@@ -64,22 +71,12 @@ class VersionRow:
     gates: tuple[GateSummary, ...]
     gates_passed: bool
     aliases: tuple[str, ...]
-    created_at: datetime
+    created_at: Annotated[datetime, PlainSerializer(datetime.isoformat)]
     accuracy: str
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "version": self.version,
-            "kind": self.kind,
-            "request_ids": list(self.request_ids),
-            "honoured_count": self.honoured_count,
-            "gates": [gate.to_dict() for gate in self.gates],
-            "gates_passed": self.gates_passed,
-            "aliases": list(self.aliases),
-            "created_at": self.created_at.isoformat(),
-            "accuracy": self.accuracy,
-        }
+        return json_ready(self)
 
 
 def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
@@ -168,11 +165,8 @@ def parse_period_bound(text: str, *, end: bool = False) -> datetime:
     Raises:
         ValueError: not an ISO date or date-time.
     """
-    value = text.strip()
-    parsed = parse_time(value)
-    if parsed is None:
-        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or ISO date-time")
-    if end and len(value) == 10:  # a bare date: YYYY-MM-DD
+    parsed = parse_datetime(text)
+    if end and len(text.strip()) == 10:  # a bare date: YYYY-MM-DD
         parsed += timedelta(days=1)
     return parsed
 
@@ -378,68 +372,49 @@ def render_timeline(report: ComplianceReport) -> bytes:
     return buffer.getvalue()
 
 
-_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
-th { background: #f3f3f3; }
-.met { color: #1a7f37; } .missed { color: #cf222e; font-weight: bold; }
-.pending { color: #9a6700; } .broken { color: #cf222e; font-weight: bold; }
-img { max-width: 100%; }
-"""
+@functools.cache
+def _templates() -> jinja2.Environment:
+    import jinja2
+    import markupsafe
 
+    def escape(value: object) -> markupsafe.Markup:
+        # html.escape, as the page has always been escaped (quotes as &quot; and &#x27;);
+        # what a macro already rendered is markup and stays as it is.
+        if isinstance(value, markupsafe.Markup):
+            return value
+        return markupsafe.Markup(html.escape(str(value)))  # noqa: S704 (escaped here)
 
-def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]], classes: Any = None) -> str:
-    head = "".join(f"<th>{html.escape(column)}</th>" for column in columns)
-    body = []
-    for index, row in enumerate(rows):
-        css = f' class="{html.escape(classes[index])}"' if classes else ""
-        cells = "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
-        body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("unlearn_ops.compliance", "templates"),
+        autoescape=True,
+        finalize=escape,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
-    """The report as one self-contained HTML page (every string escaped)."""
-    esc = html.escape
-    title = f"Compliance report: {report.model_name}"
-    chain = _chain_line(report.chain)
-    problems = "".join(f"<li>{esc(problem)}</li>" for problem in report.chain.problems)
-    image = base64.b64encode(timeline_png).decode("ascii")
-    requests = (
-        _html_table(
-            REQUEST_COLUMNS,
-            [_request_cells(a) for a in report.requests],
-            [a.deadline_status for a in report.requests],
+    """The report as one self-contained HTML page (every string escaped).
+
+    The page is the package's template `compliance/templates/report.html.j2`.
+    """
+    return (
+        _templates()
+        .get_template("report.html.j2")
+        .render(
+            title=f"Compliance report: {report.model_name}",
+            generated=_when(report.generated_at),
+            summary=_summary_line(report),
+            request_columns=REQUEST_COLUMNS,
+            requests=[_request_cells(a) for a in report.requests],
+            request_classes=[a.deadline_status for a in report.requests],
+            image=base64.b64encode(timeline_png).decode("ascii"),
+            version_columns=VERSION_COLUMNS,
+            versions=[_version_cells(row) for row in report.versions],
+            intact=report.chain.intact,
+            chain=_chain_line(report.chain),
+            problems=report.chain.problems,
         )
-        if report.requests
-        else "<p>No request was received in the period.</p>"
-    )
-    versions = (
-        _html_table(VERSION_COLUMNS, [_version_cells(row) for row in report.versions])
-        if report.versions
-        else "<p>No version is registered.</p>"
-    )
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
-            f"<h1>{esc(title)}</h1>",
-            f"<p>Generated {esc(_when(report.generated_at))} UTC. {esc(_summary_line(report))}</p>",
-            "<h2>Requests</h2>",
-            requests,
-            "<h2>Timeline</h2>",
-            f'<img src="data:image/png;base64,{image}" '
-            f'alt="{esc("timeline of requests, versions and latency")}">',
-            "<h2>Model versions</h2>",
-            versions,
-            "<h2>Ledger</h2>",
-            f'<p class="{"intact" if report.chain.intact else "broken"}">{esc(chain)}</p>',
-            f"<ul>{problems}</ul>" if problems else "",
-            "</body></html>",
-            "",
-        ]
     )
 
 

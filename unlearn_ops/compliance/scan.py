@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
 from unlearn_ops.sisa.hashing import canonical_id
@@ -60,13 +61,7 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "store": self.store,
-            "path": self.path,
-            "kind": self.kind,
-            "forgotten_records": self.forgotten_records,
-            "reason": self.reason,
-        }
+        return json_ready(self)
 
 
 @dataclass
@@ -90,12 +85,7 @@ class ScanReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "clean": self.clean,
-            "findings": [f.to_dict() for f in self.findings],
-            "unverified": list(self.unverified),
-            "files_scanned": dict(self.files_scanned),
-        }
+        return {"clean": self.clean, **json_ready(self)}
 
 
 def _head(path: Path) -> bytes:

@@ -53,6 +53,7 @@ from pydantic import (
     model_validator,
 )
 
+from unlearn_ops.canonical import canonical_json
 from unlearn_ops.deletion.requests import (
     MAX_RECORDS_PER_REQUEST,
     ForgetRequest,
@@ -78,11 +79,6 @@ __all__ = [
 ALGORITHM = "hmac-sha256"
 MAX_REQUEST_BYTES = 1024 * 1024
 MAX_ID_LENGTH = 256
-
-
-def canonical_json(value: object) -> bytes:
-    """The bytes that are signed: keys sorted, no whitespace, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from unlearn_ops.canonical import canonical_text
 from unlearn_ops.errors import StoreError
 
 __all__ = ["GENESIS", "Ledger", "LedgerEntry", "RequestState"]
@@ -53,16 +54,12 @@ class LedgerEntry:
     def to_line(self) -> str:
         """The entry as one canonical JSON line (sorted keys) with its own hash, no newline."""
         body = self.body()
-        return _canonical({**body, "hash": _entry_hash(body)})
-
-
-def _canonical(value: dict[str, Any]) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return canonical_text({**body, "hash": _entry_hash(body)}, ascii_only=True)
 
 
 def _entry_hash(body: dict[str, Any]) -> str:
     """SHA-256 of an entry's canonical body: an edit of any entry, the newest too, shows."""
-    return hashlib.sha256(_canonical(body).encode()).hexdigest()
+    return hashlib.sha256(canonical_text(body, ascii_only=True).encode()).hexdigest()
 
 
 @dataclass

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
+from unlearn_ops.canonical import canonical_text
+
 __all__ = [
     "TAG_PREFIX",
     "VersionProvenance",
@@ -81,7 +83,7 @@ class VersionProvenance:
             honoured = json.dumps(["(list too long: see provenance.json of the run)"])
 
         def dumps(value: Any) -> str:
-            return json.dumps(value, sort_keys=True, separators=(",", ":"))
+            return canonical_text(value, ascii_only=True)
 
         tags = {
             "kind": self.kind,

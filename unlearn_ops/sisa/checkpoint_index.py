@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -31,8 +29,10 @@ from typing import Any
 
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
-from unlearn_ops.sisa.checkpoints import CheckpointStore
+from unlearn_ops.sisa.checkpoints import CheckpointStore, key_path
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
@@ -51,15 +51,8 @@ class IndexEntry:
     bytes_md5: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "key": self.key,
-            "shard_id": self.shard_id,
-            "stage": self.stage,
-            "parent": self.parent,
-            "record_hashes": list(self.record_hashes),
-            "bytes_md5": self.bytes_md5,
-        }
+        """A JSON-ready view (the entry's file)."""
+        return json_ready(self)
 
 
 class CheckpointIndex:
@@ -76,9 +69,7 @@ class CheckpointIndex:
         return f"CheckpointIndex({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
-            raise ValueError(f"not a checkpoint key: {key!r}")
-        return self.root / key[:2] / f"{key}.json"
+        return key_path(self.root, key, ".json")
 
     def contains(self, key: str) -> bool:
         """Whether `key` has an entry."""
@@ -86,16 +77,7 @@ class CheckpointIndex:
 
     def write(self, entry: IndexEntry) -> None:
         """Write an entry atomically (a key always names the same records)."""
-        path = self._path(entry.key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                json.dump(entry.to_dict(), file, sort_keys=True)
-            os.replace(temp_name, path)
-        finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        write_atomic(self._path(entry.key), json.dumps(entry.to_dict(), sort_keys=True))
         self.__dict__.pop("_entries", None)
 
     def entry(self, key: str) -> IndexEntry | None:

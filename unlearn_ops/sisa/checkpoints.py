@@ -10,8 +10,6 @@ retraining resumes from the longest prefix of keys that a store still holds.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -19,6 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import CheckpointNotFoundError
 from unlearn_ops.sisa.hashing import canonical_id, digest_text
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
@@ -28,6 +27,7 @@ __all__ = [
     "LocalCheckpointStore",
     "MemoryCheckpointStore",
     "initial_key",
+    "key_path",
     "stage_keys",
 ]
 
@@ -71,6 +71,18 @@ def stage_keys(
     return keys
 
 
+def key_path(root: Path, key: str, suffix: str) -> Path:
+    """Where a checkpoint key's file lives under `root`: `ROOT/ab/abcdef...SUFFIX`.
+
+    Raises:
+        ValueError: `key` is not a checkpoint key (lowercase hex, at least 3 digits);
+            checked because keys become paths.
+    """
+    if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+        raise ValueError(f"not a checkpoint key: {key!r}")
+    return root / key[:2] / f"{key}{suffix}"
+
+
 @runtime_checkable
 class CheckpointStore(Protocol):
     """Where checkpoints live, as opaque bytes under their content key."""
@@ -106,9 +118,7 @@ class LocalCheckpointStore:
         return f"LocalCheckpointStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
-            raise ValueError(f"not a checkpoint key: {key!r}")
-        return self.root / key[:2] / f"{key}.pt"
+        return key_path(self.root, key, ".pt")
 
     def contains(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -120,16 +130,7 @@ class LocalCheckpointStore:
             raise CheckpointNotFoundError(key, self) from exc
 
     def save(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            os.replace(temp_name, path)
-        finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
+        write_atomic(self._path(key), data)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

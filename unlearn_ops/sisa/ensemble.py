@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import InvalidRequestError, StoreError, UnknownRecordsError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
@@ -61,30 +60,6 @@ from unlearn_ops.sisa.training import (
 __all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
 
 _FORMAT = 1
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
 
 
 def _file_md5(path: Path) -> str:
@@ -318,7 +293,7 @@ class SisaEnsemble:
             "slices": sisa.slices,
             "salt": sisa.salt,
         }
-        _write_text_atomic(self._manifest_path, json.dumps(manifest, indent=2) + "\n")
+        write_atomic(self._manifest_path, json.dumps(manifest, indent=2) + "\n")
         return {shard_id: len(table) for shard_id, table in tables.items()}
 
     def read_shard(self, shard_id: int) -> pd.DataFrame:
@@ -392,7 +367,7 @@ class SisaEnsemble:
             threads=self.settings.torch_threads,
             progress=progress,
         )
-        _write_bytes_atomic(self.model_path(shard_id), serialize_state(model.state))
+        write_atomic(self.model_path(shard_id), serialize_state(model.state))
         info = {
             "shard_id": shard_id,
             "stage_keys": model.stage_keys,
@@ -401,7 +376,7 @@ class SisaEnsemble:
             "training_hash": self.params.training_hash(),
             "data_md5": data_md5,
         }
-        _write_text_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
+        write_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
         self._model_cache.pop(shard_id, None)
         self._index_checkpoints(shard_id, table, model.stage_keys)
         return model
@@ -509,9 +484,7 @@ class SisaEnsemble:
 
     def _record_forgotten(self, keys: Iterable[str]) -> None:
         hashes = self.forgotten_hashes() | {self.settings.hash_record_id(k) for k in keys}
-        _write_text_atomic(
-            self._forgotten_path, json.dumps({"hashes": sorted(hashes)}, indent=0) + "\n"
-        )
+        write_atomic(self._forgotten_path, json.dumps({"hashes": sorted(hashes)}, indent=0) + "\n")
 
     def remove_records(self, record_ids: Sequence[object]) -> tuple[RetrainingPlan, list[str]]:
         """Remove records from the shard and held-out files, without retraining.

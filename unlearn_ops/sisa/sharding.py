@@ -7,14 +7,13 @@ never moves any other record: only the shards that held forgotten records change
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id, stable_hash64
@@ -71,15 +70,7 @@ def split_into_shards(
 
 def write_shard(frame: pd.DataFrame, path: Path) -> None:
     """Write a shard table atomically (temp file, then rename) so a crash never half-writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        frame.to_parquet(temp_name, index=False)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    write_atomic(path, lambda temp: frame.to_parquet(temp, index=False))
 
 
 def read_shard(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import RollbackError, UnsafeVersionError
 from unlearn_ops.params import Params
 from unlearn_ops.workflow.steps import honoured_requests, open_registry
@@ -297,12 +296,6 @@ def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace
     return Workspace.open(workspace.root, workspace.settings)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.rollback.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def _point_registry_at(workspace: Workspace, plan: RollbackPlan) -> None:
     """registry.json: the workspace state is (or derives from) the target version."""
     workspace.write_json(
@@ -341,9 +334,10 @@ def restore_version(workspace: Workspace, plan: RollbackPlan) -> Workspace:
         )
     metrics = read_git_file(workspace.root, plan.git_sha, "metrics.json")
     for shard_id, (weights, info) in models.items():
-        _write_atomic(ensemble.model_path(shard_id), weights)
-        _write_atomic(ensemble.model_path(shard_id).with_suffix(".json"), info.encode())
-    _write_atomic(workspace.metrics_path, metrics.encode())
+        write_atomic(ensemble.model_path(shard_id), weights)
+        write_atomic(ensemble.model_path(shard_id).with_suffix(".json"), info.encode())
+    # metrics.json is a plain tracked file, readable like the one `evaluate` writes.
+    write_atomic(workspace.metrics_path, metrics.encode(), mode=0o644)
     _point_registry_at(workspace, plan)
     return _write_workspace_params(workspace, plan.params_text)
 

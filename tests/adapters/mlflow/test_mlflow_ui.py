@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
+import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 
 from unlearn_ops.adapters.mlflow.ui import MlflowUiServer, find_free_port, page_url
@@ -59,3 +62,30 @@ def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None
     with pytest.raises(RegistryError, match=r"`mlflow server` exited with code [1-9]"):
         server.start(timeout=120)
     assert not server.running
+
+
+def test_a_real_server_answers_then_its_whole_group_stops(tmp_path: Path) -> None:
+    port = find_free_port()
+    log = tmp_path / "ui.log"
+    server = MlflowUiServer(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "art"), port=port, log_path=log
+    )
+    with server:
+        assert server.running
+        listening = {
+            c.pid
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        }
+        groups = {os.getpgid(pid) for pid in listening if pid}
+        assert len(groups) == 1  # the workers listen in the leader's group, not ours
+        (group,) = groups
+        assert group != os.getpgid(0)
+        with urllib.request.urlopen(f"{server.url}/health", timeout=10) as answer:
+            assert answer.status == 200
+    assert not server.running
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert log.exists()  # a log the caller named is kept

@@ -17,21 +17,17 @@ Failures to start become :class:`RegistryError` with the tail of the server's ou
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from unlearn_ops.adapters.process import ServerProcess
 from unlearn_ops.errors import RegistryError
 from unlearn_ops.serving.provenance import ui_page_fragment
 
@@ -55,6 +51,10 @@ def find_free_port(host: str = "127.0.0.1") -> int:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _tail(server: ServerProcess) -> str:
+    return " ".join(server.log_tail(_LOG_TAIL_CHARS).strip().split()) or "(no output)"
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -96,7 +96,7 @@ class MlflowUiServer:
         self.port = port
         self.registry_store_uri = registry_store_uri
         self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
+        self._server: ServerProcess | None = None
         self._own_log: Path | None = None
 
     @property
@@ -112,7 +112,7 @@ class MlflowUiServer:
     @property
     def running(self) -> bool:
         """The server process is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self._server is not None and self._server.running
 
     def command(self) -> list[str]:
         """The command line that starts the server (this interpreter's MLflow)."""
@@ -130,7 +130,7 @@ class MlflowUiServer:
             RegistryError: the port is taken, the server exited, or it was not healthy
                 within `timeout` seconds (it is stopped then).
         """
-        if self._process is not None:
+        if self._server is not None:
             return
         if _port_in_use(self.host, self.port):
             raise RegistryError(
@@ -144,85 +144,38 @@ class MlflowUiServer:
             handle, name = tempfile.mkstemp(prefix="unlearn-ops-ui-", suffix=".log")
             os.close(handle)
             log_path = self._own_log = Path(name)
-        with log_path.open("ab") as log:
-            self._process = subprocess.Popen(  # noqa: S603 (our own argv, no shell)
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=environment,
-                start_new_session=True,
-            )
+        server = self._server = ServerProcess(
+            self.command(), health_url=f"{self.url}/health", log_path=log_path, env=environment
+        )
         try:
-            self._wait_healthy(timeout, log_path)
+            server.start()
+            outcome = server.wait_healthy(timeout)
+            if outcome == "exited":
+                raise RegistryError(
+                    _OPERATION,
+                    f"`mlflow server` exited with code {server.returncode}: {_tail(server)}",
+                )
+            if outcome == "timed out":
+                raise RegistryError(
+                    _OPERATION,
+                    f"no answer on {self.url}/health within {timeout:.0f} s: {_tail(server)}",
+                )
         except BaseException:
             self.stop()
             raise
 
-    def _wait_healthy(self, timeout: float, log_path: Path) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            process = self._process
-            if process is None or process.poll() is not None:
-                code = None if process is None else process.returncode
-                raise RegistryError(
-                    _OPERATION,
-                    f"`mlflow server` exited with code {code}: {self._tail(log_path)}",
-                )
-            if self._healthy():
-                return
-            if time.monotonic() > deadline:
-                raise RegistryError(
-                    _OPERATION,
-                    f"no answer on {self.url}/health within {timeout:.0f} s: "
-                    f"{self._tail(log_path)}",
-                )
-            time.sleep(0.25)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
-                return int(response.status) == 200
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            return False
-        except (urllib.error.URLError, OSError):
-            return False
-
-    @staticmethod
-    def _tail(log_path: Path) -> str:
-        try:
-            text = log_path.read_text(errors="replace").strip()
-        except OSError:
-            return "(no output)"
-        return " ".join(text[-_LOG_TAIL_CHARS:].split()) or "(no output)"
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server's whole process group (SIGTERM, then SIGKILL). Idempotent."""
-        process, self._process = self._process, None
-        if process is not None:
-            self._signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(process.pid, signal.SIGKILL)
-                process.wait(timeout)
-            # Workers that outlived the leader still belong to its group.
-            self._signal_group(process.pid, signal.SIGKILL)
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop(timeout)
         if self._own_log is not None:
             self._own_log.unlink(missing_ok=True)
             self._own_log = None
 
-    @staticmethod
-    def _signal_group(group_id: int, signum: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group_id, signum)
-
     def wait(self) -> int:
         """Block until the server exits on its own; its exit code."""
-        if self._process is None:
-            return 0
-        return self._process.wait()
+        return 0 if self._server is None else self._server.wait()
 
     def serve_until_interrupted(
         self, on_ready: Callable[[], None] | None = None, timeout: float = 60.0
