@@ -377,8 +377,8 @@ def run_gates(
 
     With a champion (`champion_accuracy` not None), its model is loaded from the registry
     and predicts the same held-out records as the candidate, so that the metric gate
-    compares the two record by record (issue 11, finding 4). `gate_runner` defaults to
-    great-expectations.
+    compares the two record by record (issue 11, finding 4); `metrics` is not read (the
+    accuracy is recomputed per record). `gate_runner` defaults to great-expectations.
     """
     from unlearn_ops.adapters.gx.gates import GxGateRunner
     from unlearn_ops.adapters.mlflow.registry import CHAMPION
