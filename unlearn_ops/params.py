@@ -90,10 +90,24 @@ class TrainingParams(_Frozen):
 
 
 class GateParams(_Frozen):
-    """Thresholds that a new model version must meet to be promoted."""
+    """Thresholds that a new model version must meet to be promoted.
 
-    min_accuracy: float = Field(0.8, ge=0.0, le=1.0)
-    max_accuracy_drop: float = Field(0.02, ge=0.0, le=1.0)
+    The drop against the champion fails only when it exceeds `max_accuracy_drop` and is
+    significant at `significance` on the held-out records both versions are compared on
+    (see :mod:`unlearn_ops.serving.gates`).
+    """
+
+    min_accuracy: float = Field(0.8, ge=0.0, le=1.0, description="Held-out accuracy floor.")
+    max_accuracy_drop: float = Field(
+        0.02, ge=0.0, le=1.0, description="Largest accuracy drop against the champion."
+    )
+    significance: float = Field(
+        0.05,
+        gt=0.0,
+        lt=0.5,
+        description="Level of the one-sided paired test a drop over the limit must pass to "
+        "fail the gate (a drop that chance explains on this few records passes).",
+    )
 
 
 class RegistryParams(_Frozen):

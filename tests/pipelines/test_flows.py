@@ -134,7 +134,7 @@ def test_failed_gate_registers_but_does_not_promote(workspace: Path, edit_params
     ids = shard_ids_in(workspace, 0, 1)
     with pytest.raises(GateFailedError, match="champion stays at version 1") as caught:
         forget_records(str(workspace), [request("req-gate", ids)])
-    assert "expect_column_values_to_be_between" in str(caught.value)
+    assert "expect_column_mean_to_be_between on correct" in str(caught.value)
     ws = Workspace.open(workspace)
     registry = open_registry(ws)
     assert registry.alias_version("champion") == "1"

@@ -199,6 +199,7 @@ def init(
     """Create a workspace: git + DVC repository, params.yaml and the dvc.yaml pipeline."""
     from unlearn_ops.adapters.dvc.lineage import init_repository
     from unlearn_ops.params import Params
+    from unlearn_ops.serving import gates
     from unlearn_ops.workflow.workspace import write_workspace_files
 
     directory = directory.resolve()
@@ -213,6 +214,8 @@ def init(
     )
     write_workspace_files(directory, params)
     sha = init_repository(directory)
+    if warning := gates.workspace_holdout_warning(params):  # issue 11, finding 4
+        typer.echo(f"warning: {warning}", err=True)
     _emit(
         as_json,
         {"workspace": str(directory), "git_sha": sha, "model_name": params.registry.model_name},

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from unlearn_ops.adapters.dvc.lineage import DataRevision
     from unlearn_ops.adapters.gx.gates import GateResult
     from unlearn_ops.adapters.mlflow.registry import MlflowRegistry, VersionInfo
+    from unlearn_ops.serving.gates import GateRunner
     from unlearn_ops.sisa.verification import Certificate
 
 __all__ = [
@@ -367,15 +368,27 @@ def evaluate(workspace: Workspace) -> dict[str, float]:
 
 
 def run_gates(
-    workspace: Workspace, metrics: dict[str, float], champion_accuracy: float | None
+    workspace: Workspace,
+    metrics: dict[str, float],
+    champion_accuracy: float | None,
+    gate_runner: GateRunner | None = None,
 ) -> list[GateResult]:
-    """The data gate (no forgotten id in any shard, schema) and the metric gate."""
-    from unlearn_ops.adapters.gx.gates import run_data_gate, run_metric_gate
+    """The data gate (no forgotten id in any shard, schema) and the metric gate.
 
+    With a champion (`champion_accuracy` not None), its model is loaded from the registry
+    and predicts the same held-out records as the candidate, so that the metric gate
+    compares the two record by record (issue 11, finding 4); `metrics` is not read (the
+    accuracy is recomputed per record). `gate_runner` defaults to great-expectations.
+    """
+    from unlearn_ops.adapters.gx.gates import GxGateRunner
+    from unlearn_ops.adapters.mlflow.registry import CHAMPION
+    from unlearn_ops.serving.gates import held_out_correctness
+
+    runner = GxGateRunner() if gate_runner is None else gate_runner
     ensemble = workspace.ensemble
     columns = ensemble.columns()
     tables = {s: ensemble.read_shard(s) for s in ensemble.shard_ids}
-    data = run_data_gate(
+    data = runner.run_data_gate(
         tables,
         id_column=columns.id_column,
         label_column=columns.label_column,
@@ -384,7 +397,16 @@ def run_gates(
         forgotten_hashes=ensemble.forgotten_hashes(),
         hash_record_id=lambda r: workspace.settings.hash_record_id(canonical_id(r)),
     )
-    metric = run_metric_gate(metrics["accuracy"], champion_accuracy, workspace.params.gates)
+    served = None if champion_accuracy is None else open_registry(workspace).load_pyfunc(CHAMPION)
+    correctness = held_out_correctness(
+        ensemble.read_holdout(),
+        id_column=columns.id_column,
+        label_column=columns.label_column,
+        feature_columns=columns.feature_columns,
+        predict_candidate=lambda frame: ensemble.predict(frame.to_numpy()),
+        predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
+    )
+    metric = runner.run_metric_gate(correctness, workspace.params.gates)
     return [data, metric]
 
 

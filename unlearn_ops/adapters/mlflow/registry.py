@@ -85,6 +85,24 @@ def _quiet_environment() -> None:
         import mlflow.pyfunc  # noqa: F401
 
 
+def _serving_signature(features: Any, output: Any) -> Any:
+    """The served model's signature: its feature columns by name, of MLflow's `Any` type.
+
+    Inferred from the float32 sample, every column would be `float`, and MLflow refuses
+    the float64 that `pd.read_csv` gives ("Can not safely convert float64 to float32"),
+    and the integers and booleans of a database table (issue 11, finding 2). With `Any`,
+    MLflow still requires the named columns, orders them and drops the others; the model
+    casts them to float32 itself and refuses what is not a number
+    (:mod:`unlearn_ops.adapters.mlflow.pyfunc_model`).
+    """
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    any_type = AnyType()  # type: ignore[no-untyped-call]
+    inputs = Schema([ColSpec(any_type, name=str(column)) for column in features.columns])
+    return ModelSignature(inputs=inputs, outputs=infer_signature(features, output).outputs)
+
+
 @contextlib.contextmanager
 def _translate(operation: str) -> Iterator[None]:
     from mlflow.exceptions import MlflowException
@@ -240,9 +258,7 @@ class MlflowRegistry:
                     mlflow.log_artifact(str(provenance_path))
                 signature = input_example = None
                 if signature_frames is not None:
-                    from mlflow.models import infer_signature
-
-                    signature = infer_signature(*signature_frames)
+                    signature = _serving_signature(*signature_frames)
                     input_example = signature_frames[0]
                 import torch
 

@@ -1,0 +1,1 @@
+"""Fakes of the package's own protocols, shipped for tests: injected, never patched in."""
