@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from unlearn_ops.compliance.audit import (
     ChainStatus,
     GateSummary,
+    RecordedVersion,
     RequestAudit,
     audit_requests,
     check_chain,
     gate_summaries,
     parse_time,
+    recorded_versions,
 )
 from unlearn_ops.serving.provenance import parse_request_list
 
@@ -55,7 +57,7 @@ ReportFormat = Literal["html", "markdown"]
 
 @dataclass(frozen=True)
 class VersionRow:
-    """One registered version, as the report lists it."""
+    """One version, as the report lists it: registered, or purged (`purged_at` set)."""
 
     version: str
     kind: str
@@ -66,6 +68,7 @@ class VersionRow:
     aliases: tuple[str, ...]
     created_at: datetime
     accuracy: str
+    purged_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
@@ -79,13 +82,37 @@ class VersionRow:
             "aliases": list(self.aliases),
             "created_at": self.created_at.isoformat(),
             "accuracy": self.accuracy,
+            "purged_at": self.purged_at.isoformat() if self.purged_at else None,
         }
 
 
-def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
-    """The report's rows for registered versions, oldest first."""
-    rows = []
-    for info in sorted(versions, key=lambda v: int(v.version)):
+def version_rows(
+    versions: Sequence[VersionInfo], recorded: Mapping[str, RecordedVersion] | None = None
+) -> tuple[VersionRow, ...]:
+    """The report's rows, oldest first: registered versions, and purged ones.
+
+    A version the registry no longer holds is listed from what the ledger recorded of it
+    (:func:`~unlearn_ops.compliance.audit.recorded_versions`), with its purge date; one
+    the ledger knows only by number (ledgers before those facts) has no row.
+    """
+    registered = {v.version for v in versions}
+    rows = [
+        VersionRow(
+            version=kept.version,
+            kind=kept.kind,
+            request_ids=kept.request_ids,
+            honoured_count=kept.honoured_count,
+            gates=kept.gates,
+            gates_passed=bool(kept.gates_passed),
+            aliases=(),
+            created_at=kept.registered_at,
+            accuracy=kept.accuracy[:6] or "-",
+            purged_at=kept.purged_at,
+        )
+        for kept in (recorded or {}).values()
+        if kept.version not in registered and kept.registered_at is not None
+    ]
+    for info in versions:
         honoured = info.tag("honoured_count", "0")
         rows.append(
             VersionRow(
@@ -100,7 +127,7 @@ def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
                 accuracy=info.tag("accuracy")[:6] or "-",
             )
         )
-    return tuple(rows)
+    return tuple(sorted(rows, key=lambda row: int(row.version) if row.version.isdigit() else 0))
 
 
 @dataclass(frozen=True)
@@ -115,7 +142,7 @@ class ComplianceReport:
         deadline_days: `compliance.deadline_days`.
         retention_days: `compliance.retention_days`.
         requests: the audits of the requests received in the period, oldest first.
-        versions: every registered version.
+        versions: every registered version, and every purged one the ledger recorded.
         chain: the ledger's hash-chain status.
     """
 
@@ -198,7 +225,7 @@ def build_report(
         deadline_days=workspace.params.compliance.deadline_days,
         retention_days=workspace.params.compliance.retention_days,
         requests=tuple(audits),
-        versions=version_rows(versions),
+        versions=version_rows(versions, recorded_versions(workspace.ledger.entries())),
         chain=check_chain(workspace.ledger),
     )
 
@@ -261,7 +288,7 @@ def _version_cells(row: VersionRow) -> list[str]:
         row.kind,
         ", ".join(row.request_ids) or "-",
         gates,
-        ", ".join(row.aliases) or "-",
+        ", ".join(row.aliases) or (f"purged {row.purged_at:%Y-%m-%d}" if row.purged_at else "-"),
         _when(row.created_at),
         row.accuracy,
     ]
