@@ -185,9 +185,15 @@ def test_a_forget_killed_mid_retraining_is_resumed_and_fully_audited(
     stale = ws.ensemble.stale_shards()
     assert set(stale) == {0, 1, 2} - done
 
+    # A dry run says the same and changes nothing.
+    code, dry, err = cli([*argv[3:], "--dry-run"])
+    assert code == 0, err
+    assert ws.ensemble.stale_shards() == stale
+
     code, out, err = cli(argv[3:])
     assert code == 0, err
     lines = out.splitlines()
+    assert dry.splitlines() == lines[:1]
     still = ", ".join(f"shard {s}" for s in stale) or "nothing"
     assert lines[0].startswith("resuming interrupted request crash-2 (received ")
     assert lines[0].endswith(

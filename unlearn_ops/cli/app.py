@@ -351,21 +351,25 @@ def forget(
 
     request = ForgetRequest.build(_parse_ids(ids, ids_file), request_id, reason)
     ws = _open(workspace)
+    plan = ws.ensemble.plan_forget(list(request.record_ids))
+    # A rerun after a crash: its ids are forgotten already, yet shards still retrain (#11.7).
+    resumed = ws.ledger.interrupted([request.request_id], ws.ensemble.forgotten_hashes())
+    stale = sorted({*ws.ensemble.stale_shards(), *plan.shard_ids}) if resumed else plan.shard_ids
+    extra = {"resumed": {"still_to_retrain": stale}} if resumed else {}
     if dry_run:
-        plan = ws.ensemble.plan_forget(list(request.record_ids))
         _emit(
             as_json,
-            {"dry_run": True, "request_id": request.request_id, **plan.to_dict()},
-            lambda: _print_plan(plan),
+            {"dry_run": True, "request_id": request.request_id, **plan.to_dict(), **extra},
+            lambda: (
+                typer.echo(_resume_line(resumed[request.request_id], stale))
+                if resumed
+                else _print_plan(plan)
+            ),
         )
         return
     from pipelines.forget import forget_records
     from unlearn_ops.sisa.progress import reporting
 
-    plan = ws.ensemble.plan_forget(list(request.record_ids))
-    # A rerun after a crash: its ids are forgotten already, yet shards still retrain (#11.7).
-    resumed = ws.ledger.interrupted([request.request_id], ws.ensemble.forgotten_hashes())
-    stale = sorted({*ws.ensemble.stale_shards(), *plan.shard_ids}) if resumed else plan.shard_ids
     if resumed and not as_json:
         typer.echo(_resume_line(resumed[request.request_id], stale))
     bars = progress and not as_json
@@ -383,7 +387,6 @@ def forget(
             f"(held-out accuracy {result['accuracy']:.4f}, data at git {result['git_sha'][:12]})"
         )
 
-    extra = {"resumed": {"still_to_retrain": stale}} if resumed else {}
     _emit(as_json, {"request_id": request.request_id, **result, **extra}, lines)
 
 
