@@ -406,7 +406,9 @@ def test_recorded_versions_read_facts_and_purge_dates(tmp_path: Path, clock: Clo
     ledger = Ledger(tmp_path / "ledger.jsonl")
     ledger.append("failed", "r1", version="2", reason="metric", version_facts=facts)
     clock.now = T0 + timedelta(days=3)
-    ledger.append("purged", "r1", versions=["2", "1"])
+    # The purge's snapshot is the registry's last word (a no-op request was tagged since).
+    latest = {**facts, "honoured_count": 3}
+    ledger.append("purged", "r1", versions=["2", "1"], deleted_versions={"2": latest})
     clock.now = T0 + timedelta(days=4)
     ledger.append("purged", "r2", versions=["1"])
     recorded = recorded_versions(ledger.entries())
@@ -417,4 +419,5 @@ def test_recorded_versions_read_facts_and_purge_dates(tmp_path: Path, clock: Clo
     assert (two.kind, two.registered_at, two.request_ids) == ("forget", T0, ("r1",))
     assert [str(g) for g in two.gates] == [str(g) for g in gate_summaries(info)]
     assert (two.gates_passed, two.accuracy, two.first_stages) == (True, "0.9512", {1: 0})
+    assert two.honoured_count == 3
     assert two.purged_at == T0 + timedelta(days=3)

@@ -397,9 +397,9 @@ def _recorded(number: str, facts: Mapping[str, Any], purged_at: datetime | None)
 def recorded_versions(entries: Iterable[LedgerEntry]) -> dict[str, RecordedVersion]:
     """Every version the ledger recorded facts of, or saw purged, by version number.
 
-    Facts come from `served` and `failed` entries (`version_facts`, next to `version`)
-    and from `purged` entries (`deleted_versions`); the purge date from the first
-    `purged` entry whose `versions` names it.
+    Facts come from `purged` entries (`deleted_versions`, the latest), else from `served`
+    and `failed` entries (`version_facts`, next to `version`); the purge date from the
+    first `purged` entry whose `versions` names it.
     """
     facts: dict[str, Mapping[str, Any]] = {}
     purged: dict[str, datetime] = {}
@@ -418,7 +418,9 @@ def recorded_versions(entries: Iterable[LedgerEntry]) -> dict[str, RecordedVersi
             if isinstance(deleted, dict):
                 for number, found in deleted.items():
                     if isinstance(found, dict):
-                        facts.setdefault(str(number), found)
+                        # Taken just before the deletion: the registry's last word on it
+                        # (its honoured count may have grown since it was served).
+                        facts[str(number)] = found
     return {
         number: _recorded(number, facts.get(number, {}), purged.get(number))
         for number in sorted(set(facts) | set(purged), key=_version_number)
