@@ -60,6 +60,7 @@ def test_audit_says_the_same_after_rollback_and_purge(tmp_path: Path, cli: CliRu
     assert registry.aliases()["champion"] == "4"
     now = datetime.now(UTC)
     before = audit_request(ws, "r1", now=now).to_dict()
+    rows_before = {row.version: row.to_dict() for row in build_report(ws, now=now).versions}
     assert before["honoured"]["first_version"] == before["honoured"]["served_version"] == "2"
     assert before["applied"]["versions_made_for"] == ["2", "4"]
     assert "1" in before["applied"]["shards_retrained"]
@@ -102,6 +103,9 @@ def test_audit_says_the_same_after_rollback_and_purge(tmp_path: Path, cli: CliRu
     assert rows["1"].purged_at is not None
     assert rows["2"].purged_at is not None
     assert rows["3"].purged_at is rows["4"].purged_at is None
+    for number, row in rows.items():
+        kept = {k: v for k, v in row.to_dict().items() if k not in ("aliases", "purged_at")}
+        assert kept == {k: v for k, v in rows_before[number].items() if k in kept}, number
     r1 = next(a for a in report.requests if a.request_id == "r1")
     assert r1.first_honouring_version == "2"
     code, out, err = cli(["audit", "--check-chain", "-w", str(root)])
