@@ -10,6 +10,7 @@ import pytest
 
 from unlearn_ops.adapters.mlflow.registry import VersionInfo
 from unlearn_ops.compliance.audit import (
+    RecordedVersion,
     RequestAudit,
     build_audit,
     check_chain,
@@ -19,6 +20,8 @@ from unlearn_ops.compliance.audit import (
     gate_summaries,
     parse_time,
     received_entries,
+    recorded_versions,
+    version_facts,
 )
 from unlearn_ops.deletion import ledger as ledger_module
 from unlearn_ops.deletion.ledger import Ledger
@@ -262,3 +265,159 @@ def test_request_not_found_error_is_one_line_naming_the_known_ids() -> None:
         "check the id (request ids are case-sensitive)"
     )
     assert "no request yet" in str(RequestNotFoundError("x", "l"))
+
+
+# ---------------------------------------------- history that outlives the registry (#11)
+def full_audit(
+    ledger: Ledger, request_id: str, versions: list[VersionInfo], now: datetime
+) -> RequestAudit:
+    """An audit as `audit_request` builds it: with what the ledger recorded of versions."""
+    states = ledger.requests()
+    return build_audit(
+        states[request_id],
+        received_entries(ledger.entries()).get(request_id),
+        versions,
+        COMPLIANCE,
+        now=now,
+        parent_revision="a" * 40,
+        covering=covering_requests(states[request_id], states),
+        recorded=recorded_versions(ledger.entries()),
+    )
+
+
+def two_requests_then_replay() -> list[VersionInfo]:
+    """v1 trained, v2 for r1, v3 for r2, v4 a replay of v1 for both; v4 champion."""
+    return [
+        version("1", requests=[], honoured=[], at=T0 - timedelta(days=1)),
+        version("2", requests=["r1"], honoured=["r1"], retrained={0: 1, 1: 0}),
+        version("3", requests=["r2"], honoured=["r1", "r2"], retrained={2: 0}),
+        version(
+            "4",
+            requests=["r1", "r2"],
+            honoured=["r1", "r2"],
+            aliases=("champion",),
+            retrained={0: 1, 1: 0, 2: 0},
+        ),
+    ]
+
+
+def test_the_audit_after_a_purge_says_what_it_said_before(tmp_path: Path, clock: Clock) -> None:
+    versions = two_requests_then_replay()
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1"], T0)
+    ledger.append("applied", "r1", git_sha="b" * 40, shards_md5="m.dir")
+    ledger.append("served", "r1", version="2", version_facts=version_facts(versions[1]))
+    receive(ledger, "r2", ["h2"], T0)
+    ledger.append("applied", "r2", git_sha="c" * 40, shards_md5="n.dir")
+    ledger.append("served", "r2", version="3", version_facts=version_facts(versions[2]))
+    before = full_audit(ledger, "r1", versions, T0 + timedelta(days=1))
+
+    clock.now = T0 + timedelta(days=40)
+    facts = {v.version: version_facts(v) for v in versions[:2]}
+    for request_id, deleted in (("r1", ["1"]), ("r2", ["1", "2"])):
+        ledger.append(
+            "purged",
+            request_id,
+            versions=deleted,
+            deleted_versions={v: facts[v] for v in deleted},
+        )
+    after = full_audit(ledger, "r1", versions[2:], T0 + timedelta(days=1))
+
+    assert after.first_honouring_version == before.first_honouring_version == "2"
+    assert after.versions_made_for == before.versions_made_for == ("2", "4")
+    assert after.shards_retrained == before.shards_retrained == {0: 1, 1: 0, 2: 0}
+    assert after.first_honouring_created_at == before.first_honouring_created_at == T0
+    assert after.gates == before.gates
+    assert after.versions_purged == {"2": clock.now}
+    assert before.versions_purged == {}
+    old, new = before.to_dict(), after.to_dict()
+    for section in set(old) - {"state", "purge", "versions_purged"}:
+        assert new[section] == old[section], section
+    lines = describe_audit(after)
+    assert "honoured: first by version 2 (purged on 2026-04-10) (registered " in "\n".join(lines)
+    assert "exactness: cannot be run (version 2 was purged on 2026-04-10)" in lines
+    # The purged versions' facts are not repeated in the request's purge details.
+    assert after.purge == {"versions": ["1"]}
+
+
+def test_a_ledger_without_the_recorded_facts_still_names_the_first_version(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """A ledger written before version facts: the version and its purge date, no more."""
+    versions = two_requests_then_replay()
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1"], T0)
+    ledger.append("applied", "r1", git_sha="b" * 40)
+    ledger.append("served", "r1", version="2")
+    receive(ledger, "r2", ["h2"], T0)
+    ledger.append("served", "r2", version="3")
+    clock.now = T0 + timedelta(days=40)
+    ledger.append("purged", "r2", versions=["1", "2"])
+    audit = full_audit(ledger, "r1", versions[2:], T0)
+    assert audit.first_honouring_version == "2"
+    assert (audit.first_honouring_created_at, audit.gates) == (None, ())
+    assert audit.versions_made_for == ("2", "4")
+    assert audit.shards_retrained == {0: 1, 1: 0, 2: 0}  # version 4's, from the registry
+    assert audit.versions_purged == {"2": clock.now}
+    assert "honoured: first by version 2 (purged on 2026-04-10) (registered -); gates: " in (
+        "\n".join(describe_audit(audit))
+    )
+    # And with every version still registered, the same answers as before the new fields.
+    assert full_audit(ledger, "r1", versions, T0).first_honouring_created_at == T0
+
+
+def test_shards_a_killed_run_retrained_count_once_the_request_is_applied(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append(
+        "received", "crash-2", record_hashes=["h1", "h2", "h3"], retrains={"0": 0, "1": 2, "2": 1}
+    )
+    # Killed after shards 0 and 1 retrained: the rerun's version retrained shard 2 only.
+    versions = [version("2", requests=["crash-2"], honoured=["crash-2"], retrained={2: 1})]
+    assert full_audit(ledger, "crash-2", versions, T0).shards_retrained == {2: 1}
+    ledger.append("applied", "crash-2", git_sha="b" * 40)
+    ledger.append("served", "crash-2", version="2")
+    audit = full_audit(ledger, "crash-2", versions, T0)
+    assert audit.shards_retrained == {0: 0, 1: 2, 2: 1}
+    applied = next(line for line in describe_audit(audit) if line.startswith("applied: "))
+    assert "shard 0 from slice 0, shard 1 from slice 2, shard 2 from slice 1" in applied
+
+
+def test_recorded_versions_read_facts_and_purge_dates(tmp_path: Path, clock: Clock) -> None:
+    info = version("2", requests=["r1"], honoured=["r1", "r0"], retrained={1: 0}, at=T0)
+    info.tags["unlearn.accuracy"] = "0.9512"
+    info.tags["unlearn.git_sha"] = "b" * 40
+    facts = version_facts(info)
+    assert facts == {
+        "kind": "forget",
+        "registered_at": "2026-03-01T12:00:00.000+00:00",
+        "request_ids": ["r1"],
+        "honoured_count": 2,
+        "gates": [
+            {"gate": "data", "passed": True, "expectations": 2, "failed": 0},
+            {"gate": "metric", "passed": True, "expectations": 1, "failed": 0},
+        ],
+        "gates_passed": True,
+        "accuracy": "0.9512",
+        "git_sha": "b" * 40,
+        "first_stages": {"1": 0},
+    }
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("failed", "r1", version="2", reason="metric", version_facts=facts)
+    clock.now = T0 + timedelta(days=3)
+    # The purge's snapshot is the registry's last word (a no-op request was tagged since).
+    latest = {**facts, "honoured_count": 3}
+    ledger.append("purged", "r1", versions=["2", "1"], deleted_versions={"2": latest})
+    clock.now = T0 + timedelta(days=4)
+    ledger.append("purged", "r2", versions=["1"])
+    recorded = recorded_versions(ledger.entries())
+    assert list(recorded) == ["1", "2"]
+    assert recorded["1"] == RecordedVersion("1", purged_at=T0 + timedelta(days=3))
+    assert not recorded["1"].has_facts
+    two = recorded["2"]
+    assert (two.kind, two.registered_at, two.request_ids) == ("forget", T0, ("r1",))
+    assert [str(g) for g in two.gates] == [str(g) for g in gate_summaries(info)]
+    assert (two.gates_passed, two.accuracy, two.first_stages) == (True, "0.9512", {1: 0})
+    assert two.honoured_count == 3
+    assert two.purged_at == T0 + timedelta(days=3)

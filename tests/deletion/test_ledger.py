@@ -321,3 +321,30 @@ def test_a_ledger_written_by_the_previous_code_still_checks(tmp_path: Path) -> N
     assert ledger.request("req-\u00fc") is not None
     ledger.append("received", "req-next", record_hashes=["h9"])
     assert ledger.verify_chain() == []
+
+
+def test_received_entries_keep_the_shards_their_removal_retrains(ledger: Ledger) -> None:
+    ledger.append("received", "new", record_hashes=["h1"], retrains={"0": 1, "2": 0})
+    ledger.append("received", "old", record_hashes=["h2"])  # written before `retrains`
+    ledger.append("received", "odd", record_hashes=["h3"], retrains={"x": 1, "1": None})
+    states = ledger.requests()
+    assert states["new"].planned_shards == {0: 1, 2: 0}
+    assert states["old"].planned_shards == {}
+    assert states["odd"].planned_shards == {}
+    assert ledger.verify_chain() == []
+
+
+def test_interrupted_requests_are_those_removed_and_never_served(ledger: Ledger) -> None:
+    ledger.append("received", "killed", record_hashes=["h1", "h2"])
+    ledger.append("received", "not-removed", record_hashes=["h3", "h4"])
+    ledger.append("received", "gates", record_hashes=["h5"])
+    ledger.append("applied", "gates", git_sha="a" * 40)
+    ledger.append("failed", "gates", reason="metric gate", version="3")
+    ledger.append("received", "done", record_hashes=["h6"])
+    ledger.append("served", "done", version="4")
+    forgotten = {"h1", "h2", "h3", "h5", "h6"}
+    asked = ["killed", "not-removed", "gates", "done", "never-received"]
+    found = ledger.interrupted(asked, forgotten)
+    assert sorted(found) == ["gates", "killed"]
+    assert found["killed"].state == "received"
+    assert ledger.interrupted(["killed"], set()) == {}

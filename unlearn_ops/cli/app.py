@@ -354,33 +354,53 @@ def forget(
 
     request = ForgetRequest.build(_parse_ids(ids, ids_file), request_id, reason)
     ws = _open(workspace)
+    plan = ws.ensemble.plan_forget(list(request.record_ids))
+    # A rerun after a crash: its ids are forgotten already, yet shards still retrain (#11.7).
+    resumed = ws.ledger.interrupted([request.request_id], ws.ensemble.forgotten_hashes())
+    stale = sorted({*ws.ensemble.stale_shards(), *plan.shard_ids}) if resumed else plan.shard_ids
+    extra = {"resumed": {"still_to_retrain": stale}} if resumed else {}
     if dry_run:
-        plan = ws.ensemble.plan_forget(list(request.record_ids))
         _emit(
             as_json,
-            {"dry_run": True, "request_id": request.request_id, **plan.to_dict()},
-            lambda: _print_plan(plan),
+            {"dry_run": True, "request_id": request.request_id, **plan.to_dict(), **extra},
+            lambda: (
+                typer.echo(_resume_line(resumed[request.request_id], stale))
+                if resumed
+                else _print_plan(plan)
+            ),
         )
         return
     from pipelines.forget import forget_records
     from unlearn_ops.sisa.progress import reporting
 
-    plan = ws.ensemble.plan_forget(list(request.record_ids))
+    if resumed and not as_json:
+        typer.echo(_resume_line(resumed[request.request_id], stale))
     bars = progress and not as_json
-    with _shard_progress(bars, plan.shard_ids, ws.params.sisa.slices) as bar, reporting(bar):
+    with _shard_progress(bars, stale, ws.params.sisa.slices) as bar, reporting(bar):
         result = _run_flow(forget_records, str(ws.root), [request.model_dump(mode="json")])
 
     def lines() -> None:
         if result.get("noop"):
             typer.echo(f"nothing to do: {result['message']}")
             return
-        _print_plan(plan)
+        if not resumed:
+            _print_plan(plan)
         typer.echo(
             f"request {request.request_id}: version {result['version']} is champion "
             f"(held-out accuracy {result['accuracy']:.4f}, data at git {result['git_sha'][:12]})"
         )
 
-    _emit(as_json, {"request_id": request.request_id, **result}, lines)
+    _emit(as_json, {"request_id": request.request_id, **result, **extra}, lines)
+
+
+def _resume_line(state: Any, stale: list[int]) -> str:
+    done = sorted(set(state.planned_shards) - set(stale))
+    return (
+        f"resuming interrupted request {state.request_id} (received {state.received_at[:19]}; "
+        "a run removed its records and stopped before serving a version): "
+        + (f"shard(s) {', '.join(map(str, done))} retrained then; " if done else "")
+        + f"still to retrain: {', '.join(f'shard {s}' for s in stale) or 'nothing'}"
+    )
 
 
 def _version_row(info: VersionInfo) -> dict[str, Any]:

@@ -7,6 +7,11 @@ once the superseded versions that still hold its records are deleted after the r
 window. The legal deadline runs from `requested_at` to the time the first honouring version
 was served (`compliance.deadline_days`).
 
+Versions do not last (a purge deletes those that still hold forgotten records), so the
+audit takes what the registry holds and, for versions it no longer holds, what the ledger
+recorded of them when they were served, failed or purged (:func:`recorded_versions`):
+the first honouring version stays the one that was, "purged on DATE" (issue 11, finding 3).
+
 :func:`build_audit` is pure: it reads ledger entries and version records given to it.
 :func:`audit_request` and :func:`audit_requests` gather those from a workspace (the ledger,
 the MLflow registry, git) and, on request, run the exactness certificate of the version.
@@ -34,6 +39,7 @@ __all__ = [
     "ChainStatus",
     "DeadlineStatus",
     "GateSummary",
+    "RecordedVersion",
     "RequestAudit",
     "audit_request",
     "audit_requests",
@@ -46,6 +52,8 @@ __all__ = [
     "gate_summaries",
     "parse_time",
     "received_entries",
+    "recorded_versions",
+    "version_facts",
 ]
 
 DeadlineStatus = Literal["met", "missed", "pending"]
@@ -119,6 +127,8 @@ class RequestAudit:
         deadline_status: `met`, `missed`, or `pending` (not served, deadline ahead).
         failures: the ledger's `failed` entries (gate summaries, unpromoted versions).
         ledger_problems: problems in the ledger's hash chain (empty: intact).
+        versions_purged: when each version named above that the registry no longer holds
+            was purged (per the ledger's `purged` entries).
     """
 
     request_id: str
@@ -153,6 +163,7 @@ class RequestAudit:
     deadline_status: DeadlineStatus
     failures: tuple[Mapping[str, Any], ...] = ()
     ledger_problems: tuple[str, ...] = field(default=())
+    versions_purged: Mapping[str, datetime] = field(default_factory=dict)
 
     @property
     def gates_passed(self) -> bool | None:
@@ -213,6 +224,7 @@ class RequestAudit:
                 "status": self.deadline_status,
             },
             "failures": [dict(failure) for failure in self.failures],
+            "versions_purged": {v: iso(at) for v, at in sorted(self.versions_purged.items())},
             "ledger": {"intact": not self.ledger_problems, "problems": list(self.ledger_problems)},
         }
 
@@ -280,6 +292,133 @@ def _shards_retrained(versions: Iterable[VersionInfo]) -> dict[int, int]:
     return merged
 
 
+def _version_number(version: str) -> int:
+    """A version's number, for ordering (MLflow numbers them 1, 2, ...; never reused)."""
+    return int(version) if version.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class RecordedVersion:
+    """A version as the ledger recorded it: what is known of it once the registry drops it.
+
+    Attributes:
+        version: the version.
+        kind: `train`, `forget`, `replay` (`-`: not recorded).
+        registered_at: when it was registered (None: not recorded).
+        request_ids: the requests it was made for.
+        honoured_count: how many requests it honoured when recorded.
+        gates: its gate verdicts.
+        gates_passed: whether every gate passed (None: not recorded).
+        accuracy: its held-out accuracy, as tagged.
+        git_sha: its data revision.
+        first_stages: shard -> first slice it retrained.
+        purged_at: when a purge deleted it (None: not purged).
+    """
+
+    version: str
+    kind: str = "-"
+    registered_at: datetime | None = None
+    request_ids: tuple[str, ...] = ()
+    honoured_count: int = 0
+    gates: tuple[GateSummary, ...] = ()
+    gates_passed: bool | None = None
+    accuracy: str = ""
+    git_sha: str = ""
+    first_stages: Mapping[int, int] = field(default_factory=dict)
+    purged_at: datetime | None = None
+
+    @property
+    def has_facts(self) -> bool:
+        """Whether the ledger recorded its facts (ledgers before them name only its number)."""
+        return self.registered_at is not None
+
+
+def version_facts(version: VersionInfo) -> dict[str, Any]:
+    """The facts of a version that the ledger keeps (`served`, `failed`, `purged` entries).
+
+    What the audit and the report read from the registry, in a small JSON-ready form:
+    its kind, when it was registered, the requests it was made for, its gates, accuracy,
+    data revision and the shards it retrained (never the honoured list, which grows).
+    """
+    honoured = version.tag("honoured_count", "0")
+    return {
+        "kind": version.tag("kind") or "-",
+        "registered_at": datetime.fromtimestamp(version.created_at / 1000, UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "request_ids": list(version.request_ids),
+        "honoured_count": int(honoured) if honoured.isdigit() else 0,
+        "gates": [gate.to_dict() for gate in gate_summaries(version)],
+        "gates_passed": version.gates_passed,
+        "accuracy": version.tag("accuracy"),
+        "git_sha": version.tag("git_sha"),
+        "first_stages": {str(k): v for k, v in sorted(_shards_retrained([version]).items())},
+    }
+
+
+def _recorded(number: str, facts: Mapping[str, Any], purged_at: datetime | None) -> RecordedVersion:
+    gates = tuple(
+        GateSummary(
+            str(g.get("gate", "")),
+            bool(g.get("passed")),
+            int(g.get("expectations", 0) or 0),
+            int(g.get("failed", 0) or 0),
+        )
+        for g in facts.get("gates") or []
+        if isinstance(g, dict)
+    )
+    stages = facts.get("first_stages") or {}
+    passed = facts.get("gates_passed")
+    return RecordedVersion(
+        version=number,
+        kind=str(facts.get("kind") or "-"),
+        registered_at=parse_time(facts.get("registered_at")),
+        request_ids=tuple(str(r) for r in facts.get("request_ids") or []),
+        honoured_count=int(facts.get("honoured_count") or 0),
+        gates=gates,
+        gates_passed=passed if isinstance(passed, bool) else None,
+        accuracy=str(facts.get("accuracy") or ""),
+        git_sha=str(facts.get("git_sha") or ""),
+        first_stages={int(k): int(v) for k, v in stages.items()}
+        if isinstance(stages, dict)
+        else {},
+        purged_at=purged_at,
+    )
+
+
+def recorded_versions(entries: Iterable[LedgerEntry]) -> dict[str, RecordedVersion]:
+    """Every version the ledger recorded facts of, or saw purged, by version number.
+
+    Facts come from `purged` entries (`deleted_versions`, the latest), else from `served`
+    and `failed` entries (`version_facts`, next to `version`); the purge date from the
+    first `purged` entry whose `versions` names it.
+    """
+    facts: dict[str, Mapping[str, Any]] = {}
+    purged: dict[str, datetime] = {}
+    for entry in entries:
+        data = entry.data
+        if entry.event in ("served", "failed"):
+            number, found = data.get("version"), data.get("version_facts")
+            if number is not None and isinstance(found, dict):
+                facts.setdefault(str(number), found)
+        elif entry.event == "purged":
+            at = parse_time(entry.at)
+            for number in data.get("versions") or []:
+                if at is not None:
+                    purged.setdefault(str(number), at)
+            deleted = data.get("deleted_versions")
+            if isinstance(deleted, dict):
+                for number, found in deleted.items():
+                    if isinstance(found, dict):
+                        # Taken just before the deletion: the registry's last word on it
+                        # (its honoured count may have grown since it was served).
+                        facts[str(number)] = found
+    return {
+        number: _recorded(number, facts.get(number, {}), purged.get(number))
+        for number in sorted(set(facts) | set(purged), key=_version_number)
+    }
+
+
 def _records_digest(record_hashes: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(record_hashes)).encode()).hexdigest()
 
@@ -329,6 +468,46 @@ def _honouring(
     return max((v for v in found if v is not None), key=lambda v: int(v.version))
 
 
+def _first_honoured(
+    state: RequestState, versions: Sequence[VersionInfo], covering: Sequence[str]
+) -> str | None:
+    """The first version that honoured the request, registered now or purged since.
+
+    The registry answers for the versions it still holds; the ledger's `served` entry
+    names the version that was served, which a purge may have deleted since.
+    """
+    honouring = _honouring(versions, state.request_id, covering)
+    first = honouring.version if honouring is not None else None
+    served = (state.served or {}).get("version")
+    if served is None or str(served) in {v.version for v in versions}:
+        return first
+    if first is None or _version_number(str(served)) < _version_number(first):
+        return str(served)
+    return first
+
+
+def _made_for(
+    state: RequestState, versions: Sequence[VersionInfo], recorded: Mapping[str, RecordedVersion]
+) -> list[str]:
+    """Versions registered for the request: the registry's, and those the ledger names."""
+    request_id = state.request_id
+    found = {v.version for v in versions if request_id in v.request_ids}
+    served = state.served or {}
+    if "version" in served and not served.get("noop"):
+        found.add(str(served["version"]))
+    found.update(str(f["version"]) for f in state.failures if f.get("version") is not None)
+    found.update(number for number, r in recorded.items() if request_id in r.request_ids)
+    return sorted(found, key=_version_number)
+
+
+def _merge_stages(*sources: Mapping[int, int]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for source in sources:
+        for shard, first in source.items():
+            merged[shard] = min(first, merged.get(shard, first))
+    return merged
+
+
 def build_audit(
     state: RequestState,
     received: LedgerEntry | None,
@@ -340,6 +519,7 @@ def build_audit(
     exactness: bool | None = None,
     ledger_problems: Sequence[str] = (),
     covering: Sequence[str] = (),
+    recorded: Mapping[str, RecordedVersion] | None = None,
 ) -> RequestAudit:
     """Assemble the audit of one request from what the ledger and the registry hold.
 
@@ -354,15 +534,43 @@ def build_audit(
         ledger_problems: the ledger's chain problems (:meth:`Ledger.verify_chain`).
         covering: other served requests that forgot all its records before it came
             (:func:`covering_requests`): a version honours it when it honours them.
+        recorded: versions as the ledger recorded them (:func:`recorded_versions`): what
+            is known of the versions the registry no longer holds.
     """
+    recorded = recorded or {}
+    live = {v.version: v for v in versions}
     data = received.data if received is not None else {}
     received_at = parse_time(state.received_at) or now
     requested_at = parse_time(data.get("requested_at")) or received_at
     applied = state.applied or {}
     served = state.served or {}
-    honouring = _honouring(versions, state.request_id, covering)
-    made_for = [v for v in versions if state.request_id in v.request_ids]
+    first = _first_honoured(state, versions, covering)
+    made_for = _made_for(state, versions, recorded)
+    stages = [
+        _shards_retrained([live[v]]) if v in live else dict(recorded[v].first_stages)
+        for v in made_for
+        if v in live or v in recorded
+    ]
+    if state.applied is not None:
+        # Every shard its removal left stale retrained before `applied` was written, in
+        # this run or in one killed before (finding 7): the plan recorded on arrival.
+        stages.append(state.planned_shards)
     champion = champion_of(versions)
+    served_version = str(served["version"]) if "version" in served else None
+    gates: tuple[GateSummary, ...] = ()
+    first_created: datetime | None = None
+    if first is not None and first in live:
+        first_created = datetime.fromtimestamp(live[first].created_at / 1000, UTC)
+        gates = gate_summaries(live[first])
+    elif first is not None:
+        kept = recorded.get(first, RecordedVersion(first))
+        first_created, gates = kept.registered_at, kept.gates
+    named = {*made_for, *(v for v in (first, served_version) if v is not None)}
+    purged_versions = {
+        v: at
+        for v in named
+        if v not in live and (at := recorded.get(v, RecordedVersion(v)).purged_at) is not None
+    }
     served_at = parse_time(served.get("at"))
     purged_at = parse_time((state.purged or {}).get("at"))
     deadline = requested_at + timedelta(days=compliance.deadline_days)
@@ -387,27 +595,31 @@ def build_audit(
         data_revision=applied.get("git_sha"),
         parent_revision=parent_revision,
         data_md5=applied.get("shards_md5"),
-        versions_made_for=tuple(v.version for v in made_for),
-        shards_retrained=_shards_retrained(made_for),
+        versions_made_for=tuple(made_for),
+        shards_retrained=_merge_stages(*stages),
         noop=bool(served.get("noop", False)),
-        first_honouring_version=honouring.version if honouring else None,
-        first_honouring_created_at=(
-            datetime.fromtimestamp(honouring.created_at / 1000, UTC) if honouring else None
-        ),
-        gates=gate_summaries(honouring) if honouring else (),
-        served_version=str(served["version"]) if "version" in served else None,
+        first_honouring_version=first,
+        first_honouring_created_at=first_created,
+        gates=gates,
+        served_version=served_version,
         served_at=served_at,
         exactness=exactness,
         champion_version=champion.version if champion else None,
         champion_honours=champion is not None and _honours(champion, state.request_id, covering),
         purged_at=purged_at,
-        purge={k: v for k, v in (state.purged or {}).items() if k != "at"},
+        # The facts of deleted versions surface as versions; the details keep the counts.
+        purge={
+            k: v for k, v in (state.purged or {}).items() if k not in ("at", "deleted_versions")
+        },
         retention_until=retention,
         deadline=deadline,
         latency_days=latency,
         deadline_status=status,
-        failures=tuple(state.failures),
+        failures=tuple(
+            {k: v for k, v in failure.items() if k != "version_facts"} for failure in state.failures
+        ),
         ledger_problems=tuple(ledger_problems),
+        versions_purged=purged_versions,
     )
 
 
@@ -417,6 +629,14 @@ def _when(value: datetime | None) -> str:
 
 def _short(sha: str | None) -> str:
     return sha[:12] if sha else "-"
+
+
+def _version(audit: RequestAudit, version: str | None) -> str:
+    """`2`, or `2 (purged on 2027-01-05)` for a version a purge deleted since."""
+    if version is None:
+        return "-"
+    purged = audit.versions_purged.get(version)
+    return f"{version} (purged on {purged:%Y-%m-%d})" if purged else version
 
 
 def describe_audit(audit: RequestAudit) -> list[str]:
@@ -442,7 +662,7 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         lines.append(
             f"applied: {_when(audit.applied_at)}; data git {_short(audit.parent_revision)} -> "
             f"{_short(audit.data_revision)}; {shards} "
-            f"(version(s) {', '.join(audit.versions_made_for) or '-'})"
+            f"(version(s) {', '.join(_version(audit, v) for v in audit.versions_made_for) or '-'})"
         )
     elif audit.noop:
         lines.append("applied: no data change of its own (its records were forgotten before)")
@@ -451,18 +671,25 @@ def describe_audit(audit: RequestAudit) -> list[str]:
     if audit.first_honouring_version is not None:
         gates = "; ".join(str(gate) for gate in audit.gates) or "no gate results recorded"
         lines.append(
-            f"honoured: first by version {audit.first_honouring_version} "
+            f"honoured: first by version {_version(audit, audit.first_honouring_version)} "
             f"(registered {_when(audit.first_honouring_created_at)}); gates: {gates}"
         )
     else:
         lines.append("honoured: by no version whose gates passed yet")
     if audit.served_at is not None:
         lines.append(
-            f"served: version {audit.served_version} champion since {_when(audit.served_at)}"
+            f"served: version {_version(audit, audit.served_version)} champion since "
+            f"{_when(audit.served_at)}"
         )
     else:
         lines.append("served: not yet")
-    if audit.exactness is None:
+    first_purged = audit.versions_purged.get(audit.first_honouring_version or "")
+    if audit.exactness is None and first_purged is not None:
+        lines.append(
+            f"exactness: cannot be run (version {audit.first_honouring_version} was purged "
+            f"on {first_purged:%Y-%m-%d})"
+        )
+    elif audit.exactness is None:
         why = "pass --certify" if audit.first_honouring_version else "no version honours it yet"
         lines.append(f"exactness: not run ({why})")
     else:
@@ -563,9 +790,10 @@ def audit_request(
     covering = covering_requests(state, states)
     exactness = None
     if certify:
-        honouring = _honouring(versions, request_id, covering)
-        if honouring is not None:
-            exactness = certify_version(workspace, honouring.version).passed
+        first = _first_honoured(state, versions, covering)
+        # A purged version's data and weights are gone: there is nothing left to certify.
+        if first is not None and first in {v.version for v in versions}:
+            exactness = certify_version(workspace, first).passed
     return build_audit(
         state,
         received_entries(entries).get(request_id),
@@ -576,6 +804,7 @@ def audit_request(
         exactness=exactness,
         ledger_problems=workspace.ledger.verify_chain(),
         covering=covering,
+        recorded=recorded_versions(entries),
     )
 
 
@@ -603,6 +832,7 @@ def audit_requests(
     if versions is None:
         versions = open_registry(workspace).versions()
     problems = workspace.ledger.verify_chain()
+    recorded = recorded_versions(entries)
     moment = now or datetime.now(UTC)
     audits = []
     states = workspace.ledger.requests()
@@ -621,6 +851,7 @@ def audit_requests(
             parent_revision=_parent_revision(workspace, (state.applied or {}).get("git_sha")),
             ledger_problems=problems,
             covering=covering_requests(state, states),
+            recorded=recorded,
         )
         audits.append(audit)
     return sorted(audits, key=lambda a: (a.received_at, a.request_id))

@@ -404,6 +404,7 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
     requests unpurged, and running the purge again finishes the job.
     """
     from unlearn_ops.adapters.dvc.lineage import collect_cache
+    from unlearn_ops.compliance.audit import version_facts
     from unlearn_ops.workflow.steps import open_registry, record_revision
 
     closing = plan.requests_to_close
@@ -411,6 +412,8 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
         plan.executed = {"versions": [], "checkpoints": 0, "cache_objects": 0}
         return plan
     registry = open_registry(workspace)
+    # What the audit and the report still need of the versions about to go (issue 11, 3).
+    facts = {v.version: version_facts(v) for v in registry.versions()}
     deleted = [registry.delete_version(version) for version in plan.versions_to_delete]
     store = workspace.ensemble.checkpoint_store
     for key in plan.checkpoints:
@@ -425,6 +428,7 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
             fate.request_id,
             versions=[v for v in fate.versions if v in by_version],
             runs=[by_version[v].run_id for v in fate.versions if v in by_version],
+            deleted_versions={v: facts[v] for v in fate.versions if v in by_version},
             checkpoints=len(plan.checkpoints),
             cache_objects=len(collected.cache_objects),
             remote_objects=len(collected.remote_objects),

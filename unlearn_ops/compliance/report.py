@@ -17,7 +17,7 @@ import base64
 import functools
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,10 +29,12 @@ from unlearn_ops.canonical import json_ready
 from unlearn_ops.compliance.audit import (
     ChainStatus,
     GateSummary,
+    RecordedVersion,
     RequestAudit,
     audit_requests,
     check_chain,
     gate_summaries,
+    recorded_versions,
 )
 from unlearn_ops.serving.provenance import parse_request_list
 from unlearn_ops.timestamps import parse_datetime
@@ -62,7 +64,7 @@ ReportFormat = Literal["html", "markdown"]
 
 @dataclass(frozen=True)
 class VersionRow:
-    """One registered version, as the report lists it."""
+    """One version, as the report lists it: registered, or purged (`purged_at` set)."""
 
     version: str
     kind: str
@@ -73,16 +75,40 @@ class VersionRow:
     aliases: tuple[str, ...]
     created_at: Annotated[datetime, PlainSerializer(datetime.isoformat)]
     accuracy: str
+    purged_at: Annotated[datetime, PlainSerializer(datetime.isoformat)] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         return json_ready(self)
 
 
-def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
-    """The report's rows for registered versions, oldest first."""
-    rows = []
-    for info in sorted(versions, key=lambda v: int(v.version)):
+def version_rows(
+    versions: Sequence[VersionInfo], recorded: Mapping[str, RecordedVersion] | None = None
+) -> tuple[VersionRow, ...]:
+    """The report's rows, oldest first: registered versions, and purged ones.
+
+    A version the registry no longer holds is listed from what the ledger recorded of it
+    (:func:`~unlearn_ops.compliance.audit.recorded_versions`), with its purge date; one
+    the ledger knows only by number (ledgers before those facts) has no row.
+    """
+    registered = {v.version for v in versions}
+    rows = [
+        VersionRow(
+            version=kept.version,
+            kind=kept.kind,
+            request_ids=kept.request_ids,
+            honoured_count=kept.honoured_count,
+            gates=kept.gates,
+            gates_passed=bool(kept.gates_passed),
+            aliases=(),
+            created_at=kept.registered_at,
+            accuracy=kept.accuracy[:6] or "-",
+            purged_at=kept.purged_at,
+        )
+        for kept in (recorded or {}).values()
+        if kept.version not in registered and kept.registered_at is not None
+    ]
+    for info in versions:
         honoured = info.tag("honoured_count", "0")
         rows.append(
             VersionRow(
@@ -97,7 +123,7 @@ def version_rows(versions: Sequence[VersionInfo]) -> tuple[VersionRow, ...]:
                 accuracy=info.tag("accuracy")[:6] or "-",
             )
         )
-    return tuple(rows)
+    return tuple(sorted(rows, key=lambda row: int(row.version) if row.version.isdigit() else 0))
 
 
 @dataclass(frozen=True)
@@ -112,7 +138,7 @@ class ComplianceReport:
         deadline_days: `compliance.deadline_days`.
         retention_days: `compliance.retention_days`.
         requests: the audits of the requests received in the period, oldest first.
-        versions: every registered version.
+        versions: every registered version, and every purged one the ledger recorded.
         chain: the ledger's hash-chain status.
     """
 
@@ -192,7 +218,7 @@ def build_report(
         deadline_days=workspace.params.compliance.deadline_days,
         retention_days=workspace.params.compliance.retention_days,
         requests=tuple(audits),
-        versions=version_rows(versions),
+        versions=version_rows(versions, recorded_versions(workspace.ledger.entries())),
         chain=check_chain(workspace.ledger),
     )
 
@@ -255,7 +281,7 @@ def _version_cells(row: VersionRow) -> list[str]:
         row.kind,
         ", ".join(row.request_ids) or "-",
         gates,
-        ", ".join(row.aliases) or "-",
+        ", ".join(row.aliases) or (f"purged {row.purged_at:%Y-%m-%d}" if row.purged_at else "-"),
         _when(row.created_at),
         row.accuracy,
     ]

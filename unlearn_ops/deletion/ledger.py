@@ -3,6 +3,12 @@
 States of a request: `received` -> `applied` (data revision) -> `served` (model version)
 -> `purged` (superseded artifacts that still held its records deleted), or `failed`
 (reason). Record ids are personal data: entries hold only their keyed hashes.
+
+Entries keep what was true when they were written, because the stores they describe do
+not last: `received` names the shards that removing the records will retrain (so a run
+killed half-way is still accounted for), `served` and `failed` carry the facts of their
+version (gates, shards retrained, data revision) and `purged` those of the versions it
+deleted (issue 11, findings 3 and 7). Ledgers written before these fields still read.
 Each entry carries the SHA-256 of the previous line, so an edited or removed entry breaks
 the chain (:meth:`Ledger.verify_chain`).
 """
@@ -12,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +70,11 @@ def _entry_hash(body: dict[str, Any]) -> str:
 
 @dataclass
 class RequestState:
-    """What the ledger says about one request."""
+    """What the ledger says about one request.
+
+    `planned_shards` is shard -> first slice that removing its records retrains, as its
+    `received` entry recorded (empty in ledgers older than that field).
+    """
 
     request_id: str
     record_hashes: list[str] = field(default_factory=list)
@@ -74,6 +84,20 @@ class RequestState:
     served: dict[str, Any] | None = None
     purged: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
+    planned_shards: dict[int, int] = field(default_factory=dict)
+
+
+def _planned_shards(value: object) -> dict[int, int]:
+    """Shard -> first slice, from a `received` entry's `retrains` (absent before it existed)."""
+    if not isinstance(value, dict):
+        return {}
+    planned = {}
+    for shard, first in value.items():
+        try:
+            planned[int(shard)] = int(first)
+        except (TypeError, ValueError):
+            continue
+    return planned
 
 
 def _now() -> str:
@@ -194,6 +218,7 @@ class Ledger:
             if entry.event == "received":
                 state.record_hashes = list(entry.data.get("record_hashes", []))
                 state.received_at = entry.at
+                state.planned_shards = _planned_shards(entry.data.get("retrains"))
                 state.state = "received"
             elif entry.event == "applied":
                 state.applied = {**entry.data, "at": entry.at}
@@ -209,6 +234,30 @@ class Ledger:
                 if state.state not in ("served", "purged"):
                     state.state = "failed"
         return states
+
+    def interrupted(
+        self, request_ids: Sequence[str], forgotten: Collection[str]
+    ) -> dict[str, RequestState]:
+        """Requests of `request_ids` that a run began and did not finish serving.
+
+        The ledger received them (or a version of theirs failed its gates), no version
+        was served for them, and every one of their records is gone from the data already
+        (`forgotten`: the keyed hashes in `forgotten.json`): a run removed them, then was
+        killed or failed before `champion` honoured them. Running them again resumes.
+        """
+        states = self.requests()
+        found = {}
+        for request_id in request_ids:
+            state = states.get(request_id)
+            if (
+                state is not None
+                and state.served is None
+                and state.state != "purged"
+                and state.record_hashes
+                and set(state.record_hashes) <= set(forgotten)
+            ):
+                found[request_id] = state
+        return found
 
     def request(self, request_id: str) -> RequestState | None:
         """One request's state, or None if the ledger never received it."""

@@ -247,6 +247,11 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
                 f"request {request.request_id} was received before with other records",
                 "a request id is an idempotency key: use a new id for new records",
             )
+    # What removing the batch's records will retrain, recorded before anything is removed:
+    # a run killed half-way leaves its shards retrained and no longer stale (issue 11, 7).
+    record_ids = list(dict.fromkeys(r for request, _ in new for r in request.record_ids))
+    plan = workspace.ensemble.plan_forget(record_ids) if record_ids else None
+    retrains = {str(s.shard_id): s.first_stage for s in plan.shards} if plan else {}
     for request, hashes in new:
         workspace.ledger.append(
             "received",
@@ -254,6 +259,7 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
             record_hashes=hashes,
             reason=request.reason,
             requested_at=request.requested_at.isoformat(),
+            retrains=retrains,
         )
 
 
@@ -299,6 +305,8 @@ def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
     version that honours those; their `unlearn.honoured_requests` tags gain its id, so
     that a search by request id (and the MLflow UI) finds it like any other.
     """
+    from unlearn_ops.compliance.audit import version_facts
+
     states = workspace.ledger.requests()
     registry = open_registry(workspace)
     versions = registry.versions()
@@ -309,7 +317,9 @@ def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
             continue
         state = states.get(request_id)
         if state is None or state.served is None:
-            workspace.ledger.append("served", request_id, version=version, noop=True)
+            facts = next((version_facts(v) for v in versions if v.version == version), None)
+            extra = {"version_facts": facts} if facts else {}
+            workspace.ledger.append("served", request_id, version=version, noop=True, **extra)
         hashes = request.record_hashes(workspace.settings)
         covering = {s.request_id for s in workspace.ledger.serving_requests(hashes).values()}
         if not covering:
@@ -452,17 +462,27 @@ def promote_and_close(
     Raises:
         GateFailedError: a gate failed; `champion` stays where it was.
     """
+    from unlearn_ops.compliance.audit import version_facts
+
+    # The version's facts go into the ledger: a purge may delete the version later.
+    facts = version_facts(version)
     try:
         promote(workspace, version, gates)
     except GateFailedError as exc:
         for request in requests:
             workspace.ledger.append(
-                "failed", request.request_id, reason=exc.summary, version=version.version
+                "failed",
+                request.request_id,
+                reason=exc.summary,
+                version=version.version,
+                version_facts=facts,
             )
         record_revision(workspace, f"unlearn-ops: version {version.version} failed its gates")
         raise
     for request in requests:
-        workspace.ledger.append("served", request.request_id, version=version.version)
+        workspace.ledger.append(
+            "served", request.request_id, version=version.version, version_facts=facts
+        )
     record_revision(workspace, f"unlearn-ops: version {version.version} is champion")
     return version.version
 
