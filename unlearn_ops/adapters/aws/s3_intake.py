@@ -6,9 +6,9 @@ queue. :meth:`S3Intake.poll` receives a batch of notifications and, for each fil
 
 1. ``head_object``: a file over :data:`~unlearn_ops.deletion.envelope.MAX_REQUEST_BYTES` is refused
    as ``oversized`` without being downloaded;
-2. ``get_object`` (at most that many bytes are read), :func:`verify_request`, and
-   :meth:`Inbox.accept <unlearn_ops.deletion.inbox.Inbox.accept>`: the request is durable when it
-   returns;
+2. ``get_object`` (at most that many bytes are read) and
+   :func:`~unlearn_ops.deletion.receive.receive` (verify, then record the request or the
+   refusal): the request is durable when it returns;
 3. the file is deleted: it holds raw record ids, and the inbox keeps only keyed hashes.
 
 A refused file (malformed, oversized, unsigned, forged, expired, replayed with changes) is
@@ -60,15 +60,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus, urlparse
 
-from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json, verify_request
+from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json
 from unlearn_ops.deletion.inbox import Inbox
-from unlearn_ops.deletion.requests import REQUEST_ID_PATTERN
-from unlearn_ops.errors import (
-    ConfigError,
-    InvalidRequestError,
-    ReplayedRequestError,
-    UnauthenticatedRequestError,
+from unlearn_ops.deletion.receive import (
+    Accepted,
+    Duplicate,
+    Outcome,
+    claimed_request_id,
+    receive,
+    refuse,
 )
+from unlearn_ops.errors import ConfigError, InvalidRequestError
 from unlearn_ops.settings import ENV_PREFIX, Settings
 
 __all__ = ["REASON_SUFFIX", "PollReport", "S3Intake"]
@@ -121,23 +123,6 @@ def _bare_etag(etag: str) -> str:
     return etag.strip().strip('"')
 
 
-def _claimed_request_id(data: bytes | None) -> str | None:
-    """The request id a refused file claims, if it reads as one (for the operator only)."""
-    if not data:
-        return None
-    with contextlib.suppress(ValueError, RecursionError):
-        value = json.loads(data)
-        request = value.get("request") if isinstance(value, dict) else None
-        request_id = request.get("request_id") if isinstance(request, dict) else None
-        if (
-            isinstance(request_id, str)
-            and len(request_id) <= 128
-            and re.fullmatch(REQUEST_ID_PATTERN, request_id)
-        ):
-            return request_id
-    return None
-
-
 def _region_from_queue_url(queue_url: str) -> str | None:
     """`us-east-1` from `https://sqs.us-east-1.amazonaws.com/123/q` (None elsewhere)."""
     host = urlparse(queue_url).hostname or ""
@@ -169,6 +154,16 @@ class PollReport:
     gone: int = 0
     errors: list[str] = field(default_factory=list)
     accepted_ids: list[str] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        """Count what :func:`~unlearn_ops.deletion.receive.receive` made of one file."""
+        if isinstance(outcome, Accepted):
+            self.accepted += 1
+            self.accepted_ids.append(outcome.request_id)
+        elif isinstance(outcome, Duplicate):
+            self.duplicates += 1
+        else:
+            self.rejected += 1
 
     @property
     def ok(self) -> bool:
@@ -320,7 +315,7 @@ class S3Intake:
         """
         data = envelope if isinstance(envelope, bytes) else canonical_json(dict(envelope))
         if key is None:
-            request_id = _claimed_request_id(data)
+            request_id = claimed_request_id(data)
             if request_id is None:
                 raise InvalidRequestError(
                     "the envelope names no usable request id", "give the object key"
@@ -358,7 +353,7 @@ class S3Intake:
     def poll(
         self,
         inbox: Inbox,
-        settings: Settings,
+        settings: Settings | None = None,
         *,
         wait_seconds: int = 1,
         max_messages: int = 10,
@@ -367,8 +362,10 @@ class S3Intake:
         """Receive one batch of notifications and handle every file they name.
 
         Args:
-            inbox: where requests (and refusals) are recorded.
-            settings: the signing key and time limits that requests are verified with.
+            inbox: where requests (and refusals) are recorded; its settings (the signing
+                key, the time limits) verify them.
+            settings: not used (requests are verified with the inbox's settings); kept so
+                that callers of earlier versions need no change.
             wait_seconds: long poll: how long to wait for a first message (0 to 20).
             max_messages: at most this many messages (1 to 10).
             visibility_timeout: seconds a received message stays hidden; one that is not
@@ -400,7 +397,7 @@ class S3Intake:
             report.messages += 1
             message_id = str(message.get("MessageId", "?"))
             try:
-                if not self._handle_message(message, inbox, settings, report):
+                if not self._handle_message(message, inbox, report):
                     continue  # its errors are reported; the message stays on the queue
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
@@ -409,9 +406,7 @@ class S3Intake:
                 report.errors.append(_one_line(f"sqs:{message_id}: {type(exc).__name__}: {exc}"))
         return report
 
-    def _handle_message(
-        self, message: Mapping[str, Any], inbox: Inbox, settings: Settings, report: PollReport
-    ) -> bool:
+    def _handle_message(self, message: Mapping[str, Any], inbox: Inbox, report: PollReport) -> bool:
         """Handle every record of one message; False if one failed (errors reported)."""
         source = f"sqs:{message.get('MessageId', '?')}"
         notification: object = None
@@ -425,17 +420,21 @@ class S3Intake:
             return True
         records = notification.get("Records") if isinstance(notification, dict) else None
         if not isinstance(records, list):
-            self._reject_notification(inbox, source, f"not an S3 event notification ({problem})")
-            report.rejected += 1
+            report.count(
+                self._reject_notification(
+                    inbox, source, f"not an S3 event notification ({problem})"
+                )
+            )
             return True
         failed = False
         for index, record in enumerate(records):
             located = _object_of(record)
             if located is None:
-                self._reject_notification(
-                    inbox, f"{source}#{index}", "a record without eventName, bucket or key"
+                report.count(
+                    self._reject_notification(
+                        inbox, f"{source}#{index}", "a record without eventName, bucket or key"
+                    )
                 )
-                report.rejected += 1
                 continue
             event_name, bucket, key = located
             if (
@@ -447,7 +446,7 @@ class S3Intake:
                 report.skipped += 1
                 continue
             try:
-                self._handle_object(key, inbox, settings, report)
+                self._handle_object(key, inbox, report)
             except Exception as exc:
                 failed = True
                 report.errors.append(
@@ -455,13 +454,13 @@ class S3Intake:
                 )
         return not failed
 
-    def _reject_notification(self, inbox: Inbox, source: str, reason: str) -> None:
-        if not inbox.seen_delivery(source):
-            inbox.reject(source, "malformed-notification", reason, delivery_id=source)
+    @staticmethod
+    def _reject_notification(inbox: Inbox, source: str, reason: str) -> Outcome:
+        return refuse(
+            inbox, source=source, kind="malformed-notification", message=reason, delivery_id=source
+        )
 
-    def _handle_object(
-        self, key: str, inbox: Inbox, settings: Settings, report: PollReport
-    ) -> None:
+    def _handle_object(self, key: str, inbox: Inbox, report: PollReport) -> None:
         source = f"s3://{self.bucket}/{key}"
         head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
         if head is None:
@@ -481,45 +480,12 @@ class S3Intake:
         if len(data) > MAX_REQUEST_BYTES:  # replaced by a larger file since the head
             self._refuse_oversized(key, etag, int(response["ContentLength"]), inbox, report)
             return
-        delivery = f"{source}#{etag}"
-        try:
-            verified = verify_request(data, settings)
-        except (InvalidRequestError, UnauthenticatedRequestError) as exc:
-            kind = exc.kind
-            claimed = _claimed_request_id(data)
-            self._refuse(key, etag, data, kind, str(exc), claimed)
-            if not inbox.seen_delivery(delivery):  # a retry: recorded then
-                inbox.reject(source, kind, str(exc), claimed, delivery)
-            self._delete(key, etag)
-            report.rejected += 1
-            return
-        if inbox.seen_delivery(delivery):
-            # Handled before and not finished (a retry): a replay was recorded then.
-            known = inbox.get(verified.request_id)
-            if known is not None and known.fingerprint != verified.fingerprint(settings):
-                self._refused_replay(key, etag, data, verified.request_id, report)
-                return
-        try:
-            accepted = inbox.accept(verified, source=source, delivery_id=delivery)
-        except ReplayedRequestError:
-            self._refused_replay(key, etag, data, verified.request_id, report)
-            return
-        # Durable now: the file, which holds raw record ids, goes.
+        outcome = receive(inbox, data, source=source, delivery_id=f"{source}#{etag}")
+        if not isinstance(outcome, Accepted | Duplicate):
+            self._refuse(key, etag, data, outcome.kind, outcome.message, outcome.request_id)
+        # Durable now (the request, or its refusal): the file, which holds raw ids, goes.
         self._delete(key, etag)
-        if accepted.status == "new":
-            report.accepted += 1
-            report.accepted_ids.append(accepted.request_id)
-        else:
-            report.duplicates += 1
-
-    def _refused_replay(
-        self, key: str, etag: str, data: bytes, request_id: str, report: PollReport
-    ) -> None:
-        # The inbox recorded the refusal itself (Inbox.accept), once.
-        reason = str(ReplayedRequestError(request_id))
-        self._refuse(key, etag, data, "replayed-with-changes", reason, request_id)
-        self._delete(key, etag)
-        report.rejected += 1
+        report.count(outcome)
 
     def _refuse_oversized(
         self, key: str, etag: str, size: int, inbox: Inbox, report: PollReport
@@ -535,11 +501,11 @@ class S3Intake:
                 report.gone += 1  # this version is no longer there to move
                 return
             raise
-        delivery = f"{source}#{etag}"
-        if not inbox.seen_delivery(delivery):
-            inbox.reject(source, "oversized", reason, None, delivery)
+        outcome = refuse(
+            inbox, source=source, kind="oversized", message=reason, delivery_id=f"{source}#{etag}"
+        )
         self._delete(key, etag)
-        report.rejected += 1
+        report.count(outcome)
 
     def _rejected_key(self, key: str) -> str:
         return f"{self.rejected_prefix}{key[len(self.prefix) :]}"
