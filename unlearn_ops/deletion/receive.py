@@ -38,6 +38,7 @@ from unlearn_ops.errors import (
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.inbox import Inbox
+    from unlearn_ops.settings import Settings
 
 __all__ = [
     "Accepted",
@@ -148,17 +149,20 @@ def receive(
     source: str,
     delivery_id: str | None = None,
     bearer_token: str | None = None,
+    settings: Settings | None = None,
 ) -> Outcome:
     """Verify an envelope and record it in the inbox, or record its refusal.
 
     Args:
-        inbox: where requests and refusals are recorded; its settings verify.
+        inbox: where requests and refusals are recorded.
         envelope: the delivery as received (bytes, text or a parsed JSON object).
         source: where it came from (``s3://bucket/key``, ``http:<client>``, ...).
         delivery_id: the transport's id of this delivery, if it has one: a delivery seen
             before is recorded once, however often it is received.
         bearer_token: the token presented with it (HTTP), which may vouch for an unsigned
             envelope.
+        settings: the signing key, bearer token and time limits to verify with (the
+            inbox's settings by default).
 
     Returns:
         :class:`Accepted`, :class:`Duplicate`, :class:`Refused` or :class:`Replayed`.
@@ -173,7 +177,7 @@ def receive(
             raise InvalidRequestError(
                 f"a request must be a JSON object, got {type(envelope).__name__}"
             )
-        verified = verify_request(envelope, inbox.settings, bearer_token=bearer_token)
+        verified = verify_request(envelope, settings or inbox.settings, bearer_token=bearer_token)
     except (InvalidRequestError, UnauthenticatedRequestError) as exc:
         return refuse(
             inbox,

@@ -353,7 +353,7 @@ class S3Intake:
     def poll(
         self,
         inbox: Inbox,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         wait_seconds: int = 1,
         max_messages: int = 10,
@@ -362,10 +362,8 @@ class S3Intake:
         """Receive one batch of notifications and handle every file they name.
 
         Args:
-            inbox: where requests (and refusals) are recorded; its settings (the signing
-                key, the time limits) verify them.
-            settings: not used (requests are verified with the inbox's settings); kept so
-                that callers of earlier versions need no change.
+            inbox: where requests (and refusals) are recorded.
+            settings: the signing key and time limits that requests are verified with.
             wait_seconds: long poll: how long to wait for a first message (0 to 20).
             max_messages: at most this many messages (1 to 10).
             visibility_timeout: seconds a received message stays hidden; one that is not
@@ -397,7 +395,7 @@ class S3Intake:
             report.messages += 1
             message_id = str(message.get("MessageId", "?"))
             try:
-                if not self._handle_message(message, inbox, report):
+                if not self._handle_message(message, inbox, settings, report):
                     continue  # its errors are reported; the message stays on the queue
                 self.sqs.delete_message(
                     QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
@@ -406,7 +404,9 @@ class S3Intake:
                 report.errors.append(_one_line(f"sqs:{message_id}: {type(exc).__name__}: {exc}"))
         return report
 
-    def _handle_message(self, message: Mapping[str, Any], inbox: Inbox, report: PollReport) -> bool:
+    def _handle_message(
+        self, message: Mapping[str, Any], inbox: Inbox, settings: Settings, report: PollReport
+    ) -> bool:
         """Handle every record of one message; False if one failed (errors reported)."""
         source = f"sqs:{message.get('MessageId', '?')}"
         notification: object = None
@@ -446,7 +446,7 @@ class S3Intake:
                 report.skipped += 1
                 continue
             try:
-                self._handle_object(key, inbox, report)
+                self._handle_object(key, inbox, settings, report)
             except Exception as exc:
                 failed = True
                 report.errors.append(
@@ -460,7 +460,9 @@ class S3Intake:
             inbox, source=source, kind="malformed-notification", message=reason, delivery_id=source
         )
 
-    def _handle_object(self, key: str, inbox: Inbox, report: PollReport) -> None:
+    def _handle_object(
+        self, key: str, inbox: Inbox, settings: Settings, report: PollReport
+    ) -> None:
         source = f"s3://{self.bucket}/{key}"
         head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
         if head is None:
@@ -480,7 +482,9 @@ class S3Intake:
         if len(data) > MAX_REQUEST_BYTES:  # replaced by a larger file since the head
             self._refuse_oversized(key, etag, int(response["ContentLength"]), inbox, report)
             return
-        outcome = receive(inbox, data, source=source, delivery_id=f"{source}#{etag}")
+        outcome = receive(
+            inbox, data, source=source, delivery_id=f"{source}#{etag}", settings=settings
+        )
         if not isinstance(outcome, Accepted | Duplicate):
             self._refuse(key, etag, data, outcome.kind, outcome.message, outcome.request_id)
         # Durable now (the request, or its refusal): the file, which holds raw ids, goes.
