@@ -53,13 +53,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus, urlparse
 
+from unlearn_ops.adapters.aws.answers import (
+    bare_etag,
+    is_missing,
+    is_superseded,
+    object_of,
+    region_from_queue_url,
+    unless_missing,
+)
+from unlearn_ops.adapters.aws.report import PollReport
 from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json
 from unlearn_ops.deletion.inbox import Inbox
 from unlearn_ops.deletion.receive import (
@@ -79,8 +85,6 @@ REASON_SUFFIX = ".reason.json"
 
 # S3's limit for a single CopyObject; larger (oversized) files are copied in parts.
 _COPY_OBJECT_LIMIT = 5 * 1024**3
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 
 
 def _now() -> str:
@@ -90,104 +94,6 @@ def _now() -> str:
 def _one_line(text: str, limit: int = 500) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else f"{line[: limit - 3]}..."
-
-
-def _error_code(exc: BaseException) -> str | None:
-    """The S3/SQS error code of a botocore ClientError (None for any other exception)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return None if code is None else str(code)
-
-
-def _is_missing(exc: BaseException) -> bool:
-    return _error_code(exc) in _MISSING_CODES
-
-
-def _unless_missing(call: Callable[..., Any], **kwargs: Any) -> Any:
-    """`call(**kwargs)`, or None when the object is not there (any other error raises)."""
-    try:
-        return call(**kwargs)
-    except Exception as exc:
-        if _is_missing(exc):
-            return None
-        raise
-
-
-def _is_superseded(exc: BaseException) -> bool:
-    return _error_code(exc) in _PRECONDITION_CODES
-
-
-def _bare_etag(etag: str) -> str:
-    return etag.strip().strip('"')
-
-
-def _region_from_queue_url(queue_url: str) -> str | None:
-    """`us-east-1` from `https://sqs.us-east-1.amazonaws.com/123/q` (None elsewhere)."""
-    host = urlparse(queue_url).hostname or ""
-    match = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", host)
-    return match.group(1) if match else None
-
-
-@dataclass
-class PollReport:
-    """What one or more polls did.
-
-    Attributes:
-        messages: SQS messages received.
-        accepted: requests recorded as new.
-        duplicates: files whose request the inbox held already (deleted too).
-        rejected: files refused (moved under the rejected prefix) and notifications that
-            were not S3 notifications.
-        skipped: test events, and records outside the prefix, the bucket or object creation.
-        gone: records whose object no longer exists (handled before, or moved).
-        errors: one line per failure; its message stays on the queue to be received again.
-        accepted_ids: the request ids recorded as new, in order.
-    """
-
-    messages: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    gone: int = 0
-    errors: list[str] = field(default_factory=list)
-    accepted_ids: list[str] = field(default_factory=list)
-
-    def count(self, outcome: Outcome) -> None:
-        """Count what :func:`~unlearn_ops.deletion.receive.receive` made of one file."""
-        if isinstance(outcome, Accepted):
-            self.accepted += 1
-            self.accepted_ids.append(outcome.request_id)
-        elif isinstance(outcome, Duplicate):
-            self.duplicates += 1
-        else:
-            self.rejected += 1
-
-    @property
-    def ok(self) -> bool:
-        """No failure: every message received was handled and deleted."""
-        return not self.errors
-
-    def __add__(self, other: PollReport) -> PollReport:
-        """Two reports summed (for a loop of polls)."""
-        if not isinstance(other, PollReport):
-            return NotImplemented
-        return PollReport(
-            messages=self.messages + other.messages,
-            accepted=self.accepted + other.accepted,
-            duplicates=self.duplicates + other.duplicates,
-            rejected=self.rejected + other.rejected,
-            skipped=self.skipped + other.skipped,
-            gone=self.gone + other.gone,
-            errors=[*self.errors, *other.errors],
-            accepted_ids=[*self.accepted_ids, *other.accepted_ids],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return asdict(self)
 
 
 class S3Intake:
@@ -268,7 +174,7 @@ class S3Intake:
 
         region = None
         if boto3.session.Session().region_name is None:
-            region = _region_from_queue_url(queue_url) or "us-east-1"
+            region = region_from_queue_url(queue_url) or "us-east-1"
         s3_config = Config(s3={"addressing_style": "path"}) if endpoint_url else None
         return cls(
             bucket,
@@ -294,7 +200,7 @@ class S3Intake:
         if self._sqs is None:
             import boto3
 
-            region = _region_from_queue_url(self.queue_url)
+            region = region_from_queue_url(self.queue_url)
             self._sqs = boto3.client("sqs", **({"region_name": region} if region else {}))
         return self._sqs
 
@@ -428,7 +334,7 @@ class S3Intake:
             return True
         failed = False
         for index, record in enumerate(records):
-            located = _object_of(record)
+            located = object_of(record)
             if located is None:
                 report.count(
                     self._reject_notification(
@@ -464,21 +370,21 @@ class S3Intake:
         self, key: str, inbox: Inbox, settings: Settings, report: PollReport
     ) -> None:
         source = f"s3://{self.bucket}/{key}"
-        head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
+        head = unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
         if head is None:
             report.gone += 1
             return
         size = int(head.get("ContentLength", 0))
         if size > MAX_REQUEST_BYTES:
-            self._refuse_oversized(key, _bare_etag(head["ETag"]), size, inbox, report)
+            self._refuse_oversized(key, bare_etag(head["ETag"]), size, inbox, report)
             return
-        response = _unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
+        response = unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
         if response is None:
             report.gone += 1
             return
         with contextlib.closing(response["Body"]) as stream:
             data: bytes = stream.read(MAX_REQUEST_BYTES + 1)
-        etag = _bare_etag(response["ETag"])
+        etag = bare_etag(response["ETag"])
         if len(data) > MAX_REQUEST_BYTES:  # replaced by a larger file since the head
             self._refuse_oversized(key, etag, int(response["ContentLength"]), inbox, report)
             return
@@ -501,7 +407,7 @@ class S3Intake:
         try:
             self._refuse(key, etag, None, "oversized", reason, None, size=size)
         except Exception as exc:
-            if _is_missing(exc) or _is_superseded(exc):
+            if is_missing(exc) or is_superseded(exc):
                 report.gone += 1  # this version is no longer there to move
                 return
             raise
@@ -559,20 +465,5 @@ class S3Intake:
             self.s3.delete_object(Bucket=self.bucket, Key=key, **condition)
         except Exception as exc:
             # Missing: deleted already. Superseded: a newer file, with its own notification.
-            if not (_is_missing(exc) or _is_superseded(exc)):
+            if not (is_missing(exc) or is_superseded(exc)):
                 raise
-
-
-def _object_of(record: object) -> tuple[str, str, str] | None:
-    """(eventName, bucket, key) of a notification record, the key URL-decoded."""
-    if not isinstance(record, dict):
-        return None
-    s3 = record.get("s3")
-    event_name = record.get("eventName")
-    if not isinstance(s3, dict) or not isinstance(event_name, str):
-        return None
-    bucket = s3.get("bucket", {}).get("name") if isinstance(s3.get("bucket"), dict) else None
-    key = s3.get("object", {}).get("key") if isinstance(s3.get("object"), dict) else None
-    if not isinstance(bucket, str) or not isinstance(key, str) or not key:
-        return None
-    return event_name, bucket, unquote_plus(key)
