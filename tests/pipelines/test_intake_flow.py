@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipelines import stages
-from pipelines.intake import drain_inbox
+from pipelines.intake import drain_inbox, forget_on_deletion_event
 from pipelines.train import train_ensemble
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.receive import Accepted, Duplicate, Refused, Replayed, receive
@@ -295,3 +295,28 @@ def test_the_listener_drains_what_the_http_intake_took_in(
     assert ws.inbox.get("http-2").authenticated_by == "bearer"
     champion = open_registry(ws).get_version("champion")
     assert sorted(champion.request_ids) == ["http-1", "http-2"]
+
+
+@pytest.mark.slow
+def test_the_event_flow_records_its_own_request_then_drains(trained: Path) -> None:
+    """The deployment's flow, run directly (no deployment: nothing queued to coalesce)."""
+    records = shard_ids(trained, 2)
+    event = envelope("evt-1", records[:1])
+
+    result = forget_on_deletion_event(
+        str(trained), envelope=event, delivery_id="prefect-event:e-1", window_seconds=0
+    )
+    assert (result["event"], result["coalesced_runs"]) == ("new", 0)
+    assert [b["requests"] for b in result["batches"]] == [["evt-1"]]
+    ws = Workspace.open(trained)
+    assert ws.inbox.get("evt-1").source == "prefect-event:e-1"
+
+    again = forget_on_deletion_event(
+        str(trained), envelope=event, delivery_id="prefect-event:e-1", window_seconds=0
+    )
+    assert (again["event"], again["batches"]) == ("duplicate", [])
+    forged = forget_on_deletion_event(
+        str(trained), envelope=envelope("evt-2", records[1:2], key="not-the-key"), window_seconds=0
+    )
+    assert (forged["event"], forged["batches"]) == ("rejected:forged", [])
+    assert open_registry(ws).get_version("champion").request_ids == ["evt-1"]

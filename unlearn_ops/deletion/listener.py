@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from unlearn_ops.adapters.aws.s3_intake import PollReport
+from unlearn_ops.adapters.aws.report import PollReport
 from unlearn_ops.deletion.coalescing import Burst
 from unlearn_ops.deletion.receive import ReceiveCounts
 from unlearn_ops.workflow.workspace import Workspace
