@@ -83,6 +83,10 @@ _CHALLENGE = 'Bearer realm="unlearn-ops"'
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 # A client that did not send what it declared gets no second request on the connection.
 _CLOSE = {"Connection": "close"}
+# A refused body up to this size is read and dropped by the server after the answer, so
+# that a client still sending reads the answer (not a reset); a larger one ends the
+# connection instead.
+_DISCARD_LIMIT = 16 * MAX_REQUEST_BYTES
 
 
 def log_failure(what: str) -> None:
@@ -212,7 +216,8 @@ def build_app(
             status, kind, message = problem
             # Too large: the server drops the body after the answer (keep-alive); the others
             # did not say where their body ends, so the connection ends with the answer.
-            headers = {} if kind == "too-large" else _CLOSE
+            declared = int(request.headers["content-length"]) if kind == "too-large" else 0
+            headers = {} if 0 < declared <= _DISCARD_LIMIT else _CLOSE
             return await refused(source, status, kind, message, headers)
         length = int(request.headers["content-length"])
         body = bytearray()
