@@ -16,6 +16,7 @@ The tree::
     ├── WorkspaceNotFoundError          no workspace (params.yaml + dvc.yaml) at a path
     ├── LineageError                    git or DVC refused an operation
     ├── RegistryError                   MLflow refused an operation
+    ├── OrchestratorError               Prefect's API refused an operation (or is unreachable)
     ├── VersionNotFoundError (KeyError) a model version or alias that does not exist
     ├── GateFailedError                 a new version failed its gates (it stays unpromoted)
     ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
@@ -39,6 +40,7 @@ __all__ = [
     "GateFailedError",
     "InvalidRequestError",
     "LineageError",
+    "OrchestratorError",
     "RegistryError",
     "ReplayedRequestError",
     "RequestNotFoundError",
@@ -245,6 +247,14 @@ class RegistryError(UnlearnOpsError):
     def __init__(self, operation: str, detail: str) -> None:
         self.operation = operation
         super().__init__(f"MLflow {operation} failed: {detail.strip()}")
+
+
+class OrchestratorError(UnlearnOpsError):
+    """Prefect's API failed or could not be reached; the message carries its own."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        self.operation = operation
+        super().__init__(f"Prefect {operation} failed: {' '.join(detail.split()) or 'no detail'}")
 
 
 class VersionNotFoundError(UnlearnOpsError, KeyError):

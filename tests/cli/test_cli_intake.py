@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
-from unlearn_ops.deletion.envelope import verify_request
+from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, sign_request, verify_request
 from unlearn_ops.settings import Settings
 
 if TYPE_CHECKING:
@@ -200,3 +205,58 @@ def test_listen_without_a_workspace(cli: CliRunner, tmp_path: Path) -> None:
     code, _, err = cli(["listen", "--once", "-w", str(tmp_path / "none")])
     assert code == 2
     assert "no workspace" in one_error_line(err)
+
+
+def test_listen_summary_counts_what_came_over_http(workspace: Path) -> None:
+    """Issue 11, finding 5: one request served, four refused, two duplicates, then SIGTERM.
+
+    The installed console script in a subprocess, as a user runs it; the window is long,
+    so the accepted request waits in the inbox for the next drain instead of training.
+    """
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("UNLEARN_OPS_INTAKE_")},
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+        "UNLEARN_OPS_REQUEST_SIGNING_KEY": KEY,
+        "UNLEARN_OPS_COALESCE_SECONDS": "3600",
+    }
+    script = Path(sys.executable).parent / "unlearn-ops"
+    argv = ["listen", "--http", "127.0.0.1:0", "--wait-seconds", "1", "-w", str(workspace)]
+    listener = subprocess.Popen(
+        [str(script), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert listener.stderr is not None
+        line = listener.stderr.readline()
+        assert line.startswith("HTTP intake on http://127.0.0.1:"), line
+        url = line.split(" on ", 1)[1].strip() + "/v1/deletion-requests"
+        body = {
+            "request_id": "dsr-listen-1",
+            "record_ids": ["17"],
+            "reason": "GDPR art. 17",
+            "requested_at": "2026-11-20T09:30:00+00:00",
+        }
+        good = json.dumps(sign_request(body, KEY)).encode()
+        statuses = [
+            httpx.post(url, content=data, timeout=30).status_code
+            for data in (
+                good,
+                good,
+                good,
+                json.dumps({"version": 1, "request": body}).encode(),
+                json.dumps(sign_request(body, "another-key")).encode(),
+                b"{not json",
+                b" " * (MAX_REQUEST_BYTES + 1),
+            )
+        ]
+        assert statuses == [202, 200, 200, 401, 401, 400, 413]
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        out, err = listener.communicate(timeout=120)
+    assert listener.returncode == 0, err
+    assert out.splitlines()[-1] == (
+        "accepted 1, duplicates 2, refused 4; 0 drain(s), 0 retraining run(s)"
+    )

@@ -1,4 +1,4 @@
-"""unlearn_ops.deletion.intake's pure parts: the subject index and what an approver is shown."""
+"""The pure parts of the drain's bookkeeping: the subject index, and what an approver is shown."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from unlearn_ops.deletion.approval import approval_markdown
 from unlearn_ops.deletion.intake import (
-    approval_markdown,
     build_subject_index,
     read_subject_index,
     write_subject_index,

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from pipelines import stages
-from pipelines.intake import drain_inbox
+from pipelines.intake import drain_inbox, forget_on_deletion_event
 from pipelines.train import train_ensemble
 from unlearn_ops.deletion.envelope import sign_request
-from unlearn_ops.deletion.intake import receive_envelope
+from unlearn_ops.deletion.receive import Accepted, Duplicate, Refused, Replayed, receive
 from unlearn_ops.workflow.steps import open_registry
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -63,14 +63,16 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
         envelope("dsr-2", in_shard_0[2:3]),
         envelope("dsr-3", in_shard_1[:1]),
     ]
-    results = [receive_envelope(ws.inbox, e, source="test") for e in good]
-    assert results == ["new", "new", "new"]
-    assert receive_envelope(ws.inbox, good[0], source="test-again") == "duplicate"
-    forged = envelope("dsr-4", in_shard_0[3:4], key="not-the-key")
-    assert receive_envelope(ws.inbox, forged, source="test") == "rejected:forged"
-    changed = envelope("dsr-1", in_shard_0[5:6])
-    assert receive_envelope(ws.inbox, changed, source="test") == "rejected:replayed-with-changes"
-    assert receive_envelope(ws.inbox, envelope("dsr-5", ["no-such-record"]), source="test") == "new"
+    results = [receive(ws.inbox, e, source="test") for e in good]
+    assert results == [Accepted("dsr-1"), Accepted("dsr-2"), Accepted("dsr-3")]
+    assert receive(ws.inbox, good[0], source="test-again") == Duplicate("dsr-1", "pending")
+    forged = receive(ws.inbox, envelope("dsr-4", in_shard_0[3:4], key="not-the-key"), source="t")
+    assert isinstance(forged, Refused)
+    assert (forged.kind, forged.request_id) == ("forged", "dsr-4")
+    changed = receive(ws.inbox, envelope("dsr-1", in_shard_0[5:6]), source="test")
+    assert isinstance(changed, Replayed)
+    assert changed.kind == "replayed-with-changes"
+    assert isinstance(receive(ws.inbox, envelope("dsr-5", ["no-such"]), source="t"), Accepted)
 
     result = drain_inbox(str(trained))
 
@@ -99,7 +101,7 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
 
     # A new request for records forgotten already: the inbox holds their keyed hashes only,
     # the data no longer holds them, and the version that forgot them serves it.
-    assert receive_envelope(ws.inbox, envelope("dsr-6", in_shard_0[:2]), source="test") == "new"
+    assert isinstance(receive(ws.inbox, envelope("dsr-6", in_shard_0[:2]), source="test"), Accepted)
     served = drain_inbox(str(trained))
     assert [b.get("noop") for b in served["batches"]] == [True]
     assert ws.inbox.get("dsr-6").outcome["version"] == "2"
@@ -107,7 +109,7 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
     assert "dsr-6" in open_registry(ws).get_version("champion").honoured_requests
 
     # Delivered again later: a duplicate, and a drain then has nothing to do.
-    assert receive_envelope(ws.inbox, good[1], source="redelivery") == "duplicate"
+    assert receive(ws.inbox, good[1], source="redelivery") == Duplicate("dsr-2", "done")
     again = drain_inbox(str(trained))
     assert again["batches"] == []
     assert open_registry(ws).get_version("champion").version == "2"
@@ -119,7 +121,7 @@ def test_a_drain_that_crashed_is_finished_by_the_next(
 ) -> None:
     ws = Workspace.open(trained)
     records = shard_ids(trained, 2)[:2]
-    assert receive_envelope(ws.inbox, envelope("crash-1", records), source="test") == "new"
+    assert isinstance(receive(ws.inbox, envelope("crash-1", records), source="test"), Accepted)
     real = stages.retrain_and_register
 
     def crash(*args: Any, **kwargs: Any) -> Any:
@@ -183,7 +185,7 @@ def test_a_subject_request_forgets_the_subjects_records(tmp_path: Path) -> None:
         },
         KEY,
     )
-    assert receive_envelope(ws.inbox, body, source="test") == "new"
+    assert isinstance(receive(ws.inbox, body, source="test"), Accepted)
     result = drain_inbox(str(root))
     assert [b["requests"] for b in result["batches"]] == [["subject-c7"]]
     remaining = set()
@@ -209,7 +211,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
 
     ws = Workspace.open(trained)
     records = shard_ids(trained, 1)
-    assert receive_envelope(ws.inbox, envelope("ask-1", records[:1]), source="test") == "new"
+    assert isinstance(receive(ws.inbox, envelope("ask-1", records[:1]), source="test"), Accepted)
 
     monkeypatch.setenv("UNLEARN_OPS_APPROVAL_TIMEOUT_SECONDS", "180")  # never hang the suite
 
@@ -245,7 +247,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     assert [v.version for v in open_registry(ws).versions()] == ["1"]
     assert records[0] in shard_ids(trained, 1)  # nothing changed
 
-    assert receive_envelope(ws.inbox, envelope("ask-2", records[1:2]), source="test") == "new"
+    assert isinstance(receive(ws.inbox, envelope("ask-2", records[1:2]), source="test"), Accepted)
     approver = threading.Thread(target=answer_when_paused, args=({"approve": True}, out))
     approver.start()
     result = drain_inbox(str(trained), require_approval=True)
@@ -293,3 +295,28 @@ def test_the_listener_drains_what_the_http_intake_took_in(
     assert ws.inbox.get("http-2").authenticated_by == "bearer"
     champion = open_registry(ws).get_version("champion")
     assert sorted(champion.request_ids) == ["http-1", "http-2"]
+
+
+@pytest.mark.slow
+def test_the_event_flow_records_its_own_request_then_drains(trained: Path) -> None:
+    """The deployment's flow, run directly (no deployment: nothing queued to coalesce)."""
+    records = shard_ids(trained, 2)
+    event = envelope("evt-1", records[:1])
+
+    result = forget_on_deletion_event(
+        str(trained), envelope=event, delivery_id="prefect-event:e-1", window_seconds=0
+    )
+    assert (result["event"], result["coalesced_runs"]) == ("new", 0)
+    assert [b["requests"] for b in result["batches"]] == [["evt-1"]]
+    ws = Workspace.open(trained)
+    assert ws.inbox.get("evt-1").source == "prefect-event:e-1"
+
+    again = forget_on_deletion_event(
+        str(trained), envelope=event, delivery_id="prefect-event:e-1", window_seconds=0
+    )
+    assert (again["event"], again["batches"]) == ("duplicate", [])
+    forged = forget_on_deletion_event(
+        str(trained), envelope=envelope("evt-2", records[1:2], key="not-the-key"), window_seconds=0
+    )
+    assert (forged["event"], forged["batches"]) == ("rejected:forged", [])
+    assert open_registry(ws).get_version("champion").request_ids == ["evt-1"]

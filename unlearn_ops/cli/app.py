@@ -1053,6 +1053,7 @@ def listen(
         report = run_listener(
             ws,
             s3=s3,
+            http=server,
             arrived=arrived,
             drain=lambda: _run_flow(drain_inbox, str(ws.root)),
             once=once,
@@ -1067,8 +1068,8 @@ def listen(
         as_json,
         report.to_dict(),
         lambda: typer.echo(
-            f"accepted {report.intake.accepted}, duplicates {report.intake.duplicates}, "
-            f"refused {report.intake.rejected}; {report.drains} drain(s), "
+            f"accepted {report.received.accepted}, duplicates {report.received.duplicates}, "
+            f"refused {report.received.refused}; {report.drains} drain(s), "
             f"{report.batches} retraining run(s)"
         ),
     )

@@ -22,33 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.requests import ForgetRequest
-from unlearn_ops.errors import (
-    InvalidRequestError,
-    ReplayedRequestError,
-    StoreError,
-    UnauthenticatedRequestError,
-)
+from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.hashing import canonical_id
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
-    from unlearn_ops.deletion.inbox import Inbox, InboxEntry
+    from unlearn_ops.deletion.inbox import InboxEntry
     from unlearn_ops.settings import Settings
-    from unlearn_ops.sisa.planning import RetrainingPlan
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "SUBJECTS_FILE",
     "Resolution",
-    "approval_summary",
     "build_subject_index",
     "claim_batch",
     "complete_batch",
     "fail_requests",
-    "forget_history",
-    "receive_envelope",
     "resolve_entries",
 ]
 
@@ -87,34 +77,6 @@ def read_subject_index(root: Path) -> dict[str, list[str]]:
     if not isinstance(subjects, dict):
         raise StoreError(path, "no 'subjects' mapping")
     return {str(k): [str(h) for h in v] for k, v in subjects.items()}
-
-
-def receive_envelope(
-    inbox: Inbox, envelope: object, *, source: str, delivery_id: str | None = None
-) -> str:
-    """Verify an envelope and record it in the inbox; what happened, in one word.
-
-    For intakes whose transport needs no answer of its own (Prefect events, queued runs).
-
-    Returns:
-        `new`, `duplicate` or `rejected:<kind>`; a refusal is recorded in the inbox with
-        its reason, and the request is never acted on.
-    """
-    from unlearn_ops.deletion.envelope import verify_request
-
-    if delivery_id is not None and inbox.seen_delivery(delivery_id):
-        return "duplicate"
-    try:
-        if not isinstance(envelope, Mapping | str | bytes):
-            raise InvalidRequestError(
-                f"a request must be a JSON object, got {type(envelope).__name__}"
-            )
-        return inbox.accept(verify_request(envelope, inbox.settings), source, delivery_id).status
-    except (InvalidRequestError, UnauthenticatedRequestError) as exc:
-        if not isinstance(exc, ReplayedRequestError):  # accept() recorded that one itself
-            inbox.reject(source, exc.kind, str(exc), delivery_id=delivery_id)
-        logger.warning("refused a deletion request from %s (%s)", source, exc.kind)
-        return f"rejected:{exc.kind}"
 
 
 @dataclass
@@ -219,62 +181,3 @@ def complete_batch(
         workspace.inbox.complete(
             [r.request_id for r in requests], {"version": answer["version"], "run": run}
         )
-
-
-def forget_history(versions: Sequence[VersionInfo], last: int = 10) -> list[float]:
-    """Accuracy change of each forget version against its parent, oldest first (at most
-    the `last` ones): what an approver is told to expect."""
-    accuracy = {v.version: v.tag("accuracy") for v in versions}
-    changes = []
-    for info in versions:
-        parent = accuracy.get(info.tag("parent_version"))
-        if info.tag("kind") == "forget" and parent and info.tag("accuracy"):
-            changes.append(float(info.tag("accuracy")) - float(parent))
-    return changes[-last:]
-
-
-def approval_summary(
-    workspace: Workspace,
-    requests: Sequence[ForgetRequest],
-    plan: RetrainingPlan,
-    history: Sequence[float] = (),
-) -> dict[str, Any]:
-    """What an approver needs to decide: which shards, how much retraining, expected change.
-
-    Args:
-        history: accuracy changes of earlier forget versions (newest last); their mean is
-            the expected change, as no model of this data predicts it better.
-    """
-    expected = sum(history) / len(history) if history else None
-    return {
-        "requests": [r.request_id for r in requests],
-        "records": len({h for r in requests for h in r.record_hashes(workspace.settings)}),
-        "shards": plan.shard_ids,
-        "stages_to_retrain": sum(s.stages_to_train for s in plan.shards),
-        "retraining_fraction": round(plan.fraction, 4),
-        "expected_accuracy_change": None if expected is None else round(expected, 4),
-        "based_on_versions": len(history),
-    }
-
-
-def approval_markdown(summary: Mapping[str, Any]) -> str:
-    """The approval form's description, as the Prefect UI shows it."""
-    change = summary["expected_accuracy_change"]
-    expected = (
-        f"{change:+.4f} (mean of the last {summary['based_on_versions']} forget versions)"
-        if change is not None
-        else "unknown (no forget version yet)"
-    )
-    requests = summary["requests"]
-    shown = ", ".join(requests[:10]) + (
-        f" and {len(requests) - 10} more" if len(requests) > 10 else ""
-    )
-    return (
-        f"**Forget {summary['records']} records** for {len(requests)} request(s): {shown}.\n\n"
-        f"- Shards to retrain: {summary['shards'] or 'none'}\n"
-        f"- Stages to retrain: {summary['stages_to_retrain']} "
-        f"({summary['retraining_fraction']:.1%} of a full training)\n"
-        f"- Expected accuracy change: {expected}\n\n"
-        "Approve to retrain and register the new version; reject with a reason to refuse "
-        "the requests (the reason goes to the ledger)."
-    )

@@ -1,16 +1,17 @@
-"""The HTTP intake: a real server on 127.0.0.1 (a free port), real clients (http.client).
+"""The HTTP intake: uvicorn on 127.0.0.1 (a free port), real clients (httpx, raw sockets).
 
-Each answer of the table in the module's docstring, the refusals recorded in the inbox,
-bearer tokens, concurrency, and logs that hold neither the token nor the body.
+Each answer of the table in the app's docstring, the refusals recorded in the inbox,
+bearer tokens, concurrency, logs that hold neither the token nor the body, and the
+outcomes counted for the listener's summary.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -19,13 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
-from unlearn_ops.adapters.http import intake as http_intake
 from unlearn_ops.adapters.http.intake import HEALTH_PATH, INTAKE_PATH, HttpIntake
 from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, sign_request
 from unlearn_ops.deletion.inbox import Inbox
+from unlearn_ops.deletion.receive import ReceiveCounts
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.settings import Settings
 
@@ -62,26 +64,26 @@ def call(
     path: str,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    *,
-    length: bool = True,
 ) -> Answer:
-    """One request on its own connection; (status, headers, JSON body)."""
-    host, port = intake.url.removeprefix("http://").rsplit(":", 1)
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        connection.putrequest(method, path, skip_accept_encoding=True)
-        for name, value in (headers or {}).items():
-            connection.putheader(name, value)
-        if body is not None and length:
-            connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders()
-        if body:
-            connection.send(body)
-        response = connection.getresponse()
-        raw = response.read()
-        return response.status, dict(response.headers), json.loads(raw) if raw else {}
-    finally:
-        connection.close()
+    """One request with httpx; (status, headers, JSON body)."""
+    response = httpx.request(
+        method, f"{intake.url}{path}", content=body, headers=headers, timeout=30
+    )
+    return response.status_code, response.headers, response.json() if response.content else {}
+
+
+def raw_post(intake: HttpIntake, envelope: object, authorization: str) -> Answer:
+    """A POST with an Authorization header as given (httpx refuses odd spacing)."""
+    body = json.dumps(envelope).encode()
+    head = (
+        f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    answer = exchange(intake, head.encode() + body, end=False)
+    head_bytes, _, payload = answer.partition(b"\r\n\r\n")
+    lines = head_bytes.decode().split("\r\n")
+    headers = httpx.Headers([tuple(line.split(": ", 1)) for line in lines[1:]])
+    return int(lines[0].split()[1]), headers, json.loads(payload)
 
 
 def post(intake: HttpIntake, envelope: object, token: str | None = None, **headers: str) -> Answer:
@@ -136,7 +138,7 @@ def test_a_bearer_token_vouches_for_an_unsigned_request(intake: HttpIntake, inbo
     assert (status, answer["status"]) == (202, "new")
     assert inbox.entries()[0].authenticated_by == "bearer"
     # The scheme is case-insensitive, surrounding spaces do not count.
-    again = post(intake, unsigned(), Authorization=f"  bearer   {TOKEN} ")
+    again = raw_post(intake, unsigned(), f"  bearer   {TOKEN} ")
     assert again[0] == 200
 
 
@@ -211,7 +213,7 @@ def test_an_old_signature_is_refused_as_expired(intake: HttpIntake, inbox: Inbox
 def test_a_token_that_does_not_vouch_is_refused(
     intake: HttpIntake, inbox: Inbox, authorization: str, envelope: dict[str, Any], kind: str
 ) -> None:
-    status, headers, answer = post(intake, envelope, Authorization=authorization)
+    status, headers, answer = raw_post(intake, envelope, authorization)
     assert (status, answer["error"]) == (401, kind)
     assert headers["WWW-Authenticate"].startswith("Bearer")
     assert refusals(inbox) == [("http:127.0.0.1", kind)]
@@ -242,63 +244,91 @@ def test_a_body_over_the_limit_is_refused_413_unread(intake: HttpIntake, inbox: 
     assert (status, answer["error"]) == (413, "too-large")
     assert answer["detail"] == ("invalid request: 1,048,577 bytes, more than the 1,048,576 allowed")
     # The limit is what is declared: the server answers before any byte of the body.
-    status, _, _ = call(
-        intake, "POST", INTAKE_PATH, None, {"Content-Length": str(10 * MAX_REQUEST_BYTES)}
-    )
-    assert status == 413
-    assert refusals(inbox) == [("http:127.0.0.1", "too-large")] * 2
+    head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * MAX_REQUEST_BYTES}"
+    answer = exchange(intake, f"{head}\r\n\r\n".encode(), end=False)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" not in answer.lower()  # the server reads and drops the rest
+    # Far past the limit, the connection ends with the answer instead.
+    head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {10**12}\r\n\r\n"
+    answer = exchange(intake, head.encode(), end=False)
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in answer.lower()
+    assert refusals(inbox) == [("http:127.0.0.1", "too-large")] * 3
     exact = padded + b" " * (MAX_REQUEST_BYTES - len(padded))
     assert post(intake, exact)[0] == 202
 
 
+def exchange(intake: HttpIntake, data: bytes, *, end: bool = True) -> bytes:
+    """Send raw bytes (then end the sending side, unless not `end`); read the whole answer."""
+    host, port = intake.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(data)
+        if end:
+            client.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+            if not end and b"\r\n\r\n" in answer:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if len(body) >= length:
+                    break
+    return answer
+
+
+def wait_for_refusals(inbox: Inbox, count: int) -> list[tuple[str, str]]:
+    """The refusals, once `count` are recorded (the server records after the client left)."""
+    deadline = time.monotonic() + 10
+    while len(inbox.rejections()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return refusals(inbox)
+
+
 def test_a_body_without_a_length_is_refused_411(intake: HttpIntake, inbox: Inbox) -> None:
-    body = json.dumps(signed()).encode()
-    status, _, answer = call(intake, "POST", INTAKE_PATH, body, length=False)
-    assert (status, answer["error"]) == (411, "length-required")
-    chunked = call(intake, "POST", INTAKE_PATH, None, {"Transfer-Encoding": "chunked"})
-    assert chunked[0] == 411
+    head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n"
+    answer = exchange(intake, head.encode() + json.dumps(signed()).encode())
+    assert answer.startswith(b"HTTP/1.1 411 ")
+    assert b"Connection: close" in answer or b"connection: close" in answer
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "length-required"
+
+    def chunks() -> Iterator[bytes]:
+        yield json.dumps(signed()).encode()
+
+    chunked = httpx.post(f"{intake.url}{INTAKE_PATH}", content=chunks(), timeout=30)
+    assert chunked.request.headers["Transfer-Encoding"] == "chunked"
+    assert (chunked.status_code, chunked.json()["error"]) == (411, "length-required")
     assert refusals(inbox) == [("http:127.0.0.1", "length-required")] * 2
     assert inbox.entries() == []
 
 
 @pytest.mark.parametrize("length", ["abc", "-1", "+5", "1_0", "5, 6"])
-def test_a_bad_content_length_is_refused_400(intake: HttpIntake, inbox: Inbox, length: str) -> None:
-    status, _, answer = call(intake, "POST", INTAKE_PATH, None, {"Content-Length": length})
-    assert (status, answer["error"]) == (400, "malformed")
-    assert refusals(inbox) == [("http:127.0.0.1", "malformed")]
+def test_a_bad_content_length_is_refused_400_by_the_server(
+    intake: HttpIntake, inbox: Inbox, length: str
+) -> None:
+    head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n"
+    answer = exchange(intake, head.encode())
+    # Not HTTP: uvicorn (h11) answers before the app, so there is no delivery to record.
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert length.encode() not in answer.partition(b"\r\n\r\n")[2]
+    assert inbox.rejections() == []
 
 
-def exchange(intake: HttpIntake, data: bytes) -> bytes:
-    """Send raw bytes, end the sending side, and read the whole answer."""
-    host, port = intake.url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        client.sendall(data)
-        client.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := client.recv(65536):
-            answer += chunk
-    return answer
-
-
-def test_a_body_shorter_than_declared_is_refused_400(intake: HttpIntake, inbox: Inbox) -> None:
+def test_a_body_shorter_than_declared_is_recorded_as_malformed(
+    intake: HttpIntake, inbox: Inbox
+) -> None:
     head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
     answer = exchange(intake, head.encode() + b"{}")  # the body ends after 2 of 100 bytes
-    assert answer.startswith(b"HTTP/1.0 400 ")
-    assert b"the body ended after 2 of 100 bytes" in answer
-    assert refusals(inbox) == [("http:127.0.0.1", "malformed")]
+    assert answer == b""  # the client ended the connection: nobody is left to answer
+    assert wait_for_refusals(inbox, 1) == [("http:127.0.0.1", "malformed")]
+    assert inbox.rejections()[0].reason == "invalid request: the body ended after 2 of 100 bytes"
+    assert intake.received.counts() == ReceiveCounts(refused=1)
 
 
-def test_a_body_that_does_not_arrive_is_refused_408(
-    intake: HttpIntake, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(http_intake._Handler, "timeout", 0.2)
-    host, port = intake.url.removeprefix("http://").rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as client:
-        client.sendall(f"POST {INTAKE_PATH} HTTP/1.1\r\nContent-Length: 10\r\n\r\n{{".encode())
-        answer = client.recv(65536)  # the client waits; the server does not
-        while chunk := client.recv(65536):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.0 408 ")
+def test_a_body_that_does_not_arrive_is_refused_408(inbox: Inbox) -> None:
+    with HttpIntake(inbox, SETTINGS, body_timeout=0.2) as intake:
+        head = f"POST {INTAKE_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{{"
+        answer = exchange(intake, head.encode(), end=False)  # the client waits; not the server
+    assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"the body did not arrive within 0.2 s" in answer
     assert refusals(inbox) == [("http:127.0.0.1", "timeout")]
 
@@ -355,16 +385,20 @@ def test_other_paths_and_methods_are_refused_and_not_recorded(
     assert inbox.entries() == []
 
 
-def test_a_broken_request_line_gets_a_json_answer(intake: HttpIntake) -> None:
+def test_odd_methods_and_broken_requests_echo_nothing(intake: HttpIntake, inbox: Inbox) -> None:
     answer = exchange(intake, b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.0 501 Not Implemented\r\nServer: unlearn-ops-intake\r\n")
-    body = answer.partition(b"\r\n\r\n")[2]
-    assert json.loads(body)["error"] == "not-implemented"
-    # Before the version is known, http.server answers as to HTTP/0.9: the body alone.
+    assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert b"server: unlearn-ops-intake\r\n" in answer.lower()
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["error"] == "not-found"
     answer = exchange(intake, b"GET /token-in-the-path HTTP/9.9\r\n\r\n")
-    assert json.loads(answer)["error"] == "http-version-not-supported"
+    assert answer.startswith(b"HTTP/1.1 404 ")
     assert b"9.9" not in answer
     assert b"token" not in answer  # nothing of the request is echoed
+    # Not HTTP at all (a TLS hello, say): the server answers 400 before the app.
+    answer = exchange(intake, b"\x16\x03\x01 token-in-a-hello\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"token" not in answer
+    assert inbox.rejections() == []
 
 
 def test_urllib_clients_see_the_same_answers(intake: HttpIntake) -> None:
@@ -419,6 +453,7 @@ def test_logs_hold_method_path_and_status_but_no_token_or_body(
         post(intake, envelope)
         call(intake, "GET", f"{HEALTH_PATH}?token={TOKEN}")
         post(intake, b"\xff" + TOKEN.encode())
+        exchange(intake, b"\x16\x03\x01 not http\r\n\r\n")
     # A status is logged as it is sent, so before the client reads it.
     lines = [record.getMessage() for record in caplog.records if record.name == LOGGER]
     assert f"POST {INTAKE_PATH} 202" in lines
@@ -429,7 +464,8 @@ def test_logs_hold_method_path_and_status_but_no_token_or_body(
         assert secret not in text
     out, err = capfd.readouterr()
     assert TOKEN not in out + err
-    assert "HTTP/1" not in err  # http.server's own access log goes to stderr: not used
+    assert "HTTP/1" not in err  # uvicorn's own access log (with the query): not used
+    assert "Invalid HTTP" not in err  # uvicorn's warnings never reach stderr by themselves
 
 
 def test_a_failing_callback_is_logged_and_the_request_stays_accepted(
@@ -488,3 +524,44 @@ def test_a_port_past_65535_is_a_config_error(inbox: Inbox) -> None:
 
 def test_ipv6_urls_are_bracketed(inbox: Inbox) -> None:
     assert HttpIntake(inbox, SETTINGS, host="::1", port=8080).url == "http://[::1]:8080"
+
+
+# ---------------------------------------------------------------------------- outcomes
+def test_every_delivery_is_counted_by_its_outcome(intake: HttpIntake) -> None:
+    assert post(intake, signed())[0] == 202
+    assert post(intake, signed())[0] == 200
+    assert post(intake, unsigned())[0] == 401
+    assert post(intake, b"{broken")[0] == 400
+    assert post(intake, signed({**REQUEST, "record_ids": ["patient-9-xyz"]}))[0] == 409
+    assert call(intake, "GET", "/elsewhere")[0] == 404  # not a delivery
+    assert call(intake, "GET", HEALTH_PATH)[0] == 200
+    assert intake.received.counts() == ReceiveCounts(accepted=1, duplicates=1, refused=3)
+
+
+def test_the_app_answers_in_process_too(inbox: Inbox) -> None:
+    """The Starlette app without a server: httpx's ASGI transport calls it directly."""
+    import asyncio
+
+    from unlearn_ops.adapters.http.app import build_app
+
+    seen: list[str] = []
+    app = build_app(inbox, SETTINGS, on_outcome=lambda outcome: seen.append(type(outcome).__name__))
+
+    async def exchange_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            return [
+                await client.post(INTAKE_PATH, content=json.dumps(signed()).encode()),
+                await client.post(INTAKE_PATH, content=json.dumps(signed()).encode()),
+                await client.get(INTAKE_PATH),
+                await client.post(f"{INTAKE_PATH}/"),
+            ]
+
+    created, again, wrong_method, elsewhere = asyncio.run(exchange_all())
+    assert (created.status_code, created.json()["status"]) == (202, "new")
+    assert (again.status_code, again.json()["status"]) == (200, "duplicate")
+    assert (wrong_method.status_code, wrong_method.headers["Allow"]) == (405, "POST")
+    assert wrong_method.json()["error"] == "method-not-allowed"
+    assert (elsewhere.status_code, elsewhere.json()["error"]) == (404, "not-found")
+    assert seen == ["Accepted", "Duplicate"]
+    assert inbox.entries()[0].source == "http:10.0.0.7"

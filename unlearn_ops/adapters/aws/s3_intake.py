@@ -6,9 +6,9 @@ queue. :meth:`S3Intake.poll` receives a batch of notifications and, for each fil
 
 1. ``head_object``: a file over :data:`~unlearn_ops.deletion.envelope.MAX_REQUEST_BYTES` is refused
    as ``oversized`` without being downloaded;
-2. ``get_object`` (at most that many bytes are read), :func:`verify_request`, and
-   :meth:`Inbox.accept <unlearn_ops.deletion.inbox.Inbox.accept>`: the request is durable when it
-   returns;
+2. ``get_object`` (at most that many bytes are read) and
+   :func:`~unlearn_ops.deletion.receive.receive` (verify, then record the request or the
+   refusal): the request is durable when it returns;
 3. the file is deleted: it holds raw record ids, and the inbox keeps only keyed hashes.
 
 A refused file (malformed, oversized, unsigned, forged, expired, replayed with changes) is
@@ -53,22 +53,30 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_plus, urlparse
 
-from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json, verify_request
-from unlearn_ops.deletion.inbox import Inbox
-from unlearn_ops.deletion.requests import REQUEST_ID_PATTERN
-from unlearn_ops.errors import (
-    ConfigError,
-    InvalidRequestError,
-    ReplayedRequestError,
-    UnauthenticatedRequestError,
+from unlearn_ops.adapters.aws.answers import (
+    bare_etag,
+    is_missing,
+    is_superseded,
+    object_of,
+    region_from_queue_url,
+    unless_missing,
 )
+from unlearn_ops.adapters.aws.report import PollReport
+from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, canonical_json
+from unlearn_ops.deletion.inbox import Inbox
+from unlearn_ops.deletion.receive import (
+    Accepted,
+    Duplicate,
+    Outcome,
+    claimed_request_id,
+    receive,
+    refuse,
+)
+from unlearn_ops.errors import ConfigError, InvalidRequestError
 from unlearn_ops.settings import ENV_PREFIX, Settings
 
 __all__ = ["REASON_SUFFIX", "PollReport", "S3Intake"]
@@ -77,8 +85,6 @@ REASON_SUFFIX = ".reason.json"
 
 # S3's limit for a single CopyObject; larger (oversized) files are copied in parts.
 _COPY_OBJECT_LIMIT = 5 * 1024**3
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_PRECONDITION_CODES = frozenset({"PreconditionFailed", "412"})
 
 
 def _now() -> str:
@@ -88,111 +94,6 @@ def _now() -> str:
 def _one_line(text: str, limit: int = 500) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else f"{line[: limit - 3]}..."
-
-
-def _error_code(exc: BaseException) -> str | None:
-    """The S3/SQS error code of a botocore ClientError (None for any other exception)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    code = response.get("Error", {}).get("Code")
-    return None if code is None else str(code)
-
-
-def _is_missing(exc: BaseException) -> bool:
-    return _error_code(exc) in _MISSING_CODES
-
-
-def _unless_missing(call: Callable[..., Any], **kwargs: Any) -> Any:
-    """`call(**kwargs)`, or None when the object is not there (any other error raises)."""
-    try:
-        return call(**kwargs)
-    except Exception as exc:
-        if _is_missing(exc):
-            return None
-        raise
-
-
-def _is_superseded(exc: BaseException) -> bool:
-    return _error_code(exc) in _PRECONDITION_CODES
-
-
-def _bare_etag(etag: str) -> str:
-    return etag.strip().strip('"')
-
-
-def _claimed_request_id(data: bytes | None) -> str | None:
-    """The request id a refused file claims, if it reads as one (for the operator only)."""
-    if not data:
-        return None
-    with contextlib.suppress(ValueError, RecursionError):
-        value = json.loads(data)
-        request = value.get("request") if isinstance(value, dict) else None
-        request_id = request.get("request_id") if isinstance(request, dict) else None
-        if (
-            isinstance(request_id, str)
-            and len(request_id) <= 128
-            and re.fullmatch(REQUEST_ID_PATTERN, request_id)
-        ):
-            return request_id
-    return None
-
-
-def _region_from_queue_url(queue_url: str) -> str | None:
-    """`us-east-1` from `https://sqs.us-east-1.amazonaws.com/123/q` (None elsewhere)."""
-    host = urlparse(queue_url).hostname or ""
-    match = re.fullmatch(r"sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?", host)
-    return match.group(1) if match else None
-
-
-@dataclass
-class PollReport:
-    """What one or more polls did.
-
-    Attributes:
-        messages: SQS messages received.
-        accepted: requests recorded as new.
-        duplicates: files whose request the inbox held already (deleted too).
-        rejected: files refused (moved under the rejected prefix) and notifications that
-            were not S3 notifications.
-        skipped: test events, and records outside the prefix, the bucket or object creation.
-        gone: records whose object no longer exists (handled before, or moved).
-        errors: one line per failure; its message stays on the queue to be received again.
-        accepted_ids: the request ids recorded as new, in order.
-    """
-
-    messages: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    skipped: int = 0
-    gone: int = 0
-    errors: list[str] = field(default_factory=list)
-    accepted_ids: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """No failure: every message received was handled and deleted."""
-        return not self.errors
-
-    def __add__(self, other: PollReport) -> PollReport:
-        """Two reports summed (for a loop of polls)."""
-        if not isinstance(other, PollReport):
-            return NotImplemented
-        return PollReport(
-            messages=self.messages + other.messages,
-            accepted=self.accepted + other.accepted,
-            duplicates=self.duplicates + other.duplicates,
-            rejected=self.rejected + other.rejected,
-            skipped=self.skipped + other.skipped,
-            gone=self.gone + other.gone,
-            errors=[*self.errors, *other.errors],
-            accepted_ids=[*self.accepted_ids, *other.accepted_ids],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return asdict(self)
 
 
 class S3Intake:
@@ -273,7 +174,7 @@ class S3Intake:
 
         region = None
         if boto3.session.Session().region_name is None:
-            region = _region_from_queue_url(queue_url) or "us-east-1"
+            region = region_from_queue_url(queue_url) or "us-east-1"
         s3_config = Config(s3={"addressing_style": "path"}) if endpoint_url else None
         return cls(
             bucket,
@@ -299,7 +200,7 @@ class S3Intake:
         if self._sqs is None:
             import boto3
 
-            region = _region_from_queue_url(self.queue_url)
+            region = region_from_queue_url(self.queue_url)
             self._sqs = boto3.client("sqs", **({"region_name": region} if region else {}))
         return self._sqs
 
@@ -320,7 +221,7 @@ class S3Intake:
         """
         data = envelope if isinstance(envelope, bytes) else canonical_json(dict(envelope))
         if key is None:
-            request_id = _claimed_request_id(data)
+            request_id = claimed_request_id(data)
             if request_id is None:
                 raise InvalidRequestError(
                     "the envelope names no usable request id", "give the object key"
@@ -425,17 +326,21 @@ class S3Intake:
             return True
         records = notification.get("Records") if isinstance(notification, dict) else None
         if not isinstance(records, list):
-            self._reject_notification(inbox, source, f"not an S3 event notification ({problem})")
-            report.rejected += 1
+            report.count(
+                self._reject_notification(
+                    inbox, source, f"not an S3 event notification ({problem})"
+                )
+            )
             return True
         failed = False
         for index, record in enumerate(records):
-            located = _object_of(record)
+            located = object_of(record)
             if located is None:
-                self._reject_notification(
-                    inbox, f"{source}#{index}", "a record without eventName, bucket or key"
+                report.count(
+                    self._reject_notification(
+                        inbox, f"{source}#{index}", "a record without eventName, bucket or key"
+                    )
                 )
-                report.rejected += 1
                 continue
             event_name, bucket, key = located
             if (
@@ -455,71 +360,42 @@ class S3Intake:
                 )
         return not failed
 
-    def _reject_notification(self, inbox: Inbox, source: str, reason: str) -> None:
-        if not inbox.seen_delivery(source):
-            inbox.reject(source, "malformed-notification", reason, delivery_id=source)
+    @staticmethod
+    def _reject_notification(inbox: Inbox, source: str, reason: str) -> Outcome:
+        return refuse(
+            inbox, source=source, kind="malformed-notification", message=reason, delivery_id=source
+        )
 
     def _handle_object(
         self, key: str, inbox: Inbox, settings: Settings, report: PollReport
     ) -> None:
         source = f"s3://{self.bucket}/{key}"
-        head = _unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
+        head = unless_missing(self.s3.head_object, Bucket=self.bucket, Key=key)
         if head is None:
             report.gone += 1
             return
         size = int(head.get("ContentLength", 0))
         if size > MAX_REQUEST_BYTES:
-            self._refuse_oversized(key, _bare_etag(head["ETag"]), size, inbox, report)
+            self._refuse_oversized(key, bare_etag(head["ETag"]), size, inbox, report)
             return
-        response = _unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
+        response = unless_missing(self.s3.get_object, Bucket=self.bucket, Key=key)
         if response is None:
             report.gone += 1
             return
         with contextlib.closing(response["Body"]) as stream:
             data: bytes = stream.read(MAX_REQUEST_BYTES + 1)
-        etag = _bare_etag(response["ETag"])
+        etag = bare_etag(response["ETag"])
         if len(data) > MAX_REQUEST_BYTES:  # replaced by a larger file since the head
             self._refuse_oversized(key, etag, int(response["ContentLength"]), inbox, report)
             return
-        delivery = f"{source}#{etag}"
-        try:
-            verified = verify_request(data, settings)
-        except (InvalidRequestError, UnauthenticatedRequestError) as exc:
-            kind = exc.kind
-            claimed = _claimed_request_id(data)
-            self._refuse(key, etag, data, kind, str(exc), claimed)
-            if not inbox.seen_delivery(delivery):  # a retry: recorded then
-                inbox.reject(source, kind, str(exc), claimed, delivery)
-            self._delete(key, etag)
-            report.rejected += 1
-            return
-        if inbox.seen_delivery(delivery):
-            # Handled before and not finished (a retry): a replay was recorded then.
-            known = inbox.get(verified.request_id)
-            if known is not None and known.fingerprint != verified.fingerprint(settings):
-                self._refused_replay(key, etag, data, verified.request_id, report)
-                return
-        try:
-            accepted = inbox.accept(verified, source=source, delivery_id=delivery)
-        except ReplayedRequestError:
-            self._refused_replay(key, etag, data, verified.request_id, report)
-            return
-        # Durable now: the file, which holds raw record ids, goes.
+        outcome = receive(
+            inbox, data, source=source, delivery_id=f"{source}#{etag}", settings=settings
+        )
+        if not isinstance(outcome, Accepted | Duplicate):
+            self._refuse(key, etag, data, outcome.kind, outcome.message, outcome.request_id)
+        # Durable now (the request, or its refusal): the file, which holds raw ids, goes.
         self._delete(key, etag)
-        if accepted.status == "new":
-            report.accepted += 1
-            report.accepted_ids.append(accepted.request_id)
-        else:
-            report.duplicates += 1
-
-    def _refused_replay(
-        self, key: str, etag: str, data: bytes, request_id: str, report: PollReport
-    ) -> None:
-        # The inbox recorded the refusal itself (Inbox.accept), once.
-        reason = str(ReplayedRequestError(request_id))
-        self._refuse(key, etag, data, "replayed-with-changes", reason, request_id)
-        self._delete(key, etag)
-        report.rejected += 1
+        report.count(outcome)
 
     def _refuse_oversized(
         self, key: str, etag: str, size: int, inbox: Inbox, report: PollReport
@@ -531,15 +407,15 @@ class S3Intake:
         try:
             self._refuse(key, etag, None, "oversized", reason, None, size=size)
         except Exception as exc:
-            if _is_missing(exc) or _is_superseded(exc):
+            if is_missing(exc) or is_superseded(exc):
                 report.gone += 1  # this version is no longer there to move
                 return
             raise
-        delivery = f"{source}#{etag}"
-        if not inbox.seen_delivery(delivery):
-            inbox.reject(source, "oversized", reason, None, delivery)
+        outcome = refuse(
+            inbox, source=source, kind="oversized", message=reason, delivery_id=f"{source}#{etag}"
+        )
         self._delete(key, etag)
-        report.rejected += 1
+        report.count(outcome)
 
     def _rejected_key(self, key: str) -> str:
         return f"{self.rejected_prefix}{key[len(self.prefix) :]}"
@@ -589,20 +465,5 @@ class S3Intake:
             self.s3.delete_object(Bucket=self.bucket, Key=key, **condition)
         except Exception as exc:
             # Missing: deleted already. Superseded: a newer file, with its own notification.
-            if not (_is_missing(exc) or _is_superseded(exc)):
+            if not (is_missing(exc) or is_superseded(exc)):
                 raise
-
-
-def _object_of(record: object) -> tuple[str, str, str] | None:
-    """(eventName, bucket, key) of a notification record, the key URL-decoded."""
-    if not isinstance(record, dict):
-        return None
-    s3 = record.get("s3")
-    event_name = record.get("eventName")
-    if not isinstance(s3, dict) or not isinstance(event_name, str):
-        return None
-    bucket = s3.get("bucket", {}).get("name") if isinstance(s3.get("bucket"), dict) else None
-    key = s3.get("object", {}).get("key") if isinstance(s3.get("object"), dict) else None
-    if not isinstance(bucket, str) or not isinstance(key, str) or not key:
-        return None
-    return event_name, bucket, unquote_plus(key)

@@ -1,1 +1,1 @@
-"""HTTP: the intake endpoint for signed deletion requests."""
+"""HTTP: the intake endpoint for signed deletion requests (a Starlette app, served by uvicorn)."""

@@ -1,0 +1,151 @@
+"""The drain's policy: one forget per batch, failures and approvals recorded, late arrivals joined.
+
+A real workspace (made by `unlearn-ops init` and `prepare`: digits, split into shards) and
+its real inbox and ledger; the forget and the approver are the drain's own seams, here
+functions that record what they were given instead of training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pytest
+
+from unlearn_ops.deletion.drain import drain
+from unlearn_ops.deletion.envelope import sign_request
+from unlearn_ops.deletion.receive import Accepted, receive
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.errors import ConfigError, GateFailedError
+from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from conftest import CliRunner
+
+KEY = "drain-test-signing-key"
+
+
+@pytest.fixture
+def ws(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
+    root = tmp_path / "ws"
+    for argv in (
+        ["init", str(root), "--shards", "2", "--slices", "2"],
+        ["prepare", "-w", str(root)],
+    ):
+        code, _, err = cli(argv)
+        assert code == 0, err
+    return Workspace.open(root)
+
+
+def ids_of_shard(ws: Workspace, shard: int) -> list[str]:
+    table = pd.read_parquet(ws.root / "data" / "shards" / f"shard-{shard:03d}.parquet")
+    return [str(r) for r in table["record_id"]]
+
+
+def arrive(ws: Workspace, request_id: str, records: list[str]) -> None:
+    body = {
+        "request_id": request_id,
+        "record_ids": records,
+        "reason": "GDPR art. 17",
+        "requested_at": "2026-11-20T09:30:00+00:00",
+    }
+    envelope = sign_request(body, KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+
+
+class Forgets:
+    """Records each batch; answers as the forget pipeline does (a version)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.error = error
+        self.during: list[Any] = []
+
+    def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
+        self.batches.append([r.request_id for r in batch])
+        for action in self.during:
+            action()
+        self.during = []
+        if self.error is not None:
+            raise self.error
+        return {"version": str(len(self.batches) + 1), "requests": self.batches[-1]}
+
+
+def ledger(ws: Workspace, request_id: str) -> list[str]:
+    return [e.event for e in ws.ledger.entries() if e.request_id == request_id]
+
+
+def test_one_forget_per_batch_and_the_unknown_fail_alone(ws: Workspace) -> None:
+    records = ids_of_shard(ws, 0)
+    arrive(ws, "dsr-1", records[:2])
+    arrive(ws, "dsr-2", records[2:3])
+    arrive(ws, "dsr-3", ["no-such-record"])
+    forgets = Forgets()
+    result = drain(ws, forgets, run="run-a")
+    assert forgets.batches == [["dsr-1", "dsr-2"]]
+    assert result["failed"] == {"dsr-3": "1 of 1 records were never in the training data"}
+    assert ledger(ws, "dsr-3") == ["failed"]
+    assert [b["version"] for b in result["batches"]] == ["2"]
+    states = {e.request_id: (e.state, e.outcome) for e in ws.inbox.entries()}
+    assert states["dsr-1"] == ("done", {"version": "2", "run": "run-a"})
+    assert states["dsr-3"][0] == "failed"
+    assert drain(ws, forgets)["batches"] == []  # nothing left: a drain then does nothing
+
+
+def test_a_request_arriving_during_a_forget_joins_the_next_batch(ws: Workspace) -> None:
+    records = ids_of_shard(ws, 1)
+    arrive(ws, "early", records[:1])
+    forgets = Forgets()
+    forgets.during.append(lambda: arrive(ws, "late", records[1:2]))
+    claims: list[int] = []
+    result = drain(ws, forgets, before_claim=lambda: claims.append(len(claims)))
+    assert forgets.batches == [["early"], ["late"]]
+    assert len(result["batches"]) == 2
+    assert claims == [0, 1, 2]  # before each claim, the last one finding nothing
+
+
+def test_a_failed_forget_fails_its_batch_in_the_inbox_only(ws: Workspace) -> None:
+    arrive(ws, "dsr-g", ids_of_shard(ws, 0)[:1])
+    error = GateFailedError("2", "gate 'metric' failed: accuracy drop 0.0333", champion="1")
+    result = drain(ws, Forgets(error=error))
+    assert result["failed"] == {"dsr-g": str(error)}
+    [entry] = ws.inbox.entries()
+    assert (entry.state, entry.outcome) == ("failed", {"reason": str(error)})
+    assert ledger(ws, "dsr-g") == []  # the forget pipeline writes its own `failed`
+
+
+def test_anything_else_propagates_and_the_requests_stay_claimed(ws: Workspace) -> None:
+    arrive(ws, "dsr-x", ids_of_shard(ws, 0)[:1])
+    with pytest.raises(RuntimeError, match="killed"):
+        drain(ws, Forgets(error=RuntimeError("killed")))
+    assert [e.state for e in ws.inbox.entries()] == ["processing"]
+    forgets = Forgets()
+    drain(ws, forgets)  # the next drain takes it back
+    assert forgets.batches == [["dsr-x"]]
+
+
+def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) -> None:
+    records = ids_of_shard(ws, 0)
+    arrive(ws, "ask-1", records[:1])
+    asked: list[list[str]] = []
+
+    def refuse(ws: Workspace, batch: Sequence[ForgetRequest]) -> tuple[bool, str]:
+        asked.append([r.request_id for r in batch])
+        return False, "legal hold"
+
+    forgets = Forgets()
+    result = drain(ws, forgets, require_approval=True, approver=refuse)
+    assert asked == [["ask-1"]]
+    assert forgets.batches == []
+    assert result["failed"] == {"ask-1": "rejected by the approver: legal hold"}
+    assert ledger(ws, "ask-1") == ["failed"]
+
+    arrive(ws, "ask-2", records[1:2])
+    result = drain(ws, forgets, require_approval=True, approver=lambda ws, batch: (True, ""))
+    assert forgets.batches == [["ask-2"]]
+    with pytest.raises(ConfigError, match="approval is required"):
+        drain(ws, forgets, require_approval=True)

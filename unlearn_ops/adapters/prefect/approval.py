@@ -1,0 +1,46 @@
+"""The approval of a batch: the flow run pauses until a person answers in Prefect's UI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from unlearn_ops.adapters.prefect.api import translated
+
+if TYPE_CHECKING:
+    from unlearn_ops.deletion.requests import ForgetRequest
+    from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = ["ask_approval"]
+
+logger = logging.getLogger("unlearn_ops.deletion.intake")
+
+
+def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool, str]:
+    """Pause the current flow run with the batch's approval form; (approved, reason).
+
+    The form (:func:`unlearn_ops.deletion.approval.describe_batch`) says which shards
+    retrain, how much, and the accuracy change to expect. Call it inside a flow run.
+
+    Raises:
+        OrchestratorError: Prefect's API failed while pausing or reading the answer.
+    """
+    from prefect.flow_runs import pause_flow_run
+    from prefect.input import RunInput
+
+    from unlearn_ops.deletion.approval import describe_batch
+
+    class Approval(RunInput):
+        approve: bool
+        reason: str = ""
+
+    summary, description = describe_batch(ws, requests)
+    logger.warning("waiting for approval: %s", summary)
+    with translated("waiting for an approval"):
+        answer = pause_flow_run(
+            wait_for_input=Approval.with_initial_data(description=description, approve=False),
+            timeout=ws.settings.approval_timeout_seconds,
+            poll_interval=2,
+        )
+    return bool(answer.approve), answer.reason
