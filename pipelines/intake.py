@@ -42,7 +42,6 @@ from unlearn_ops.deletion.intake import (
 )
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import ConfigError, UnlearnOpsError
-from unlearn_ops.workflow.steps import workspace_lock
 from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -69,14 +68,12 @@ def _approve(ws: Workspace, requests: list[ForgetRequest], timeout: int) -> tupl
     from prefect.flow_runs import pause_flow_run
     from prefect.input import RunInput
 
-    from unlearn_ops.workflow.steps import open_registry
-
     class Approval(RunInput):
         approve: bool
         reason: str = ""
 
     plan = ws.ensemble.plan_forget([r for request in requests for r in request.record_ids])
-    history = forget_history(open_registry(ws).versions())
+    history = forget_history(ws.registry().versions())
     summary = approval_summary(ws, requests, plan, history)
     logger.warning("waiting for approval: %s", summary)
     answer = pause_flow_run(
@@ -112,7 +109,7 @@ def drain(
     approval = ws.settings.approval_required if require_approval is None else require_approval
     batches: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
-    with workspace_lock(ws):
+    with ws.lock():
         while True:
             if before_claim is not None:
                 before_claim()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_ops.adapters.mlflow.registry import VersionInfo
 from unlearn_ops.compliance.audit import (
     RequestAudit,
     build_audit,
@@ -24,6 +23,7 @@ from unlearn_ops.deletion import ledger as ledger_module
 from unlearn_ops.deletion.ledger import Ledger
 from unlearn_ops.errors import RequestNotFoundError, UnlearnOpsError
 from unlearn_ops.params import ComplianceParams
+from unlearn_ops.serving.versions import VersionInfo
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 COMPLIANCE = ComplianceParams(deadline_days=30, retention_days=10)

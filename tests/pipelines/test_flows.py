@@ -15,7 +15,7 @@ from pipelines.train import train_ensemble
 from unlearn_ops.adapters.dvc.lineage import changed_paths, is_clean, read_at_revision
 from unlearn_ops.errors import GateFailedError, InvalidRequestError, UnknownRecordsError
 from unlearn_ops.sisa.ensemble import SisaEnsemble
-from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -41,7 +41,7 @@ def test_train_then_forget_end_to_end(workspace: Path) -> None:
     first = train_ensemble(str(workspace))
     assert first["version"] == "1"
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     before = registry.get_version("1")
 
     forgotten = shard_ids_in(workspace, 1, 2)
@@ -117,7 +117,7 @@ def test_unknown_ids_and_replayed_request_change_nothing(workspace: Path) -> Non
     forget_records(str(workspace), [request("req-a", real)])
     with pytest.raises(InvalidRequestError, match="received before with other records"):
         forget_records(str(workspace), [request("req-a", shard_ids_in(workspace, 2, 1))])
-    assert len(open_registry(Workspace.open(workspace)).versions()) == 2
+    assert len(Workspace.open(workspace).registry().versions()) == 2
     assert (
         head
         != subprocess.run(
@@ -136,7 +136,7 @@ def test_failed_gate_registers_but_does_not_promote(workspace: Path, edit_params
         forget_records(str(workspace), [request("req-gate", ids)])
     assert "expect_column_values_to_be_between" in str(caught.value)
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.alias_version("champion") == "1"
     failed = registry.get_version("2")
     assert not failed.gates_passed
@@ -167,7 +167,7 @@ def test_crash_during_retraining_is_completed_by_a_rerun(
     with pytest.raises(RuntimeError, match="power cut"):
         forget_records(str(workspace), [request("req-crash", forgotten)])
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.alias_version("champion") == "1"
     assert ws.ensemble.stale_shards() == [2]
 
@@ -189,7 +189,7 @@ def test_a_batch_retrains_each_affected_shard_once(workspace: Path) -> None:
     ]
     result = forget_records(str(workspace), batch)
     assert sorted(r["shard_id"] for r in result["retrained"]) == [0, 1]
-    registry = open_registry(Workspace.open(workspace))
+    registry = Workspace.open(workspace).registry()
     champion = registry.get_version("champion")
     assert champion.request_ids == ["req-b1", "req-b2"]
     assert registry.first_honouring("req-b2").version == "2"  # type: ignore[union-attr]

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.ledger import Ledger, LedgerEntry, RequestState
 from unlearn_ops.errors import RequestNotFoundError
+from unlearn_ops.serving.versions import CHAMPION as CHAMPION_ALIAS
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
     from unlearn_ops.params import ComplianceParams
+    from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 DeadlineStatus = Literal["met", "missed", "pending"]
-CHAMPION_ALIAS = "champion"  # the registry adapter's CHAMPION, without importing the adapter
 
 
 @dataclass(frozen=True)
@@ -554,20 +554,21 @@ def audit_request(
         workspace: the workspace.
         request_id: the request.
         certify: run the exactness certificate of the first version that honours it
-            (:func:`unlearn_ops.workflow.steps.certify_version`; retrains its shards from scratch).
+            (:func:`unlearn_ops.workflow.certification.certify_version`; retrains its
+            shards from scratch).
         now: the time to judge a pending deadline against (default: now).
 
     Raises:
         RequestNotFoundError: the ledger never received `request_id`.
     """
-    from unlearn_ops.workflow.steps import certify_version, open_registry
+    from unlearn_ops.workflow.certification import certify_version
 
     entries = list(workspace.ledger.entries())
     states = workspace.ledger.requests()
     state = states.get(request_id)
     if state is None:
         raise RequestNotFoundError(request_id, workspace.ledger.path, sorted(states))
-    versions = open_registry(workspace).versions()
+    versions = workspace.registry().versions()
     covering = covering_requests(state, states)
     exactness = None
     if certify:
@@ -604,12 +605,11 @@ def audit_requests(
         now: the time to judge pending deadlines against (default: now).
         versions: the registry's versions, when the caller listed them already.
     """
-    from unlearn_ops.workflow.steps import open_registry
 
     entries = list(workspace.ledger.entries())
     received = received_entries(entries)
     if versions is None:
-        versions = open_registry(workspace).versions()
+        versions = workspace.registry().versions()
     problems = workspace.ledger.verify_chain()
     moment = now or datetime.now(UTC)
     audits = []
