@@ -43,9 +43,7 @@ def test_receiving_records_new_requests_once(trained: Workspace) -> None:
     receive_requests(trained, [request("r1", list(reversed(ids)))])  # the same request
     states = trained.ledger.requests()
     assert list(states) == ["r1", "r2"]
-    assert sorted(states["r1"].record_hashes) == request("r1", ids).record_hashes(
-        trained.settings
-    )
+    assert sorted(states["r1"].record_hashes) == request("r1", ids).record_hashes(trained.settings)
     assert [e.event for e in trained.ledger.entries()] == ["received", "received"]
 
 
