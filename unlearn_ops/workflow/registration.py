@@ -37,7 +37,7 @@ def register_version(
     timings: dict[str, float],
     replayed: Sequence[str] = (),
 ) -> VersionInfo:
-    """Log the ensemble as a new MLflow version with its provenance; write registry.json.
+    """Log the ensemble as a new version of the workspace's registry; write registry.json.
 
     `replayed` names the ledger requests a `replay` version applies onto an older one
     (their ids are known only as keyed hashes, so they are counted from the ledger).
