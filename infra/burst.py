@@ -49,7 +49,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from unlearn_ops.deletion.envelope import sign_request
-    from unlearn_ops.workflow.steps import open_registry
     from unlearn_ops.workflow.workspace import Workspace
 
     ws = Workspace.open(args.workspace)
@@ -72,7 +71,7 @@ def main() -> None:
     ]
     deliveries = envelopes + envelopes[: args.duplicates]
     wanted = {e["request"]["request_id"] for e in envelopes}
-    before = {v.version for v in open_registry(ws).versions()}
+    before = {v.version for v in ws.registry().versions()}
 
     start = time.monotonic()
     if args.via == "event":
@@ -113,7 +112,7 @@ def main() -> None:
         time.sleep(1.0)
     served = time.monotonic() - start
 
-    made = [v for v in open_registry(ws).versions() if v.version not in before]
+    made = [v for v in ws.registry().versions() if v.version not in before]
     made = [v for v in made if wanted & set(v.request_ids)]
     retrains = sum(len(json.loads(v.tag("shards_retrained") or "[]")) for v in made)
     failed = sum(1 for r in wanted if states.get(r) == "failed")

@@ -11,7 +11,6 @@ from prefect import flow
 
 from pipelines.stages import forget_batch
 from unlearn_ops.deletion.requests import ForgetRequest
-from unlearn_ops.workflow.steps import workspace_lock
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -28,5 +27,5 @@ def forget_records(workspace: str, requests: list[dict[str, Any]]) -> dict[str, 
     """
     ws = Workspace.open(workspace)
     batch = [ForgetRequest.parse(request) for request in requests]
-    with workspace_lock(ws):
+    with ws.lock():
         return forget_batch(ws, batch)

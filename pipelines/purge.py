@@ -16,7 +16,6 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from unlearn_ops.compliance import purge
-from unlearn_ops.workflow.steps import workspace_lock
 from unlearn_ops.workflow.workspace import Workspace
 
 plan_purge = task(name="plan-purge", cache_policy=NO_CACHE)(purge.plan_purge)
@@ -38,7 +37,7 @@ def purge_superseded(
         >>> purge_superseded("ws", dry_run=True)  # doctest: +SKIP
     """
     ws = Workspace.open(workspace)
-    with workspace_lock(ws):
+    with ws.lock():
         plan = plan_purge(ws, purge.parse_now(now))
         if not dry_run:
             plan = execute_purge(ws, plan)

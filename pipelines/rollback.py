@@ -13,7 +13,8 @@ from prefect import flow
 
 from pipelines import tasks
 from pipelines.stages import retrain_and_register
-from unlearn_ops.workflow.steps import Stopwatch, champion_accuracy, workspace_lock
+from unlearn_ops.serving.promotion import champion_accuracy
+from unlearn_ops.workflow.timing import Stopwatch
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -31,7 +32,7 @@ def rollback_model(workspace: str, to: str | None = None, replay: bool = False) 
     """
     ws = Workspace.open(workspace)
     watch = Stopwatch()
-    with workspace_lock(ws):
+    with ws.lock():
         plan = tasks.plan_rollback(ws, to, replay=replay)
         result: dict[str, Any] = {**plan.to_dict(), "noop": plan.action == "noop"}
         if plan.action == "noop":

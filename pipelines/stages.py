@@ -17,13 +17,15 @@ from prefect import unmapped
 
 from pipelines import tasks
 from unlearn_ops.deletion.requests import ForgetRequest
-from unlearn_ops.workflow.steps import ShardTrained, Stopwatch, champion_accuracy
+from unlearn_ops.serving.promotion import champion_accuracy
+from unlearn_ops.workflow.timing import Stopwatch
+from unlearn_ops.workflow.training import ShardTrained
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.dvc.lineage import DataRevision
     from unlearn_ops.adapters.gx.gates import GateResult
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.serving.versions import VersionInfo
+    from unlearn_ops.workflow.revisions import DataRevision
 
 __all__ = ["Registered", "forget_batch", "retrain_and_register"]
 

@@ -1,4 +1,4 @@
-"""Prefect tasks: each wraps one step of :mod:`unlearn_ops.workflow.steps`, nothing more.
+"""Prefect tasks: each wraps one library call of :mod:`unlearn_ops.workflow`, nothing more.
 
 Every task opts out of caching: each run must act on the workspace as it is now.
 """
@@ -11,7 +11,15 @@ from typing import ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
-from unlearn_ops.workflow import rollback, steps
+from unlearn_ops.serving import promotion
+from unlearn_ops.workflow import (
+    batch,
+    preparation,
+    registration,
+    revisions,
+    rollback,
+    training,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,23 +29,23 @@ def _task(function: Callable[P, R], name: str) -> Task[P, R]:
     return task(name=name, cache_policy=NO_CACHE)(function)
 
 
-prepare_data = _task(steps.prepare_data, "prepare-shards")
-receive_requests = _task(steps.receive_requests, "receive-requests")
-check_batch = _task(steps.check_batch, "check-requests")
-close_noop = _task(steps.close_noop, "close-served-requests")
-apply_batch = _task(steps.apply_batch, "remove-records")
-stale_shards = _task(steps.stale_shards, "find-stale-shards")
-train_shard = _task(steps.train_one_shard, "train-shard")
-evaluate = _task(steps.evaluate, "evaluate")
-run_gates = _task(steps.run_gates, "run-gates")
-record_revision = _task(steps.record_revision, "record-data-revision")
-register_version = _task(steps.register_version, "register-version")
-mark_applied = _task(steps.mark_applied, "mark-applied")
-promote_and_close = _task(steps.promote_and_close, "promote-champion")
+prepare_data = _task(preparation.prepare_data, "prepare-shards")
+receive_requests = _task(batch.receive_requests, "receive-requests")
+check_batch = _task(batch.check_batch, "check-requests")
+close_noop = _task(batch.close_noop, "close-served-requests")
+apply_batch = _task(batch.apply_batch, "remove-records")
+stale_shards = _task(training.stale_shards, "find-stale-shards")
+train_shard = _task(training.train_one_shard, "train-shard")
+evaluate = _task(training.evaluate, "evaluate")
+run_gates = _task(training.run_gates, "run-gates")
+record_revision = _task(revisions.record_revision, "record-data-revision")
+register_version = _task(registration.register_version, "register-version")
+mark_applied = _task(revisions.mark_applied, "mark-applied")
+promote_and_close = _task(registration.promote_and_close, "promote-champion")
 
 # Deletion-safe rollback (unlearn_ops.workflow.rollback).
 mark_unsafe_versions = _task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
 plan_rollback = _task(rollback.plan_rollback, "plan-rollback")
 restore_version = _task(rollback.restore_version, "restore-version")
 restore_settings = _task(rollback.restore_settings, "restore-settings")
-promote = _task(steps.promote, "move-champion")
+promote = _task(promotion.promote, "move-champion")

@@ -8,7 +8,8 @@ from prefect import flow
 
 from pipelines import tasks
 from pipelines.stages import retrain_and_register
-from unlearn_ops.workflow.steps import Stopwatch, champion_accuracy, workspace_lock
+from unlearn_ops.serving.promotion import champion_accuracy
+from unlearn_ops.workflow.timing import Stopwatch
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -21,7 +22,7 @@ def train_ensemble(workspace: str) -> dict[str, Any]:
     """
     ws = Workspace.open(workspace)
     watch = Stopwatch()
-    with workspace_lock(ws):
+    with ws.lock():
         with watch.phase("data"):
             counts = tasks.prepare_data(ws)
             baseline = champion_accuracy(ws)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 TINY = {
     "model": {"name": "mlp", "hidden_sizes": [16]},

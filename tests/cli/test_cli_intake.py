@@ -18,7 +18,7 @@ from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, sign_request, verif
 from unlearn_ops.settings import Settings
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 KEY = "cli-intake-signing-key"
 

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_ops.adapters.mlflow.registry import VersionInfo
 from unlearn_ops.compliance.audit import (
     RecordedVersion,
     RequestAudit,
     build_audit,
     check_chain,
     covering_requests,
-    describe_audit,
     first_honouring,
     gate_summaries,
     parse_time,
@@ -23,10 +21,12 @@ from unlearn_ops.compliance.audit import (
     recorded_versions,
     version_facts,
 )
+from unlearn_ops.compliance.audit_text import describe_audit
 from unlearn_ops.deletion import ledger as ledger_module
 from unlearn_ops.deletion.ledger import Ledger
 from unlearn_ops.errors import RequestNotFoundError, UnlearnOpsError
 from unlearn_ops.params import ComplianceParams
+from unlearn_ops.serving.versions import VersionInfo
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 COMPLIANCE = ComplianceParams(deadline_days=30, retention_days=10)

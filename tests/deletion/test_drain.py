@@ -23,7 +23,7 @@ from unlearn_ops.errors import ConfigError, GateFailedError
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 KEY = "drain-test-signing-key"
 

@@ -26,7 +26,7 @@ from unlearn_ops.deletion.receive import ReceiveCounts, receive
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 KEY = "listener-test-signing-key"
 

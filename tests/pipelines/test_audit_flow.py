@@ -18,11 +18,10 @@ from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
 from unlearn_ops.compliance.audit import audit_request, parse_time
-from unlearn_ops.workflow.steps import open_registry
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +46,7 @@ def test_audit_agrees_with_registry_ledger_and_git(
     assert code == 0, err
     data = json.loads(out)
     ws = Workspace.open(root)
-    registry = open_registry(ws)
+    registry = ws.registry()
     state = ws.ledger.request("req-audit")
     assert state is not None
     assert state.applied

@@ -30,14 +30,14 @@ from pipelines.purge import purge_superseded
 from pipelines.rollback import rollback_model
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
-from unlearn_ops.compliance.audit import audit_request, describe_audit
+from unlearn_ops.compliance.audit import audit_request
+from unlearn_ops.compliance.audit_text import describe_audit
 from unlearn_ops.compliance.report import build_report
 from unlearn_ops.sisa.sharding import SLICE_COLUMN, assign_shards
-from unlearn_ops.workflow.steps import open_registry
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_audit_says_the_same_after_rollback_and_purge(tmp_path: Path, cli: CliRu
     forget_records(str(root), [{"request_id": "r2", "record_ids": first_ids(root, 2, 1)}])
     rollback_model(str(root), to="1", replay=True)
     ws = Workspace.open(root)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.aliases()["champion"] == "4"
     now = datetime.now(UTC)
     before = audit_request(ws, "r1", now=now).to_dict()
@@ -164,7 +164,7 @@ def test_a_forget_killed_mid_retraining_is_resumed_and_fully_audited(
     monkeypatch.setenv("UNLEARN_OPS_MAX_PARALLEL_SHARDS", "1")
     train_ensemble(str(root))
     ws = Workspace.open(root)
-    champion = open_registry(ws).alias_version("champion")
+    champion = ws.registry().alias_version("champion")
     # One record of slice 0 of each shard: every shard retrains all its stages.
     ids = []
     for shard_id in range(3):
@@ -182,7 +182,7 @@ def test_a_forget_killed_mid_retraining_is_resumed_and_fully_audited(
 
     # The crash: champion as it was, ids forgotten, some shards retrained, others stale.
     ws = Workspace.open(root)
-    assert open_registry(ws).alias_version("champion") == champion
+    assert ws.registry().alias_version("champion") == champion
     state = ws.ledger.request("crash-2")
     assert state is not None
     assert (state.state, state.planned_shards.keys()) == ("received", {0, 1, 2})
@@ -208,7 +208,7 @@ def test_a_forget_killed_mid_retraining_is_resumed_and_fully_audited(
     assert lines[-1].startswith("request crash-2: version 2 is champion")
 
     ws = Workspace.open(root)
-    version = open_registry(ws).get_version("2")
+    version = ws.registry().get_version("2")
     assert set(json.loads(version.tag("shards_retrained"))) == set(stale)
     audit = audit_request(ws, "crash-2")
     assert (audit.state, audit.versions_made_for) == ("served", ("2",))

@@ -53,8 +53,9 @@ from unlearn_ops.adapters.dvc.lineage import git_head, is_clean, read_at_revisio
 from unlearn_ops.compliance.audit import audit_request
 from unlearn_ops.compliance.scan import scan_workspace
 from unlearn_ops.errors import RollbackError, UnsafeVersionError
-from unlearn_ops.workflow.rollback import deletions_recorded, missing_deletions
-from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.serving.promotion import missing_deletions
+from unlearn_ops.workflow.certification import certify_version
+from unlearn_ops.workflow.rollback import deletions_recorded
 from unlearn_ops.workflow.workspace import Workspace
 
 pytestmark = pytest.mark.slow
@@ -108,7 +109,7 @@ def snapshot(root: Path) -> dict[str, Any]:
     names = ("params.yaml", "dvc.lock", "forgotten.json", "registry.json", "metrics.json")
     files = [root / n for n in (*names, "ledger.jsonl")]
     files += sorted((root / "models").glob("shard-*")) + sorted((root / "data").rglob("*.parquet"))
-    registry = open_registry(Workspace.open(root))
+    registry = Workspace.open(root).registry()
     return {
         "aliases": registry.aliases(),
         "versions": {v.version: dict(v.tags) for v in registry.versions()},
@@ -159,7 +160,7 @@ class History:
 
     def _forget(self, record_ids: list[str]) -> None:
         request_id = f"req-{len(self.requests) + 1}"
-        registry = open_registry(Workspace.open(self.root))
+        registry = Workspace.open(self.root).registry()
         before = {v.version for v in registry.versions()}
         result = forget_records(
             str(self.root), [{"request_id": request_id, "record_ids": record_ids}]
@@ -212,11 +213,11 @@ class History:
         self.weight_decay = 1e-6 if self.weight_decay == 0.0 else 0.0
         set_params(self.root, "training", weight_decay=self.weight_decay)
         result = train_ensemble(str(self.root))
-        registry = open_registry(Workspace.open(self.root))
+        registry = Workspace.open(self.root).registry()
         assert registry.alias_version("champion") == result["version"]
 
     def _target(self, *, allow_default: bool) -> str | None:
-        versions = [v.version for v in open_registry(Workspace.open(self.root)).versions()]
+        versions = [v.version for v in Workspace.open(self.root).registry().versions()]
         choices: list[str | None] = [None, *versions] if allow_default else list(versions)
         return self.draw(st.sampled_from(choices), "rollback to")
 
@@ -224,7 +225,7 @@ class History:
         """Plain rollback: an unsafe target is refused and nothing changes."""
         to = self._target(allow_default=True)
         ws = Workspace.open(self.root)
-        registry = open_registry(ws)
+        registry = ws.registry()
         champion = registry.alias_version("champion")
         recorded = deletions_recorded(ws)
         missing = []
@@ -254,7 +255,7 @@ class History:
     def replay(self) -> None:
         """Rollback --replay: a target that misses deletions comes back without them."""
         to = self._target(allow_default=False)
-        registry = open_registry(Workspace.open(self.root))
+        registry = Workspace.open(self.root).registry()
         before = snapshot(self.root)
         # Only a target split into other shards is refused, and there is none here.
         result = rollback_model(str(self.root), to=to, replay=True)
@@ -280,7 +281,7 @@ class History:
         recorded = deletions_recorded(ws)
         unsafe = {
             v.version: missing
-            for v in open_registry(ws).versions()
+            for v in ws.registry().versions()
             if (missing := missing_deletions(v.honoured_requests, recorded))
         }
         assert not unsafe, f"versions that miss deletions survive the purge: {unsafe}"
@@ -296,7 +297,7 @@ class History:
         hashed = ws.settings.hash_record_id
         forgotten_hashes = ws.ensemble.forgotten_hashes()
         assert forgotten_hashes == {hashed(r) for r in self.forgotten}
-        champion = open_registry(ws).get_version("champion")
+        champion = ws.registry().get_version("champion")
         trained_on = shard_ids_at(self.root, champion.tag("git_sha"))
         assert not trained_on & self.forgotten, f"version {champion.version}"
         assert not {hashed(r) for r in trained_on} & forgotten_hashes
@@ -304,7 +305,7 @@ class History:
 
     def champion_honours_every_deletion(self) -> None:
         ws = Workspace.open(self.root)
-        registry = open_registry(ws)
+        registry = ws.registry()
         recorded = deletions_recorded(ws)
         assert set(recorded) == set(self.requests)
         champion = registry.get_version("champion")
@@ -319,7 +320,7 @@ class History:
 
     def audits_agree_with_registry_and_ledger(self) -> None:
         ws = Workspace.open(self.root)
-        registry = open_registry(ws)
+        registry = ws.registry()
         versions = {v.version: v for v in registry.versions()}
         champion = registry.alias_version("champion")
         states = ws.ledger.requests()

@@ -9,13 +9,17 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from prefect import flow
 
 from pipelines.forget import forget_records
+from pipelines.stages import forget_batch
 from pipelines.train import train_ensemble
 from unlearn_ops.adapters.dvc.lineage import changed_paths, is_clean, read_at_revision
+from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError, InvalidRequestError, UnknownRecordsError
 from unlearn_ops.sisa.ensemble import SisaEnsemble
-from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.testing import InjectedCrashError, fail_at
+from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -41,7 +45,7 @@ def test_train_then_forget_end_to_end(workspace: Path) -> None:
     first = train_ensemble(str(workspace))
     assert first["version"] == "1"
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     before = registry.get_version("1")
 
     forgotten = shard_ids_in(workspace, 1, 2)
@@ -117,7 +121,7 @@ def test_unknown_ids_and_replayed_request_change_nothing(workspace: Path) -> Non
     forget_records(str(workspace), [request("req-a", real)])
     with pytest.raises(InvalidRequestError, match="received before with other records"):
         forget_records(str(workspace), [request("req-a", shard_ids_in(workspace, 2, 1))])
-    assert len(open_registry(Workspace.open(workspace)).versions()) == 2
+    assert len(Workspace.open(workspace).registry().versions()) == 2
     assert (
         head
         != subprocess.run(
@@ -136,7 +140,7 @@ def test_failed_gate_registers_but_does_not_promote(workspace: Path, edit_params
         forget_records(str(workspace), [request("req-gate", ids)])
     assert "expect_column_mean_to_be_between on correct" in str(caught.value)
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.alias_version("champion") == "1"
     failed = registry.get_version("2")
     assert not failed.gates_passed
@@ -167,7 +171,7 @@ def test_crash_during_retraining_is_completed_by_a_rerun(
     with pytest.raises(RuntimeError, match="power cut"):
         forget_records(str(workspace), [request("req-crash", forgotten)])
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.alias_version("champion") == "1"
     assert ws.ensemble.stale_shards() == [2]
 
@@ -180,6 +184,56 @@ def test_crash_during_retraining_is_completed_by_a_rerun(
     assert certify_version(ws, "2", [2]).passed
 
 
+def forget_on(ws: Workspace, requests: list[dict[str, object]]) -> dict[str, Any]:
+    """The forget-records flow on an opened workspace (one whose ports may be injected)."""
+
+    @flow(name="forget-records")
+    def forget_records_on() -> dict[str, Any]:
+        batch = [ForgetRequest.parse(r) for r in requests]
+        with ws.lock():
+            return forget_batch(ws, batch)
+
+    result: dict[str, Any] = forget_records_on()
+    return result
+
+
+@pytest.mark.slow
+def test_crashes_in_the_lineage_and_the_registry_are_completed_by_a_rerun(
+    workspace: Path,
+) -> None:
+    train_ensemble(str(workspace))
+    forgotten = shard_ids_in(workspace, 1, 2)
+    ws = Workspace.open(workspace)
+    registry = ws.registry()
+    head = ws.lineage().head()
+
+    # After retraining, before the data revision is committed.
+    at_commit = Workspace.open(workspace, lineage=fail_at(ws.lineage(), "record_revision"))
+    with pytest.raises(InjectedCrashError, match="record_revision"):
+        forget_on(at_commit, [request("req-crash", forgotten)])
+    assert ws.lineage().head() == head
+    assert [v.version for v in registry.versions()] == ["1"]
+    assert registry.alias_version("champion") == "1"
+    assert ws.ensemble.stale_shards() == []  # retrained, not yet committed or registered
+
+    # After the commit, while the version is logged.
+    at_log = Workspace.open(workspace, registry=fail_at(registry, "log_version"))
+    with pytest.raises(InjectedCrashError, match="log_version"):
+        forget_on(at_log, [request("req-crash", forgotten)])
+    assert ws.lineage().head() != head
+    assert [v.version for v in registry.versions()] == ["1"]
+    assert registry.alias_version("champion") == "1"
+    assert ws.ledger.request("req-crash").state == "applied"  # type: ignore[union-attr]
+
+    result = forget_records(str(workspace), [request("req-crash", forgotten)])
+    assert (result["version"], result["retrained"]) == ("2", [])
+    champion = registry.get_version("champion")
+    assert champion.request_ids == ["req-crash"]
+    assert not set(forgotten) & training_ids_at(workspace, champion.tag("git_sha"), 3)
+    assert ws.ledger.request("req-crash").state == "served"  # type: ignore[union-attr]
+    assert is_clean(workspace)
+
+
 @pytest.mark.slow
 def test_a_batch_retrains_each_affected_shard_once(workspace: Path) -> None:
     train_ensemble(str(workspace))
@@ -189,7 +243,7 @@ def test_a_batch_retrains_each_affected_shard_once(workspace: Path) -> None:
     ]
     result = forget_records(str(workspace), batch)
     assert sorted(r["shard_id"] for r in result["retrained"]) == [0, 1]
-    registry = open_registry(Workspace.open(workspace))
+    registry = Workspace.open(workspace).registry()
     champion = registry.get_version("champion")
     assert champion.request_ids == ["req-b1", "req-b2"]
     assert registry.first_honouring("req-b2").version == "2"  # type: ignore[union-attr]

@@ -16,7 +16,6 @@ from pipelines.intake import drain_inbox, forget_on_deletion_event
 from pipelines.train import train_ensemble
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.receive import Accepted, Duplicate, Refused, Replayed, receive
-from unlearn_ops.workflow.steps import open_registry
 from unlearn_ops.workflow.workspace import Workspace
 
 KEY = "intake-flow-test-signing-key"
@@ -81,7 +80,7 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
     assert sorted(r["shard_id"] for r in batch["retrained"]) == [0, 1]
     assert sorted(batch["requests"]) == ["dsr-1", "dsr-2", "dsr-3"]
     assert result["failed"] == {"dsr-5": "1 of 1 records were never in the training data"}
-    champion = open_registry(ws).get_version("champion")
+    champion = ws.registry().get_version("champion")
     assert champion.version == "2"
     assert sorted(champion.request_ids) == ["dsr-1", "dsr-2", "dsr-3"]
     for request_id in ("dsr-1", "dsr-2", "dsr-3"):
@@ -106,13 +105,13 @@ def test_drain_forgets_a_burst_once_and_refuses_the_bad(trained: Path) -> None:
     assert [b.get("noop") for b in served["batches"]] == [True]
     assert ws.inbox.get("dsr-6").outcome["version"] == "2"
     assert ledger_events(ws, "dsr-6") == ["received", "served"]
-    assert "dsr-6" in open_registry(ws).get_version("champion").honoured_requests
+    assert "dsr-6" in ws.registry().get_version("champion").honoured_requests
 
     # Delivered again later: a duplicate, and a drain then has nothing to do.
     assert receive(ws.inbox, good[1], source="redelivery") == Duplicate("dsr-2", "done")
     again = drain_inbox(str(trained))
     assert again["batches"] == []
-    assert open_registry(ws).get_version("champion").version == "2"
+    assert ws.registry().get_version("champion").version == "2"
 
 
 @pytest.mark.slow
@@ -139,9 +138,9 @@ def test_a_drain_that_crashed_is_finished_by_the_next(
     assert ws.inbox.get("crash-1").state == "done"
     assert ws.inbox.get("crash-1").attempts == 2
     assert ledger_events(ws, "crash-1") == ["received", "applied", "served"]
-    champion = open_registry(ws).get_version("champion")
+    champion = ws.registry().get_version("champion")
     assert champion.request_ids == ["crash-1"]
-    assert [v.version for v in open_registry(ws).versions()] == ["1", "2"]
+    assert [v.version for v in ws.registry().versions()] == ["1", "2"]
 
 
 @pytest.mark.slow
@@ -244,7 +243,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     assert result["batches"] == []
     assert result["failed"] == {"ask-1": "rejected by the approver: legal hold"}
     assert ledger_events(ws, "ask-1") == ["failed"]
-    assert [v.version for v in open_registry(ws).versions()] == ["1"]
+    assert [v.version for v in ws.registry().versions()] == ["1"]
     assert records[0] in shard_ids(trained, 1)  # nothing changed
 
     assert isinstance(receive(ws.inbox, envelope("ask-2", records[1:2]), source="test"), Accepted)
@@ -253,7 +252,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     result = drain_inbox(str(trained), require_approval=True)
     approver.join()
     assert [b["requests"] for b in result["batches"]] == [["ask-2"]]
-    assert open_registry(ws).get_version("champion").version == "2"
+    assert ws.registry().get_version("champion").version == "2"
 
 
 @pytest.mark.slow
@@ -293,7 +292,7 @@ def test_the_listener_drains_what_the_http_intake_took_in(
     assert report.drains == 1
     assert report.batches == 1
     assert ws.inbox.get("http-2").authenticated_by == "bearer"
-    champion = open_registry(ws).get_version("champion")
+    champion = ws.registry().get_version("champion")
     assert sorted(champion.request_ids) == ["http-1", "http-2"]
 
 
@@ -319,4 +318,4 @@ def test_the_event_flow_records_its_own_request_then_drains(trained: Path) -> No
         str(trained), envelope=envelope("evt-2", records[1:2], key="not-the-key"), window_seconds=0
     )
     assert (forged["event"], forged["batches"]) == ("rejected:forged", [])
-    assert open_registry(ws).get_version("champion").request_ids == ["evt-1"]
+    assert ws.registry().get_version("champion").request_ids == ["evt-1"]

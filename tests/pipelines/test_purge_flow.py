@@ -19,7 +19,7 @@ from pipelines.train import train_ensemble
 from unlearn_ops.adapters.dvc.lineage import git_head, is_clean, read_at_revision
 from unlearn_ops.cli import main
 from unlearn_ops.compliance.scan import scan_workspace
-from unlearn_ops.workflow.steps import certify_version, open_registry
+from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -56,7 +56,7 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
     forget_records(str(workspace), [{"request_id": "r1", "record_ids": first_ids(workspace, 1, 2)}])
     forget_records(str(workspace), [{"request_id": "r2", "record_ids": first_ids(workspace, 2, 1)}])
     ws = Workspace.open(workspace)
-    registry = open_registry(ws)
+    registry = ws.registry()
     assert registry.aliases() == {"champion": "3", "previous": "2"}
 
     # Before the purge the old versions, DVC objects and checkpoints hold the records.

@@ -26,12 +26,13 @@ from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace, set_params
 from unlearn_ops.adapters.dvc.lineage import is_clean, read_at_revision, read_git_file
 from unlearn_ops.errors import UnsafeVersionError
+from unlearn_ops.serving.promotion import promote
+from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.rollback import unsafe_versions
-from unlearn_ops.workflow.steps import certify_version, open_registry, promote
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from conftest import CliRunner
+    from tests.conftest import CliRunner
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,7 @@ def snapshot(root: Path) -> dict[str, Any]:
     files += [root / n for n in ("registry.json", "metrics.json", "ledger.jsonl")]
     files += sorted((root / "models").glob("shard-*")) + sorted((root / "data").rglob("*.parquet"))
     return {
-        "aliases": open_registry(Workspace.open(root)).aliases(),
+        "aliases": Workspace.open(root).registry().aliases(),
         "head": git(root, "rev-parse", "HEAD"),
         "files": {
             str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files
@@ -92,7 +93,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def test_forget_marks_the_versions_that_miss_a_deletion(history: tuple[Path, list[str]]) -> None:
     root, _ = history
     ws = Workspace.open(root)
-    registry = open_registry(ws)
+    registry = ws.registry()
     old, new = registry.get_version("1"), registry.get_version("2")
     assert old.tag("honours_all_deletions") == "false"
     assert old.tag("superseded_by_request") == "req-1"
@@ -106,7 +107,7 @@ def test_promote_refuses_a_version_that_misses_a_deletion(
 ) -> None:
     root, _ = history
     ws = Workspace.open(root)
-    registry = open_registry(ws)
+    registry = ws.registry()
     with pytest.raises(UnsafeVersionError, match=r"version 1 does not honour 1 .*\(req-1\)"):
         promote(ws, registry.get_version("1"), [])
     assert registry.aliases() == {"champion": "2", "previous": "1"}
@@ -158,7 +159,7 @@ def test_replay_then_rollback_to_a_safe_version(
     root = tmp_path / "ws"
     shutil.copytree(source, root, symlinks=True)
     ws = Workspace.open(root)
-    registry = open_registry(ws)
+    registry = ws.registry()
     v1, v2 = registry.get_version("1"), registry.get_version("2")
     forgotten_before = json.loads((root / "forgotten.json").read_text())["hashes"]
 

@@ -25,7 +25,6 @@ from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace
 from unlearn_ops.adapters.mlflow.ui import MlflowUiServer, find_free_port
-from unlearn_ops.workflow.steps import open_registry
 from unlearn_ops.workflow.workspace import Workspace
 
 MODEL = "ui-test"
@@ -63,7 +62,7 @@ def ui_server(forgotten_workspace: Workspace, tmp_path: Path) -> Iterator[Mlflow
 
 def experiment_of(ws: Workspace, run_id: str) -> str:
     """The experiment id of a run (part of the run page's URL)."""
-    return str(open_registry(ws).client.get_run(run_id).info.experiment_id)
+    return str(ws.registry().client.get_run(run_id).info.experiment_id)
 
 
 def chromium(url: str, profile: Path, *args: str) -> str:
@@ -96,7 +95,7 @@ def chromium(url: str, profile: Path, *args: str) -> str:
 def test_the_champion_page_shows_its_lineage_in_a_browser(
     forgotten_workspace: Workspace, ui_server: MlflowUiServer, tmp_path: Path
 ) -> None:
-    champion = open_registry(forgotten_workspace).get_version("champion")
+    champion = forgotten_workspace.registry().get_version("champion")
     assert champion.version == "2"
     url = ui_server.model_version_url(MODEL, "2")
     assert url == f"{ui_server.url}/#/models/{MODEL}/versions/2"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from unlearn_ops.adapters.mlflow.registry import VersionInfo
 from unlearn_ops.errors import RollbackError, UnlearnOpsError, UnsafeVersionError
 from unlearn_ops.params import Params
+from unlearn_ops.serving.promotion import missing_deletions
+from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.sisa.ensemble import SisaEnsemble
-from unlearn_ops.workflow.rollback import RollbackPlan, missing_deletions
+from unlearn_ops.workflow.rollback import RollbackPlan
 
 
 def test_missing_deletions_keep_the_order_they_were_recorded_in() -> None:

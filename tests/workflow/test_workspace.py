@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from unlearn_ops.errors import ConfigError, StoreError, WorkspaceNotFoundError
+from unlearn_ops.adapters.dvc.lineage import DvcLineage
+from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
+from unlearn_ops.errors import ConfigError, InvalidRequestError, StoreError, WorkspaceNotFoundError
 from unlearn_ops.params import Params, load_params
 from unlearn_ops.settings import Settings
+from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
 from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
 from unlearn_ops.workflow.workspace import (
     PARAMS_FILE,
@@ -168,3 +171,44 @@ def test_json_files_round_trip_and_a_broken_one_is_a_store_error(root: Path) -> 
     workspace.metrics_path.write_text("{not json")
     with pytest.raises(StoreError, match=r"metrics\.json: not valid JSON"):
         workspace.read_json(workspace.metrics_path)
+
+
+# ------------------------------------------------------------------ lock and ports
+def test_the_lock_keeps_a_second_flow_out_until_released(root: Path) -> None:
+    ws = Workspace.open(root, NO_SERVER)
+    other = Workspace.open(root, NO_SERVER)
+    with ws.lock(), pytest.raises(InvalidRequestError, match="is busy with another flow"):
+        other.lock(timeout=0.05).__enter__()
+    with other.lock(timeout=0.05):
+        assert (root / ".unlearn-ops" / "lock").exists()
+
+
+def test_taking_the_lock_removes_a_git_index_lock_left_by_a_killed_run(root: Path) -> None:
+    stale = root / ".git" / "index.lock"
+    stale.parent.mkdir()
+    stale.write_text("")
+    with Workspace.open(root, NO_SERVER).lock():
+        assert not stale.exists()
+
+
+def test_injected_ports_are_handed_out_and_kept_when_reopened(root: Path) -> None:
+    registry, lineage = InMemoryRegistry("ws-test"), InMemoryLineage(root)
+    ws = Workspace.open(root, NO_SERVER, registry=registry, lineage=lineage)
+    assert ws.registry() is registry
+    assert ws.lineage() is lineage
+    reopened = ws.reopen()
+    assert (reopened.registry(), reopened.lineage()) == (registry, lineage)
+    assert reopened == ws  # the ports are not part of a workspace's identity
+
+
+def test_the_default_ports_are_the_workspace_stores_built_once(root: Path) -> None:
+    ws = Workspace.open(root, NO_SERVER)
+    registry = ws.registry()
+    assert isinstance(registry, MlflowRegistry)
+    assert (registry.tracking_uri, registry.model_name) == (ws.tracking_uri, "ws-test")
+    assert registry.artifact_location == ws.artifact_location
+    assert ws.registry() is registry
+    lineage = ws.lineage()
+    assert isinstance(lineage, DvcLineage)
+    assert lineage.root == root
+    assert not (root / "mlflow.db").exists()  # nothing is opened until a call needs it

@@ -22,7 +22,7 @@ import typer
 from unlearn_ops.errors import InvalidRequestError, UnlearnOpsError
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.sisa.training import StageProgress
     from unlearn_ops.workflow.workspace import Workspace
 
@@ -257,7 +257,7 @@ def train(
 @app.command()
 def prepare(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: write the shard and held-out tables (forgotten records left out)."""
-    from unlearn_ops.workflow.steps import prepare_data
+    from unlearn_ops.workflow.preparation import prepare_data
 
     counts = prepare_data(_open(workspace))
     _emit(
@@ -298,7 +298,7 @@ def train_shard_command(
 @app.command()
 def evaluate(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: held-out accuracy of the served ensemble into metrics.json."""
-    from unlearn_ops.workflow.steps import evaluate as evaluate_step
+    from unlearn_ops.workflow.training import evaluate as evaluate_step
 
     metrics = evaluate_step(_open(workspace))
     _emit(as_json, metrics, lambda: typer.echo(f"held-out accuracy {metrics['accuracy']:.4f}"))
@@ -307,23 +307,25 @@ def evaluate(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
 @app.command()
 def register(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: gate the current state and register it as a version (champion if it passes)."""
-    from unlearn_ops.adapters.dvc.lineage import current_revision
-    from unlearn_ops.workflow import steps
+    from unlearn_ops.serving.promotion import champion_accuracy, promote
+    from unlearn_ops.workflow.registration import register_version
+    from unlearn_ops.workflow.training import evaluate as evaluate_step
+    from unlearn_ops.workflow.training import run_gates
 
     ws = _open(workspace)
-    metrics = ws.read_json(ws.metrics_path) or steps.evaluate(ws)
-    gates = steps.run_gates(ws, metrics, steps.champion_accuracy(ws))
-    version = steps.register_version(
+    metrics = ws.read_json(ws.metrics_path) or evaluate_step(ws)
+    gates = run_gates(ws, metrics, champion_accuracy(ws))
+    version = register_version(
         ws,
         kind="repro",
         requests=[],
         trained=[],
-        revision=current_revision(ws.root, ws.ensemble.shard_ids),
+        revision=ws.lineage().current_revision(ws.ensemble.shard_ids),
         gates=gates,
         metrics=metrics,
         timings={},
     )
-    steps.promote(ws, version, gates)
+    promote(ws, version, gates)
     _emit(
         as_json,
         version.to_dict(),
@@ -420,10 +422,9 @@ def _version_row(info: VersionInfo) -> dict[str, Any]:
 @app.command()
 def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """The registered versions: aliases, requests honoured, gates."""
-    from unlearn_ops.workflow.steps import open_registry
 
     ws = _open(workspace)
-    found = open_registry(ws).versions()
+    found = ws.registry().versions()
     rows = [_version_row(v) for v in found]
 
     def lines() -> None:
@@ -451,9 +452,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """One version: its description and provenance tags."""
-    from unlearn_ops.workflow.steps import open_registry
 
-    info = open_registry(_open(workspace)).get_version(version)
+    info = _open(workspace).registry().get_version(version)
 
     def lines() -> None:
         aliases = f" ({', '.join(info.aliases)})" if info.aliases else ""
@@ -479,7 +479,7 @@ def verify(
 ) -> None:
     """Exactness certificate: retrain shards from scratch and compare weights bit for bit."""
     from unlearn_ops.sisa.verification import certify_exactness
-    from unlearn_ops.workflow.steps import certify_version
+    from unlearn_ops.workflow.certification import certify_version
 
     ws = _open(workspace)
     shard_ids = None
@@ -565,9 +565,8 @@ def demo(
     typer.echo("$ unlearn-ops show champion")
     show("champion", workspace, as_json=False)
     typer.echo("$ unlearn-ops verify --shards (the retrained ones)")
-    from unlearn_ops.workflow.steps import open_registry
 
-    retrained = json.loads(open_registry(ws).get_version("champion").tag("shards_retrained"))
+    retrained = json.loads(ws.registry().get_version("champion").tag("shards_retrained"))
     verify(None, ",".join(map(str, retrained)) or None, workspace, as_json=False)
     typer.echo(
         "\nOpen the lineage in the MLflow UI (it prints the champion's page; Ctrl-C stops it):\n"
@@ -601,12 +600,11 @@ def ui(
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Start the MLflow UI on the workspace's store and print the champion's page (Ctrl-C stops)."""
-    from unlearn_ops.adapters.mlflow.registry import CHAMPION
     from unlearn_ops.adapters.mlflow.ui import MlflowUiServer, page_url
-    from unlearn_ops.workflow.steps import open_registry
+    from unlearn_ops.serving.versions import CHAMPION
 
     ws = _open(workspace)
-    champion = open_registry(ws).alias_version(CHAMPION)
+    champion = ws.registry().alias_version(CHAMPION)
     if ws.tracking_uri.startswith(("http://", "https://")):
         # The store is served already: that server's UI shows the lineage; start nothing.
         typer.echo(f"the store is a server: {page_url(ws.tracking_uri, ws.model_name, champion)}")
@@ -649,8 +647,9 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """A request's life: received, applied, honoured, served, purged, deadline; or the ledger."""
-    from unlearn_ops.compliance.audit import audit_request, describe_audit
+    from unlearn_ops.compliance.audit import audit_request
     from unlearn_ops.compliance.audit import check_chain as verify_ledger
+    from unlearn_ops.compliance.audit_text import describe_audit
 
     if request_id is None and not check_chain:
         _fail("give a REQUEST_ID to audit, or --check-chain to verify the ledger")

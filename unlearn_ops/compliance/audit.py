@@ -20,7 +20,6 @@ the MLflow registry, git) and, on request, run the exactness certificate of the 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,11 +27,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.ledger import Ledger, LedgerEntry, RequestState
 from unlearn_ops.errors import RequestNotFoundError
+from unlearn_ops.serving.records import (
+    GateSummary,
+    RecordedVersion,
+    gate_summaries,
+    recorded_versions,
+    shards_retrained,
+    version_facts,
+    version_number,
+)
+from unlearn_ops.serving.versions import CHAMPION as CHAMPION_ALIAS
 from unlearn_ops.timestamps import parse_datetime_or_none
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
     from unlearn_ops.params import ComplianceParams
+    from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -47,7 +56,6 @@ __all__ = [
     "champion_of",
     "check_chain",
     "covering_requests",
-    "describe_audit",
     "first_honouring",
     "gate_summaries",
     "parse_time",
@@ -57,33 +65,6 @@ __all__ = [
 ]
 
 DeadlineStatus = Literal["met", "missed", "pending"]
-CHAMPION_ALIAS = "champion"  # the registry adapter's CHAMPION, without importing the adapter
-
-
-@dataclass(frozen=True)
-class GateSummary:
-    """One gate's verdict on a version, as recorded in its `unlearn.gates` tag."""
-
-    gate: str
-    passed: bool
-    expectations: int
-    failed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "gate": self.gate,
-            "passed": self.passed,
-            "expectations": self.expectations,
-            "failed": self.failed,
-        }
-
-    def __str__(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
-        if not self.expectations:
-            return f"{self.gate} {verdict}"
-        detail = f", {self.failed} failed" if self.failed else ""
-        return f"{self.gate} {verdict} ({self.expectations} expectation(s){detail})"
 
 
 @dataclass(frozen=True)
@@ -257,168 +238,6 @@ def champion_of(versions: Iterable[VersionInfo]) -> VersionInfo | None:
     return next((v for v in versions if CHAMPION_ALIAS in v.aliases), None)
 
 
-def gate_summaries(version: VersionInfo) -> tuple[GateSummary, ...]:
-    """The gate verdicts of a version, from its `unlearn.gates` tag."""
-    try:
-        gates = json.loads(version.tag("gates") or "{}")
-    except json.JSONDecodeError:
-        return ()
-    if not isinstance(gates, dict):
-        return ()
-    summaries = []
-    for name, result in sorted(gates.items()):
-        if not isinstance(result, dict):
-            continue
-        # A long tag keeps only the failed outcomes and counts the others (provenance.py).
-        outcomes = [o for o in result.get("outcomes") or [] if isinstance(o, dict)]
-        failed = sum(1 for o in outcomes if not o.get("success", False))
-        total = len(outcomes) + int(result.get("outcomes_omitted", 0) or 0)
-        summaries.append(GateSummary(str(name), bool(result.get("passed")), total, failed))
-    return tuple(summaries)
-
-
-def _shards_retrained(versions: Iterable[VersionInfo]) -> dict[int, int]:
-    """Shard -> earliest first slice retrained, over the `unlearn.first_stages` tags."""
-    merged: dict[int, int] = {}
-    for version in versions:
-        try:
-            stages = json.loads(version.tag("first_stages") or "{}")
-            shards = json.loads(version.tag("shards_retrained") or "[]")
-        except json.JSONDecodeError:
-            continue
-        for shard in shards:
-            first = int(stages.get(str(shard), 0))
-            merged[int(shard)] = min(first, merged.get(int(shard), first))
-    return merged
-
-
-def _version_number(version: str) -> int:
-    """A version's number, for ordering (MLflow numbers them 1, 2, ...; never reused)."""
-    return int(version) if version.isdigit() else 0
-
-
-@dataclass(frozen=True)
-class RecordedVersion:
-    """A version as the ledger recorded it: what is known of it once the registry drops it.
-
-    Attributes:
-        version: the version.
-        kind: `train`, `forget`, `replay` (`-`: not recorded).
-        registered_at: when it was registered (None: not recorded).
-        request_ids: the requests it was made for.
-        honoured_count: how many requests it honoured when recorded.
-        gates: its gate verdicts.
-        gates_passed: whether every gate passed (None: not recorded).
-        accuracy: its held-out accuracy, as tagged.
-        git_sha: its data revision.
-        first_stages: shard -> first slice it retrained.
-        purged_at: when a purge deleted it (None: not purged).
-    """
-
-    version: str
-    kind: str = "-"
-    registered_at: datetime | None = None
-    request_ids: tuple[str, ...] = ()
-    honoured_count: int = 0
-    gates: tuple[GateSummary, ...] = ()
-    gates_passed: bool | None = None
-    accuracy: str = ""
-    git_sha: str = ""
-    first_stages: Mapping[int, int] = field(default_factory=dict)
-    purged_at: datetime | None = None
-
-    @property
-    def has_facts(self) -> bool:
-        """Whether the ledger recorded its facts (ledgers before them name only its number)."""
-        return self.registered_at is not None
-
-
-def version_facts(version: VersionInfo) -> dict[str, Any]:
-    """The facts of a version that the ledger keeps (`served`, `failed`, `purged` entries).
-
-    What the audit and the report read from the registry, in a small JSON-ready form:
-    its kind, when it was registered, the requests it was made for, its gates, accuracy,
-    data revision and the shards it retrained (never the honoured list, which grows).
-    """
-    honoured = version.tag("honoured_count", "0")
-    return {
-        "kind": version.tag("kind") or "-",
-        "registered_at": datetime.fromtimestamp(version.created_at / 1000, UTC).isoformat(
-            timespec="milliseconds"
-        ),
-        "request_ids": list(version.request_ids),
-        "honoured_count": int(honoured) if honoured.isdigit() else 0,
-        "gates": [gate.to_dict() for gate in gate_summaries(version)],
-        "gates_passed": version.gates_passed,
-        "accuracy": version.tag("accuracy"),
-        "git_sha": version.tag("git_sha"),
-        "first_stages": {str(k): v for k, v in sorted(_shards_retrained([version]).items())},
-    }
-
-
-def _recorded(number: str, facts: Mapping[str, Any], purged_at: datetime | None) -> RecordedVersion:
-    gates = tuple(
-        GateSummary(
-            str(g.get("gate", "")),
-            bool(g.get("passed")),
-            int(g.get("expectations", 0) or 0),
-            int(g.get("failed", 0) or 0),
-        )
-        for g in facts.get("gates") or []
-        if isinstance(g, dict)
-    )
-    stages = facts.get("first_stages") or {}
-    passed = facts.get("gates_passed")
-    return RecordedVersion(
-        version=number,
-        kind=str(facts.get("kind") or "-"),
-        registered_at=parse_time(facts.get("registered_at")),
-        request_ids=tuple(str(r) for r in facts.get("request_ids") or []),
-        honoured_count=int(facts.get("honoured_count") or 0),
-        gates=gates,
-        gates_passed=passed if isinstance(passed, bool) else None,
-        accuracy=str(facts.get("accuracy") or ""),
-        git_sha=str(facts.get("git_sha") or ""),
-        first_stages={int(k): int(v) for k, v in stages.items()}
-        if isinstance(stages, dict)
-        else {},
-        purged_at=purged_at,
-    )
-
-
-def recorded_versions(entries: Iterable[LedgerEntry]) -> dict[str, RecordedVersion]:
-    """Every version the ledger recorded facts of, or saw purged, by version number.
-
-    Facts come from `purged` entries (`deleted_versions`, the latest), else from `served`
-    and `failed` entries (`version_facts`, next to `version`); the purge date from the
-    first `purged` entry whose `versions` names it.
-    """
-    facts: dict[str, Mapping[str, Any]] = {}
-    purged: dict[str, datetime] = {}
-    for entry in entries:
-        data = entry.data
-        if entry.event in ("served", "failed"):
-            number, found = data.get("version"), data.get("version_facts")
-            if number is not None and isinstance(found, dict):
-                facts.setdefault(str(number), found)
-        elif entry.event == "purged":
-            at = parse_time(entry.at)
-            for number in data.get("versions") or []:
-                if at is not None:
-                    purged.setdefault(str(number), at)
-            deleted = data.get("deleted_versions")
-            if isinstance(deleted, dict):
-                for number, found in deleted.items():
-                    if isinstance(found, dict):
-                        # Taken just before the deletion: the registry's last word on it
-                        # (its honoured count may have grown since it was served).
-                        facts[str(number)] = found
-    return {
-        number: _recorded(number, facts.get(number, {}), purged.get(number))
-        for number in sorted(set(facts) | set(purged), key=_version_number)
-    }
-
-
 def _records_digest(record_hashes: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(record_hashes)).encode()).hexdigest()
 
@@ -481,7 +300,7 @@ def _first_honoured(
     served = (state.served or {}).get("version")
     if served is None or str(served) in {v.version for v in versions}:
         return first
-    if first is None or _version_number(str(served)) < _version_number(first):
+    if first is None or version_number(str(served)) < version_number(first):
         return str(served)
     return first
 
@@ -497,7 +316,7 @@ def _made_for(
         found.add(str(served["version"]))
     found.update(str(f["version"]) for f in state.failures if f.get("version") is not None)
     found.update(number for number, r in recorded.items() if request_id in r.request_ids)
-    return sorted(found, key=_version_number)
+    return sorted(found, key=version_number)
 
 
 def _merge_stages(*sources: Mapping[int, int]) -> dict[int, int]:
@@ -547,7 +366,7 @@ def build_audit(
     first = _first_honoured(state, versions, covering)
     made_for = _made_for(state, versions, recorded)
     stages = [
-        _shards_retrained([live[v]]) if v in live else dict(recorded[v].first_stages)
+        shards_retrained([live[v]]) if v in live else dict(recorded[v].first_stages)
         for v in made_for
         if v in live or v in recorded
     ]
@@ -623,103 +442,6 @@ def build_audit(
     )
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
-
-
-def _short(sha: str | None) -> str:
-    return sha[:12] if sha else "-"
-
-
-def _version(audit: RequestAudit, version: str | None) -> str:
-    """`2`, or `2 (purged on 2027-01-05)` for a version a purge deleted since."""
-    if version is None:
-        return "-"
-    purged = audit.versions_purged.get(version)
-    return f"{version} (purged on {purged:%Y-%m-%d})" if purged else version
-
-
-def describe_audit(audit: RequestAudit) -> list[str]:
-    """The audit in plain words, one line per stage of the request's life."""
-    lines = [f"request {audit.request_id}: {audit.state}"]
-    lines.append(
-        f"received: {_when(audit.received_at)}; requested at {_when(audit.requested_at)}; "
-        f"reason {audit.reason or '-'!r}; {audit.record_count} record(s), "
-        f"records digest {audit.records_digest[:16]}"
-    )
-    signature = audit.signature or "not checked (requests carry no signature yet)"
-    lines.append(
-        f"verified: {'request validated when received' if audit.validated else 'no received entry'}"
-        f"; signature: {signature}"
-    )
-    if audit.applied_at is not None:
-        shards = (
-            ", ".join(
-                f"shard {s} from slice {f}" for s, f in sorted(audit.shards_retrained.items())
-            )
-            or "no shard retrained"
-        )
-        lines.append(
-            f"applied: {_when(audit.applied_at)}; data git {_short(audit.parent_revision)} -> "
-            f"{_short(audit.data_revision)}; {shards} "
-            f"(version(s) {', '.join(_version(audit, v) for v in audit.versions_made_for) or '-'})"
-        )
-    elif audit.noop:
-        lines.append("applied: no data change of its own (its records were forgotten before)")
-    else:
-        lines.append("applied: not yet")
-    if audit.first_honouring_version is not None:
-        gates = "; ".join(str(gate) for gate in audit.gates) or "no gate results recorded"
-        lines.append(
-            f"honoured: first by version {_version(audit, audit.first_honouring_version)} "
-            f"(registered {_when(audit.first_honouring_created_at)}); gates: {gates}"
-        )
-    else:
-        lines.append("honoured: by no version whose gates passed yet")
-    if audit.served_at is not None:
-        lines.append(
-            f"served: version {_version(audit, audit.served_version)} champion since "
-            f"{_when(audit.served_at)}"
-        )
-    else:
-        lines.append("served: not yet")
-    first_purged = audit.versions_purged.get(audit.first_honouring_version or "")
-    if audit.exactness is None and first_purged is not None:
-        lines.append(
-            f"exactness: cannot be run (version {audit.first_honouring_version} was purged "
-            f"on {first_purged:%Y-%m-%d})"
-        )
-    elif audit.exactness is None:
-        why = "pass --certify" if audit.first_honouring_version else "no version honours it yet"
-        lines.append(f"exactness: not run ({why})")
-    else:
-        verdict = "PASSED" if audit.exactness else "FAILED"
-        lines.append(f"exactness: certificate of version {audit.first_honouring_version} {verdict}")
-    if audit.champion_version is None:
-        lines.append("champion: none")
-    else:
-        honours = "honours" if audit.champion_honours else "does NOT honour"
-        lines.append(f"champion: version {audit.champion_version} {honours} the request")
-    if audit.purged_at is not None:
-        lines.append(f"purge: purged at {_when(audit.purged_at)}")
-    elif audit.retention_until is not None:
-        lines.append(f"purge: not purged yet (retention until {audit.retention_until:%Y-%m-%d})")
-    else:
-        lines.append("purge: not purged yet (retention starts when a version honouring it serves)")
-    latency = f"{audit.latency_days:.2f} days" if audit.latency_days is not None else "not served"
-    lines.append(
-        f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency})"
-    )
-    for failure in audit.failures:
-        lines.append(
-            f"failed: {failure.get('at', '-')}: version {failure.get('version', '-')}: "
-            f"{failure.get('reason', '-')}"
-        )
-    if audit.ledger_problems:
-        lines.append(f"ledger: BROKEN ({len(audit.ledger_problems)} problem(s); run --check-chain)")
-    return lines
-
-
 @dataclass(frozen=True)
 class ChainStatus:
     """The ledger's hash chain: how many entries it holds and what is wrong with it."""
@@ -773,20 +495,21 @@ def audit_request(
         workspace: the workspace.
         request_id: the request.
         certify: run the exactness certificate of the first version that honours it
-            (:func:`unlearn_ops.workflow.steps.certify_version`; retrains its shards from scratch).
+            (:func:`unlearn_ops.workflow.certification.certify_version`; retrains its
+            shards from scratch).
         now: the time to judge a pending deadline against (default: now).
 
     Raises:
         RequestNotFoundError: the ledger never received `request_id`.
     """
-    from unlearn_ops.workflow.steps import certify_version, open_registry
+    from unlearn_ops.workflow.certification import certify_version
 
     entries = list(workspace.ledger.entries())
     states = workspace.ledger.requests()
     state = states.get(request_id)
     if state is None:
         raise RequestNotFoundError(request_id, workspace.ledger.path, sorted(states))
-    versions = open_registry(workspace).versions()
+    versions = workspace.registry().versions()
     covering = covering_requests(state, states)
     exactness = None
     if certify:
@@ -825,12 +548,11 @@ def audit_requests(
         now: the time to judge pending deadlines against (default: now).
         versions: the registry's versions, when the caller listed them already.
     """
-    from unlearn_ops.workflow.steps import open_registry
 
     entries = list(workspace.ledger.entries())
     received = received_entries(entries)
     if versions is None:
-        versions = open_registry(workspace).versions()
+        versions = workspace.registry().versions()
     problems = workspace.ledger.verify_chain()
     recorded = recorded_versions(entries)
     moment = now or datetime.now(UTC)

@@ -18,7 +18,7 @@ left. A request that the champion itself does not honour (its version failed its
 is *blocked*: nothing is deleted for it until a version that honours it is champion.
 
 The planning here is pure (:func:`plan_versions`, :func:`checkpoints_to_purge`); the
-functions that act on a workspace import the adapters inside, as :mod:`unlearn_ops.workflow.steps`
+functions that act on a workspace import the adapters inside, as :mod:`unlearn_ops.workflow`
 does.
 """
 
@@ -353,16 +353,15 @@ def _kept_chains(workspace: Workspace, keep_revs: Iterable[str]) -> set[str]:
 def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     """What a purge at `now` (default: now) would delete; changes nothing."""
     from unlearn_ops.adapters.dvc.lineage import collect_cache, default_remote
-    from unlearn_ops.adapters.mlflow.registry import CHAMPION
+    from unlearn_ops.serving.versions import CHAMPION
     from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
-    from unlearn_ops.workflow.steps import open_registry
 
     moment = now or datetime.now(UTC)
     retention = workspace.params.compliance.retention_days
     requests = forgotten_requests(
         workspace.ledger.requests(), workspace.ensemble.forgotten_hashes(), retention
     )
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     summaries = [
         VersionSummary(v.version, frozenset(v.honoured_requests), v.tag("git_sha"), v.aliases)
         for v in registry.versions()
@@ -404,14 +403,14 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
     requests unpurged, and running the purge again finishes the job.
     """
     from unlearn_ops.adapters.dvc.lineage import collect_cache
-    from unlearn_ops.compliance.audit import version_facts
-    from unlearn_ops.workflow.steps import open_registry, record_revision
+    from unlearn_ops.serving.records import version_facts
+    from unlearn_ops.workflow.revisions import record_revision
 
     closing = plan.requests_to_close
     if not closing:
         plan.executed = {"versions": [], "checkpoints": 0, "cache_objects": 0}
         return plan
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     # What the audit and the report still need of the versions about to go (issue 11, 3).
     facts = {v.version: version_facts(v) for v in registry.versions()}
     deleted = [registry.delete_version(version) for version in plan.versions_to_delete]
@@ -451,8 +450,6 @@ def purge_workspace(
     workspace: Workspace, now: datetime | None = None, *, dry_run: bool = False
 ) -> PurgePlan:
     """Plan a purge and, unless `dry_run`, carry it out (under the workspace's lock)."""
-    from unlearn_ops.workflow.steps import workspace_lock
-
-    with workspace_lock(workspace):
+    with workspace.lock():
         plan = plan_purge(workspace, now)
         return plan if dry_run else execute_purge(workspace, plan)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import jinja2
     import markupsafe
 
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -205,10 +205,9 @@ def build_report(
     now: datetime | None = None,
 ) -> ComplianceReport:
     """Gather the report of a workspace: ledger, registry, chain (no certificate is run)."""
-    from unlearn_ops.workflow.steps import open_registry
 
     moment = now or datetime.now(UTC)
-    versions = open_registry(workspace).versions()
+    versions = workspace.registry().versions()
     audits = audit_requests(workspace, since=since, until=until, now=moment, versions=versions)
     return ComplianceReport(
         model_name=workspace.model_name,

@@ -201,7 +201,6 @@ def _walk(root: Path) -> list[Path]:
 def scan_workspace(workspace: Workspace) -> ScanReport:
     """Scan every store of a workspace for files holding a forgotten record."""
     from unlearn_ops.adapters.dvc.lineage import cache_dir, local_remote_dirs
-    from unlearn_ops.workflow.steps import open_registry
 
     ensemble = workspace.ensemble
     forgotten = ensemble.forgotten_hashes()
@@ -212,7 +211,7 @@ def scan_workspace(workspace: Workspace) -> ScanReport:
         files += [("dvc-remote", p) for p in _walk(remote)]
     checkpoints = workspace.root / "checkpoints"
     files += [("checkpoints", p) for p in sorted(checkpoints.glob("??/*.pt"))]
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     for folder in registry.artifact_dirs():
         files += [("mlflow-artifacts", p) for p in _walk(folder)]
     honoured_everywhere = {

@@ -83,9 +83,8 @@ def describe_batch(
     workspace: Workspace, requests: Sequence[ForgetRequest]
 ) -> tuple[dict[str, Any], str]:
     """The approval summary of a batch and its form's text (the registry's history read)."""
-    from unlearn_ops.workflow.steps import open_registry
 
     plan = workspace.ensemble.plan_forget([r for request in requests for r in request.record_ids])
-    history = forget_history(open_registry(workspace).versions())
+    history = forget_history(workspace.registry().versions())
     summary = approval_summary(workspace, requests, plan, history)
     return summary, approval_markdown(summary)

@@ -65,7 +65,6 @@ def drain(
     Raises:
         ConfigError: approval is required and no approver was given.
     """
-    from unlearn_ops.workflow.steps import workspace_lock
 
     run = run or f"drain-{uuid.uuid4().hex[:12]}"
     approval = ws.settings.approval_required if require_approval is None else require_approval
@@ -73,7 +72,7 @@ def drain(
         raise ConfigError("the drain", ["approval is required, and nobody was given to ask"])
     batches: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
-    with workspace_lock(ws):
+    with ws.lock():
         while True:
             if before_claim is not None:
                 before_claim()

@@ -5,8 +5,8 @@ A deletion is *recorded* once every record of its request is forgotten in the wo
 cumulative `unlearn.honoured_requests` holds every recorded deletion; the others were
 trained on records forgotten since and are never served again (DESIGN: aliases).
 Forgetting is monotonic (`forgotten.json` only grows), so a version once unsafe stays so:
-:func:`mark_unsafe_versions` tags them once, and :func:`unlearn_ops.workflow.steps.promote` refuses
-them whatever the path.
+:func:`mark_unsafe_versions` tags them once, and :func:`unlearn_ops.serving.promotion.promote`
+refuses them whatever the path.
 
 A rollback moves `champion` to a safe earlier version and makes the workspace that
 version again (its params.yaml and shard models, restored from its git commit and the DVC
@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import RollbackError, UnsafeVersionError
 from unlearn_ops.params import Params
-from unlearn_ops.workflow.steps import honoured_requests, open_registry
+from unlearn_ops.serving.promotion import honoured_requests, missing_deletions
+from unlearn_ops.serving.versions import CHAMPION, PREVIOUS
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.serving.versions import VersionInfo
 
 __all__ = [
     "HONOURS_ALL_TAG",
@@ -41,7 +41,6 @@ __all__ = [
     "RollbackPlan",
     "deletions_recorded",
     "mark_unsafe_versions",
-    "missing_deletions",
     "plan_rollback",
     "restore_settings",
     "restore_version",
@@ -96,17 +95,11 @@ def deletions_recorded(workspace: Workspace) -> list[str]:
     return honoured_requests(workspace)
 
 
-def missing_deletions(honoured: Iterable[str], recorded: Sequence[str]) -> list[str]:
-    """The recorded deletions not in `honoured`, in the order they were recorded."""
-    known = set(honoured)
-    return [request_id for request_id in recorded if request_id not in known]
-
-
 def unsafe_versions(workspace: Workspace) -> dict[str, list[str]]:
     """Version -> the recorded deletions it does not honour, for every unsafe version."""
     recorded = deletions_recorded(workspace)
     found = {}
-    for info in open_registry(workspace).versions():
+    for info in workspace.registry().versions():
         missing = missing_deletions(info.honoured_requests, recorded)
         if missing:
             found[info.version] = missing
@@ -122,7 +115,7 @@ def mark_unsafe_versions(workspace: Workspace) -> list[str]:
     Returns:
         The versions marked by this call.
     """
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     recorded = deletions_recorded(workspace)
     marked = []
     for info in registry.versions():
@@ -137,9 +130,7 @@ def mark_unsafe_versions(workspace: Workspace) -> list[str]:
 
 def _default_target(workspace: Workspace, champion: str) -> VersionInfo:
     """The `previous` alias, else the newest earlier version whose gates passed."""
-    from unlearn_ops.adapters.mlflow.registry import PREVIOUS
-
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     previous = registry.alias_version(PREVIOUS)
     if previous is not None and previous != champion:
         return registry.get_version(previous)
@@ -173,12 +164,11 @@ def _resharding(current: Params, target: Params) -> list[str]:
 
 def _shards_trained_elsewhere(workspace: Workspace, sha: str) -> list[int]:
     """Shards whose model at `sha` was trained on another file than the current one."""
-    from unlearn_ops.adapters.dvc.lineage import read_git_file
-
     ensemble = workspace.ensemble
+    lineage = workspace.lineage()
     differ = []
     for shard_id in ensemble.shard_ids:
-        info = json.loads(read_git_file(workspace.root, sha, f"models/shard-{shard_id:03d}.json"))
+        info = json.loads(lineage.read_git_file(sha, f"models/shard-{shard_id:03d}.json"))
         with ensemble.shard_path(shard_id).open("rb") as file:
             digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
         if info.get("data_md5") != digest.hexdigest():
@@ -205,10 +195,7 @@ def plan_rollback(
     """
     import yaml
 
-    from unlearn_ops.adapters.dvc.lineage import read_git_file
-    from unlearn_ops.adapters.mlflow.registry import CHAMPION
-
-    registry = open_registry(workspace)
+    registry = workspace.registry()
     champion = registry.alias_version(CHAMPION)
     if champion is None:
         raise RollbackError(
@@ -233,7 +220,7 @@ def plan_rollback(
     sha = target.tag("git_sha")
     if not sha:
         raise RollbackError(name, "it records no data revision (unlearn.git_sha)")
-    params_text = read_git_file(workspace.root, sha, "params.yaml")
+    params_text = workspace.lineage().read_git_file(sha, "params.yaml")
     target_params = Params.from_mapping(
         yaml.safe_load(params_text), source=f"params.yaml of {name} (git {sha[:12]})"
     )
@@ -293,7 +280,7 @@ def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace
     dvc_yaml = workspace.root / "dvc.yaml"
     if dvc_yaml.read_text(encoding="utf-8") != rendered:
         dvc_yaml.write_text(rendered, encoding="utf-8")
-    return Workspace.open(workspace.root, workspace.settings)
+    return workspace.reopen()
 
 
 def _point_registry_at(workspace: Workspace, plan: RollbackPlan) -> None:
@@ -320,19 +307,18 @@ def restore_version(workspace: Workspace, plan: RollbackPlan) -> Workspace:
     Raises:
         LineageError: the target's files are no longer in git or the DVC cache.
     """
-    from unlearn_ops.adapters.dvc.lineage import read_at_revision, read_git_file
-
     if plan.action != "move":
         raise RollbackError(f"version {plan.target.version}", f"the plan is to {plan.action}")
     ensemble = workspace.ensemble
+    lineage = workspace.lineage()
     models = {}
     for shard_id in ensemble.shard_ids:
         stem = f"models/shard-{shard_id:03d}"
         models[shard_id] = (
-            read_at_revision(workspace.root, f"{stem}.pt", plan.git_sha),
-            read_git_file(workspace.root, plan.git_sha, f"{stem}.json"),
+            lineage.read_at_revision(f"{stem}.pt", plan.git_sha),
+            lineage.read_git_file(plan.git_sha, f"{stem}.json"),
         )
-    metrics = read_git_file(workspace.root, plan.git_sha, "metrics.json")
+    metrics = lineage.read_git_file(plan.git_sha, "metrics.json")
     for shard_id, (weights, info) in models.items():
         write_atomic(ensemble.model_path(shard_id), weights)
         write_atomic(ensemble.model_path(shard_id).with_suffix(".json"), info.encode())

@@ -13,27 +13,43 @@ Layout (the ensemble's own files are described in :mod:`unlearn_ops.sisa.ensembl
     WS/.unlearn-ops/inbox.sqlite   requests received, not yet served
                                    (:mod:`unlearn_ops.deletion.inbox`)
 
-This module knows paths and files only; git and DVC calls live in
-:mod:`unlearn_ops.adapters.dvc.lineage`.
+A workspace hands out what acts on it: its lock (one flow changes it at a time), its
+model registry and its data lineage. Both are ports (:class:`~unlearn_ops.serving.ports.
+ModelRegistry`, :class:`~unlearn_ops.workflow.ports.DataLineage`): the real adapters
+(MLflow, git + DVC) by default, built on first use with their imports inside, or the
+implementations given to :meth:`Workspace.open` (the fakes of :mod:`unlearn_ops.testing`).
+This module itself knows paths and files only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.inbox import Inbox
 from unlearn_ops.deletion.ledger import Ledger
-from unlearn_ops.errors import StoreError, WorkspaceNotFoundError
+from unlearn_ops.errors import InvalidRequestError, StoreError, WorkspaceNotFoundError
 from unlearn_ops.params import Params, load_params
 from unlearn_ops.settings import Settings, load_settings
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
 
-__all__ = ["PARAMS_FILE", "Workspace", "find_workspace", "write_workspace_files"]
+if TYPE_CHECKING:
+    from unlearn_ops.serving.ports import ModelRegistry
+    from unlearn_ops.workflow.ports import DataLineage
+
+__all__ = [
+    "PARAMS_FILE",
+    "Workspace",
+    "find_workspace",
+    "write_workspace_files",
+]
 
 PARAMS_FILE = "params.yaml"
 
@@ -54,15 +70,40 @@ DVCIGNORE = """\
 
 @dataclass(frozen=True)
 class Workspace:
-    """An opened workspace. Build with :meth:`open` (reads params) rather than by hand."""
+    """An opened workspace. Build with :meth:`open` (reads params) rather than by hand.
+
+    Attributes:
+        root: the workspace directory.
+        params: its params.yaml.
+        settings: the environment settings.
+        model_registry: the registry to use instead of the workspace's MLflow store.
+        data_lineage: the lineage to use instead of the workspace's git + DVC repository.
+    """
 
     root: Path
     params: Params
     settings: Settings
+    # Fields (not private attributes) so that a copy of the workspace keeps them: Prefect
+    # rebuilds dataclass arguments of tasks field by field.
+    model_registry: ModelRegistry | None = field(default=None, compare=False, repr=False)
+    data_lineage: DataLineage | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def open(cls, root: str | Path, settings: Settings | None = None) -> Workspace:
+    def open(
+        cls,
+        root: str | Path,
+        settings: Settings | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        lineage: DataLineage | None = None,
+    ) -> Workspace:
         """Open the workspace at `root` (its params.yaml must exist).
+
+        Args:
+            root: the workspace directory.
+            settings: the settings (from the environment when None).
+            registry: a model registry to use (the workspace's MLflow store when None).
+            lineage: a data lineage to use (the workspace's git + DVC when None).
 
         Raises:
             WorkspaceNotFoundError: no params.yaml there.
@@ -71,7 +112,79 @@ class Workspace:
         root = Path(root).resolve()
         if not (root / PARAMS_FILE).is_file():
             raise WorkspaceNotFoundError(root)
-        return cls(root, load_params(root / PARAMS_FILE), settings or load_settings())
+        return cls(
+            root, load_params(root / PARAMS_FILE), settings or load_settings(), registry, lineage
+        )
+
+    def reopen(self) -> Workspace:
+        """The workspace opened again (after params.yaml changed), with the same ports."""
+        return Workspace.open(
+            self.root, self.settings, registry=self.model_registry, lineage=self.data_lineage
+        )
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the workspace's lock: one flow changes a workspace at a time.
+
+        Raises:
+            InvalidRequestError: another flow held it for `timeout` seconds.
+        """
+        from filelock import FileLock, Timeout
+
+        path = self.root / ".unlearn-ops" / "lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout as exc:
+            raise InvalidRequestError(
+                f"workspace {self.root} is busy with another flow",
+                f"wait for it to finish (or remove {path} if no flow runs)",
+            ) from exc
+        try:
+            self._clear_stale_git_lock()
+            yield
+        finally:
+            lock.release()
+
+    def _clear_stale_git_lock(self) -> None:
+        """Remove `.git/index.lock` left by a process killed in the middle of a commit.
+
+        Every unlearn-ops writer of a workspace holds the workspace lock, so while we hold
+        it no git command of ours runs there: a lock file left is one that a killed run left.
+        """
+        stale = self.root / ".git" / "index.lock"
+        if stale.exists():
+            logging.getLogger("unlearn_ops").warning(
+                "removing %s left by an interrupted run", stale
+            )
+            stale.unlink(missing_ok=True)
+
+    def registry(self) -> ModelRegistry:
+        """The workspace's registered model: the one given to :meth:`open`, else MLflow's."""
+        return self.model_registry or self._mlflow_registry
+
+    @cached_property
+    def _mlflow_registry(self) -> ModelRegistry:
+        from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
+
+        embedded = self.settings.tracking_uri is None
+        return MlflowRegistry(
+            self.tracking_uri,
+            self.registry_uri,
+            self.model_name,
+            artifact_location=self.artifact_location if embedded else None,
+        )
+
+    def lineage(self) -> DataLineage:
+        """The workspace's data lineage: the one given to :meth:`open`, else git + DVC."""
+        return self.data_lineage or self._dvc_lineage
+
+    @cached_property
+    def _dvc_lineage(self) -> DataLineage:
+        from unlearn_ops.adapters.dvc.lineage import DvcLineage
+
+        return DvcLineage(self.root)
 
     @property
     def params_path(self) -> Path:

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearn_ops.adapters.mlflow.registry import CHAMPION, PREVIOUS, MlflowRegistry, VersionInfo
+from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.params import Params
 from unlearn_ops.serving.provenance import VersionProvenance
+from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble

@@ -6,7 +6,9 @@ and a git tag per request. One parquet file per shard makes the lineage exact: `
 between two revisions names the shard files a deletion rewrote.
 
 git runs as a subprocess (`git -C ROOT ...`); DVC through its Python API, imported inside
-the functions. Their errors become :class:`LineageError`.
+the functions. Their errors become :class:`LineageError`. :class:`DvcLineage` binds them to
+one workspace as the :class:`~unlearn_ops.workflow.ports.DataLineage` port; the
+:class:`~unlearn_ops.workflow.revisions.DataRevision` it returns belongs to the core.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unlearn_ops.errors import LineageError
+from unlearn_ops.workflow.revisions import VERSIONED_FILES, DataRevision
 
 __all__ = [
-    "DataRevision",
+    "DvcLineage",
     "changed_paths",
     "current_revision",
     "git_head",
@@ -38,49 +41,7 @@ __all__ = [
     "stage_status",
 ]
 
-# Small files that git versions beside DVC's pointers.
-TRACKED = (
-    ".gitignore",
-    ".dvcignore",
-    "params.yaml",
-    "dvc.yaml",
-    "dvc.lock",
-    "forgotten.json",
-    "subjects.json",
-    "ledger.jsonl",
-    "metrics.json",
-    "registry.json",
-    "models",
-    "data/.gitignore",
-)
-
 _IDENTITY = {"user.name": "unlearn-ops", "user.email": "unlearn-ops@localhost"}
-
-
-@dataclass(frozen=True)
-class DataRevision:
-    """What a model version was trained from.
-
-    Attributes:
-        git_sha: the commit that holds params, dvc.lock and the ledger.
-        shards_md5: DVC's md5 of the `data/shards` directory.
-        shard_md5s: md5 of each shard file (DVC's hash of that file), by shard id.
-        tags: the git tags of the requests, if any.
-    """
-
-    git_sha: str
-    shards_md5: str
-    shard_md5s: dict[int, str] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "git_sha": self.git_sha,
-            "shards_md5": self.shards_md5,
-            "shard_md5s": {str(k): v for k, v in sorted(self.shard_md5s.items())},
-            "tags": list(self.tags),
-        }
 
 
 def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -228,7 +189,7 @@ def record_revision(
                 repo.push()
             except (DvcException, OSError) as exc:
                 raise LineageError("dvc push", str(exc)) from exc
-    existing = [name for name in dict.fromkeys(TRACKED) if (root / name).exists()]
+    existing = [name for name in dict.fromkeys(VERSIONED_FILES) if (root / name).exists()]
     _git(root, "add", "--all", "--", *existing)
     if _git(root, "diff", "--cached", "--quiet", check=False).returncode != 0:
         _git(root, "commit", "-q", "-m", message)
@@ -326,6 +287,51 @@ def read_at_revision(root: Path, path: str, rev: str) -> bytes:
     except (DvcException, FileNotFoundError) as exc:
         raise LineageError(f"reading {path} at {rev[:12]}", str(exc) or repr(exc)) from exc
     return data
+
+
+class DvcLineage:
+    """The git + DVC lineage of one workspace (the :class:`DataLineage` port).
+
+    Args:
+        root: the workspace directory.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def init_repository(self) -> str:
+        """See :func:`init_repository`."""
+        return init_repository(self.root)
+
+    def record_revision(
+        self, message: str, *, tags: Sequence[str] = (), shard_ids: Sequence[int] = ()
+    ) -> DataRevision:
+        """See :func:`record_revision`."""
+        return record_revision(self.root, message, tags=tags, shard_ids=shard_ids)
+
+    def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
+        """See :func:`current_revision`."""
+        return current_revision(self.root, shard_ids)
+
+    def head(self) -> str:
+        """See :func:`git_head`."""
+        return git_head(self.root)
+
+    def parent_commit(self, rev: str) -> str | None:
+        """See :func:`parent_commit`."""
+        return parent_commit(self.root, rev)
+
+    def read_git_file(self, rev: str, path: str) -> str:
+        """See :func:`read_git_file`."""
+        return read_git_file(self.root, rev, path)
+
+    def read_at_revision(self, path: str, rev: str) -> bytes:
+        """See :func:`read_at_revision`."""
+        return read_at_revision(self.root, path, rev)
+
+    def is_clean(self) -> bool:
+        """See :func:`is_clean`."""
+        return is_clean(self.root)
 
 
 @dataclass(frozen=True)

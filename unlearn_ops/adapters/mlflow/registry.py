@@ -6,6 +6,8 @@ full provenance as `provenance.json`) and the pyfunc model logged from code
 registered under
 the workspace's model name with `unlearn.*` tags and a plain-words description. Aliases,
 never stages: `champion` is what is served. MLflow errors become :class:`RegistryError`.
+:class:`MlflowRegistry` implements :class:`unlearn_ops.serving.ports.ModelRegistry`; the
+types it returns (:mod:`unlearn_ops.serving.versions`) belong to the core.
 """
 
 from __future__ import annotations
@@ -18,60 +20,17 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
-from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
+from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance
+from unlearn_ops.serving.versions import CHAMPION, DeletedVersion
+from unlearn_ops.serving.versions import VersionInfo as VersionInfo  # old import path
 
-__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "MlflowRegistry", "VersionInfo"]
+__all__ = ["MlflowRegistry"]
 
-CHAMPION = "champion"
-PREVIOUS = "previous"
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """A registered version, as the CLI shows it."""
-
-    version: str
-    run_id: str
-    created_at: int
-    description: str
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: tuple[str, ...] = ()
-
-    def tag(self, key: str, default: str = "") -> str:
-        """An `unlearn.*` tag by its short key."""
-        return self.tags.get(f"{TAG_PREFIX}{key}", default)
-
-    @property
-    def honoured_requests(self) -> list[str]:
-        """Every request id this version honours."""
-        return parse_request_list(self.tag("honoured_requests"))
-
-    @property
-    def request_ids(self) -> list[str]:
-        """The requests this version was made for."""
-        return parse_request_list(self.tag("request_ids"))
-
-    @property
-    def gates_passed(self) -> bool:
-        """Whether its gates passed."""
-        return self.tag("gates_passed") == "true"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "version": self.version,
-            "run_id": self.run_id,
-            "created_at": self.created_at,
-            "aliases": list(self.aliases),
-            "description": self.description,
-            "tags": dict(sorted(self.tags.items())),
-        }
 
 
 def _quiet_environment() -> None:
@@ -500,23 +459,3 @@ class MlflowRegistry:
         ):
             gc.main(args, standalone_mode=False)
         return True
-
-
-@dataclass(frozen=True)
-class DeletedVersion:
-    """A version deleted by :meth:`MlflowRegistry.delete_version`.
-
-    Attributes:
-        version: the version number.
-        run_id: its run (deleted with its artifacts).
-        model_id: its logged model (deleted with its artifacts).
-        artifact_locations: the artifact folders emptied.
-        hard: whether run and logged model were removed from the store for good
-            (`mlflow gc`); soft-deleted only when the store is a tracking server.
-    """
-
-    version: str
-    run_id: str
-    model_id: str
-    artifact_locations: tuple[str, ...]
-    hard: bool

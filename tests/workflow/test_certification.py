@@ -1,0 +1,49 @@
+"""Certifying a registered version from its own data revision (lineage faked in memory)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.workflow.conftest import gate
+from unlearn_ops.errors import LineageError, VersionNotFoundError
+from unlearn_ops.workflow.certification import certify_version
+from unlearn_ops.workflow.registration import register_version
+from unlearn_ops.workflow.revisions import record_revision
+from unlearn_ops.workflow.training import evaluate
+from unlearn_ops.workflow.workspace import Workspace
+
+
+def register_trained(ws: Workspace) -> str:
+    metrics = evaluate(ws)
+    version = register_version(
+        ws,
+        kind="train",
+        requests=[],
+        trained=[],
+        revision=record_revision(ws, "train"),
+        gates=[gate("data", True)],
+        metrics=metrics,
+        timings={},
+    )
+    return version.version
+
+
+def test_a_version_certifies_from_its_revision_even_after_the_data_changed(
+    trained: Workspace,
+) -> None:
+    version = register_trained(trained)
+    trained.ensemble.shard_path(0).write_bytes(b"not the data any more")
+    certificate = certify_version(trained, version, [0, 2])
+    assert certificate.passed
+
+
+def test_a_version_whose_revision_holds_other_data_is_refused(trained: Workspace) -> None:
+    version = register_trained(trained)
+    md5s = json.loads(trained.registry().get_version(version).tag("shard_md5s"))
+    trained.registry().set_version_tag(version, "shard_md5s", json.dumps({**md5s, "1": "0" * 32}))
+    with pytest.raises(LineageError, match=r"shard 1 at git \w+ is not the data"):
+        certify_version(trained, version, [1])
+    with pytest.raises(VersionNotFoundError):
+        certify_version(trained, "7")

@@ -1,0 +1,106 @@
+"""The audit of a request in plain words: one line per stage of its life (`unlearn-ops audit`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from unlearn_ops.compliance.audit import RequestAudit
+
+__all__ = ["describe_audit"]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def _version(audit: RequestAudit, version: str | None) -> str:
+    """`2`, or `2 (purged on 2027-01-05)` for a version a purge deleted since."""
+    if version is None:
+        return "-"
+    purged = audit.versions_purged.get(version)
+    return f"{version} (purged on {purged:%Y-%m-%d})" if purged else version
+
+
+def describe_audit(audit: RequestAudit) -> list[str]:
+    """The audit in plain words, one line per stage of the request's life."""
+    lines = [f"request {audit.request_id}: {audit.state}"]
+    lines.append(
+        f"received: {_when(audit.received_at)}; requested at {_when(audit.requested_at)}; "
+        f"reason {audit.reason or '-'!r}; {audit.record_count} record(s), "
+        f"records digest {audit.records_digest[:16]}"
+    )
+    signature = audit.signature or "not checked (requests carry no signature yet)"
+    lines.append(
+        f"verified: {'request validated when received' if audit.validated else 'no received entry'}"
+        f"; signature: {signature}"
+    )
+    if audit.applied_at is not None:
+        shards = (
+            ", ".join(
+                f"shard {s} from slice {f}" for s, f in sorted(audit.shards_retrained.items())
+            )
+            or "no shard retrained"
+        )
+        lines.append(
+            f"applied: {_when(audit.applied_at)}; data git {_short(audit.parent_revision)} -> "
+            f"{_short(audit.data_revision)}; {shards} "
+            f"(version(s) {', '.join(_version(audit, v) for v in audit.versions_made_for) or '-'})"
+        )
+    elif audit.noop:
+        lines.append("applied: no data change of its own (its records were forgotten before)")
+    else:
+        lines.append("applied: not yet")
+    if audit.first_honouring_version is not None:
+        gates = "; ".join(str(gate) for gate in audit.gates) or "no gate results recorded"
+        lines.append(
+            f"honoured: first by version {_version(audit, audit.first_honouring_version)} "
+            f"(registered {_when(audit.first_honouring_created_at)}); gates: {gates}"
+        )
+    else:
+        lines.append("honoured: by no version whose gates passed yet")
+    if audit.served_at is not None:
+        lines.append(
+            f"served: version {_version(audit, audit.served_version)} champion since "
+            f"{_when(audit.served_at)}"
+        )
+    else:
+        lines.append("served: not yet")
+    first_purged = audit.versions_purged.get(audit.first_honouring_version or "")
+    if audit.exactness is None and first_purged is not None:
+        lines.append(
+            f"exactness: cannot be run (version {audit.first_honouring_version} was purged "
+            f"on {first_purged:%Y-%m-%d})"
+        )
+    elif audit.exactness is None:
+        why = "pass --certify" if audit.first_honouring_version else "no version honours it yet"
+        lines.append(f"exactness: not run ({why})")
+    else:
+        verdict = "PASSED" if audit.exactness else "FAILED"
+        lines.append(f"exactness: certificate of version {audit.first_honouring_version} {verdict}")
+    if audit.champion_version is None:
+        lines.append("champion: none")
+    else:
+        honours = "honours" if audit.champion_honours else "does NOT honour"
+        lines.append(f"champion: version {audit.champion_version} {honours} the request")
+    if audit.purged_at is not None:
+        lines.append(f"purge: purged at {_when(audit.purged_at)}")
+    elif audit.retention_until is not None:
+        lines.append(f"purge: not purged yet (retention until {audit.retention_until:%Y-%m-%d})")
+    else:
+        lines.append("purge: not purged yet (retention starts when a version honouring it serves)")
+    latency = f"{audit.latency_days:.2f} days" if audit.latency_days is not None else "not served"
+    lines.append(
+        f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency})"
+    )
+    for failure in audit.failures:
+        lines.append(
+            f"failed: {failure.get('at', '-')}: version {failure.get('version', '-')}: "
+            f"{failure.get('reason', '-')}"
+        )
+    if audit.ledger_problems:
+        lines.append(f"ledger: BROKEN ({len(audit.ledger_problems)} problem(s); run --check-chain)")
+    return lines

@@ -1,0 +1,81 @@
+"""Registered versions and the alias names that say which one is served.
+
+A version is what the model registry holds for one registered ensemble: its number, run,
+description and `unlearn.*` tags. Aliases, never stages: `champion` is served, `previous`
+is the champion before it (the default rollback target). These types belong to the core;
+the registry adapter (:mod:`unlearn_ops.adapters.mlflow.registry`) builds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from unlearn_ops.serving.provenance import TAG_PREFIX, parse_request_list
+
+__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "VersionInfo"]
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version, as the CLI shows it."""
+
+    version: str
+    run_id: str
+    created_at: int
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    def tag(self, key: str, default: str = "") -> str:
+        """An `unlearn.*` tag by its short key."""
+        return self.tags.get(f"{TAG_PREFIX}{key}", default)
+
+    @property
+    def honoured_requests(self) -> list[str]:
+        """Every request id this version honours."""
+        return parse_request_list(self.tag("honoured_requests"))
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The requests this version was made for."""
+        return parse_request_list(self.tag("request_ids"))
+
+    @property
+    def gates_passed(self) -> bool:
+        """Whether its gates passed."""
+        return self.tag("gates_passed") == "true"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "version": self.version,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "aliases": list(self.aliases),
+            "description": self.description,
+            "tags": dict(sorted(self.tags.items())),
+        }
+
+
+@dataclass(frozen=True)
+class DeletedVersion:
+    """A version deleted for good by a registry's `delete_version`.
+
+    Attributes:
+        version: the version number.
+        run_id: its run (deleted with its artifacts).
+        model_id: its logged model (deleted with its artifacts).
+        artifact_locations: the artifact folders emptied.
+        hard: whether run and logged model were removed from the store for good
+            (`mlflow gc`); soft-deleted only when the store is a tracking server.
+    """
+
+    version: str
+    run_id: str
+    model_id: str
+    artifact_locations: tuple[str, ...]
+    hard: bool

@@ -1,0 +1,187 @@
+"""A batch of deletion requests before any retraining: receive, check, close a no-op, apply.
+
+Both `receive_requests` and `check_batch` refuse a bad batch before anything is written;
+a batch whose every request a registered version honours already is closed without
+retraining (`close_noop`); otherwise `apply_batch` removes its records from the shard
+files, and the shards it made stale retrain (:mod:`unlearn_ops.workflow.training`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.errors import InvalidRequestError
+from unlearn_ops.sisa.planning import RetrainingPlan
+from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = [
+    "BatchOutcome",
+    "apply_batch",
+    "check_batch",
+    "close_noop",
+    "describe_noop",
+    "receive_requests",
+]
+
+
+@dataclass
+class BatchOutcome:
+    """How a batch of requests stands before any work: pending, or already served.
+
+    Attributes:
+        requests: the requests of the batch.
+        plan: what removing their not-yet-forgotten records will retrain.
+        served_by: for requests honoured already, the first version that honours them.
+    """
+
+    requests: list[ForgetRequest]
+    plan: RetrainingPlan
+    served_by: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_noop(self) -> bool:
+        """Every request is honoured by a registered version already."""
+        return all(r.request_id in self.served_by for r in self.requests)
+
+
+def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) -> None:
+    """Record each new request as `received` in the ledger (ids as keyed hashes only).
+
+    A request id seen before with the same records is the same request (no new entry);
+    with other records it is refused, and nothing is written for the batch.
+
+    Raises:
+        InvalidRequestError: an empty batch, a request id twice in it, or a replay with
+            changed records.
+    """
+    if not requests:
+        raise InvalidRequestError("no requests given")
+    ids = [r.request_id for r in requests]
+    duplicated = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicated:
+        raise InvalidRequestError(f"request id(s) {', '.join(duplicated)} appear twice")
+    known = workspace.ledger.requests()
+    new = []
+    for request in requests:
+        hashes = request.record_hashes(workspace.settings)
+        state = known.get(request.request_id)
+        if state is None:
+            new.append((request, hashes))
+        elif sorted(state.record_hashes) != hashes:
+            raise InvalidRequestError(
+                f"request {request.request_id} was received before with other records",
+                "a request id is an idempotency key: use a new id for new records",
+            )
+    # What removing the batch's records will retrain, recorded before anything is removed:
+    # a run killed half-way leaves its shards retrained and no longer stale (issue 11, 7).
+    record_ids = list(dict.fromkeys(r for request, _ in new for r in request.record_ids))
+    plan = workspace.ensemble.plan_forget(record_ids) if record_ids else None
+    retrains = {str(s.shard_id): s.first_stage for s in plan.shards} if plan else {}
+    for request, hashes in new:
+        workspace.ledger.append(
+            "received",
+            request.request_id,
+            record_hashes=hashes,
+            reason=request.reason,
+            requested_at=request.requested_at.isoformat(),
+            retrains=retrains,
+        )
+
+
+def check_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> BatchOutcome:
+    """Validate a batch against the data, the ledger and the registry; changes nothing.
+
+    A request is served already when a version honours its id, or when every one of its
+    records was forgotten by requests that a version serves (then the newest of those
+    versions is the first that honours it).
+
+    Raises:
+        UnknownRecordsError: ids that were never in the data (the whole batch is refused).
+    """
+    record_ids = list(dict.fromkeys(r for request in requests for r in request.record_ids))
+    plan = workspace.ensemble.plan_forget(record_ids)
+    registry = workspace.registry()
+    forgotten = workspace.ensemble.forgotten_hashes()
+    served_by = {}
+    for request in requests:
+        version = registry.first_honouring(request.request_id)
+        if version is not None:
+            served_by[request.request_id] = version.version
+            continue
+        hashes = set(request.record_hashes(workspace.settings))
+        if not hashes <= forgotten:
+            continue
+        serving = workspace.ledger.serving_requests(sorted(hashes))
+        if set(serving) == hashes:
+            # The first version honouring all of them, as registered now: the one the
+            # ledger names may have been purged since.
+            honouring = [registry.first_honouring(s.request_id) for s in serving.values()]
+            if all(honouring):
+                served_by[request.request_id] = str(
+                    max(int(v.version) for v in honouring if v is not None)
+                )
+    return BatchOutcome(list(requests), plan, served_by)
+
+
+def close_noop(workspace: Workspace, outcome: BatchOutcome) -> dict[str, Any]:
+    """Requests found served already: `served` in the ledger, and named by their versions.
+
+    A request whose records were all forgotten by earlier requests is honoured by every
+    version that honours those; their `unlearn.honoured_requests` tags gain its id, so
+    that a search by request id (and the MLflow UI) finds it like any other.
+    """
+    from unlearn_ops.serving.records import version_facts
+
+    states = workspace.ledger.requests()
+    registry = workspace.registry()
+    versions = registry.versions()
+    for request in outcome.requests:
+        request_id = request.request_id
+        version = outcome.served_by.get(request_id)
+        if version is None:
+            continue
+        state = states.get(request_id)
+        if state is None or state.served is None:
+            facts = next((version_facts(v) for v in versions if v.version == version), None)
+            extra = {"version_facts": facts} if facts else {}
+            workspace.ledger.append("served", request_id, version=version, noop=True, **extra)
+        hashes = request.record_hashes(workspace.settings)
+        covering = {s.request_id for s in workspace.ledger.serving_requests(hashes).values()}
+        if not covering:
+            continue  # found by its own id: the versions name it already
+        for info in versions:
+            honoured = info.honoured_requests
+            if request_id not in honoured and covering <= set(honoured):
+                registry.set_version_tag(
+                    info.version, "honoured_requests", json.dumps([*honoured, request_id])
+                )
+                registry.set_version_tag(info.version, "honoured_count", str(len(honoured) + 1))
+    return describe_noop(outcome)
+
+
+def describe_noop(outcome: BatchOutcome) -> dict[str, Any]:
+    """The answer of a batch that is served already."""
+    return {
+        "noop": True,
+        "served_by": dict(outcome.served_by),
+        "message": "; ".join(
+            f"request {r} is honoured already by version {v}" for r, v in outcome.served_by.items()
+        ),
+    }
+
+
+def apply_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> RetrainingPlan:
+    """Remove the batch's records from the shard files (no retraining yet).
+
+    A batch that names its records by keyed hash only (removed already, by a run that
+    crashed before registering) removes nothing; its shards are stale and retrain.
+    """
+    record_ids = list(dict.fromkeys(r for request in requests for r in request.record_ids))
+    if not record_ids:
+        return workspace.ensemble.plan_forget([])
+    plan, _removed = workspace.ensemble.remove_records(record_ids)
+    return plan

@@ -1,0 +1,161 @@
+"""Registering the workspace's ensemble as a model version, and closing its requests.
+
+The data revision is recorded before the version is registered (so every version points
+at a commit that exists); `promote_and_close` moves `champion` last, only when the gates
+pass, and records the outcome (`served` or `failed`) in the ledger and in a last commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.errors import GateFailedError
+from unlearn_ops.serving.promotion import honoured_requests, promote
+from unlearn_ops.serving.provenance import VersionProvenance, describe_version
+from unlearn_ops.workflow.revisions import DataRevision, record_revision
+from unlearn_ops.workflow.training import ShardTrained
+from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from unlearn_ops.adapters.gx.gates import GateResult
+    from unlearn_ops.serving.versions import VersionInfo
+
+__all__ = ["promote_and_close", "register_version"]
+
+
+def register_version(
+    workspace: Workspace,
+    *,
+    kind: Literal["train", "forget", "replay", "repro"],
+    requests: Sequence[ForgetRequest],
+    trained: Sequence[ShardTrained],
+    revision: DataRevision,
+    gates: Sequence[GateResult],
+    metrics: dict[str, float],
+    timings: dict[str, float],
+    replayed: Sequence[str] = (),
+) -> VersionInfo:
+    """Log the ensemble as a new version of the workspace's registry; write registry.json.
+
+    `replayed` names the ledger requests a `replay` version applies onto an older one
+    (their ids are known only as keyed hashes, so they are counted from the ledger).
+    """
+    import numpy as np
+    import pandas as pd
+
+    registry = workspace.registry()
+    ensemble = workspace.ensemble
+    columns = ensemble.columns()
+    parent = workspace.read_json(workspace.registry_path) or {}
+    retrained_models = [t for t in trained if t.stages]
+    first_stages = {t.shard_id: t.first_stage for t in retrained_models}
+    retrained = sorted(first_stages)
+    weights = {
+        s: (ensemble.served_model_info(s) or {}).get("weights_hash", "") for s in ensemble.shard_ids
+    }
+    request_ids = tuple(r.request_id for r in requests) + tuple(replayed)
+    states = workspace.ledger.requests() if replayed else {}
+    replayed_hashes = {h for r in replayed if r in states for h in states[r].record_hashes}
+    provenance = VersionProvenance(
+        kind=kind,
+        request_ids=request_ids,
+        honoured_request_ids=tuple(honoured_requests(workspace)),
+        parent_version=parent.get("version"),
+        git_sha=revision.git_sha,
+        data_md5=revision.shards_md5,
+        shard_md5s=revision.shard_md5s,
+        shards_retrained=tuple(retrained),
+        first_stages=first_stages,
+        records_forgotten=len({h for r in requests for h in r.record_hashes(workspace.settings)})
+        + len(replayed_hashes),
+        training_hash=workspace.params.training_hash(),
+        seed=workspace.params.seed,
+        weights=weights,
+        gates={g.gate: g.to_dict() for g in gates},
+        timings=timings,
+        accuracy=metrics["accuracy"],
+    )
+    tables = [ensemble.read_shard(s) for s in ensemble.shard_ids]
+    training_frame = pd.concat(tables, ignore_index=True)
+    sample = training_frame[list(columns.feature_columns)].head(5)
+    output = ensemble.predict_proba(sample.to_numpy(dtype=np.float32))
+    output_frame = pd.DataFrame(
+        output, columns=[f"probability_{k}" for k in range(columns.num_classes)]
+    )
+    output_frame.insert(0, "prediction", output.argmax(axis=1))
+    model_files = {f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids}
+    model_files["ensemble"] = workspace.root / "ensemble.json"
+    model_files["params"] = workspace.params_path
+    flat_params = {
+        "seed": workspace.params.seed,
+        "shards": workspace.params.sisa.shards,
+        "slices": workspace.params.sisa.slices,
+        "aggregation": workspace.params.sisa.aggregation,
+        "model": workspace.params.model.name,
+        "epochs_per_stage": workspace.params.training.epochs_per_stage,
+        "batch_size": workspace.params.training.batch_size,
+        "learning_rate": workspace.params.training.learning_rate,
+        "dataset": workspace.params.dataset.source,
+    }
+    version = registry.log_version(
+        provenance=provenance,
+        description=describe_version(
+            provenance, workspace.params.sisa.shards, model_name=workspace.model_name
+        ),
+        model_files=model_files,
+        training_frame=training_frame,
+        dataset_source=str(ensemble.shards_dir),
+        params=flat_params,
+        metrics={"accuracy": metrics["accuracy"], "train_records": float(len(training_frame))},
+        signature_frames=(sample, output_frame),
+    )
+    workspace.write_json(
+        workspace.registry_path,
+        {
+            "model_name": workspace.model_name,
+            "version": version.version,
+            "git_sha": revision.git_sha,
+        },
+    )
+    return version
+
+
+def promote_and_close(
+    workspace: Workspace,
+    requests: Sequence[ForgetRequest],
+    version: VersionInfo,
+    gates: Sequence[GateResult],
+) -> str:
+    """Promote `version` if its gates passed, record the outcome, commit it.
+
+    The ledger says `served` (champion moved) or `failed` (with the gate summary and the
+    unpromoted version); registry.json, the ledger and dvc.lock are committed either way.
+
+    Raises:
+        GateFailedError: a gate failed; `champion` stays where it was.
+    """
+    from unlearn_ops.serving.records import version_facts
+
+    # The version's facts go into the ledger: a purge may delete the version later.
+    facts = version_facts(version)
+    try:
+        promote(workspace, version, gates)
+    except GateFailedError as exc:
+        for request in requests:
+            workspace.ledger.append(
+                "failed",
+                request.request_id,
+                reason=exc.summary,
+                version=version.version,
+                version_facts=facts,
+            )
+        record_revision(workspace, f"unlearn-ops: version {version.version} failed its gates")
+        raise
+    for request in requests:
+        workspace.ledger.append(
+            "served", request.request_id, version=version.version, version_facts=facts
+        )
+    record_revision(workspace, f"unlearn-ops: version {version.version} is champion")
+    return version.version

@@ -1,0 +1,85 @@
+"""Data revisions: what a model version was trained from, and recording one.
+
+A revision is a commit of the workspace's lineage (git + DVC by default) that holds the
+params, `dvc.lock`, the ledger and the shard files a version trained on; every version
+points at one, and a git tag per request marks the revision that forgot its records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from unlearn_ops.deletion.requests import ForgetRequest
+
+if TYPE_CHECKING:
+    from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = ["VERSIONED_FILES", "DataRevision", "mark_applied", "record_revision", "request_tag"]
+
+# The small files a revision versions as text (git), beside the pointers to DVC's outputs.
+VERSIONED_FILES = (
+    ".gitignore",
+    ".dvcignore",
+    "params.yaml",
+    "dvc.yaml",
+    "dvc.lock",
+    "forgotten.json",
+    "subjects.json",
+    "ledger.jsonl",
+    "metrics.json",
+    "registry.json",
+    "models",
+    "data/.gitignore",
+)
+
+
+@dataclass(frozen=True)
+class DataRevision:
+    """What a model version was trained from.
+
+    Attributes:
+        git_sha: the commit that holds params, dvc.lock and the ledger.
+        shards_md5: DVC's md5 of the `data/shards` directory.
+        shard_md5s: md5 of each shard file (DVC's hash of that file), by shard id.
+        tags: the git tags of the requests, if any.
+    """
+
+    git_sha: str
+    shards_md5: str
+    shard_md5s: dict[int, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "git_sha": self.git_sha,
+            "shards_md5": self.shards_md5,
+            "shard_md5s": {str(k): v for k, v in sorted(self.shard_md5s.items())},
+            "tags": list(self.tags),
+        }
+
+
+def request_tag(request_id: str) -> str:
+    """The git tag that marks the data revision of a request."""
+    return f"unlearn/forget/{request_id}"
+
+
+def record_revision(
+    workspace: Workspace, message: str, requests: Sequence[ForgetRequest] = ()
+) -> DataRevision:
+    """`dvc commit` + git commit + a tag per request: the revision a version trains from."""
+    return workspace.lineage().record_revision(
+        message,
+        tags=[request_tag(r.request_id) for r in requests],
+        shard_ids=workspace.ensemble.shard_ids,
+    )
+
+
+def mark_applied(
+    workspace: Workspace, requests: Sequence[ForgetRequest], revision: DataRevision
+) -> None:
+    """Ledger: the requests' records are gone from the data at `revision`."""
+    for request in requests:
+        workspace.ledger.append("applied", request.request_id, **revision.to_dict())
