@@ -18,8 +18,8 @@ from prefect import unmapped
 from pipelines import tasks
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
+from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.timing import Stopwatch
-from unlearn_ops.workflow.training import ShardTrained
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from unlearn_ops.workflow import (
     batch,
     preparation,
     registration,
+    retraining,
     revisions,
     rollback,
-    training,
 )
 
 P = ParamSpec("P")
@@ -34,10 +34,10 @@ receive_requests = _task(batch.receive_requests, "receive-requests")
 check_batch = _task(batch.check_batch, "check-requests")
 close_noop = _task(batch.close_noop, "close-served-requests")
 apply_batch = _task(batch.apply_batch, "remove-records")
-stale_shards = _task(training.stale_shards, "find-stale-shards")
-train_shard = _task(training.train_one_shard, "train-shard")
-evaluate = _task(training.evaluate, "evaluate")
-run_gates = _task(training.run_gates, "run-gates")
+stale_shards = _task(retraining.stale_shards, "find-stale-shards")
+train_shard = _task(retraining.train_one_shard, "train-shard")
+evaluate = _task(retraining.evaluate, "evaluate")
+run_gates = _task(retraining.run_gates, "run-gates")
 record_revision = _task(revisions.record_revision, "record-data-revision")
 register_version = _task(registration.register_version, "register-version")
 mark_applied = _task(revisions.mark_applied, "mark-applied")

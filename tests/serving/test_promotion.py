@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving.test_ports import PROVENANCE
+from tests.serving.test_registry_contract import PROVENANCE
 from tests.workflow.conftest import gate, new_root, open_with_fakes, request
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError, UnsafeVersionError

@@ -20,7 +20,7 @@ from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
 from unlearn_ops.workflow.preparation import prepare_data
-from unlearn_ops.workflow.training import evaluate, train_one_shard
+from unlearn_ops.workflow.retraining import evaluate, train_one_shard
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
 WORKSPACE_PARAMS = Params.from_mapping(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.serving.test_ports import PROVENANCE
+from tests.serving.test_registry_contract import PROVENANCE
 from tests.workflow.conftest import request, shard_records
 from unlearn_ops.errors import InvalidRequestError, UnknownRecordsError
 from unlearn_ops.workflow.batch import (

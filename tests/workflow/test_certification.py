@@ -10,8 +10,8 @@ from tests.workflow.conftest import gate
 from unlearn_ops.errors import LineageError, VersionNotFoundError
 from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.registration import register_version
+from unlearn_ops.workflow.retraining import evaluate
 from unlearn_ops.workflow.revisions import record_revision
-from unlearn_ops.workflow.training import evaluate
 from unlearn_ops.workflow.workspace import Workspace
 
 

@@ -12,8 +12,8 @@ from unlearn_ops.serving.versions import CHAMPION
 from unlearn_ops.testing import InjectedCrashError, InMemoryRegistry, fail_at
 from unlearn_ops.workflow.batch import apply_batch, receive_requests
 from unlearn_ops.workflow.registration import promote_and_close, register_version
+from unlearn_ops.workflow.retraining import ShardTrained, evaluate, train_one_shard
 from unlearn_ops.workflow.revisions import mark_applied, record_revision
-from unlearn_ops.workflow.training import ShardTrained, evaluate, train_one_shard
 from unlearn_ops.workflow.workspace import Workspace
 
 PASSED = [gate("data", True), gate("metric", True)]

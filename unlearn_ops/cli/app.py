@@ -298,7 +298,7 @@ def train_shard_command(
 @app.command()
 def evaluate(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """DVC stage: held-out accuracy of the served ensemble into metrics.json."""
-    from unlearn_ops.workflow.training import evaluate as evaluate_step
+    from unlearn_ops.workflow.retraining import evaluate as evaluate_step
 
     metrics = evaluate_step(_open(workspace))
     _emit(as_json, metrics, lambda: typer.echo(f"held-out accuracy {metrics['accuracy']:.4f}"))
@@ -309,8 +309,8 @@ def register(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
     """DVC stage: gate the current state and register it as a version (champion if it passes)."""
     from unlearn_ops.serving.promotion import champion_accuracy, promote
     from unlearn_ops.workflow.registration import register_version
-    from unlearn_ops.workflow.training import evaluate as evaluate_step
-    from unlearn_ops.workflow.training import run_gates
+    from unlearn_ops.workflow.retraining import evaluate as evaluate_step
+    from unlearn_ops.workflow.retraining import run_gates
 
     ws = _open(workspace)
     metrics = ws.read_json(ws.metrics_path) or evaluate_step(ws)

@@ -2,7 +2,7 @@
 
 :class:`~unlearn_ops.adapters.mlflow.registry.MlflowRegistry` implements it on MLflow;
 :class:`~unlearn_ops.testing.InMemoryRegistry` is the fake that tests inject (one contract
-test class runs over both, tests/serving/test_ports.py). Versions are named by number
+test class runs over both, tests/serving/test_registry_contract.py). Versions are named by number
 (`"3"`) or, where a method says so, by alias (`"champion"`).
 """
 

@@ -13,8 +13,9 @@ Inject them when opening a workspace::
 
     ws = Workspace.open(root, registry=InMemoryRegistry(), lineage=InMemoryLineage(root))
 
-The contract tests (tests/serving/test_ports.py, tests/workflow/test_ports.py) run the same
-assertions over each fake and its real adapter, so a fake cannot drift from the backend.
+The contract tests (tests/serving/test_registry_contract.py,
+tests/workflow/test_lineage_contract.py) run the same assertions over each fake and its
+real adapter, so a fake cannot drift from the backend.
 """
 
 from unlearn_ops.testing.failures import InjectedCrashError, fail_at

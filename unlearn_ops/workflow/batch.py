@@ -3,7 +3,7 @@
 Both `receive_requests` and `check_batch` refuse a bad batch before anything is written;
 a batch whose every request a registered version honours already is closed without
 retraining (`close_noop`); otherwise `apply_batch` removes its records from the shard
-files, and the shards it made stale retrain (:mod:`unlearn_ops.workflow.training`).
+files, and the shards it made stale retrain (:mod:`unlearn_ops.workflow.retraining`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`~unlearn_ops.adapters.dvc.lineage.DvcLineage` implements it on git + DVC;
 :class:`~unlearn_ops.testing.InMemoryLineage` is the fake that tests inject (one contract
-test class runs over both, tests/workflow/test_ports.py). Small files are versioned as
+test class runs over both, tests/workflow/test_lineage_contract.py). Small files are versioned as
 text ("git files"); shard tables, the manifest and the weights as bytes (DVC outputs).
 """
 

@@ -14,8 +14,8 @@ from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError
 from unlearn_ops.serving.promotion import honoured_requests, promote
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
+from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.revisions import DataRevision, record_revision
-from unlearn_ops.workflow.training import ShardTrained
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:

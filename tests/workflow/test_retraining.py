@@ -6,7 +6,7 @@ import json
 
 from tests.workflow.conftest import request, shard_records
 from unlearn_ops.workflow.batch import apply_batch
-from unlearn_ops.workflow.training import evaluate, run_gates, stale_shards, train_one_shard
+from unlearn_ops.workflow.retraining import evaluate, run_gates, stale_shards, train_one_shard
 from unlearn_ops.workflow.workspace import Workspace
 
 
