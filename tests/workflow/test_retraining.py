@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from tests.workflow.conftest import request, shard_records
+from unlearn_ops.serving.gates import summarise_failures
+from unlearn_ops.serving.versions import CHAMPION
 from unlearn_ops.workflow.batch import apply_batch
+from unlearn_ops.workflow.registration import register_version
 from unlearn_ops.workflow.retraining import evaluate, run_gates, stale_shards, train_one_shard
+from unlearn_ops.workflow.revisions import record_revision
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -41,6 +47,28 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
     metrics = evaluate(trained)
     data, metric = run_gates(trained, metrics, champion_accuracy=None)
     assert (data.gate, data.passed, metric.gate, metric.passed) == ("data", True, "metric", True)
-    # Far below the champion (the floor allows a drop of 0.5 at most): the metric gate fails.
-    _, worse = run_gates(trained, metrics, champion_accuracy=metrics["accuracy"] + 0.6)
+    # The champion is this very ensemble: record by record, nothing dropped.
+    revision = record_revision(trained, "version 1", [])
+    champion = register_version(
+        trained,
+        kind="train",
+        requests=[],
+        trained=[],
+        revision=revision,
+        gates=[data, metric],
+        metrics=metrics,
+        timings={},
+    )
+    trained.registry().set_alias(CHAMPION, champion.version)
+    _, same = run_gates(trained, metrics, champion_accuracy=metrics["accuracy"])
+    assert same.passed
+    # A candidate whose shard models lost their weights predicts one class for everything:
+    # far below the champion, on the same held-out records, and the metric gate says so.
+    for shard_id in trained.ensemble.shard_ids:
+        path = trained.ensemble.model_path(shard_id)
+        state = torch.load(path, weights_only=True)
+        torch.save({k: torch.zeros_like(v) for k, v in state.items()}, path)
+    reopened = trained.reopen()  # the ensemble keeps loaded models: read the new files
+    _, worse = run_gates(reopened, metrics, champion_accuracy=metrics["accuracy"])
     assert not worse.passed
+    assert "champion" in summarise_failures([worse])
