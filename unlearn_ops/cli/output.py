@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -34,7 +35,7 @@ def emit(as_json: bool, data: dict[str, Any], lines: Callable[[], None]) -> None
         lines()
 
 
-def open_workspace(start: Any) -> Workspace:
+def open_workspace(start: Path) -> Workspace:
     """The workspace containing `start` (a directory the user named, or the current one)."""
     from unlearn_ops.workflow.workspace import Workspace, find_workspace
 
