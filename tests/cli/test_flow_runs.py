@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
 
 from unlearn_ops.cli.flow_runs import ExpectedErrorFilter
 from unlearn_ops.errors import DatasetError
+
+if TYPE_CHECKING:
+    from tests.cli.conftest import Console
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -84,3 +92,22 @@ def test_other_runs_and_other_errors_keep_their_records() -> None:
     assert quiet.filter(record("DatasetError: mentioned in passing", flow_run_id="f3"))
     # Records of no run at all (Prefect's own loggers) pass.
     assert quiet.filter(record("server ready", level=logging.WARNING))
+
+
+@pytest.mark.flows
+def test_an_error_inside_a_flow_is_one_line_on_the_console(
+    tmp_path: Path, console: Console
+) -> None:
+    """A gate fails inside the train-ensemble flow: Prefect's own records of it stay quiet."""
+    assert console(["init", "ws", "--shards", "2", "--slices", "2"], cwd=tmp_path).returncode == 0
+    params = yaml.safe_load((tmp_path / "ws" / "params.yaml").read_text())
+    params["model"].update({"name": "mlp", "hidden_sizes": [8]})
+    params["training"].update({"epochs_per_stage": 1})
+    params["gates"].update({"min_accuracy": 1.0})  # no model reaches it
+    (tmp_path / "ws" / "params.yaml").write_text(yaml.safe_dump(params))
+
+    result = console(["train", "-w", "ws", "--no-progress"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: version 1 not promoted (no champion was set)")
