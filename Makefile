@@ -1,6 +1,7 @@
 # unlearn-ops: two commands set up everything on a fresh machine.
-#   make demo   install into .venv and run the main job on the embedded default
-#   make test   install the same way, then lint and run the whole test suite
+#   make demo       install into .venv and run the main job on the embedded default
+#   make test       install the same way, then lint and run the whole test suite (what CI runs)
+#   make test-fast  the everyday tier: no Prefect flows, no servers, no browser
 # Installs use constraints.txt: pins verified on this project's machines (torch 2.13.0
 # CPU wheel, fastapi<0.151 for Prefect 3.8). The package itself keeps honest ranges.
 
@@ -15,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install demo test lint format bench bench-quick clean
+.PHONY: install demo test test-fast lint format bench bench-quick clean
 
 install: $(STAMP)
 
@@ -40,6 +41,14 @@ format: install
 test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP)
 	$(BIN)/python -m pytest -q
 
+# Markers in pyproject.toml; tests/conftest.py marks all of tests/pipelines, integration, infra.
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not flows and not servers and not browser"
+
+# With CI=true a browser or compose client that cannot be installed fails `make test`
+# (and the tests fail rather than skip); elsewhere their tests are skipped, with a warning.
+IN_CI := $(filter true 1 TRUE True,$(CI))
+
 # Headless Chromium (Debian's `chromium`) for the browser test of the MLflow UI,
 # tests/pipelines/test_ui.py: installed with apt as root, else through `sudo -n`.
 $(CHROMIUM_STAMP): | $(STAMP)
@@ -47,15 +56,21 @@ $(CHROMIUM_STAMP): | $(STAMP)
 	  true; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
-	    || echo "WARNING: apt could not install chromium; tests/pipelines/test_ui.py will be skipped"; \
+	    || echo "WARNING: apt could not install chromium"; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 	  (sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium) \
-	    || echo "WARNING: apt could not install chromium; tests/pipelines/test_ui.py will be skipped"; \
+	    || echo "WARNING: apt could not install chromium"; \
 	else \
 	  echo "chromium is not installed and this user cannot install it (not root, no sudo):"; \
-	  echo "  run 'apt-get install chromium' as root; until then tests/pipelines/test_ui.py is skipped"; \
+	  echo "  run 'apt-get install chromium' as root"; \
 	fi
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then touch $@; fi
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  touch $@; \
+	elif [ -n "$(IN_CI)" ]; then \
+	  echo "ERROR: CI=true and no chromium: tests/pipelines/test_ui.py must run in CI"; exit 1; \
+	else \
+	  echo "WARNING: without chromium, tests/pipelines/test_ui.py is skipped"; \
+	fi
 
 # A compose client (Debian's `docker-compose` 1.29) for tests/infra/test_compose.py, which
 # checks infra/docker-compose.yml with `config` (no Docker engine needed): installed with
@@ -65,15 +80,21 @@ $(COMPOSE_STAMP): | $(STAMP)
 	  true; \
 	elif [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose) \
-	    || echo "WARNING: apt could not install docker-compose; tests/infra/test_compose.py will be skipped"; \
+	    || echo "WARNING: apt could not install docker-compose"; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
 	  (sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose) \
-	    || echo "WARNING: apt could not install docker-compose; tests/infra/test_compose.py will be skipped"; \
+	    || echo "WARNING: apt could not install docker-compose"; \
 	else \
 	  echo "no compose client is installed and this user cannot install one (not root, no sudo):"; \
-	  echo "  run 'apt-get install docker-compose' as root; until then tests/infra/test_compose.py is skipped"; \
+	  echo "  run 'apt-get install docker-compose' as root"; \
 	fi
-	@if docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1; then touch $@; fi
+	@if docker compose version >/dev/null 2>&1 || docker-compose version >/dev/null 2>&1; then \
+	  touch $@; \
+	elif [ -n "$(IN_CI)" ]; then \
+	  echo "ERROR: CI=true and no compose client: tests/infra/test_compose.py must run in CI"; exit 1; \
+	else \
+	  echo "WARNING: without a compose client, tests/infra/test_compose.py is skipped"; \
+	fi
 
 bench: install
 	$(BIN)/unlearn-ops bench --output bench-results

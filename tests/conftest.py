@@ -26,6 +26,25 @@ from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 
+# Folders whose every test runs flows or starts servers: marked here, so that a test added
+# there stays out of `make test-fast` without anyone having to remember the marker.
+FOLDER_MARKERS = {
+    "pipelines": ("flows",),
+    "integration": ("flows", "servers"),
+    "infra": ("servers",),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test of a folder of :data:`FOLDER_MARKERS` with that folder's markers."""
+    tests = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(tests):
+            continue
+        for marker in FOLDER_MARKERS.get(item.path.relative_to(tests).parts[0], ()):
+            item.add_marker(marker)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _close_prefect_events_client() -> object:

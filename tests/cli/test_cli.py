@@ -107,6 +107,7 @@ def training_ids(workspace: Path, count: int) -> list[str]:
     return [str(r) for r in table["record_id"][:count]]
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_train_then_forget_then_verify(trained: Path, cli: CliRunner) -> None:
     first, second = training_ids(trained, 2)
     code, out, err = cli(
@@ -152,12 +153,14 @@ def test_train_then_forget_then_verify(trained: Path, cli: CliRunner) -> None:
     assert "unlearn.parent_version = 1" in out
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_show_unknown_version(trained: Path, cli: CliRunner) -> None:
     code, _, err = cli(["show", "7", "-w", str(trained)])
     assert code == 2
     assert "has no version '7'" in err
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_commands_work_from_inside_a_workspace(
     trained: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,6 +170,7 @@ def test_commands_work_from_inside_a_workspace(
     assert json.loads(out)["versions"][0]["aliases"] == "champion"
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_forget_dry_run_changes_nothing(trained: Path, cli: CliRunner) -> None:
     before = snapshot(trained)
     (record,) = training_ids(trained, 1)
@@ -178,6 +182,7 @@ def test_forget_dry_run_changes_nothing(trained: Path, cli: CliRunner) -> None:
     assert snapshot(trained) == before
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_forget_unknown_ids_is_one_line_and_changes_nothing(trained: Path, cli: CliRunner) -> None:
     before = snapshot(trained)
     (record,) = training_ids(trained, 1)
@@ -190,6 +195,7 @@ def test_forget_unknown_ids_is_one_line_and_changes_nothing(trained: Path, cli: 
     assert snapshot(trained) == before
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
@@ -211,6 +217,7 @@ def test_forget_malformed_ids_file(
     assert snapshot(trained) == before
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_forget_ids_file_one_per_line(trained: Path, cli: CliRunner) -> None:
     ids_file = trained.parent / "ids.txt"
     ids_file.write_text("# people who asked\n" + "\n".join(training_ids(trained, 2)) + "\n")
@@ -219,6 +226,7 @@ def test_forget_ids_file_one_per_line(trained: Path, cli: CliRunner) -> None:
     assert json.loads(out)["version"] == "2"
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_forget_needs_exactly_one_id_source(trained: Path, cli: CliRunner) -> None:
     code, _, err = cli(["forget", "-w", str(trained)])
     assert code == 2
@@ -250,6 +258,7 @@ def test_untrained_workspace_is_a_clear_error(workspace: Path, cli: CliRunner) -
     assert "no ensemble here" in err
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_verify_fails_on_a_tampered_model(trained: Path, cli: CliRunner) -> None:
     info_path = trained / "models" / "shard-001.json"
     info = json.loads(info_path.read_text())
@@ -261,6 +270,7 @@ def test_verify_fails_on_a_tampered_model(trained: Path, cli: CliRunner) -> None
     assert "FAILED" in out
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_verify_rejects_bad_shard_ids(trained: Path, cli: CliRunner) -> None:
     code, _, err = cli(["verify", "--shards", "x", "-w", str(trained)])
     assert code == 2
@@ -270,6 +280,7 @@ def test_verify_rejects_bad_shard_ids(trained: Path, cli: CliRunner) -> None:
     assert "no shard 9" in err
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_dvc_stage_commands(trained: Path, cli: CliRunner) -> None:
     code, out, _ = cli(["prepare", "-w", str(trained), "--json"])
     assert code == 0
@@ -286,6 +297,7 @@ def test_dvc_stage_commands(trained: Path, cli: CliRunner) -> None:
     assert 0 <= metrics["accuracy"] <= 1
 
 
+@pytest.mark.flows  # trains through the train-ensemble flow
 def test_demo_runs_end_to_end(tmp_path: Path, cli: CliRunner) -> None:
     root = tmp_path / "demo"
     code, out, err = cli(

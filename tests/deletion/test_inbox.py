@@ -308,8 +308,10 @@ def test_changing_what_a_request_asks_is_a_replay_and_the_first_stands(
 
 
 def test_zz_the_replayed_inbox_holds_no_record_id(shared_inbox: Inbox) -> None:
-    if not shared_inbox.path.exists():
-        pytest.skip("run with the replay property")
+    if not shared_inbox.entries():  # run alone: the replay property runs here
+        test_changing_what_a_request_asks_is_a_replay_and_the_first_stands(
+            shared_inbox=shared_inbox
+        )
     assert shared_inbox.counts()["pending"] >= 100
     assert files_hold(shared_inbox.path.parent, *ID_MARKERS) == []
 

@@ -9,11 +9,14 @@ import pytest
 
 from unlearn_ops.bench.flows import flow_markdown, run_flow_benchmark
 from unlearn_ops.bench.workloads import QUICK
+from unlearn_ops.cli.bench import bench_flows
 
 
 @pytest.mark.slow
 def test_flow_benchmark_measures_forgets_against_a_full_retrain(tmp_path: Path) -> None:
-    run = run_flow_benchmark("quick", "digits", QUICK.params, tmp_path, seed=3, repeats=2)
+    run = run_flow_benchmark(
+        "quick", "digits", QUICK.params, tmp_path, seed=3, repeats=2, flows=bench_flows()
+    )
 
     assert len(run["forget_warm_draws"]) == 2
     for draw in run["forget_warm_draws"]:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.planning import plan_retraining
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 from unlearn_ops.sisa.training import ShardColumns, train_shard
+
+if TYPE_CHECKING:
+    from unlearn_ops.bench.flows import BenchFlows
 
 __all__ = ["WORKLOADS", "Workload", "run_benchmark"]
 
@@ -286,7 +289,7 @@ def run_benchmark(
     only: Sequence[str] | None = None,
     seed: int = 0,
     sweep: bool = True,
-    flows: bool = True,
+    flows: BenchFlows | None = None,
 ) -> str:
     """Run the workloads, write `results.json` and `results.md` into `output`.
 
@@ -296,7 +299,8 @@ def run_benchmark(
         repeats: random draws per forget size.
         only: workload names to run; all when None.
         sweep: also run the shard sweeps (accuracy against S on MNIST-5k, MLP and CNN).
-        flows: also measure the flows end to end on the MNIST workloads.
+        flows: the flows, to also time them end to end on the MNIST workloads (the CLI
+            passes them in: the library does not import `pipelines`).
         seed: seed of the params and of the draws.
 
     Returns:
@@ -335,7 +339,9 @@ def run_benchmark(
                 sisa = params["sisa"]
                 name = f"{w.name} S={sisa['shards']}" if override else w.name
                 results["flows"].append(
-                    run_flow_benchmark(name, w.dataset, params, Path(work), seed, repeats)
+                    run_flow_benchmark(
+                        name, w.dataset, params, Path(work), seed, repeats, flows=flows
+                    )
                 )
         if sweep and not quick:
             results["sweeps"] = [

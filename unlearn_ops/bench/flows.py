@@ -12,6 +12,9 @@ MLflow, Prefect's ephemeral server) and measures, in one process:
 so the pipeline's fixed overhead over pure retraining is visible, cold and warm. Shards
 train one at a time on one torch thread, as in the core benchmark, so that the times
 compare work with work rather than with how many cores the machine has.
+
+The flows come in as :class:`BenchFlows` from the composition root (the CLI): the library
+never imports `pipelines`.
 """
 
 from __future__ import annotations
@@ -25,13 +28,30 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
 
-__all__ = ["flow_markdown", "run_flow_benchmark"]
+__all__ = ["BenchFlows", "flow_markdown", "run_flow_benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchFlows:
+    """The flows that the benchmark times, each run to its end on a workspace root.
+
+    Attributes:
+        train: runs the `train-ensemble` flow: `train(root, settings)` returns its result.
+        forget: runs the `forget-records` flow: `forget(root, requests, settings)` returns
+            its result; `requests` are forget requests as JSON objects.
+    """
+
+    train: Callable[[str, Settings], dict[str, Any]]
+    forget: Callable[[str, list[dict[str, Any]], Settings], dict[str, Any]]
+
 
 _PHASES = ("data", "retraining", "evaluation", "gates", "lineage", "registration")
 # Sequential shards on one CPU thread: the figures measure work, not the machine's width.
@@ -91,6 +111,8 @@ def run_flow_benchmark(
     work_dir: Path,
     seed: int = 0,
     repeats: int = 3,
+    *,
+    flows: BenchFlows,
 ) -> dict[str, Any]:
     """Measure the flows on one workload; returns figures in seconds.
 
@@ -101,10 +123,8 @@ def run_flow_benchmark(
         work_dir: where to build the workspace.
         seed: seed of the params and of the record draws.
         repeats: one-record forgets timed in the warm process.
+        flows: the flows to time.
     """
-    from pipelines.forget import forget_records
-    from pipelines.runner import run_flow
-    from pipelines.train import train_ensemble
     from unlearn_ops.adapters.dvc.lineage import init_repository
     from unlearn_ops.settings import load_settings
     from unlearn_ops.workflow.workspace import write_workspace_files
@@ -126,18 +146,15 @@ def run_flow_benchmark(
         init_repository(root)
 
         started = time.perf_counter()
-        first = run_flow(train_ensemble, str(root), settings=settings)
+        first = flows.train(str(root), settings)
         first_seconds = time.perf_counter() - started
 
         warm_draws = []
         for draw in range(repeats):
             record = _pick_record(root, rng)
             started = time.perf_counter()
-            result = run_flow(
-                forget_records,
-                str(root),
-                [{"request_id": f"bench-warm-{draw}", "record_ids": [record]}],
-                settings=settings,
+            result = flows.forget(
+                str(root), [{"request_id": f"bench-warm-{draw}", "record_ids": [record]}], settings
             )
             seconds = time.perf_counter() - started
             warm_draws.append(
@@ -173,7 +190,7 @@ def run_flow_benchmark(
         for model in (root / "models").glob("*.pt"):
             model.unlink()
         started = time.perf_counter()
-        retrain = run_flow(train_ensemble, str(root), settings=settings)
+        retrain = flows.train(str(root), settings)
         retrain_seconds = time.perf_counter() - started
 
     def mean(key: str) -> float:

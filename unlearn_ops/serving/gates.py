@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from unlearn_ops.params import Params
+    from unlearn_ops.sisa.datasets import Dataset
 
 __all__ = [
     "AccuracyDrop",
@@ -362,24 +363,32 @@ def holdout_size_warning(records: int, gates: GateParams) -> str | None:
     )
 
 
-def workspace_holdout_warning(params: Params, base_dir: Path | None = None) -> str | None:
-    """:func:`holdout_size_warning` for the dataset that `params` names (read once, here).
+def workspace_holdout_warning(
+    params: Params, base_dir: Path | None = None, dataset: Dataset | None = None
+) -> str | None:
+    """:func:`holdout_size_warning` for the dataset that `params` names.
+
+    Args:
+        params: the workspace's params (dataset, holdout fraction, gates).
+        base_dir: where a relative dataset path is read from.
+        dataset: the dataset, when the caller has read it already (it is read here if not).
 
     Returns None when the dataset cannot be read: `train` reports that with its own error.
     """
     from unlearn_ops.sisa.datasets import load_dataset, split_holdout
 
     spec = params.dataset
-    try:
-        dataset = load_dataset(
-            spec.source,
-            id_column=spec.id_column,
-            label_column=spec.label_column,
-            feature_columns=spec.feature_columns,
-            base_dir=base_dir,
-        )
-    except UnlearnOpsError:
-        return None
+    if dataset is None:
+        try:
+            dataset = load_dataset(
+                spec.source,
+                id_column=spec.id_column,
+                label_column=spec.label_column,
+                feature_columns=spec.feature_columns,
+                base_dir=base_dir,
+            )
+        except UnlearnOpsError:
+            return None
     _, holdout = split_holdout(dataset, spec.holdout_fraction, f"{params.sisa.salt}:{params.seed}")
     return holdout_size_warning(len(holdout), params.gates)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PARAMS_FILE",
     "Workspace",
+    "dataset_source_for",
     "find_workspace",
     "write_workspace_files",
 ]
@@ -262,6 +263,21 @@ def find_workspace(start: str | Path) -> Path:
         if (candidate / PARAMS_FILE).is_file() and (candidate / "dvc.yaml").is_file():
             return candidate
     raise WorkspaceNotFoundError(start)
+
+
+def dataset_source_for(root: Path, source: str, builtin: Collection[str]) -> str:
+    """How params.yaml names a dataset that the user gave as `source`, for a workspace at `root`.
+
+    A file path is taken as typed, against the current directory (issue 11: it was
+    read against the workspace); it is stored relative to `root` when the file lies inside
+    it (the workspace moves with its data), else as an absolute path. Names in `builtin`
+    stay names. The workspace reads the stored value against `root`.
+    """
+    if source in builtin:
+        return source
+    path = Path(source).expanduser().resolve()
+    root = root.resolve()
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 
 def write_workspace_files(root: Path, params: Params) -> None:

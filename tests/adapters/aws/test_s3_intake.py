@@ -38,6 +38,8 @@ CREDENTIALS = {
     "aws_secret_access_key": "testing",
 }
 
+pytestmark = pytest.mark.servers  # moto's S3 and SQS server on loopback
+
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:

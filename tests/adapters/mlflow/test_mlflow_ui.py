@@ -57,6 +57,7 @@ def test_a_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None
     assert not (tmp_path / "log").exists()
 
 
+@pytest.mark.servers  # starts `mlflow server`
 def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None:
     server = MlflowUiServer("no-such-scheme://store", str(tmp_path / "art"), port=find_free_port())
     with pytest.raises(RegistryError, match=r"`mlflow server` exited with code [1-9]"):

@@ -1,0 +1,29 @@
+"""Options that many commands share, and how a path the user typed is read.
+
+Every path option is resolved against the current directory when the command line is
+parsed (`resolve_path=True`), before anything runs: later steps may run inside the
+workspace (DVC works from there), and a relative path must mean what it meant where the
+user typed it (issue 11, finding 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["JsonOption", "ProgressOption", "WorkspaceOption"]
+
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace directory; by default the one containing the current directory.",
+        envvar="UNLEARN_OPS_WORKSPACE",
+        resolve_path=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
