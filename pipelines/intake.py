@@ -39,6 +39,7 @@ __all__ = [
     "emit_deletion_request",
     "forget_on_deletion_event",
     "resource_id",
+    "serve_deployment",
 ]
 
 DEPLOYMENT_NAME = "forget-on-deletion-events"
@@ -130,3 +131,11 @@ def emit_deletion_request(ws_or_resource: Workspace | str, envelope: Mapping[str
     """
     resource = ws_or_resource if isinstance(ws_or_resource, str) else resource_id(ws_or_resource)
     return events.emit_deletion_request(resource, envelope)
+
+
+def serve_deployment(deployment: Any) -> None:
+    """Serve the deployment until stopped, one run at a time: runs that events queue
+    meanwhile are coalesced into the running one."""
+    from prefect import serve
+
+    serve(deployment, limit=1, print_starting_message=False)

@@ -1,4 +1,4 @@
-"""The console filter of flow runs: a run that an expected error ended is not printed twice."""
+"""The console of flow runs from the CLI: a run an expected error ended is not printed twice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 import yaml
 
-from unlearn_ops.cli.flow_runs import ExpectedErrorFilter
+from unlearn_ops.adapters.prefect.console import ExpectedErrorFilter
 from unlearn_ops.errors import DatasetError
 
 if TYPE_CHECKING:

@@ -83,12 +83,11 @@ def submit(
         key = S3Intake.from_settings(settings).submit(envelope)
         typer.echo(f"dropped s3://{settings.intake_bucket}/{key}")
     elif via == "event":
-        from prefect.events.worker import EventsWorker
-
         from pipelines.intake import emit_deletion_request
+        from unlearn_ops.adapters.prefect.events import flush_events
 
         event_id = emit_deletion_request(open_workspace(workspace), envelope)
-        EventsWorker.drain_all(timeout=30)  # sent before this process ends
+        flush_events(timeout=30)  # sent before this process ends
         typer.echo(f"emitted unlearn.deletion.requested {event_id}")
 
 
@@ -231,9 +230,7 @@ def serve(
             "this process (start one with infra/launcher.py or `prefect server start`)"
         )
     os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "2")
-    from prefect import serve as prefect_serve
-
-    from pipelines.intake import deployment_for, resource_id
+    from pipelines.intake import deployment_for, resource_id, serve_deployment
 
     ws = open_workspace(workspace)
     deployment = deployment_for(ws, sweep_seconds=sweep_seconds or None)
@@ -241,5 +238,4 @@ def serve(
         f"serving {deployment.name}: events unlearn.deletion.requested on {resource_id(ws)}",
         err=True,
     )
-    # One run at a time: runs that events queue meanwhile are coalesced into it.
-    prefect_serve(deployment, limit=1, print_starting_message=False)
+    serve_deployment(deployment)

@@ -16,7 +16,14 @@ from typing import Any
 from unlearn_ops.adapters.prefect.api import translated
 from unlearn_ops.errors import ConfigError
 
-__all__ = ["EVENT_NAME", "PAGE_SIZE", "emit_deletion_request", "read_events", "resource_id"]
+__all__ = [
+    "EVENT_NAME",
+    "PAGE_SIZE",
+    "emit_deletion_request",
+    "flush_events",
+    "read_events",
+    "resource_id",
+]
 
 EVENT_NAME = "unlearn.deletion.requested"
 PAGE_SIZE = 50  # the most a page of /events/filter may hold
@@ -92,3 +99,10 @@ def emit_deletion_request(resource: str, envelope: Mapping[str, Any]) -> str:
             "Prefect events", ["no event was emitted: is PREFECT_API_URL set to a Prefect server?"]
         )
     return str(event.id)
+
+
+def flush_events(timeout: float = 30.0) -> None:
+    """Send the events this process emitted before it ends (Prefect sends them in a thread)."""
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.drain_all(timeout=timeout)
