@@ -18,9 +18,9 @@ from unlearn_ops.compliance.report import (
     parse_period_bound,
     render_html,
     render_markdown,
-    render_timeline,
     write_report,
 )
+from unlearn_ops.compliance.timeline import render_timeline
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

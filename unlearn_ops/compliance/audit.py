@@ -15,6 +15,11 @@ the first honouring version stays the one that was, "purged on DATE" (issue 11, 
 :func:`build_audit` is pure: it reads ledger entries and version records given to it.
 :func:`audit_request` and :func:`audit_requests` gather those from a workspace (the ledger,
 the MLflow registry, git) and, on request, run the exactness certificate of the version.
+
+Why this module is long: :func:`build_audit` and the :class:`RequestAudit` it fills describe one
+request's whole life (received, applied, honoured, served, purged, deadline); the version
+facts it reads from the ledger live in :mod:`unlearn_ops.serving.records` and its text in
+:mod:`unlearn_ops.compliance.audit_text`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ is *blocked*: nothing is deleted for it until a version that honours it is champ
 The planning here is pure (:func:`plan_versions`, :func:`checkpoints_to_purge`); the
 functions that act on a workspace import the adapters inside, as :mod:`unlearn_ops.workflow`
 does.
+
+Why this module is long: the retention plan (which versions, checkpoints and DVC objects are
+due, and when the rest comes due) and its execution share one set of types (the plan is
+what is executed, and what `--dry-run` prints); the DVC garbage collection itself lives
+in :mod:`unlearn_ops.adapters.dvc.cache`.
 """
 
 from __future__ import annotations
@@ -352,7 +357,7 @@ def _kept_chains(workspace: Workspace, keep_revs: Iterable[str]) -> set[str]:
 
 def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     """What a purge at `now` (default: now) would delete; changes nothing."""
-    from unlearn_ops.adapters.dvc.lineage import collect_cache, default_remote
+    from unlearn_ops.adapters.dvc.cache import collect_cache, default_remote
     from unlearn_ops.serving.versions import CHAMPION
     from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
 
@@ -402,7 +407,7 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
     The ledger entries and the git commit come last: a crash before them leaves the
     requests unpurged, and running the purge again finishes the job.
     """
-    from unlearn_ops.adapters.dvc.lineage import collect_cache
+    from unlearn_ops.adapters.dvc.cache import collect_cache
     from unlearn_ops.serving.records import version_facts
     from unlearn_ops.workflow.revisions import record_revision
 

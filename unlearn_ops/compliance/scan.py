@@ -200,7 +200,7 @@ def _walk(root: Path) -> list[Path]:
 
 def scan_workspace(workspace: Workspace) -> ScanReport:
     """Scan every store of a workspace for files holding a forgotten record."""
-    from unlearn_ops.adapters.dvc.lineage import cache_dir, local_remote_dirs
+    from unlearn_ops.adapters.dvc.cache import cache_dir, local_remote_dirs
 
     ensemble = workspace.ensemble
     forgotten = ensemble.forgotten_hashes()

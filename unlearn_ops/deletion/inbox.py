@@ -17,6 +17,9 @@ are kept with their reason (no request content) for the operator.
 
 States: `pending` -> `processing` (claimed by a run) -> `done` (outcome: the model version)
 or `failed` (reason). :meth:`retry` puts a failed request back to `pending`.
+
+Why this module is long: one sqlite schema and the transactions over it (accept, claim,
+complete, fail, retry, refusals) must be read together to see that each is atomic.
 """
 
 from __future__ import annotations

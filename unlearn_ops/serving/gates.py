@@ -20,6 +20,10 @@ bound of the drop's (1 - 2 * significance) mid-p interval is above zero). Given 
 records changed, that is one number, the *tolerance*: the largest drop that passes. On a
 large held-out set the tolerance is the limit itself, as before; on a small one it is what
 chance alone can produce. The interval is reported in the gate's sentence.
+
+Why this module is long: the metric gate's rule and the statistics it rests on (the paired
+mid-p McNemar test, its interval, the smallest drop a held-out set can show) are one
+argument, read together with the results and the protocol they produce.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ A forget writes the keyed hashes first, then rewrites the affected shard files, 
 retrains every shard whose model no longer matches its data (a *stale* shard). Each step
 is atomic and the last is idempotent, so a crash at any point is completed by running
 the same forget again.
+
+Why this module is long: :class:`SisaEnsemble` owns one directory layout, and its operations
+(prepare, train, locate, forget, predict) each read and write that layout under the same
+atomicity rules; the pure parts are already elsewhere (sharding, checkpoints, planning,
+training, aggregation).
 """
 
 from __future__ import annotations

@@ -47,6 +47,12 @@ Example::
     print(report.to_dict())
 
 boto3 is imported only when clients are built, so importing this module stays cheap.
+
+Why this module is long: one class, :class:`S3Intake`, holds one conversation with S3 and SQS (poll,
+read, verify, record, delete the file and then the message, move refusals aside) whose
+steps share its clients and its ordering guarantees; what S3 answers is parsed in
+:mod:`~unlearn_ops.adapters.aws.answers` and the tally lives in
+:mod:`~unlearn_ops.adapters.aws.report`. About 50 of its lines are this docstring.
 """
 
 from __future__ import annotations

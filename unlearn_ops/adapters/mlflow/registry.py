@@ -8,6 +8,11 @@ the workspace's model name with `unlearn.*` tags and a plain-words description. 
 never stages: `champion` is what is served. MLflow errors become :class:`RegistryError`.
 :class:`MlflowRegistry` implements :class:`unlearn_ops.serving.ports.ModelRegistry`; the
 types it returns (:mod:`unlearn_ops.serving.versions`) belong to the core.
+
+Why this module is long: it is the one class that speaks to MLflow's registry and tracking
+store (log a version, aliases, tags, search, load, delete with its artifacts and `mlflow gc`),
+and every method translates MLflow's errors at the same boundary; splitting it by method
+would spread that boundary over several modules.
 """
 
 from __future__ import annotations
