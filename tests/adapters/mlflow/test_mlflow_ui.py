@@ -65,6 +65,7 @@ def test_a_server_that_exits_is_reported_with_its_output(tmp_path: Path) -> None
     assert not server.running
 
 
+@pytest.mark.servers  # a real `mlflow server`
 def test_a_real_server_answers_then_its_whole_group_stops(tmp_path: Path) -> None:
     port = find_free_port()
     log = tmp_path / "ui.log"

@@ -31,6 +31,8 @@ from unlearn_ops.deletion.receive import Accepted, Duplicate, ReceiveCounts, Ref
 from unlearn_ops.errors import OrchestratorError
 from unlearn_ops.settings import Settings
 
+pytestmark = pytest.mark.servers  # Prefect's test server
+
 KEY = "prefect-adapter-test-key"
 SETTINGS = Settings(request_signing_key=SecretStr(KEY), id_hash_key=SecretStr("pa-id-key"))
 
