@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -117,3 +118,17 @@ def test_subject_hashes_are_apart_from_record_hashes() -> None:
     settings = Settings(id_hash_key=SecretStr("k1"))
     assert settings.hash_subject_id("42") != settings.hash_record_id("42")
     assert settings.hash_subject_id("42") == settings.hash_record_id("subject:42")
+
+
+def test_a_relative_sqlite_tracking_uri_is_read_where_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("UNLEARN_OPS_TRACKING_URI", "sqlite:///stores/mlflow.db")
+    monkeypatch.setenv("UNLEARN_OPS_REGISTRY_URI", "sqlite:///reg.db?timeout=5")
+    settings = load_settings()
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'stores' / 'mlflow.db'}"
+    assert settings.registry_uri == f"sqlite:///{tmp_path / 'reg.db'}?timeout=5"
+    for kept in ("sqlite:////abs/mlflow.db", "http://127.0.0.1:5000", "sqlite:///:memory:"):
+        monkeypatch.setenv("UNLEARN_OPS_TRACKING_URI", kept)
+        assert load_settings().tracking_uri == kept

@@ -11,7 +11,7 @@ import hmac
 import os
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from unlearn_ops.errors import ConfigError
@@ -53,6 +53,25 @@ class Settings(BaseSettings):
     registry_uri: str | None = Field(
         None, description="MLflow registry URI; the tracking URI when unset."
     )
+
+    @field_validator("tracking_uri", "registry_uri")
+    @classmethod
+    def _absolute_sqlite_path(cls, uri: str | None) -> str | None:
+        """A relative sqlite path is read where the setting was given (issue 11, finding 1).
+
+        `sqlite:///mlflow.db` names a file relative to the current folder; later code runs
+        in other folders (DVC changes folder while it works), so the path is made absolute
+        once, here, against the folder the user stood in.
+        """
+        prefix = "sqlite:///"
+        if uri is None or not uri.startswith(prefix) or uri.startswith(prefix + "/"):
+            return uri
+        path, _, query = uri.removeprefix(prefix).partition("?")
+        if path in ("", ":memory:"):
+            return uri
+        absolute = os.path.abspath(path)
+        return f"{prefix}{absolute}" + (f"?{query}" if query else "")
+
     id_hash_key: SecretStr = Field(
         SecretStr(_DEVELOPMENT_ID_HASH_KEY),
         description="HMAC key for the keyed hashes that stand in for record ids in ledgers.",
