@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import synthetic_frame
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.params import Params
 from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, VersionInfo
+from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
@@ -127,18 +128,20 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
     description = "Trained from scratch on all 2 shards."
     model_files = {f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids}
     version = registry.log_version(
-        provenance=provenance,
-        description=description,
-        model_files={
-            **model_files,
-            "ensemble": ensemble.root / "ensemble.json",
-            "params": params_path,
-        },
-        training_frame=training,
-        dataset_source=str(ensemble.shards_dir),
-        params={"seed": PARAMS.seed, "shards": 2},
-        metrics={"accuracy": provenance.accuracy, "train_records": float(len(training))},
-        signature_frames=(sample, output),
+        NewVersion(
+            provenance=provenance,
+            description=description,
+            model_files={
+                **model_files,
+                "ensemble": ensemble.root / "ensemble.json",
+                "params": params_path,
+            },
+            training_frame=training,
+            dataset_source=str(ensemble.shards_dir),
+            params={"seed": PARAMS.seed, "shards": 2},
+            metrics={"accuracy": provenance.accuracy, "train_records": float(len(training))},
+            signature_frames=(sample, output),
+        )
     )
     registry.set_alias(CHAMPION, version.version)
     return Logged(registry, ensemble, version, provenance, description)
