@@ -58,18 +58,6 @@ PROVENANCE = VersionProvenance(
 )
 
 
-def blobs(num_records: int = 160, seed: int = 0) -> pd.DataFrame:
-    """Three separable Gaussian blobs in four dimensions, ids 0..n-1."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, num_records)
-    centers = rng.normal(0.0, 3.0, (3, 4))
-    features = centers[labels] + rng.normal(0.0, 1.0, (num_records, 4))
-    frame = pd.DataFrame(features.astype(np.float32), columns=[f"f{i}" for i in range(4)])
-    frame.insert(0, "label", labels.astype(np.int64))
-    frame.insert(0, "record_id", np.arange(num_records, dtype=np.int64))
-    return frame
-
-
 def sqlite_uri(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -112,7 +100,9 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
     root = tmp_path_factory.mktemp("logged")
     uri = copy_store(empty_store, root)
     ensemble = SisaEnsemble(root / "ensemble", PARAMS, SETTINGS)
-    ensemble.fit(Dataset.from_frame(blobs(), source="blobs"))
+    # Three separable blobs in four dimensions.
+    blobs = synthetic_frame(160, dimensions=4, spread=3.0)
+    ensemble.fit(Dataset.from_frame(blobs, source="blobs"))
     params_path = root / "params.yaml"
     params_path.write_text(PARAMS.to_yaml())
     columns = ensemble.columns()
