@@ -71,13 +71,22 @@ TINY_PARAMS = {
 }
 
 
-def synthetic_frame(num_records: int = 300, seed: int = 0) -> pd.DataFrame:
-    """Three Gaussian blobs in six dimensions, ids 0..n-1: learnable, tiny, seeded."""
+def synthetic_frame(
+    num_records: int = 300, seed: int = 0, *, dimensions: int = 6, spread: float = 2.0
+) -> pd.DataFrame:
+    """Three Gaussian blobs, ids 0..n-1: learnable, tiny, seeded.
+
+    Args:
+        num_records: how many records.
+        seed: the generator's seed.
+        dimensions: how many feature columns (`f0`, `f1`, ...).
+        spread: standard deviation of the blob centres (the noise around them is 1).
+    """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, num_records)
-    centers = rng.normal(0.0, 2.0, (3, 6))
-    features = centers[labels] + rng.normal(0.0, 1.0, (num_records, 6))
-    frame = pd.DataFrame(features.astype(np.float32), columns=[f"f{i}" for i in range(6)])
+    centers = rng.normal(0.0, spread, (3, dimensions))
+    features = centers[labels] + rng.normal(0.0, 1.0, (num_records, dimensions))
+    frame = pd.DataFrame(features.astype(np.float32), columns=[f"f{i}" for i in range(dimensions)])
     frame.insert(0, "label", labels.astype(np.int64))
     frame.insert(0, "record_id", np.arange(num_records, dtype=np.int64))
     return frame

@@ -45,12 +45,18 @@ def prepared_records(result: object) -> int:
     return int(sum(counts.values()))
 
 
-def test_a_dataset_typed_relative_to_its_folder_is_found_from_anywhere(
-    tmp_path: Path, console: Console
-) -> None:
+def init_beside_the_data(tmp_path: Path, console: Console) -> Path:
+    """`init ws --dataset breast_cancer.csv` run in the CSV's folder; that folder."""
     data = breast_cancer_csv(tmp_path / "data").parent
     init = console(["init", "ws", "--dataset", "breast_cancer.csv", *COLUMNS, *SMALL], cwd=data)
     assert init.returncode == 0, init.stderr
+    return data
+
+
+def test_a_dataset_typed_relative_to_its_folder_is_found_from_anywhere(
+    tmp_path: Path, console: Console
+) -> None:
+    data = init_beside_the_data(tmp_path, console)
     # Outside the workspace: stored as an absolute path, so nothing depends on the cwd.
     assert dataset_source(data / "ws") == str((data / "breast_cancer.csv").resolve())
 
@@ -140,9 +146,7 @@ def test_train_finds_a_dataset_typed_relative_to_its_folder(
     tmp_path: Path, console: Console
 ) -> None:
     """The issue's steps as written: init and train from the folder that holds the CSV."""
-    data = breast_cancer_csv(tmp_path / "data").parent
-    init = console(["init", "ws", "--dataset", "breast_cancer.csv", *COLUMNS, *SMALL], cwd=data)
-    assert init.returncode == 0, init.stderr
+    data = init_beside_the_data(tmp_path, console)
     params = yaml.safe_load((data / "ws" / "params.yaml").read_text())
     params["model"].update({"name": "mlp", "hidden_sizes": [16]})
     params["training"].update({"epochs_per_stage": 2})

@@ -95,8 +95,18 @@ def receive(ledger: Ledger, request_id: str, hashes: list[str], requested_at: da
 
 
 def audit_of(
-    ledger: Ledger, request_id: str, versions: list[VersionInfo], now: datetime
+    ledger: Ledger,
+    request_id: str,
+    versions: list[VersionInfo],
+    now: datetime,
+    *,
+    recorded: bool = False,
 ) -> RequestAudit:
+    """The audit of one request; `recorded` adds what the ledger recorded of versions.
+
+    With `recorded`, the audit is the one `audit_request` builds (history that outlives
+    the registry, #11).
+    """
     states = ledger.requests()
     return build_audit(
         states[request_id],
@@ -106,6 +116,7 @@ def audit_of(
         now=now,
         parent_revision="a" * 40,
         covering=covering_requests(states[request_id], states),
+        recorded=recorded_versions(ledger.entries()) if recorded else None,
     )
 
 
@@ -268,23 +279,6 @@ def test_request_not_found_error_is_one_line_naming_the_known_ids() -> None:
 
 
 # ---------------------------------------------- history that outlives the registry (#11)
-def full_audit(
-    ledger: Ledger, request_id: str, versions: list[VersionInfo], now: datetime
-) -> RequestAudit:
-    """An audit as `audit_request` builds it: with what the ledger recorded of versions."""
-    states = ledger.requests()
-    return build_audit(
-        states[request_id],
-        received_entries(ledger.entries()).get(request_id),
-        versions,
-        COMPLIANCE,
-        now=now,
-        parent_revision="a" * 40,
-        covering=covering_requests(states[request_id], states),
-        recorded=recorded_versions(ledger.entries()),
-    )
-
-
 def two_requests_then_replay() -> list[VersionInfo]:
     """v1 trained, v2 for r1, v3 for r2, v4 a replay of v1 for both; v4 champion."""
     return [
@@ -310,7 +304,7 @@ def test_the_audit_after_a_purge_says_what_it_said_before(tmp_path: Path, clock:
     receive(ledger, "r2", ["h2"], T0)
     ledger.append("applied", "r2", git_sha="c" * 40, shards_md5="n.dir")
     ledger.append("served", "r2", version="3", version_facts=version_facts(versions[2]))
-    before = full_audit(ledger, "r1", versions, T0 + timedelta(days=1))
+    before = audit_of(ledger, "r1", versions, T0 + timedelta(days=1), recorded=True)
 
     clock.now = T0 + timedelta(days=40)
     facts = {v.version: version_facts(v) for v in versions[:2]}
@@ -321,7 +315,7 @@ def test_the_audit_after_a_purge_says_what_it_said_before(tmp_path: Path, clock:
             versions=deleted,
             deleted_versions={v: facts[v] for v in deleted},
         )
-    after = full_audit(ledger, "r1", versions[2:], T0 + timedelta(days=1))
+    after = audit_of(ledger, "r1", versions[2:], T0 + timedelta(days=1), recorded=True)
 
     assert after.first_honouring_version == before.first_honouring_version == "2"
     assert after.versions_made_for == before.versions_made_for == ("2", "4")
@@ -353,7 +347,7 @@ def test_a_ledger_without_the_recorded_facts_still_names_the_first_version(
     ledger.append("served", "r2", version="3")
     clock.now = T0 + timedelta(days=40)
     ledger.append("purged", "r2", versions=["1", "2"])
-    audit = full_audit(ledger, "r1", versions[2:], T0)
+    audit = audit_of(ledger, "r1", versions[2:], T0, recorded=True)
     assert audit.first_honouring_version == "2"
     assert (audit.first_honouring_created_at, audit.gates) == (None, ())
     assert audit.versions_made_for == ("2", "4")
@@ -363,7 +357,7 @@ def test_a_ledger_without_the_recorded_facts_still_names_the_first_version(
         "\n".join(describe_audit(audit))
     )
     # And with every version still registered, the same answers as before the new fields.
-    assert full_audit(ledger, "r1", versions, T0).first_honouring_created_at == T0
+    assert audit_of(ledger, "r1", versions, T0, recorded=True).first_honouring_created_at == T0
 
 
 def test_shards_a_killed_run_retrained_count_once_the_request_is_applied(
@@ -375,10 +369,10 @@ def test_shards_a_killed_run_retrained_count_once_the_request_is_applied(
     )
     # Killed after shards 0 and 1 retrained: the rerun's version retrained shard 2 only.
     versions = [version("2", requests=["crash-2"], honoured=["crash-2"], retrained={2: 1})]
-    assert full_audit(ledger, "crash-2", versions, T0).shards_retrained == {2: 1}
+    assert audit_of(ledger, "crash-2", versions, T0, recorded=True).shards_retrained == {2: 1}
     ledger.append("applied", "crash-2", git_sha="b" * 40)
     ledger.append("served", "crash-2", version="2")
-    audit = full_audit(ledger, "crash-2", versions, T0)
+    audit = audit_of(ledger, "crash-2", versions, T0, recorded=True)
     assert audit.shards_retrained == {0: 0, 1: 2, 2: 1}
     applied = next(line for line in describe_audit(audit) if line.startswith("applied: "))
     assert "shard 0 from slice 0, shard 1 from slice 2, shard 2 from slice 1" in applied

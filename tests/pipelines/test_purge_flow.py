@@ -16,8 +16,8 @@ import pytest
 from pipelines.forget import forget_records
 from pipelines.purge import purge_deployment, purge_superseded
 from pipelines.train import train_ensemble
+from tests.conftest import CliRunner
 from unlearn_ops.adapters.dvc.lineage import git_head, is_clean, read_at_revision
-from unlearn_ops.cli import main
 from unlearn_ops.compliance.scan import scan_workspace
 from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.workspace import Workspace
@@ -38,19 +38,9 @@ def snapshot(root: Path) -> dict[str, str]:
     }
 
 
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, _err = capsys.readouterr()
-    return code, out
-
-
 @pytest.mark.slow
 def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
-    workspace: Path, capsys: pytest.CaptureFixture[str]
+    workspace: Path, cli: CliRunner
 ) -> None:
     train_ensemble(str(workspace))
     forget_records(str(workspace), [{"request_id": "r1", "record_ids": first_ids(workspace, 1, 2)}])
@@ -67,12 +57,12 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
         "mlflow-artifacts",
     }
     assert not before_scan.unverified
-    code, _out = cli(["purge", "--scan", "-w", str(workspace)], capsys)
+    code, _out, _err = cli(["purge", "--scan", "-w", str(workspace)])
     assert code == 1
 
     # Inside the window a dry run lists what will go, and when, and deletes nothing.
     files, head = snapshot(workspace), git_head(workspace)
-    code, out = cli(["purge", "--dry-run", "--json", "-w", str(workspace)], capsys)
+    code, out, _err = cli(["purge", "--dry-run", "--json", "-w", str(workspace)])
     assert code == 0
     dry = json.loads(out)
     fates = {f["version"]: f for f in dry["versions"]}
@@ -100,7 +90,7 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
 
     # Past the window the flow deletes every superseded version and object.
     later = (datetime.now(UTC) + timedelta(days=31)).isoformat()
-    code, out = cli(["purge", "--dry-run", "--now", later, "--json", "-w", str(workspace)], capsys)
+    code, out, _err = cli(["purge", "--dry-run", "--now", later, "--json", "-w", str(workspace)])
     assert json.loads(out)["delete"]["versions"] == ["1", "2"]
     result = purge_superseded(str(workspace), now=later)
     assert result["executed"]["versions"] == ["1", "2"]
@@ -118,7 +108,7 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
     assert after.clean, after.findings
     assert not after.unverified
     assert after.files_scanned["dvc-cache"] > 0
-    code, out = cli(["purge", "--scan", "-w", str(workspace)], capsys)
+    code, out, _err = cli(["purge", "--scan", "-w", str(workspace)])
     assert (code, out.strip().endswith("clean")) == (0, True)
 
     states = ws.ledger.requests()

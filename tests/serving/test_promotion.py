@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.serving.test_registry_contract import PROVENANCE
-from tests.workflow.conftest import gate, new_root, open_with_fakes, request
+from tests.workflow.conftest import gate, log_provenance_only, new_root, open_with_fakes, request
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError, UnsafeVersionError
 from unlearn_ops.serving.promotion import (
@@ -55,15 +55,7 @@ def version(ws: Workspace, honoured: list[str], accuracy: float = 0.9) -> Versio
     provenance = dataclasses.replace(
         PROVENANCE, honoured_request_ids=tuple(honoured), accuracy=accuracy
     )
-    return ws.registry().log_version(
-        provenance=provenance,
-        description="",
-        model_files={},
-        training_frame=None,
-        dataset_source="",
-        params={},
-        metrics={},
-    )
+    return log_provenance_only(ws, provenance)
 
 
 def test_missing_deletions_keep_the_order_they_were_recorded_in() -> None:

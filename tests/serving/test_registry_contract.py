@@ -18,7 +18,7 @@ from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.ports import ModelRegistry
 from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, VersionInfo
+from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
 from unlearn_ops.testing import InjectedCrashError, InMemoryRegistry, fail_at
 
 PROVENANCE = VersionProvenance(
@@ -86,13 +86,15 @@ def log(
     weights = folder / "shard-000.pt"
     weights.write_bytes(b"weights")
     return registry.log_version(
-        provenance=provenance_for(requests, honoured, passed=passed),
-        description=f"honours {len(honoured)} request(s)",
-        model_files={"shard-000": weights},
-        training_frame=pd.DataFrame({"record_id": [1, 2], "f0": [0.5, 0.25]}),
-        dataset_source=str(folder),
-        params={"seed": 1},
-        metrics={"accuracy": 0.9},
+        NewVersion(
+            provenance=provenance_for(requests, honoured, passed=passed),
+            description=f"honours {len(honoured)} request(s)",
+            model_files={"shard-000": weights},
+            training_frame=pd.DataFrame({"record_id": [1, 2], "f0": [0.5, 0.25]}),
+            dataset_source=str(folder),
+            params={"seed": 1},
+            metrics={"accuracy": 0.9},
+        )
     )
 
 
@@ -235,14 +237,16 @@ class TestModelRegistryContract:
             torch.save(build_model(params.model, 2, 3).state_dict(), files[f"shard-{shard:03d}"])
         frame = pd.DataFrame({"b": [0.5, -1.0, 2.0], "a": [1, 0, 3]})  # ints, other order
         version = registry.log_version(
-            provenance=PROVENANCE,
-            description="a real ensemble",
-            model_files=files,
-            training_frame=frame,
-            dataset_source=str(tmp_path),
-            params={"seed": 1},
-            metrics={"accuracy": 0.9},
-            signature_frames=(frame[["a", "b"]].astype("float32"), None),
+            NewVersion(
+                provenance=PROVENANCE,
+                description="a real ensemble",
+                model_files=files,
+                training_frame=frame,
+                dataset_source=str(tmp_path),
+                params={"seed": 1},
+                metrics={"accuracy": 0.9},
+                signature_frames=(frame[["a", "b"]].astype("float32"), None),
+            )
         )
         registry.set_alias(CHAMPION, version.version)
         predicted = registry.load_pyfunc(CHAMPION).predict(frame)

@@ -17,6 +17,8 @@ from tests.conftest import TINY_PARAMS, synthetic_frame
 from unlearn_ops.adapters.gx.gates import ExpectationOutcome, GateResult
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.params import Params
+from unlearn_ops.serving.provenance import VersionProvenance
+from unlearn_ops.serving.versions import NewVersion, VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
 from unlearn_ops.workflow.preparation import prepare_data
@@ -91,3 +93,18 @@ def shard_records(ws: Workspace, shard_id: int, count: int) -> list[str]:
     """The first `count` record ids of a shard."""
     table = ws.ensemble.read_shard(shard_id)
     return [str(r) for r in table[ws.ensemble.columns().id_column][:count]]
+
+
+def log_provenance_only(ws: Workspace, provenance: VersionProvenance) -> VersionInfo:
+    """Log a version that carries `provenance` and nothing else (no files, data or metrics)."""
+    return ws.registry().log_version(
+        NewVersion(
+            provenance=provenance,
+            description="",
+            model_files={},
+            training_frame=None,
+            dataset_source="",
+            params={},
+            metrics={},
+        )
+    )

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.serving.test_registry_contract import PROVENANCE
-from tests.workflow.conftest import request, shard_records
+from tests.workflow.conftest import log_provenance_only, request, shard_records
 from unlearn_ops.errors import InvalidRequestError, UnknownRecordsError
 from unlearn_ops.workflow.batch import (
     apply_batch,
@@ -25,16 +25,7 @@ def register_honouring(ws: Workspace, honoured: list[str], passed: bool = True) 
         honoured_request_ids=tuple(honoured),
         gates={"data": {"passed": passed}},
     )
-    info = ws.registry().log_version(
-        provenance=provenance,
-        description="",
-        model_files={},
-        training_frame=None,
-        dataset_source="",
-        params={},
-        metrics={},
-    )
-    return info.version
+    return log_provenance_only(ws, provenance).version
 
 
 def test_receiving_records_new_requests_once(trained: Workspace) -> None:

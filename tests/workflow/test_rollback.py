@@ -47,23 +47,21 @@ def test_plan_to_dict_leaves_out_the_params_text() -> None:
     }
 
 
+def with_param(ensemble: SisaEnsemble, section: str, key: str, value: float) -> SisaEnsemble:
+    """The same ensemble folder and checkpoints opened under params with one value edited."""
+    data = ensemble.params.model_dump(mode="json")
+    data[section][key] = value
+    return SisaEnsemble(
+        ensemble.root, Params.from_mapping(data), ensemble.settings, ensemble.checkpoint_store
+    )
+
+
 def test_a_model_trained_under_other_params_is_stale(trained_ensemble: SisaEnsemble) -> None:
     assert trained_ensemble.stale_shards() == []
-    data = trained_ensemble.params.model_dump(mode="json")
-    data["training"]["weight_decay"] = 1e-6
-    edited = SisaEnsemble(
-        trained_ensemble.root,
-        Params.from_mapping(data),
-        trained_ensemble.settings,
-        trained_ensemble.checkpoint_store,
-    )
+    edited = with_param(trained_ensemble, "training", "weight_decay", 1e-6)
     assert edited.stale_shards() == [0, 1, 2]
     # Gate thresholds do not change weights: nothing is stale.
-    data = trained_ensemble.params.model_dump(mode="json")
-    data["gates"]["min_accuracy"] = 0.1
-    gated = SisaEnsemble(
-        trained_ensemble.root, Params.from_mapping(data), trained_ensemble.settings
-    )
+    gated = with_param(trained_ensemble, "gates", "min_accuracy", 0.1)
     assert gated.stale_shards() == []
 
 
@@ -71,14 +69,7 @@ def test_going_back_to_earlier_params_resumes_every_stage_from_the_cache(
     trained_ensemble: SisaEnsemble,
 ) -> None:
     original = {s: trained_ensemble.served_model_info(s) for s in trained_ensemble.shard_ids}
-    data = trained_ensemble.params.model_dump(mode="json")
-    data["training"]["weight_decay"] = 1e-6
-    edited = SisaEnsemble(
-        trained_ensemble.root,
-        Params.from_mapping(data),
-        trained_ensemble.settings,
-        trained_ensemble.checkpoint_store,
-    )
+    edited = with_param(trained_ensemble, "training", "weight_decay", 1e-6)
     edited.train(edited.stale_shards())
     assert trained_ensemble.stale_shards() == [0, 1, 2]
 

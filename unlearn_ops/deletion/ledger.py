@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -48,14 +48,8 @@ class LedgerEntry:
 
     def body(self) -> dict[str, Any]:
         """The entry's fields, as hashed and written."""
-        return {
-            "seq": self.seq,
-            "event": self.event,
-            "request_id": self.request_id,
-            "at": self.at,
-            "previous": self.previous,
-            "data": self.data,
-        }
+        # `asdict`, not `json_ready`: the hashed body keeps `data`'s values exactly as given.
+        return asdict(self)
 
     def to_line(self) -> str:
         """The entry as one canonical JSON line (sorted keys) with its own hash, no newline."""

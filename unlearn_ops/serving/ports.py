@@ -8,12 +8,10 @@ test class runs over both, tests/serving/test_registry_contract.py). Versions ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import DeletedVersion, VersionInfo
+from unlearn_ops.serving.versions import DeletedVersion, NewVersion, VersionInfo
 
 __all__ = ["ModelRegistry"]
 
@@ -21,19 +19,8 @@ __all__ = ["ModelRegistry"]
 class ModelRegistry(Protocol):
     """The registered model of one workspace: versions, their tags, and aliases."""
 
-    def log_version(
-        self,
-        *,
-        provenance: VersionProvenance,
-        description: str,
-        model_files: Mapping[str, Path],
-        training_frame: Any,
-        dataset_source: str,
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        signature_frames: tuple[Any, Any] | None = None,
-    ) -> VersionInfo:
-        """Register a new version (not aliased) carrying `provenance.tags()` and `description`.
+    def log_version(self, new: NewVersion) -> VersionInfo:
+        """Register `new` as a version (not aliased) carrying its provenance's tags and description.
 
         Raises:
             RegistryError: the backend refused.

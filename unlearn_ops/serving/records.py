@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.timestamps import parse_datetime_or_none
 
 if TYPE_CHECKING:
@@ -43,12 +44,7 @@ class GateSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
-        return {
-            "gate": self.gate,
-            "passed": self.passed,
-            "expectations": self.expectations,
-            "failed": self.failed,
-        }
+        return json_ready(self)
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"

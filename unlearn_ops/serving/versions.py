@@ -8,12 +8,14 @@ the registry adapter (:mod:`unlearn_ops.adapters.mlflow.registry`) builds them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from unlearn_ops.serving.provenance import TAG_PREFIX, parse_request_list
+from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
 
-__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "VersionInfo"]
+__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "NewVersion", "VersionInfo"]
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -59,6 +61,31 @@ class VersionInfo:
             "description": self.description,
             "tags": dict(sorted(self.tags.items())),
         }
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """What a registry's `log_version` registers: one trained ensemble and its provenance.
+
+    Attributes:
+        provenance: tags and provenance.json.
+        description: the version's description.
+        model_files: artifacts of the pyfunc model (`shard-000`..., `ensemble`, `params`).
+        training_frame: the training table (logged as the run's dataset input).
+        dataset_source: a real path or URL of the training data (the shard folder).
+        params: flat params to log on the run.
+        metrics: metrics to log on the run.
+        signature_frames: (input example, output) used to infer the model signature.
+    """
+
+    provenance: VersionProvenance
+    description: str
+    model_files: Mapping[str, Path]
+    training_frame: Any
+    dataset_source: str
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    signature_frames: tuple[Any, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -32,7 +31,7 @@ import pandas as pd
 from unlearn_ops.atomic import write_atomic
 from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
-from unlearn_ops.sisa.checkpoints import CheckpointStore, key_path
+from unlearn_ops.sisa.checkpoints import CheckpointStore, KeyedFolder
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
@@ -55,25 +54,14 @@ class IndexEntry:
         return json_ready(self)
 
 
-class CheckpointIndex:
+class CheckpointIndex(KeyedFolder):
     """The index folder of a checkpoint store. Construction does no I/O.
 
     Args:
         root: the index folder (`ROOT/checkpoints/index` of an ensemble).
     """
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def __repr__(self) -> str:
-        return f"CheckpointIndex({str(self.root)!r})"
-
-    def _path(self, key: str) -> Path:
-        return key_path(self.root, key, ".json")
-
-    def contains(self, key: str) -> bool:
-        """Whether `key` has an entry."""
-        return self._path(key).is_file()
+    suffix = ".json"
 
     def write(self, entry: IndexEntry) -> None:
         """Write an entry atomically (a key always names the same records)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
 __all__ = [
     "CheckpointStore",
+    "KeyedFolder",
     "LocalCheckpointStore",
     "MemoryCheckpointStore",
     "initial_key",
@@ -108,20 +109,33 @@ class CheckpointStore(Protocol):
         ...
 
 
-class LocalCheckpointStore:
-    """Checkpoints as files `ROOT/ab/abcdef....pt`, written atomically."""
+class KeyedFolder:
+    """Files named by checkpoint key in one folder, `ROOT/ab/abcdef...SUFFIX`; no I/O here.
+
+    Args:
+        root: the folder.
+    """
+
+    suffix: ClassVar[str] = ""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
     def __repr__(self) -> str:
-        return f"LocalCheckpointStore({str(self.root)!r})"
+        return f"{type(self).__name__}({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        return key_path(self.root, key, ".pt")
+        return key_path(self.root, key, self.suffix)
 
     def contains(self, key: str) -> bool:
+        """Whether `key` has a file."""
         return self._path(key).is_file()
+
+
+class LocalCheckpointStore(KeyedFolder):
+    """Checkpoints as files `ROOT/ab/abcdef....pt`, written atomically."""
+
+    suffix = ".pt"
 
     def load(self, key: str) -> bytes:
         try:

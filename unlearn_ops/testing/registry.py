@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
-from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance
-from unlearn_ops.serving.versions import DeletedVersion, VersionInfo
+from unlearn_ops.serving.provenance import TAG_PREFIX
+from unlearn_ops.serving.versions import DeletedVersion, NewVersion, VersionInfo
 
 __all__ = ["InMemoryRegistry", "LoggedVersion"]
 
@@ -62,18 +61,7 @@ class InMemoryRegistry:
         self._aliases: dict[str, str] = {}
         self._next_version = 1
 
-    def log_version(
-        self,
-        *,
-        provenance: VersionProvenance,
-        description: str,
-        model_files: Mapping[str, Path],
-        training_frame: Any,
-        dataset_source: str,
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        signature_frames: tuple[Any, Any] | None = None,
-    ) -> VersionInfo:
+    def log_version(self, new: NewVersion) -> VersionInfo:
         """Register a new version carrying the provenance's tags (not aliased)."""
         number = str(self._next_version)
         self._next_version += 1
@@ -81,12 +69,12 @@ class InMemoryRegistry:
             run_id=uuid.uuid4().hex,
             model_id=f"m-{uuid.uuid4().hex}",
             created_at=int(time.time() * 1000),
-            description=description,
-            tags=dict(provenance.tags()),
-            params=dict(params),
-            metrics=dict(metrics),
-            model_files=tuple(sorted(model_files)),
-            model_bytes={name: Path(path).read_bytes() for name, path in model_files.items()},
+            description=new.description,
+            tags=dict(new.provenance.tags()),
+            params=dict(new.params),
+            metrics=dict(new.metrics),
+            model_files=tuple(sorted(new.model_files)),
+            model_bytes={name: Path(path).read_bytes() for name, path in new.model_files.items()},
         )
         return self.get_version(number)
 

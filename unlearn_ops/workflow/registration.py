@@ -14,6 +14,7 @@ from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError
 from unlearn_ops.serving.promotion import honoured_requests, promote
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
+from unlearn_ops.serving.versions import NewVersion
 from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.revisions import DataRevision, record_revision
 from unlearn_ops.workflow.workspace import Workspace
@@ -100,16 +101,18 @@ def register_version(
         "dataset": workspace.params.dataset.source,
     }
     version = registry.log_version(
-        provenance=provenance,
-        description=describe_version(
-            provenance, workspace.params.sisa.shards, model_name=workspace.model_name
-        ),
-        model_files=model_files,
-        training_frame=training_frame,
-        dataset_source=str(ensemble.shards_dir),
-        params=flat_params,
-        metrics={"accuracy": metrics["accuracy"], "train_records": float(len(training_frame))},
-        signature_frames=(sample, output_frame),
+        NewVersion(
+            provenance=provenance,
+            description=describe_version(
+                provenance, workspace.params.sisa.shards, model_name=workspace.model_name
+            ),
+            model_files=model_files,
+            training_frame=training_frame,
+            dataset_source=str(ensemble.shards_dir),
+            params=flat_params,
+            metrics={"accuracy": metrics["accuracy"], "train_records": float(len(training_frame))},
+            signature_frames=(sample, output_frame),
+        )
     )
     workspace.write_json(
         workspace.registry_path,

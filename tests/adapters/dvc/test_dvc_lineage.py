@@ -110,30 +110,34 @@ def test_init_makes_a_git_repository_with_dvc_and_one_commit(tmp_path: Path) -> 
     assert git(root, "status", "--porcelain") == ""
 
 
+def repository_with_one_commit(root: Path, branch: str, name: str, text: str) -> None:
+    """A new git repository at `root` (made here) whose one commit adds file `name`."""
+    root.mkdir()
+    git(root, "init", "-q", "-b", branch)
+    (root / name).write_text(text)
+    git(root, "add", name)
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", name)
+
+
+def repository_state(root: Path) -> dict[str, object]:
+    """What a git command could change in a repository: status, HEAD, index, config, refs."""
+    return {
+        "status": git(root, "status", "--porcelain"),
+        "head": git(root, "rev-parse", "HEAD"),
+        "index": (root / ".git" / "index").read_bytes(),
+        "config": (root / ".git" / "config").read_bytes(),
+        "refs": git(root, "for-each-ref"),
+    }
+
+
 def test_init_inside_another_repository_never_touches_it(tmp_path: Path) -> None:
     outer = tmp_path / "outer"
-    outer.mkdir()
-    git(outer, "init", "-q", "-b", "trunk")
-    (outer / "README").write_text("the enclosing project\n")
-    git(outer, "add", "README")
-    git(outer, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "outer")
+    repository_with_one_commit(outer, "trunk", "README", "the enclosing project\n")
     root = outer / "ws"
     write_workspace_files(root, PARAMS)
-    before = {
-        "status": git(outer, "status", "--porcelain"),
-        "head": git(outer, "rev-parse", "HEAD"),
-        "index": (outer / ".git" / "index").read_bytes(),
-        "config": (outer / ".git" / "config").read_bytes(),
-        "refs": git(outer, "for-each-ref"),
-    }
+    before = repository_state(outer)
     sha = init_repository(root)
-    after = {
-        "status": git(outer, "status", "--porcelain"),
-        "head": git(outer, "rev-parse", "HEAD"),
-        "index": (outer / ".git" / "index").read_bytes(),
-        "config": (outer / ".git" / "config").read_bytes(),
-        "refs": git(outer, "for-each-ref"),
-    }
+    after = repository_state(outer)
     assert after == before
     assert not (outer / ".dvc").exists()
     assert (root / ".git").is_dir()
@@ -144,11 +148,7 @@ def test_init_inside_another_repository_never_touches_it(tmp_path: Path) -> None
 
 def test_init_keeps_a_repository_whose_top_level_is_the_workspace(tmp_path: Path) -> None:
     root = tmp_path / "ws"
-    root.mkdir()
-    git(root, "init", "-q", "-b", "main")
-    (root / "notes.txt").write_text("mine\n")
-    git(root, "add", "notes.txt")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "mine")
+    repository_with_one_commit(root, "main", "notes.txt", "mine\n")
     first = git(root, "rev-parse", "HEAD")
     write_workspace_files(root, PARAMS)
     sha = init_repository(root)

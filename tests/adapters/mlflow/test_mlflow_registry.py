@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import synthetic_frame
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.params import Params
 from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, VersionInfo
+from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
@@ -55,18 +56,6 @@ PROVENANCE = VersionProvenance(
     timings={"retraining": 0.5},
     accuracy=0.9,
 )
-
-
-def blobs(num_records: int = 160, seed: int = 0) -> pd.DataFrame:
-    """Three separable Gaussian blobs in four dimensions, ids 0..n-1."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 3, num_records)
-    centers = rng.normal(0.0, 3.0, (3, 4))
-    features = centers[labels] + rng.normal(0.0, 1.0, (num_records, 4))
-    frame = pd.DataFrame(features.astype(np.float32), columns=[f"f{i}" for i in range(4)])
-    frame.insert(0, "label", labels.astype(np.int64))
-    frame.insert(0, "record_id", np.arange(num_records, dtype=np.int64))
-    return frame
 
 
 def sqlite_uri(path: Path) -> str:
@@ -111,7 +100,9 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
     root = tmp_path_factory.mktemp("logged")
     uri = copy_store(empty_store, root)
     ensemble = SisaEnsemble(root / "ensemble", PARAMS, SETTINGS)
-    ensemble.fit(Dataset.from_frame(blobs(), source="blobs"))
+    # Three separable blobs in four dimensions.
+    blobs = synthetic_frame(160, dimensions=4, spread=3.0)
+    ensemble.fit(Dataset.from_frame(blobs, source="blobs"))
     params_path = root / "params.yaml"
     params_path.write_text(PARAMS.to_yaml())
     columns = ensemble.columns()
@@ -127,18 +118,20 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
     description = "Trained from scratch on all 2 shards."
     model_files = {f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids}
     version = registry.log_version(
-        provenance=provenance,
-        description=description,
-        model_files={
-            **model_files,
-            "ensemble": ensemble.root / "ensemble.json",
-            "params": params_path,
-        },
-        training_frame=training,
-        dataset_source=str(ensemble.shards_dir),
-        params={"seed": PARAMS.seed, "shards": 2},
-        metrics={"accuracy": provenance.accuracy, "train_records": float(len(training))},
-        signature_frames=(sample, output),
+        NewVersion(
+            provenance=provenance,
+            description=description,
+            model_files={
+                **model_files,
+                "ensemble": ensemble.root / "ensemble.json",
+                "params": params_path,
+            },
+            training_frame=training,
+            dataset_source=str(ensemble.shards_dir),
+            params={"seed": PARAMS.seed, "shards": 2},
+            metrics={"accuracy": provenance.accuracy, "train_records": float(len(training))},
+            signature_frames=(sample, output),
+        )
     )
     registry.set_alias(CHAMPION, version.version)
     return Logged(registry, ensemble, version, provenance, description)

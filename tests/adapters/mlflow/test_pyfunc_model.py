@@ -20,6 +20,7 @@ import pytest
 from unlearn_ops.adapters.mlflow.registry import CHAMPION, MlflowRegistry
 from unlearn_ops.params import Params
 from unlearn_ops.serving.provenance import VersionProvenance
+from unlearn_ops.serving.versions import NewVersion
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
@@ -72,35 +73,37 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     output.insert(0, "prediction", probabilities.argmax(axis=1))
     registry = MlflowRegistry(uri, uri, MODEL_NAME, artifact_location=(root / "art").as_uri())
     version = registry.log_version(
-        provenance=VersionProvenance(
-            kind="train",
-            request_ids=(),
-            honoured_request_ids=(),
-            parent_version=None,
-            git_sha="0" * 40,
-            data_md5="d" * 32,
-            shard_md5s={0: "m0", 1: "m1"},
-            shards_retrained=(0, 1),
-            first_stages={0: 0, 1: 0},
-            records_forgotten=0,
-            training_hash=PARAMS.training_hash(),
-            seed=PARAMS.seed,
-            weights={0: "w0", 1: "w1"},
-            gates={},
-            timings={},
-            accuracy=ensemble.evaluate(),
-        ),
-        description="pandas users",
-        model_files={
-            **{f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids},
-            "ensemble": ensemble.root / "ensemble.json",
-            "params": root / "params.yaml",
-        },
-        training_frame=training,
-        dataset_source=str(ensemble.shards_dir),
-        params={},
-        metrics={},
-        signature_frames=(sample, output),
+        NewVersion(
+            provenance=VersionProvenance(
+                kind="train",
+                request_ids=(),
+                honoured_request_ids=(),
+                parent_version=None,
+                git_sha="0" * 40,
+                data_md5="d" * 32,
+                shard_md5s={0: "m0", 1: "m1"},
+                shards_retrained=(0, 1),
+                first_stages={0: 0, 1: 0},
+                records_forgotten=0,
+                training_hash=PARAMS.training_hash(),
+                seed=PARAMS.seed,
+                weights={0: "w0", 1: "w1"},
+                gates={},
+                timings={},
+                accuracy=ensemble.evaluate(),
+            ),
+            description="pandas users",
+            model_files={
+                **{f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids},
+                "ensemble": ensemble.root / "ensemble.json",
+                "params": root / "params.yaml",
+            },
+            training_frame=training,
+            dataset_source=str(ensemble.shards_dir),
+            params={},
+            metrics={},
+            signature_frames=(sample, output),
+        )
     )
     registry.set_alias(CHAMPION, version.version)
     csv = root / "new-records.csv"

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
-from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, DeletedVersion
+from unlearn_ops.serving.provenance import TAG_PREFIX
+from unlearn_ops.serving.versions import CHAMPION, DeletedVersion, NewVersion
 from unlearn_ops.serving.versions import VersionInfo as VersionInfo  # old import path
 
 __all__ = ["MlflowRegistry"]
@@ -141,35 +141,18 @@ class MlflowRegistry:
             )
 
     # ----------------------------------------------------------------------- logging
-    def log_version(
-        self,
-        *,
-        provenance: VersionProvenance,
-        description: str,
-        model_files: Mapping[str, Path],
-        training_frame: Any,
-        dataset_source: str,
-        params: Mapping[str, Any],
-        metrics: Mapping[str, float],
-        signature_frames: tuple[Any, Any] | None = None,
-    ) -> VersionInfo:
+    def log_version(self, new: NewVersion) -> VersionInfo:
         """Log a run with the pyfunc ensemble and register it as a new version.
 
         Args:
-            provenance: tags and provenance.json.
-            description: the version's description.
-            model_files: artifacts of the pyfunc model (`shard-000`..., `ensemble`, `params`).
-            training_frame: the training table (logged as the run's dataset input).
-            dataset_source: a real path or URL of the training data (the shard folder).
-            params: flat params to log on the run.
-            metrics: metrics to log on the run.
-            signature_frames: (input example, output) used to infer the model signature.
+            new: the ensemble's files, training data, params, metrics and provenance.
 
         Returns:
             The new version (not yet aliased).
         """
         from unlearn_ops import __version__
 
+        provenance, description = new.provenance, new.description
         experiment_id = self._experiment_id()
         tags = provenance.tags()
         with (
@@ -184,8 +167,8 @@ class MlflowRegistry:
                 experiment_id=experiment_id,
                 run_name=f"{provenance.kind}-{'-'.join(provenance.request_ids) or 'initial'}",
             ) as run:
-                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-                mlflow.log_metrics(dict(metrics))
+                mlflow.log_params({k: str(v)[:6000] for k, v in new.params.items()})
+                mlflow.log_metrics(dict(new.metrics))
                 mlflow.set_tags(tags)
                 # The DVC revision of the training data: the git commit that `dvc diff`,
                 # `dvc.api.open(rev=...)` and `unlearn-ops verify` read it back from.
@@ -201,8 +184,8 @@ class MlflowRegistry:
                     # "file") and warns that a plain path matches both; both are the same.
                     warnings.filterwarnings("ignore", "The specified dataset source can be")
                     dataset = mlflow.data.from_pandas(
-                        training_frame,
-                        source=dataset_source,
+                        new.training_frame,
+                        source=new.dataset_source,
                         name=f"shards@{provenance.git_sha[:12]}",
                         digest=provenance.data_md5[:36] or None,
                         targets=None,
@@ -212,7 +195,7 @@ class MlflowRegistry:
                 # missing value, so the schema of a few rows is the same (0.1 s).
                 from mlflow.models import infer_signature
 
-                dataset.__dict__["schema"] = infer_signature(training_frame.head(64)).inputs
+                dataset.__dict__["schema"] = infer_signature(new.training_frame.head(64)).inputs
                 mlflow.log_input(dataset, context="training", tags=dvc_rev)
                 with tempfile.TemporaryDirectory() as scratch:
                     provenance_path = Path(scratch) / "provenance.json"
@@ -221,15 +204,15 @@ class MlflowRegistry:
                     )
                     mlflow.log_artifact(str(provenance_path))
                 signature = input_example = None
-                if signature_frames is not None:
-                    signature = _serving_signature(*signature_frames)
-                    input_example = signature_frames[0]
+                if new.signature_frames is not None:
+                    signature = _serving_signature(*new.signature_frames)
+                    input_example = new.signature_frames[0]
                 import torch
 
                 model_info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(PYFUNC_FILE),
-                    artifacts={key: str(path) for key, path in model_files.items()},
+                    artifacts={key: str(path) for key, path in new.model_files.items()},
                     pip_requirements=[
                         f"unlearn-ops=={__version__}",
                         f"torch=={torch.__version__.split('+')[0]}",
