@@ -14,10 +14,17 @@ import pytest
 
 from pipelines.forget import forget_records
 from pipelines.train import train_ensemble
+from tests.pipelines.conftest import make_workspace
 from unlearn_ops.errors import GateFailedError
 from unlearn_ops.workflow.workspace import Workspace
 
 LABEL = 3
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """Tiny params with the fairness gate on, at its default thresholds."""
+    return make_workspace(tmp_path / "ws", gates={"fairness": {"enabled": True}})
 
 
 def ids_of_label(root: Path, label: int, *, held_out: bool) -> list[str]:
