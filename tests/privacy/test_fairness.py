@@ -10,7 +10,7 @@ import pytest
 import yaml
 from scipy.stats import binom
 
-from tests.workflow.conftest import new_root, open_with_fakes
+from tests.workflow.conftest import new_root, open_with_fakes, trained_root
 from unlearn_ops.errors import ConfigError, DatasetError
 from unlearn_ops.params import GateParams, Params
 from unlearn_ops.privacy.fairness import (
@@ -23,7 +23,11 @@ from unlearn_ops.privacy.fairness import (
 )
 from unlearn_ops.serving.gates import HeldOutCorrectness
 from unlearn_ops.sisa.datasets import MISSING_GROUP, Dataset, load_dataset, split_holdout
+from unlearn_ops.testing.gates import FakeGateRunner
 from unlearn_ops.workflow.preparation import prepare_data
+from unlearn_ops.workflow.retraining import run_gates
+
+__all__ = ["trained_root"]  # the workflow tests' trained workspace, shared here
 
 GATES = GateParams.model_validate(
     {
@@ -305,3 +309,29 @@ def test_prepare_keeps_the_group_in_the_held_out_table_and_refuses_a_missing_one
     with pytest.raises(DatasetError, match=r"no column 'sex' \(dataset.sensitive_column\)"):
         prepare_data(open_with_fakes(other))
     assert not (other / "data" / "shards").exists()
+
+
+def test_run_gates_adds_the_fairness_gate_unless_params_turn_it_off(
+    tmp_path: Path, trained_root: Path
+) -> None:
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained_root, root)
+    runner = FakeGateRunner()
+    gates = run_gates(open_with_fakes(root), {}, None, gate_runner=runner)
+    assert [g.gate for g in gates] == ["data", "metric", "fairness"]
+    fairness = gates[2]
+    assert fairness.passed
+    # Support, then the three classes of the synthetic blobs, measured without a champion.
+    assert [o.observed.get("class") for o in fairness.outcomes[1:]] == [0, 1, 2]
+
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["gates"]["fairness"] = {"enabled": False}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    runner = FakeGateRunner()
+    assert [g.gate for g in run_gates(open_with_fakes(root), {}, None, runner)] == [
+        "data",
+        "metric",
+    ]
+    assert runner.calls == ["data", "metric"]
