@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from unlearn_ops.errors import ConfigError
 
 __all__ = [
     "ComplianceParams",
     "DatasetParams",
+    "FairnessGateParams",
     "GateParams",
     "ModelParams",
     "Params",
@@ -50,6 +51,22 @@ class DatasetParams(_Frozen):
         description="Column naming the data subject of each record (a file's column), so "
         "that a request can name a subject instead of records.",
     )
+    sensitive_column: str | None = Field(
+        None,
+        description="Column of a group attribute (a file's column), kept beside the features "
+        "and never one: the fairness gate reports held-out accuracy per group.",
+    )
+
+    @model_validator(mode="after")
+    def _sensitive_column_is_no_feature(self) -> DatasetParams:
+        column = self.sensitive_column
+        taken = (self.id_column, self.label_column, *(self.feature_columns or ()))
+        if column is not None and column in taken:
+            raise ValueError(
+                f"sensitive_column {column!r} is the id, the label or a feature column: "
+                "a group attribute is kept beside the features, never used as one"
+            )
+        return self
 
 
 class SisaParams(_Frozen):
@@ -89,6 +106,31 @@ class TrainingParams(_Frozen):
     optimizer: Literal["adam", "sgd"] = "adam"
 
 
+class FairnessGateParams(_Frozen):
+    """The fairness gate: per-class recall and per-group accuracy against the champion.
+
+    A class or group fails when its drop exceeds the limit and is significant at
+    `gates.significance` (Bonferroni-corrected over the cells gated; see
+    :mod:`unlearn_ops.privacy.fairness`).
+    """
+
+    enabled: bool = Field(True, description="Run the fairness gate in every flow that gates.")
+    max_class_recall_drop: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest recall drop of any class against the champion."
+    )
+    max_group_accuracy_drop: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Largest accuracy drop of any group (dataset.sensitive_column).",
+    )
+    min_group_size: int = Field(
+        30,
+        ge=1,
+        description="Held-out records a group needs to be gated; smaller ones are reported.",
+    )
+
+
 class GateParams(_Frozen):
     """Thresholds that a new model version must meet to be promoted.
 
@@ -108,6 +150,7 @@ class GateParams(_Frozen):
         description="Level of the one-sided paired test a drop over the limit must pass to "
         "fail the gate (a drop that chance explains on this few records passes).",
     )
+    fairness: FairnessGateParams = FairnessGateParams()
 
 
 class RegistryParams(_Frozen):

@@ -18,7 +18,10 @@ TINY = {
     "sisa": {"shards": 3, "slices": 2},
     "model": {"name": "mlp", "hidden_sizes": [16]},
     "training": {"epochs_per_stage": 3, "learning_rate": 0.01},
-    "gates": {"min_accuracy": 0.5, "max_accuracy_drop": 0.05},
+    # A 16-unit MLP trained 3 epochs: a class's recall moves 20 points when params change
+    # (a rollback by replay), so the fairness gate is on only where a test asks for it
+    # (tests/pipelines/test_fairness_flow.py).
+    "gates": {"min_accuracy": 0.5, "max_accuracy_drop": 0.05, "fairness": {"enabled": False}},
     "registry": {"model_name": "flow-test"},
 }
 

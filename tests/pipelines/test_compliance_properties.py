@@ -67,7 +67,7 @@ PARAMS: dict[str, dict[str, object]] = {
     "sisa": {"shards": SHARDS, "slices": 2},
     "model": {"name": "mlp", "hidden_sizes": [8]},
     "training": {"epochs_per_stage": 1, "learning_rate": 0.01},
-    "gates": {"min_accuracy": 0.0, "max_accuracy_drop": 1.0},
+    "gates": {"min_accuracy": 0.0, "max_accuracy_drop": 1.0, "fairness": {"enabled": False}},
     "registry": {"model_name": "compliance-test"},
 }
 

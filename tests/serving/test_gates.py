@@ -19,6 +19,7 @@ from scipy.stats import binom
 
 from unlearn_ops.adapters.gx.gates import GxGateRunner
 from unlearn_ops.params import GateParams, Params
+from unlearn_ops.privacy.fairness import FairnessEvidence
 from unlearn_ops.serving.gates import (
     GateResult,
     GateRunner,
@@ -297,6 +298,34 @@ class TestGateRunnerContract:
         assert result.outcomes[1].observed == pytest.approx(4 / 36)
         assert result.outcomes[1].description.endswith("is significant at level 0.05")
 
+    def fairness_gate(
+        self, runner: GateRunner, candidate: Sequence[bool], training: Mapping[int, int]
+    ) -> GateResult:
+        labels = (0,) * 20 + (1,) * 20
+        groups = ("a", "b") * 20
+        correctness = HeldOutCorrectness(tuple(map(str, range(40))), tuple(candidate), (True,) * 40)
+        evidence = FairnessEvidence(
+            correctness, labels, groups, "sex", dict(training), expected_classes=(0, 1, 2)
+        )
+        return runner.run_fairness_gate(evidence, GATES)
+
+    def test_a_fair_candidate_passes_the_fairness_gate(self, runner: GateRunner) -> None:
+        result = self.fairness_gate(runner, [True] * 39 + [False], {0: 5, 1: 5, 2: 5})
+        assert result.gate == "fairness"
+        assert result.passed
+        # Support, two classes, two groups, the sensitive column.
+        assert len(result.outcomes) == 6
+
+    def test_a_lost_class_fails_its_recall_and_the_support_check(self, runner: GateRunner) -> None:
+        result = self.fairness_gate(runner, [True] * 20 + [False] * 20, {0: 5, 2: 5})
+        # Groups of 20 are below the default minimum size (30): reported, not gated.
+        assert failing(result) == [
+            ("expect_column_distinct_values_to_contain_set", "class"),
+            ("expect_column_mean_to_be_between", "drop"),
+        ]
+        assert result.failures()[1].observed["class"] == 1
+        assert result.failures()[0].observed == [1]
+
     def test_below_the_floor_fails(self, runner: GateRunner) -> None:
         result = runner.run_metric_gate(paired(10, worse=6), GATES)
         assert failing(result) == [
@@ -323,3 +352,8 @@ def test_the_fake_fails_a_gate_on_purpose() -> None:
     assert not metric.passed
     assert metric.failures()[0].description == "the metric gate fails on purpose"
     assert fake.calls == ["data", "metric"]
+    fairness = FakeGateRunner(failing={"fairness"}).run_fairness_gate(
+        FairnessEvidence(paired(2), (0, 0), training_classes={0: 1}, expected_classes=(0,)),
+        GATES,
+    )
+    assert [f.description for f in fairness.failures()] == ["the fairness gate fails on purpose"]

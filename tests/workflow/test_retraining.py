@@ -45,8 +45,9 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
     trained: Workspace,
 ) -> None:
     metrics = evaluate(trained)
-    data, metric = run_gates(trained, metrics, champion_accuracy=None)
+    data, metric, fairness = run_gates(trained, metrics, champion_accuracy=None)
     assert (data.gate, data.passed, metric.gate, metric.passed) == ("data", True, "metric", True)
+    assert (fairness.gate, fairness.passed) == ("fairness", True)
     # The champion is this very ensemble: record by record, nothing dropped.
     revision = record_revision(trained, "version 1", [])
     champion = register_version(
@@ -55,13 +56,14 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
         requests=[],
         trained=[],
         revision=revision,
-        gates=[data, metric],
+        gates=[data, metric, fairness],
         metrics=metrics,
         timings={},
     )
     trained.registry().set_alias(CHAMPION, champion.version)
-    _, same = run_gates(trained, metrics, champion_accuracy=metrics["accuracy"])
+    _, same, same_fairness = run_gates(trained, metrics, champion_accuracy=metrics["accuracy"])
     assert same.passed
+    assert same_fairness.passed
     # A candidate whose shard models lost their weights predicts one class for everything:
     # far below the champion, on the same held-out records, and the metric gate says so.
     for shard_id in trained.ensemble.shard_ids:
@@ -69,6 +71,9 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
         state = torch.load(path, weights_only=True)
         torch.save({k: torch.zeros_like(v) for k, v in state.items()}, path)
     reopened = trained.reopen()  # the ensemble keeps loaded models: read the new files
-    _, worse = run_gates(reopened, metrics, champion_accuracy=metrics["accuracy"])
+    _, worse, unfair = run_gates(reopened, metrics, champion_accuracy=metrics["accuracy"])
     assert not worse.passed
     assert "champion" in summarise_failures([worse])
+    # ... and the classes it no longer predicts are named by the fairness gate.
+    assert not unfair.passed
+    assert "recall drop" in summarise_failures([unfair])

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from unlearn_ops.params import Params
+    from unlearn_ops.privacy.fairness import FairnessEvidence
     from unlearn_ops.sisa.datasets import Dataset
 
 __all__ = [
@@ -85,7 +86,7 @@ class GateResult:
     """The verdict of one gate and the outcome of each of its expectations.
 
     Attributes:
-        gate: "data" or "metric".
+        gate: "data", "metric" or "fairness".
         passed: whether every expectation succeeded.
         outcomes: one per expectation (per shard, for the per-shard ones).
     """
@@ -151,6 +152,10 @@ class GateRunner(Protocol):
 
     def run_metric_gate(self, correctness: HeldOutCorrectness, gates: GateParams) -> GateResult:
         """The accuracy floor, and the drop against the champion (see the module docstring)."""
+        ...
+
+    def run_fairness_gate(self, evidence: FairnessEvidence, gates: GateParams) -> GateResult:
+        """Class support, per-class recall, per-group accuracy (see privacy.fairness)."""
         ...
 
 
@@ -390,6 +395,7 @@ def workspace_holdout_warning(
                 label_column=spec.label_column,
                 feature_columns=spec.feature_columns,
                 base_dir=base_dir,
+                sensitive_column=spec.sensitive_column,
             )
         except UnlearnOpsError:
             return None

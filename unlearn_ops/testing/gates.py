@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from unlearn_ops.params import GateParams
+    from unlearn_ops.privacy.fairness import FairnessEvidence
 
 __all__ = ["FakeGateRunner"]
 
@@ -35,7 +36,7 @@ class FakeGateRunner:
     """The gates computed directly; `failing` names gates that fail whatever the data.
 
     Args:
-        failing: gate names ("data", "metric") whose result is a failure on purpose.
+        failing: gate names ("data", "metric", "fairness") whose result is a failure on purpose.
 
     Attributes:
         calls: the gates run so far, in order.
@@ -117,6 +118,51 @@ class FakeGateRunner:
                 )
             )
         return self._result("metric", outcomes)
+
+    def run_fairness_gate(self, evidence: FairnessEvidence, gates: GateParams) -> GateResult:
+        """Class support, then each class and group by the core's comparison."""
+        from unlearn_ops.privacy.fairness import (
+            assess_cells,
+            describe_sensitive_column,
+            describe_support,
+            missing_classes,
+        )
+
+        self.calls.append("fairness")
+        if not evidence.correctness.record_ids:
+            raise ValueError("the held-out set has no record")
+        missing = missing_classes(evidence)
+        outcomes = [
+            ExpectationOutcome(
+                "expect_column_distinct_values_to_contain_set",
+                "class",
+                not missing,
+                missing,
+                describe_support(missing, len(evidence.expected_classes)),
+            )
+        ]
+        for cell in assess_cells(evidence, gates):
+            outcomes.append(
+                ExpectationOutcome(
+                    "expect_column_mean_to_be_between",
+                    "correct" if cell.comparison is None else "drop",
+                    cell.passed,
+                    cell.observed(),
+                    cell.describe(cell.passed),
+                )
+            )
+        if evidence.sensitive_column is not None:
+            exists = evidence.groups is not None
+            outcomes.append(
+                ExpectationOutcome(
+                    "expect_column_to_exist",
+                    evidence.sensitive_column,
+                    exists,
+                    exists,
+                    describe_sensitive_column(evidence.sensitive_column, exists),
+                )
+            )
+        return self._result("fairness", outcomes)
 
     def _result(self, gate: str, outcomes: list[ExpectationOutcome]) -> GateResult:
         if gate in self.failing:

@@ -35,13 +35,15 @@ def prepare_data(workspace: Workspace) -> dict[int, int]:
             label_column=spec.label_column,
             feature_columns=spec.feature_columns,
             base_dir=workspace.root,
+            sensitive_column=spec.sensitive_column,
         )
     else:
         table, source = _subject_table(workspace)
         features = spec.feature_columns or [
             c
             for c in table.columns
-            if c not in (spec.id_column, spec.label_column, spec.subject_column)
+            if c
+            not in (spec.id_column, spec.label_column, spec.subject_column, spec.sensitive_column)
         ]
         dataset = Dataset.from_frame(
             table,
@@ -49,6 +51,7 @@ def prepare_data(workspace: Workspace) -> dict[int, int]:
             label_column=spec.label_column,
             feature_columns=features,
             source=source,
+            sensitive_column=spec.sensitive_column,
         )
         _write_subjects(workspace, table, source)
     return workspace.ensemble.prepare(dataset)

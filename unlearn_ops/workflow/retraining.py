@@ -2,7 +2,8 @@
 
 Each shard trains (or resumes from its longest cached prefix of stage checkpoints) in a
 call of its own, so that flows run shards in parallel; the gates then judge the data (no
-forgotten id in any shard, the schema) and the held-out accuracy against the champion's.
+forgotten id in any shard, the schema), the held-out accuracy against the champion's, and
+its fairness (per-class recall, per-group accuracy) against the champion's.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def run_gates(
     champion_accuracy: float | None,
     gate_runner: GateRunner | None = None,
 ) -> list[GateResult]:
-    """The data gate (no forgotten id in any shard, schema) and the metric gate.
+    """The data gate (no forgotten id in any shard, schema), the metric gate, and the
+    fairness gate (per class and group, against the champion) unless `gates.fairness` is off.
 
     With a champion (`champion_accuracy` not None), its model is loaded from the registry
     and predicts the same held-out records as the candidate, so that the metric gate
@@ -73,6 +75,7 @@ def run_gates(
     accuracy is recomputed per record). `gate_runner` defaults to great-expectations.
     """
     from unlearn_ops.adapters.gx.gates import GxGateRunner
+    from unlearn_ops.privacy.fairness import collect_fairness_evidence, read_source_classes
     from unlearn_ops.serving.gates import held_out_correctness
     from unlearn_ops.serving.versions import CHAMPION
 
@@ -90,8 +93,9 @@ def run_gates(
         hash_record_id=lambda r: workspace.settings.hash_record_id(canonical_id(r)),
     )
     served = None if champion_accuracy is None else workspace.registry().load_pyfunc(CHAMPION)
+    holdout = ensemble.read_holdout()
     correctness = held_out_correctness(
-        ensemble.read_holdout(),
+        holdout,
         id_column=columns.id_column,
         label_column=columns.label_column,
         feature_columns=columns.feature_columns,
@@ -99,4 +103,15 @@ def run_gates(
         predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
     )
     metric = runner.run_metric_gate(correctness, workspace.params.gates)
-    return [data, metric]
+    if not workspace.params.gates.fairness.enabled:
+        return [data, metric]
+    evidence = collect_fairness_evidence(
+        holdout,
+        correctness,
+        label_column=columns.label_column,
+        num_classes=columns.num_classes,
+        training_labels=[int(v) for t in tables.values() for v in t[columns.label_column]],
+        sensitive_column=workspace.params.dataset.sensitive_column,
+        source_classes=lambda: read_source_classes(workspace.params, workspace.root),
+    )
+    return [data, metric, runner.run_fairness_gate(evidence, workspace.params.gates)]

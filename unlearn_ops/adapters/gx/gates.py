@@ -1,9 +1,10 @@
-"""Promotion gates checked with great-expectations: the data gate and the metric gate.
+"""Promotion gates checked with great-expectations: the data, metric and fairness gates.
 
-The gates themselves live in :mod:`~unlearn_ops.adapters.gx.data_gate` and
-:mod:`~unlearn_ops.adapters.gx.metric_gate`; their results are core types
-(:mod:`unlearn_ops.serving.gates`), re-exported here for the callers of this module.
-:class:`GxGateRunner` is the :class:`~unlearn_ops.serving.gates.GateRunner` that runs both.
+The gates themselves live in :mod:`~unlearn_ops.adapters.gx.data_gate`,
+:mod:`~unlearn_ops.adapters.gx.metric_gate` and :mod:`~unlearn_ops.adapters.gx.fairness_gate`;
+their results are core types (:mod:`unlearn_ops.serving.gates`), re-exported here for the
+callers of this module. :class:`GxGateRunner` is the
+:class:`~unlearn_ops.serving.gates.GateRunner` that runs them.
 
 Importing this module does not import great_expectations (it costs seconds): each gate
 imports it when it runs.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from unlearn_ops.adapters.gx.data_gate import run_data_gate
+from unlearn_ops.adapters.gx.fairness_gate import run_fairness_gate
 from unlearn_ops.adapters.gx.metric_gate import run_metric_gate
 from unlearn_ops.serving.gates import (
     ExpectationOutcome,
@@ -27,12 +29,14 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from unlearn_ops.params import GateParams
+    from unlearn_ops.privacy.fairness import FairnessEvidence
 
 __all__ = [
     "ExpectationOutcome",
     "GateResult",
     "GxGateRunner",
     "run_data_gate",
+    "run_fairness_gate",
     "run_metric_gate",
     "summarise_failures",
 ]
@@ -68,3 +72,7 @@ class GxGateRunner:
     def run_metric_gate(self, correctness: HeldOutCorrectness, gates: GateParams) -> GateResult:
         """See :func:`unlearn_ops.adapters.gx.metric_gate.run_metric_gate`."""
         return run_metric_gate(correctness, gates)
+
+    def run_fairness_gate(self, evidence: FairnessEvidence, gates: GateParams) -> GateResult:
+        """See :func:`unlearn_ops.adapters.gx.fairness_gate.run_fairness_gate`."""
+        return run_fairness_gate(evidence, gates)

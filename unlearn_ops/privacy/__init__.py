@@ -1,0 +1,1 @@
+"""Privacy and fairness audits of model versions (issue 12)."""
