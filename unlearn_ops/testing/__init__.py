@@ -4,7 +4,7 @@
   memory (versions, tags, aliases, and the model files, so that a version loads).
 - :class:`InMemoryLineage`: the :class:`~unlearn_ops.workflow.ports.DataLineage` port in
   memory (each revision a snapshot of the workspace's versioned files).
-- :class:`~unlearn_ops.testing.gates.InMemoryGateRunner` (module `unlearn_ops.testing.gates`):
+- :class:`~unlearn_ops.testing.gates.FakeGateRunner` (module `unlearn_ops.testing.gates`):
   the :class:`~unlearn_ops.serving.gates.GateRunner` port without great-expectations.
 - :func:`fail_at`: any port (fake or real) that raises at a named call, to test what a
   crash there leaves behind.
