@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER NOT NULL DEFAULT 0,
     claimed_by TEXT,
     claimed_at TEXT,
-    outcome TEXT
+    outcome TEXT,
+    producer TEXT
 );
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -121,6 +122,13 @@ class InboxEntry:
     attempts: int
     claimed_by: str | None
     outcome: dict[str, Any] | None
+    producer: str | None = None  # who vouched for it (None: received before producers)
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key that signed it (None: a bearer token vouched)."""
+        kind, _, key_id = self.authenticated_by.partition(":")
+        return key_id if kind == "hmac" else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the record hashes are counted, not listed)."""
@@ -131,6 +139,7 @@ class InboxEntry:
             "reason": self.reason,
             "requested_at": self.requested_at,
             "authenticated_by": self.authenticated_by,
+            "producer": self.producer,
             "source": self.source,
             "received_at": self.received_at,
             "deliveries": self.deliveries,
@@ -167,6 +176,7 @@ def _entry(row: sqlite3.Row) -> InboxEntry:
         attempts=row["attempts"],
         claimed_by=row["claimed_by"],
         outcome=None if row["outcome"] is None else json.loads(row["outcome"]),
+        producer=row["producer"],
     )
 
 
@@ -198,6 +208,9 @@ class Inbox:
             if not self._ready:
                 _use_wal(connection, 60.0)  # kept by the file: once is enough
                 connection.executescript(_SCHEMA)
+                columns = {r[1] for r in connection.execute("PRAGMA table_info(requests)")}
+                if "producer" not in columns:  # an inbox made before producers had keys
+                    connection.execute("ALTER TABLE requests ADD COLUMN producer TEXT")
                 self._ready = True
             connection.execute("PRAGMA synchronous=FULL")  # per connection
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -243,8 +256,8 @@ class Inbox:
                 body = request.body
                 db.execute(
                     "INSERT INTO requests (request_id, fingerprint, record_hashes, subject_hash,"
-                    " reason, requested_at, authenticated_by, source, received_at, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    " reason, requested_at, authenticated_by, source, received_at, state, producer)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                     (
                         request.request_id,
                         fingerprint,
@@ -255,6 +268,7 @@ class Inbox:
                         request.authenticated_by,
                         source,
                         _now(),
+                        request.producer,
                     ),
                 )
                 return Accepted(request.request_id, "new", "pending")
