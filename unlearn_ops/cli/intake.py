@@ -154,7 +154,8 @@ def listen(
     http: Annotated[
         str | None,
         typer.Option(
-            help="Also accept requests over HTTP on HOST:PORT (POST /v1/deletion-requests)."
+            help="Also accept requests over HTTP on HOST:PORT (POST /v1/deletion-requests; "
+            "GET /v1/deletion-requests/ID for their state and receipt)."
         ),
     ] = None,
     wait_seconds: Annotated[int, typer.Option(help="SQS long-poll seconds.", min=0, max=20)] = 5,
@@ -189,8 +190,17 @@ def listen(
         host, _, port = http.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             fail(f"--http must be HOST:PORT with a port from 0 to 65535, got {http!r}")
+        from unlearn_ops.compliance.receipt import issue_receipt
+
         server = HttpIntake(
-            ws.inbox, ws.settings, host=host, port=int(port), on_accepted=lambda _: arrived.set()
+            ws.inbox,
+            ws.settings,
+            host=host,
+            port=int(port),
+            on_accepted=lambda _: arrived.set(),
+            receipt_for=(lambda request_id: issue_receipt(ws, request_id))
+            if ws.settings.receipt_signing_key is not None
+            else None,
         )
         server.start()
         typer.echo(f"HTTP intake on {server.url}", err=True)
