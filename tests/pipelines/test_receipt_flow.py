@@ -88,6 +88,13 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     assert ws.ledger.path.exists()
     assert CRM_SECRET not in ws.ledger.path.read_text()
 
+    # With --certify the receipt states the digest of version 2's exactness certificate.
+    code, out, err = cli(["receipt", "r1", "--certify", "-w", str(root)], capsys)
+    assert code == 0, err
+    certified = json.loads(out)["receipt"]["exactness"]
+    assert certified["method"] == "exact"
+    assert len(certified["certificate_digest"]) == 64
+
     # A replay of version 1 over the current data makes version 3, which honours r1.
     code, _, err = cli(["rollback", "--to", "1", "--replay", "-w", str(root)], capsys)
     assert code == 0, err
