@@ -174,9 +174,11 @@ def listen(
     import threading
 
     from pipelines.intake import drain_inbox
+    from unlearn_ops.deletion.keys import load_key_ring
     from unlearn_ops.deletion.listener import listen as run_listener
 
     ws = open_workspace(workspace)
+    load_key_ring(ws.settings)  # a bad key file is one error now, not a refusal per request
     s3 = None
     if ws.settings.intake_queue_url or ws.settings.intake_bucket:
         from unlearn_ops.adapters.aws.s3_intake import S3Intake
