@@ -95,6 +95,17 @@ def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
 
 
+def _add_producer_column(connection: sqlite3.Connection) -> None:
+    """An inbox made before producers had keys gains its `producer` column (once)."""
+    if "producer" in {row[1] for row in connection.execute("PRAGMA table_info(requests)")}:
+        return
+    try:
+        connection.execute("ALTER TABLE requests ADD COLUMN producer TEXT")
+    except sqlite3.OperationalError as exc:  # another process added it meanwhile
+        if "duplicate column" not in str(exc):
+            raise
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What :meth:`Inbox.accept` did: `new` (recorded now) or `duplicate` (seen before)."""
@@ -208,9 +219,7 @@ class Inbox:
             if not self._ready:
                 _use_wal(connection, 60.0)  # kept by the file: once is enough
                 connection.executescript(_SCHEMA)
-                columns = {r[1] for r in connection.execute("PRAGMA table_info(requests)")}
-                if "producer" not in columns:  # an inbox made before producers had keys
-                    connection.execute("ALTER TABLE requests ADD COLUMN producer TEXT")
+                _add_producer_column(connection)
                 self._ready = True
             connection.execute("PRAGMA synchronous=FULL")  # per connection
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
