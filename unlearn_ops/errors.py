@@ -21,6 +21,7 @@ The tree::
     ├── GateFailedError                 a new version failed its gates (it stays unpromoted)
     ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
     ├── RollbackError                   a rollback that cannot be done as asked
+    ├── ReceiptError                    a receipt that cannot be issued, or does not verify
     ├── CheckpointNotFoundError (KeyError)
     └── DeviceUnavailableError          `cuda` asked for where there is none
 
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidRequestError",
     "LineageError",
     "OrchestratorError",
+    "ReceiptError",
     "RegistryError",
     "ReplayedRequestError",
     "RequestNotFoundError",
@@ -166,8 +168,10 @@ class UnauthenticatedRequestError(UnlearnOpsError, PermissionError):
     """A deletion request whose origin cannot be trusted: never acted on.
 
     Args:
-        kind: `unsigned`, `forged`, `expired`, `not-yet-valid`, `unknown-key` or
-            `bad-token`: what the check found (also the reason kept for the rejection).
+        kind: `unsigned`, `forged`, `expired`, `not-yet-valid`, `unknown-key`,
+            `bad-token`, or of a producer's key that matched: `revoked-key`, `expired-key`,
+            `not-yet-valid-key`, `foreign-key` (what the check found; also the reason
+            kept for the rejection).
         detail: one line on what to do; never a secret, a signature or a token.
     """
 
@@ -337,4 +341,20 @@ class RollbackError(UnlearnOpsError):
         self.target = target
         self.problem = problem
         message = f"cannot roll back to {target}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class ReceiptError(UnlearnOpsError):
+    """A data subject's receipt that cannot be issued, or a file that is not one.
+
+    Args:
+        request_id: the request (or the file) concerned.
+        problem: what stands in the way.
+        hint: what to do instead.
+    """
+
+    def __init__(self, request_id: str, problem: str, hint: str = "") -> None:
+        self.request_id = request_id
+        self.problem = problem
+        message = f"receipt for {request_id}: {problem}"
         super().__init__(f"{message}; {hint}" if hint else message)

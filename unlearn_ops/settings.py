@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -82,6 +83,18 @@ class Settings(BaseSettings):
         min_length=1,
         description="Shared secret of the HMAC-SHA256 signatures that deletion requests carry; "
         "requests are refused while it is unset.",
+    )
+    request_keys_file: Path | None = Field(
+        None,
+        description="A JSON or YAML file of producer -> key id -> secret, valid_from, "
+        "valid_until, revoked_at: one key per producing system, rotated and revoked there "
+        "(mode 0600; see unlearn_ops.deletion.keys). Read at each verification.",
+    )
+    receipt_signing_key: SecretStr | None = Field(
+        None,
+        min_length=1,
+        description="HMAC-SHA256 key of the receipts given to data subjects "
+        "(`unlearn-ops receipt`); receipts are refused while it is unset.",
     )
     request_bearer_token: SecretStr | None = Field(
         None,

@@ -60,6 +60,27 @@ def test_sign_makes_an_envelope_the_intake_accepts(
     assert KEY not in out
 
 
+def test_sign_with_a_producer_key_names_the_key_and_its_producer(
+    cli: CliRunner, request_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"crm": {"crm-2026-11": {"secret": "crm-secret-0123456789"}}}))
+    keys.chmod(0o600)
+    monkeypatch.setenv("UNLEARN_OPS_REQUEST_KEYS_FILE", str(keys))
+    code, out, err = cli(["sign", str(request_file), "--key-id", "crm-2026-11"])
+    assert code == 0, err
+    envelope = json.loads(out)
+    assert envelope["signature"]["producer"] == "crm"
+    verified = verify_request(envelope, Settings(request_keys_file=keys))
+    assert (verified.producer, verified.key_id) == ("crm", "crm-2026-11")
+    assert "crm-secret" not in out + err
+    code, _, err = cli(["sign", str(request_file), "--key-id", "desk-9"])
+    assert code == 2
+    assert one_error_line(err) == (
+        "error: key id 'desk-9' is not in UNLEARN_OPS_REQUEST_KEYS_FILE; keys: crm-2026-11"
+    )
+
+
 def test_sign_without_a_key_is_one_error(
     cli: CliRunner, request_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

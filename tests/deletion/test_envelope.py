@@ -38,6 +38,7 @@ from unlearn_ops.deletion.envelope import (
     verify_request,
 )
 from unlearn_ops.deletion.inbox import Accepted, Inbox
+from unlearn_ops.deletion.keys import KeyRing, SigningKey, parse_keys
 from unlearn_ops.deletion.requests import MAX_RECORDS_PER_REQUEST, REQUEST_ID_PATTERN, ForgetRequest
 from unlearn_ops.errors import (
     InvalidRequestError,
@@ -50,8 +51,42 @@ KEY = "sk-test-7f3a-signing-key"
 OTHER_KEY = "sk-test-other-0b1d-key"
 TOKEN = "tok-test-91c2-bearer"
 ID_HASH_KEY = "idk-test-55e0-hash-key"
-SECRETS = (KEY, OTHER_KEY, TOKEN, ID_HASH_KEY)
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+# Producers with keys of their own (issue 16): a rotation past its overlap, a revocation,
+# a successor not valid yet, and a second producer.
+PRODUCER_SECRETS = {
+    "crm-old": "sk-test-crm-old-2a77-secret",
+    "crm-new": "sk-test-crm-new-93d0-secret",
+    "crm-next": "sk-test-crm-next-5c1e-secret",
+    "desk-1": "sk-test-desk-one-e4b2-secret",
+    "desk-leaked": "sk-test-desk-leak-71f9-secret",
+}
+RING = KeyRing(
+    parse_keys(
+        {
+            "crm": {
+                "crm-old": {
+                    "secret": PRODUCER_SECRETS["crm-old"],
+                    "valid_until": NOW - timedelta(hours=1),
+                },
+                "crm-new": {"secret": PRODUCER_SECRETS["crm-new"]},
+                "crm-next": {
+                    "secret": PRODUCER_SECRETS["crm-next"],
+                    "valid_from": NOW + timedelta(days=1),
+                },
+            },
+            "support-desk": {
+                "desk-1": {"secret": PRODUCER_SECRETS["desk-1"]},
+                "desk-leaked": {
+                    "secret": PRODUCER_SECRETS["desk-leaked"],
+                    "revoked_at": NOW - timedelta(minutes=5),
+                },
+            },
+        },
+        "test keys",
+    )
+)
+SECRETS = (KEY, OTHER_KEY, TOKEN, ID_HASH_KEY, *PRODUCER_SECRETS.values())
 MAX_AGE = 3600
 SKEW = 300
 SETTINGS = Settings(
@@ -90,9 +125,11 @@ def signed(
     key: str | bytes = KEY,
     key_id: str = "default",
     age: float = 60.0,
+    producer: str | None = None,
 ) -> dict[str, Any]:
     """An envelope signed `age` seconds before NOW (negative: in the future)."""
-    return sign_request(request, key, key_id=key_id, signed_at=NOW - timedelta(seconds=age))
+    at = NOW - timedelta(seconds=age)
+    return sign_request(request, key, key_id=key_id, signed_at=at, producer=producer)
 
 
 def unsigned(request: Mapping[str, Any] = REQUEST) -> dict[str, Any]:
@@ -103,8 +140,9 @@ def verify(
     data: bytes | str | Mapping[str, Any],
     config: Settings = SETTINGS,
     bearer_token: str | None = None,
+    keys: KeyRing | None = None,
 ) -> VerifiedRequest:
-    return verify_request(data, config, bearer_token=bearer_token, now=NOW)
+    return verify_request(data, config, bearer_token=bearer_token, now=NOW, keys=keys)
 
 
 def intake(
@@ -113,10 +151,11 @@ def intake(
     *,
     config: Settings = SETTINGS,
     bearer_token: str | None = None,
+    keys: KeyRing | None = None,
 ) -> Accepted:
     """What an intake does: verify, then accept; a refusal is recorded and raised."""
     try:
-        verified = verify(data, config, bearer_token)
+        verified = verify(data, config, bearer_token, keys)
     except UnauthenticatedRequestError as exc:
         inbox.reject("test", exc.kind, str(exc))
         raise
@@ -207,6 +246,7 @@ class Bad:
     config: Settings = SETTINGS
     bearer_token: str | None = None
     words: str | None = None  # what the message must contain
+    keys: KeyRing | None = None  # the producers' keys (None: the settings' key)
 
     @property
     def recorded_kind(self) -> str:
@@ -315,6 +355,53 @@ def unauthenticated(draw: st.DrawFn, case: str) -> Bad:
     data = signed(request, key=OTHER_KEY, age=age)
     token = draw(st.sampled_from([TOKEN, "wrong-token"]))
     return Bad(case, wire(data, form), UnauthenticatedRequestError, "forged", bearer_token=token)
+
+
+PRODUCER_KEYS = [
+    "revoked key",
+    "expired rotation key",
+    "key not valid yet",
+    "key of another producer",
+    "own key of another producer, forged",
+    "settings key unknown to the ring",
+]
+
+
+def producer_key(key_id: str) -> SigningKey:
+    key = RING.get(key_id)
+    assert key is not None
+    return key
+
+
+@st.composite
+def producer_keys(draw: st.DrawFn, case: str) -> Bad:
+    """A request signed with a producer's key that may not be used now, or not by it."""
+    request = draw(VALID_REQUESTS)
+    form = draw(FORMS)
+    age = draw(AGES)
+    if case == "revoked key":
+        key_id, producer, kind = (
+            "desk-leaked",
+            draw(st.sampled_from([None, "support-desk"])),
+            "revoked-key",
+        )
+    elif case == "expired rotation key":
+        key_id, producer, kind = "crm-old", draw(st.sampled_from([None, "crm"])), "expired-key"
+    elif case == "key not valid yet":
+        key_id, producer, kind = "crm-next", None, "not-yet-valid-key"
+    elif case == "key of another producer":
+        key_id, producer, kind = draw(st.sampled_from(["desk-1", "crm-new"])), None, "foreign-key"
+        producer = "crm" if key_id == "desk-1" else "support-desk"
+    elif case == "own key of another producer, forged":
+        # The key id of one producer, the secret of another: a forgery, whoever tries it.
+        data = signed(request, key=PRODUCER_SECRETS["desk-1"], key_id="crm-new", age=age)
+        return Bad(case, wire(data, form), UnauthenticatedRequestError, "forged", keys=RING)
+    else:
+        data = signed(request, age=age)  # `default` is the settings' key, not in this ring
+        return Bad(case, wire(data, form), UnauthenticatedRequestError, "unknown-key", keys=RING)
+    secret = producer_key(key_id).secret.get_secret_value()
+    data = signed(request, key=secret, key_id=key_id, age=age, producer=producer)
+    return Bad(case, wire(data, form), UnauthenticatedRequestError, kind, keys=RING)
 
 
 OUT_OF_TIME = ["old signature", "expires_at past", "bearer expired", "future"]
@@ -590,7 +677,7 @@ def refused(inbox: Inbox, bad: Bad) -> None:
     EXAMPLES[bad.family] += 1
     before, (last_id, _, _) = snapshot(inbox)
     with pytest.raises(bad.error) as caught:
-        intake(inbox, bad.data, config=bad.config, bearer_token=bad.bearer_token)
+        intake(inbox, bad.data, config=bad.config, bearer_token=bad.bearer_token, keys=bad.keys)
     error = caught.value
     assert not isinstance(error, ReplayedRequestError)
     if bad.kind is not None:
@@ -629,6 +716,15 @@ def test_unsigned_other_key_unknown_key_and_token_mistakes_are_refused(
     refused(inbox, data.draw(unauthenticated(case), label="bad"))
 
 
+@pytest.mark.parametrize("case", PRODUCER_KEYS)
+@FUZZ
+@given(data=st.data())
+def test_revoked_expired_early_and_foreign_producer_keys_are_refused(
+    inbox: Inbox, case: str, data: st.DataObject
+) -> None:
+    refused(inbox, data.draw(producer_keys(case), label="bad"))
+
+
 @pytest.mark.parametrize("case", OUT_OF_TIME)
 @settings(FUZZ, max_examples=20)
 @given(data=st.data())
@@ -662,6 +758,7 @@ def test_zz_the_fuzz_covered_every_family_and_left_no_record_id(inbox: Inbox) ->
             test_a_changed_request_or_signing_time_is_refused_as_forged(inbox=inbox, field=field)
     for cases, prop in (
         (UNAUTHENTICATED, test_unsigned_other_key_unknown_key_and_token_mistakes_are_refused),
+        (PRODUCER_KEYS, test_revoked_expired_early_and_foreign_producer_keys_are_refused),
         (OUT_OF_TIME, test_expired_and_future_requests_are_refused),
         (OVERSIZED, test_oversized_requests_are_refused),
         (MALFORMED, test_malformed_requests_are_refused),
@@ -680,15 +777,19 @@ def test_zz_the_fuzz_covered_every_family_and_left_no_record_id(inbox: Inbox) ->
     assert sorted(kinds) == [
         "bad-token",
         "expired",
+        "expired-key",
+        "foreign-key",
         "forged",
         "malformed",
         "not-yet-valid",
+        "not-yet-valid-key",
+        "revoked-key",
         "unknown-key",
         "unsigned",
     ]
     print(f"\nbad inputs refused: {sum(EXAMPLES.values())} {dict(sorted(EXAMPLES.items()))}")
     families = [f"forged {f}" for f in FORGED_FIELDS]
-    families += [*UNAUTHENTICATED, *OUT_OF_TIME, *OVERSIZED, *MALFORMED]
+    families += [*UNAUTHENTICATED, *PRODUCER_KEYS, *OUT_OF_TIME, *OVERSIZED, *MALFORMED]
     assert {family: EXAMPLES[family] for family in families if EXAMPLES[family] < 8} == {}
     assert sum(EXAMPLES.values()) >= 600
 
@@ -837,6 +938,7 @@ def test_a_verified_request_becomes_a_forget_request() -> None:
         record_ids=("patient-4711-xyz", "patient-0815-xyz"),
         reason="GDPR art. 17",
         requested_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        signed_by="hmac:default",  # the ledger's `received` entry names the key
     )
 
 

@@ -8,6 +8,7 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.stages`: the DVC stages prepare, train-shard, evaluate, register;
 - :mod:`~unlearn_ops.cli.versions`: versions, show, verify, ui;
 - :mod:`~unlearn_ops.cli.compliance`: audit, report, purge;
+- :mod:`~unlearn_ops.cli.receipt`: receipt;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
 - :mod:`~unlearn_ops.cli.bench`: bench.
 """
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import typer
 
-from unlearn_ops.cli import bench, compliance, intake, stages, versions, workspace
+from unlearn_ops.cli import bench, compliance, intake, receipt, stages, versions, workspace
 from unlearn_ops.cli.flow_runs import prefect_defaults
 from unlearn_ops.errors import UnlearnOpsError
 
@@ -52,6 +53,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
     (None, compliance.report),
     (None, workspace.rollback),
     (None, compliance.purge),
+    (None, receipt.receipt),
     (None, bench.bench),
     (None, intake.sign),
     (None, intake.submit),

@@ -36,18 +36,36 @@ def sign(
             resolve_path=True,
         ),
     ],
+    key_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Sign with this producer key of UNLEARN_OPS_REQUEST_KEYS_FILE (the envelope "
+            "then names its producer); default: UNLEARN_OPS_REQUEST_SIGNING_KEY."
+        ),
+    ] = None,
 ) -> None:
-    """Sign a request with UNLEARN_OPS_REQUEST_SIGNING_KEY: print the envelope to send."""
+    """Sign a request as a producer would: print the envelope to send."""
     from unlearn_ops.deletion.envelope import sign_request, verify_request
+    from unlearn_ops.deletion.keys import DEFAULT_KEY_ID, load_key_ring
     from unlearn_ops.settings import load_settings
 
     settings = load_settings()
-    if settings.request_signing_key is None:
+    ring = load_key_ring(settings)
+    key = ring.get(key_id or DEFAULT_KEY_ID)
+    if key is None and key_id is None:
         fail("UNLEARN_OPS_REQUEST_SIGNING_KEY is not set: there is no key to sign with")
+    if key is None:
+        known = ", ".join(sorted(ring.keys)) or "none"
+        fail(f"key id {key_id!r} is not in UNLEARN_OPS_REQUEST_KEYS_FILE; keys: {known}")
     request = _read_json_file(request_file)
     request.setdefault("requested_at", datetime.now(UTC).isoformat())
-    envelope = sign_request(request, settings.request_signing_key.get_secret_value())
-    verify_request(envelope, settings)  # refuse to sign what the intake would refuse
+    envelope = sign_request(
+        request,
+        key.secret.get_secret_value(),
+        key_id=key.key_id,
+        producer=None if key_id is None else key.producer,
+    )
+    verify_request(envelope, settings, keys=ring)  # refuse to sign what the intake would refuse
     typer.echo(json.dumps(envelope, indent=2))
 
 
@@ -64,7 +82,8 @@ def submit(
     """Send a signed request as a privacy system would: an S3 file or a Prefect event.
 
     The envelope is checked first, as the intake will check it (its signature too, when
-    UNLEARN_OPS_REQUEST_SIGNING_KEY is set here): a request it would refuse is not sent.
+    UNLEARN_OPS_REQUEST_SIGNING_KEY or a key file is set here): a request it would refuse
+    is not sent.
     """
     from unlearn_ops.deletion.envelope import parse_envelope, verify_request
     from unlearn_ops.settings import load_settings
@@ -73,7 +92,7 @@ def submit(
         fail(f"--via must be s3 or event, got {via!r}")
     envelope = _read_json_file(envelope_file)
     settings = load_settings()
-    if settings.request_signing_key is None:
+    if settings.request_signing_key is None and settings.request_keys_file is None:
         parse_envelope(envelope)
     else:
         verify_request(envelope, settings)
@@ -135,7 +154,8 @@ def listen(
     http: Annotated[
         str | None,
         typer.Option(
-            help="Also accept requests over HTTP on HOST:PORT (POST /v1/deletion-requests)."
+            help="Also accept requests over HTTP on HOST:PORT (POST /v1/deletion-requests; "
+            "GET /v1/deletion-requests/ID for their state and receipt)."
         ),
     ] = None,
     wait_seconds: Annotated[int, typer.Option(help="SQS long-poll seconds.", min=0, max=20)] = 5,
@@ -154,9 +174,11 @@ def listen(
     import threading
 
     from pipelines.intake import drain_inbox
+    from unlearn_ops.deletion.keys import load_key_ring
     from unlearn_ops.deletion.listener import listen as run_listener
 
     ws = open_workspace(workspace)
+    load_key_ring(ws.settings)  # a bad key file is one error now, not a refusal per request
     s3 = None
     if ws.settings.intake_queue_url or ws.settings.intake_bucket:
         from unlearn_ops.adapters.aws.s3_intake import S3Intake
@@ -170,8 +192,17 @@ def listen(
         host, _, port = http.rpartition(":")
         if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             fail(f"--http must be HOST:PORT with a port from 0 to 65535, got {http!r}")
+        from unlearn_ops.compliance.receipt import issue_receipt
+
         server = HttpIntake(
-            ws.inbox, ws.settings, host=host, port=int(port), on_accepted=lambda _: arrived.set()
+            ws.inbox,
+            ws.settings,
+            host=host,
+            port=int(port),
+            on_accepted=lambda _: arrived.set(),
+            receipt_for=(lambda request_id: issue_receipt(ws, request_id))
+            if ws.settings.receipt_signing_key is not None
+            else None,
         )
         server.start()
         typer.echo(f"HTTP intake on {server.url}", err=True)

@@ -19,17 +19,19 @@ A request file, an event payload or an HTTP body is one JSON object::
       }
     }
 
-The signature is HMAC-SHA256, keyed by the shared secret `UNLEARN_OPS_REQUEST_SIGNING_KEY`,
-over the canonical JSON (keys sorted, no whitespace, UTF-8) of
-``{"algorithm", "key_id", "request", "signed_at", "version"}`` exactly as sent: any change
-to the request or to the signing time breaks it. On the HTTP intake a bearer token
+The signature is HMAC-SHA256, keyed by the secret of the key `key_id` (the key ``default``
+is `UNLEARN_OPS_REQUEST_SIGNING_KEY`; producers' own keys come from a key file, see
+:mod:`unlearn_ops.deletion.keys`), over the canonical JSON (keys sorted, no whitespace,
+UTF-8) of ``{"algorithm", "key_id", "request", "signed_at", "version"}`` (and
+``"producer"`` when the signature names one) exactly as sent: any change to the request or
+to the signing time breaks it. On the HTTP intake a bearer token
 (`UNLEARN_OPS_REQUEST_BEARER_TOKEN`) may stand in for the signature.
 
 Checks, in order, each with its own error: size, JSON (no duplicate keys, no NaN), shape
-(pydantic, strict), authentication (unsigned, unknown key, forged), time (signature too old
-or from the future, request past its `expires_at`). A replay with changes (same id, other
-content) is caught where requests are recorded, by their :meth:`VerifiedRequest.fingerprint`.
-Errors never carry the secret, the token or the signature.
+(pydantic, strict), authentication (unsigned, unknown key, forged; then the key's state),
+time (signature too old or from the future, request past its `expires_at`). A replay with
+changes (same id, other content) is caught where requests are recorded, by their
+:meth:`VerifiedRequest.fingerprint`. Errors never carry a secret, a token or a signature.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from pydantic import (
 )
 
 from unlearn_ops.canonical import canonical_json
+from unlearn_ops.deletion.keys import KEY_ID_PATTERN, KeyRing, check_bearer_token, load_key_ring
 from unlearn_ops.deletion.requests import (
     MAX_RECORDS_PER_REQUEST,
     ForgetRequest,
@@ -160,7 +163,8 @@ class Signature(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     algorithm: Literal["hmac-sha256"]
-    key_id: str = Field("default", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    key_id: str = Field("default", pattern=KEY_ID_PATTERN)
+    producer: str | None = Field(None, pattern=KEY_ID_PATTERN)  # signed when given
     signed_at: AwareDatetime
     value: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -183,11 +187,15 @@ class VerifiedRequest:
         body: the validated request.
         authenticated_by: `hmac:<key id>` or `bearer`.
         signed_at: when it was signed (None for a bearer token).
+        producer: the producing system that vouched for it (`bearer` for the token).
+        key_id: the id of the key that signed it (None for a bearer token).
     """
 
     body: RequestBody
     authenticated_by: str
     signed_at: datetime | None = None
+    producer: str | None = None
+    key_id: str | None = None
 
     @property
     def request_id(self) -> str:
@@ -239,24 +247,25 @@ class VerifiedRequest:
             record_ids=self.body.record_ids,
             reason=self.body.reason,
             requested_at=self.body.requested_at,
+            signed_by=self.authenticated_by,
         )
 
 
 def _signed_text(raw_request: object, signature: Mapping[str, Any], version: object) -> bytes:
-    return canonical_json(
-        {
-            "algorithm": signature.get("algorithm", ALGORITHM),
-            "key_id": signature.get("key_id", "default"),
-            "request": raw_request,
-            "signed_at": signature.get("signed_at"),
-            "version": version,
-        }
-    )
+    signed = {
+        "algorithm": signature.get("algorithm", ALGORITHM),
+        "key_id": signature.get("key_id", "default"),
+        "request": raw_request,
+        "signed_at": signature.get("signed_at"),
+        "version": version,
+    }
+    if "producer" in signature:  # absent from envelopes of before producers: unchanged
+        signed["producer"] = signature["producer"]
+    return canonical_json(signed)
 
 
 def _mac(key: str | bytes, text: bytes) -> str:
-    secret = key.encode() if isinstance(key, str) else key
-    return hmac.new(secret, text, hashlib.sha256).hexdigest()
+    return hmac.new(key.encode() if isinstance(key, str) else key, text, "sha256").hexdigest()
 
 
 def sign_request(
@@ -265,8 +274,12 @@ def sign_request(
     *,
     key_id: str = "default",
     signed_at: datetime | None = None,
+    producer: str | None = None,
 ) -> dict[str, Any]:
     """Wrap a request (a JSON-ready mapping) in a signed envelope.
+
+    `producer`, when given, is signed with it: the intake then refuses the envelope if
+    `key_id` is not a key of that producer (`foreign-key`).
 
     Example:
         >>> envelope = sign_request(
@@ -280,6 +293,8 @@ def sign_request(
     at = (signed_at or datetime.now(UTC)).astimezone(UTC).isoformat()
     raw = json.loads(canonical_json(dict(request)))  # JSON-ready, as it will be read back
     meta = {"algorithm": ALGORITHM, "key_id": key_id, "signed_at": at}
+    if producer is not None:
+        meta["producer"] = producer
     value = _mac(key, _signed_text(raw, meta, 1))
     return {"version": 1, "request": raw, "signature": {**meta, "value": value}}
 
@@ -329,6 +344,7 @@ def verify_request(
     *,
     bearer_token: str | None = None,
     now: datetime | None = None,
+    keys: KeyRing | None = None,
 ) -> VerifiedRequest:
     """Check a request envelope end to end; what passes may be acted on.
 
@@ -338,47 +354,47 @@ def verify_request(
         bearer_token: the token presented on the HTTP intake, if any; it vouches for an
             unsigned envelope when it equals `UNLEARN_OPS_REQUEST_BEARER_TOKEN`.
         now: the time to check against (the current time by default).
+        keys: the producers' keys (read from the settings now by default).
 
     Raises:
         InvalidRequestError: too large or malformed.
-        UnauthenticatedRequestError: unsigned, unknown key, forged, expired, bad token.
+        UnauthenticatedRequestError: unsigned, unknown key, forged, expired, bad token,
+            `revoked-key`, `expired-key`, `not-yet-valid-key`, `foreign-key`.
+        ConfigError: the key file is invalid (nothing about the request is judged).
     """
+    moment = now or datetime.now(UTC)
     raw = parse_json_object(data) if isinstance(data, bytes | str) else dict(data)
     envelope = parse_envelope(raw)
     signature = envelope.signature
     if signature is None:
-        expected = settings.request_bearer_token
         if bearer_token is None:
             raise UnauthenticatedRequestError("unsigned", "sign the request (see envelope docs)")
-        if (
-            expected is None
-            or not expected.get_secret_value()  # an empty token would let "Bearer " in
-            or not hmac.compare_digest(
-                bearer_token.encode("utf-8", "surrogatepass"),
-                expected.get_secret_value().encode("utf-8", "surrogatepass"),
-            )
-        ):
-            raise UnauthenticatedRequestError("bad-token", "the bearer token is not accepted")
-        authenticated_by = "bearer"
-    else:
-        key = settings.request_signing_key
-        if key is None or not key.get_secret_value():  # anyone can sign with an empty key
-            raise UnauthenticatedRequestError(
-                "unknown-key", "no signing key is configured here (UNLEARN_OPS_REQUEST_SIGNING_KEY)"
-            )
-        if signature.key_id != "default":
-            raise UnauthenticatedRequestError(
-                "unknown-key", f"key id {signature.key_id!r} is not known here"
-            )
-        expected_mac = _mac(
-            key.get_secret_value(), _signed_text(raw["request"], raw["signature"], 1)
+        check_bearer_token(bearer_token, settings)
+        _check_times(envelope, settings, moment)
+        return VerifiedRequest(envelope.request, "bearer", producer="bearer")
+    ring = load_key_ring(settings) if keys is None else keys
+    key = ring.get(signature.key_id)
+    if key is None:
+        raise UnauthenticatedRequestError(
+            "unknown-key",
+            f"key id {signature.key_id!r} is not known here"
+            if ring.keys
+            else "no signing key is configured here (UNLEARN_OPS_REQUEST_SIGNING_KEY or "
+            "UNLEARN_OPS_REQUEST_KEYS_FILE)",
         )
-        if not hmac.compare_digest(expected_mac, signature.value):
-            raise UnauthenticatedRequestError(
-                "forged", "the signature does not match the request (changed, or another key)"
-            )
-        authenticated_by = f"hmac:{signature.key_id}"
-    _check_times(envelope, settings, now or datetime.now(UTC))
+    if not hmac.compare_digest(
+        key.mac(_signed_text(raw["request"], raw["signature"], 1)), signature.value
+    ):
+        raise UnauthenticatedRequestError(
+            "forged", "the signature does not match the request (changed, or another key)"
+        )
+    # Only a signature that matches speaks for the key: its state is told to its holder.
+    ring.check(key, moment, signature.producer)
+    _check_times(envelope, settings, moment)
     return VerifiedRequest(
-        envelope.request, authenticated_by, None if signature is None else signature.signed_at
+        envelope.request,
+        f"hmac:{key.key_id}",
+        signature.signed_at,
+        producer=key.producer,
+        key_id=key.key_id,
     )

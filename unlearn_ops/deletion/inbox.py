@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS requests (
     attempts INTEGER NOT NULL DEFAULT 0,
     claimed_by TEXT,
     claimed_at TEXT,
-    outcome TEXT
+    outcome TEXT,
+    producer TEXT
 );
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -97,6 +98,17 @@ def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
 
 
+def _add_producer_column(connection: sqlite3.Connection) -> None:
+    """An inbox made before producers had keys gains its `producer` column (once)."""
+    if "producer" in {row[1] for row in connection.execute("PRAGMA table_info(requests)")}:
+        return
+    try:
+        connection.execute("ALTER TABLE requests ADD COLUMN producer TEXT")
+    except sqlite3.OperationalError as exc:  # another process added it meanwhile
+        if "duplicate column" not in str(exc):
+            raise
+
+
 @dataclass(frozen=True)
 class Accepted:
     """What :meth:`Inbox.accept` did: `new` (recorded now) or `duplicate` (seen before)."""
@@ -124,6 +136,13 @@ class InboxEntry:
     attempts: int
     claimed_by: str | None
     outcome: dict[str, Any] | None
+    producer: str | None = None  # who vouched for it (None: received before producers)
+
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key that signed it (None: a bearer token vouched)."""
+        kind, _, key_id = self.authenticated_by.partition(":")
+        return key_id if kind == "hmac" else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the record hashes are counted, not listed)."""
@@ -134,6 +153,7 @@ class InboxEntry:
             "reason": self.reason,
             "requested_at": self.requested_at,
             "authenticated_by": self.authenticated_by,
+            "producer": self.producer,
             "source": self.source,
             "received_at": self.received_at,
             "deliveries": self.deliveries,
@@ -170,6 +190,7 @@ def _entry(row: sqlite3.Row) -> InboxEntry:
         attempts=row["attempts"],
         claimed_by=row["claimed_by"],
         outcome=None if row["outcome"] is None else json.loads(row["outcome"]),
+        producer=row["producer"],
     )
 
 
@@ -201,6 +222,7 @@ class Inbox:
             if not self._ready:
                 _use_wal(connection, 60.0)  # kept by the file: once is enough
                 connection.executescript(_SCHEMA)
+                _add_producer_column(connection)
                 self._ready = True
             connection.execute("PRAGMA synchronous=FULL")  # per connection
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -246,8 +268,8 @@ class Inbox:
                 body = request.body
                 db.execute(
                     "INSERT INTO requests (request_id, fingerprint, record_hashes, subject_hash,"
-                    " reason, requested_at, authenticated_by, source, received_at, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                    " reason, requested_at, authenticated_by, source, received_at, state, producer)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                     (
                         request.request_id,
                         fingerprint,
@@ -258,6 +280,7 @@ class Inbox:
                         request.authenticated_by,
                         source,
                         _now(),
+                        request.producer,
                     ),
                 )
                 return Accepted(request.request_id, "new", "pending")

@@ -137,6 +137,7 @@ def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Reso
                 forgotten_hashes=tuple(h for h in hashes if h not in known),
                 reason=entry.reason,
                 requested_at=datetime.fromisoformat(entry.requested_at),
+                signed_by=entry.authenticated_by,
             )
         )
     return resolution

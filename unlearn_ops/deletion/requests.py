@@ -92,6 +92,8 @@ class ForgetRequest(BaseModel):
         forgotten_hashes: keyed hashes of records of this request that were forgotten
             before it arrived. A request rebuilt from keyed hashes (the inbox keeps no ids)
             cannot name those records, only their hashes; `record_ids` may then be empty.
+        signed_by: who vouched for it when it arrived (`hmac:<key id>`, `bearer`), kept
+            in the ledger's `received` entry; None for a request typed at the CLI.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -102,6 +104,7 @@ class ForgetRequest(BaseModel):
     record_ids: tuple[str, ...] = Field(max_length=MAX_RECORDS_PER_REQUEST)
     reason: str = Field("erasure request", max_length=500)
     requested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    signed_by: str | None = Field(None, max_length=80)
 
     @field_validator("record_ids")
     @classmethod

@@ -89,6 +89,7 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
             reason=request.reason,
             requested_at=request.requested_at.isoformat(),
             retrains=retrains,
+            **({"signed_by": request.signed_by} if request.signed_by else {}),
         )
 
 

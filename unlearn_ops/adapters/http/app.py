@@ -1,9 +1,15 @@
-"""The HTTP intake's Starlette app: two routes, JSON in and out, every answer from an outcome.
+"""The HTTP intake's Starlette app: three routes, JSON in and out, every answer from an outcome.
 
 ::
 
-    POST /v1/deletion-requests    body: one envelope (see :mod:`unlearn_ops.deletion.envelope`)
-    GET  /healthz                 {"status": "ok", "inbox": {"pending": 2, "rejected": 1}}
+    POST /v1/deletion-requests       body: one envelope (see :mod:`unlearn_ops.deletion.envelope`)
+    GET  /v1/deletion-requests/{id}  the request's state and, once served, its receipt
+    GET  /healthz                    {"status": "ok", "inbox": {"pending": 2, "rejected": 1}}
+
+The status route answers only the producer that sent the request (a bearer token, or a
+query signed with one of its keys: :mod:`unlearn_ops.adapters.http.auth`): 200 with
+``{"request_id", "state", "received_at", "records", "outcome", "receipt"}``, 401 as for a
+POST, 404 for a request of another producer exactly as for one that does not exist.
 
 A request is vouched for by its HMAC signature, or, sent unsigned (no ``"signature"``),
 by ``Authorization: Bearer <token>`` equal to `UNLEARN_OPS_REQUEST_BEARER_TOKEN`. The body
@@ -62,7 +68,7 @@ from unlearn_ops.deletion.receive import (
     receive,
     refuse,
 )
-from unlearn_ops.errors import UnlearnOpsError
+from unlearn_ops.errors import UnauthenticatedRequestError, UnlearnOpsError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,9 +76,10 @@ if TYPE_CHECKING:
     from unlearn_ops.deletion.inbox import Inbox
     from unlearn_ops.settings import Settings
 
-__all__ = ["HEALTH_PATH", "INTAKE_PATH", "build_app"]
+__all__ = ["HEALTH_PATH", "INTAKE_PATH", "STATUS_PATH", "build_app"]
 
 INTAKE_PATH = "/v1/deletion-requests"
+STATUS_PATH = INTAKE_PATH + "/{request_id}"
 HEALTH_PATH = "/healthz"
 ALLOWED = {INTAKE_PATH: "POST", HEALTH_PATH: "GET"}
 
@@ -177,6 +184,7 @@ def build_app(
     *,
     on_outcome: Callable[[Outcome], None] | None = None,
     body_timeout: float = 10.0,
+    receipt_for: Callable[[str], Mapping[str, object]] | None = None,
 ) -> Starlette:
     """The intake as an ASGI app (serve it with uvicorn, or call it in-process with httpx).
 
@@ -186,6 +194,8 @@ def build_app(
         on_outcome: called with every delivery's outcome once it is recorded, before the
             answer, in a worker thread (keep it short); what it raises is logged.
         body_timeout: seconds a declared body may take to arrive (408 after).
+        receipt_for: the signed receipt of a served request (in a worker thread), for
+            the status route; None: the status carries no receipt.
     """
 
     def recorded(outcome: _O) -> _O:
@@ -248,6 +258,50 @@ def build_app(
             return _unavailable()
         return _answer(outcome)
 
+    def status_of(request_id: str, producer: str) -> Response:
+        from unlearn_ops.adapters.http.auth import request_owner
+
+        entry = inbox.get(request_id)
+        if entry is None or request_owner(entry, settings) != producer:
+            # The same answer whether it does not exist or is another producer's.
+            detail = "no request with this id was received from you"
+            return _json(HTTPStatus.NOT_FOUND, {"error": "not-found", "detail": detail})
+        body: dict[str, object] = {
+            "request_id": entry.request_id,
+            "state": entry.state,
+            "received_at": entry.received_at,
+            "records": len(entry.record_hashes),
+            "outcome": entry.outcome,
+            "receipt": None,
+        }
+        if entry.state == "done" and receipt_for is not None:
+            try:
+                body["receipt"] = dict(receipt_for(request_id))
+            except UnlearnOpsError as exc:  # not served by a version yet, no receipt key
+                body["receipt_error"] = str(exc)
+        return _json(HTTPStatus.OK, body)
+
+    async def status(request: Request) -> Response:
+        from unlearn_ops.adapters.http.auth import query_producer
+
+        path = request.url.path
+        headers = dict(request.headers)
+        token = _bearer_token(request)
+        try:
+            producer = await run_in_threadpool(
+                lambda: query_producer("GET", path, headers, token, settings)
+            )
+        except UnauthenticatedRequestError as exc:
+            logger.warning("refused a status query (%s)", exc.kind)
+            refusal = {"error": exc.kind, "detail": str(exc)}
+            return _json(HTTPStatus.UNAUTHORIZED, refusal, {"WWW-Authenticate": _CHALLENGE})
+        request_id = str(request.path_params["request_id"])
+        try:
+            return await run_in_threadpool(lambda: status_of(request_id, producer))
+        except UnlearnOpsError as exc:
+            logger.error("status query: %s", exc)
+            return _unavailable()
+
     async def health(request: Request) -> Response:
         try:
             counts = await run_in_threadpool(inbox.counts)
@@ -259,6 +313,8 @@ def build_app(
     async def not_here(request: Request, exc: Exception) -> Response:
         path = request.url.path
         allowed = ALLOWED.get(path)
+        if allowed is None and path.startswith(INTAKE_PATH + "/") and path.count("/") == 3:
+            allowed = "GET"  # a request's status
         if allowed is None or not isinstance(exc, HTTPException) or exc.status_code != 405:
             return _json(
                 HTTPStatus.NOT_FOUND,
@@ -273,6 +329,7 @@ def build_app(
     app = Starlette(
         routes=[
             Route(INTAKE_PATH, _guarded(post), methods=["POST"]),
+            Route(STATUS_PATH, _guarded(status), methods=["GET"]),
             Route(HEALTH_PATH, _guarded(health), methods=["GET"]),
         ],
         exception_handlers={HTTPException: not_here},

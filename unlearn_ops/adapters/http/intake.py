@@ -21,7 +21,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,8 @@ class HttpIntake:
             before the answer (to wake a drain, say: keep it short); what it raises is
             logged, and the request is answered 202 all the same.
         body_timeout: seconds a declared body may take to arrive before a 408.
+        receipt_for: the signed receipt of a served request, answered with its status
+            (``GET /v1/deletion-requests/{id}``); None: statuses carry no receipt.
 
     Attributes:
         received: every delivery's outcome counted (accepted, duplicates, refused).
@@ -70,6 +72,7 @@ class HttpIntake:
         on_accepted: Callable[[str], None] | None = None,
         *,
         body_timeout: float = 10.0,
+        receipt_for: Callable[[str], Mapping[str, object]] | None = None,
     ) -> None:
         self.inbox = inbox
         self.settings = settings
@@ -77,6 +80,7 @@ class HttpIntake:
         self.port = port
         self.on_accepted = on_accepted
         self.body_timeout = body_timeout
+        self.receipt_for = receipt_for
         self.received = ReceiveTally()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -130,6 +134,7 @@ class HttpIntake:
                 self.settings,
                 on_outcome=self._on_outcome,
                 body_timeout=self.body_timeout,
+                receipt_for=self.receipt_for,
             )
             config = uvicorn.Config(
                 app,
