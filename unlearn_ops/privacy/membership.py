@@ -26,6 +26,7 @@ Pure numpy.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +48,8 @@ __all__ = [
     "MembershipAudit",
     "MembershipScores",
     "audit_membership",
+    "audit_tags",
+    "score_histogram",
     "score_membership",
 ]
 
@@ -142,7 +145,7 @@ class MembershipAudit:
     scores: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (without the raw scores)."""
+        """A JSON-ready view (the scores as a histogram over fixed bins)."""
 
         def view(estimate: Estimate | None) -> dict[str, float] | None:
             return None if estimate is None else estimate.as_dict()
@@ -162,24 +165,46 @@ class MembershipAudit:
             "heldout_fpr": view(self.heldout_fpr),
             "positive_control_auc": view(self.control_auc),
             "positive_control_tpr_at_1pct_fpr": view(self.control_tpr_1),
+            "histogram": score_histogram(self.scores),
         }
 
     def tags(self) -> dict[str, str]:
         """The `privacy.*` tags of the audited version (the registry adds `unlearn.`)."""
+        return audit_tags(self.to_dict())
 
-        def ci(estimate: Estimate | None) -> str:
-            if estimate is None:
-                return "not measured"
-            return f"{estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]"
 
-        return {
-            "privacy.verdict": self.verdict,
-            "privacy.reason": self.reason,
-            "privacy.auc": ci(self.auc),
-            "privacy.tpr_at_1pct_fpr": ci(self.tpr_1),
-            "privacy.flagged": f"{self.flagged}/{self.forgotten}",
-            "privacy.positive_control_tpr": ci(self.control_tpr_1),
-        }
+HISTOGRAM_EDGES = tuple(float(edge) for edge in np.arange(-4.0, 12.5, 0.5))
+
+
+def score_histogram(scores: dict[str, FloatArray]) -> dict[str, list[float] | list[int]]:
+    """Counts of each score group over fixed bins (ends clipped in): small enough for a tag."""
+    edges = np.asarray(HISTOGRAM_EDGES)
+    counts: dict[str, list[float] | list[int]] = {"edges": list(HISTOGRAM_EDGES)}
+    for name, values in scores.items():
+        clipped = np.clip(values, edges[0], edges[-1])
+        counts[name] = [int(c) for c in np.histogram(clipped, bins=edges)[0]]
+    return counts
+
+
+def audit_tags(audit: dict[str, Any]) -> dict[str, str]:
+    """The `privacy.*` tags from an audit's :meth:`MembershipAudit.to_dict` view."""
+
+    def ci(estimate: Any) -> str:
+        if not isinstance(estimate, dict):
+            return "not measured"
+        return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+    tags = {
+        "privacy.verdict": str(audit["verdict"]),
+        "privacy.reason": str(audit["reason"]),
+        "privacy.auc": ci(audit.get("auc")),
+        "privacy.tpr_at_1pct_fpr": ci(audit.get("tpr_at_1pct_fpr")),
+        "privacy.flagged": f"{audit['flagged']}/{audit['forgotten']}",
+        "privacy.positive_control_tpr": ci(audit.get("positive_control_tpr_at_1pct_fpr")),
+    }
+    if audit.get("histogram"):
+        tags["privacy.histogram"] = json.dumps(audit["histogram"], separators=(",", ":"))
+    return tags
 
 
 def _fraction_below(alpha: float) -> Any:
