@@ -41,19 +41,26 @@ __all__ = [
 PRIVACY_GATE = "privacy"
 
 
+MIN_SHARDS = 3  # a record needs at least two reference models (the other shards)
+
+
 class NotAForgetVersionError(UnlearnOpsError, ValueError):
-    """A version that the membership audit cannot audit (not a forget, or no parent).
+    """A version that the membership audit cannot audit (not a forget, no parent, S < 3).
 
     Args:
         version: the version asked for.
         problem: why it cannot be audited.
+        remedy: what to do instead.
     """
 
-    def __init__(self, version: str, problem: str) -> None:
-        super().__init__(
-            f"cannot audit version {version} for membership: {problem}; audit a version "
-            "made by `unlearn-ops forget` whose parent is still registered"
-        )
+    def __init__(
+        self,
+        version: str,
+        problem: str,
+        remedy: str = "audit a version made by `unlearn-ops forget` whose parent is "
+        "still registered",
+    ) -> None:
+        super().__init__(f"cannot audit version {version} for membership: {problem}; {remedy}")
         self.version = version
 
 
@@ -164,6 +171,13 @@ def audit_version(
     parent = info.tag("parent_version")
     if not parent:
         raise NotAForgetVersionError(info.version, "it records no parent version")
+    if workspace.params.sisa.shards < MIN_SHARDS:
+        raise NotAForgetVersionError(
+            info.version,
+            f"the ensemble has {workspace.params.sisa.shards} shard(s)",
+            f"the audit needs at least {MIN_SHARDS} (each record's references are the "
+            "other shards' models)",
+        )
     shard_ids = sorted(int(s) for s in json.loads(info.tag("shards_retrained") or "[]"))
     try:
         before = _registered(workspace, parent, shard_ids)
@@ -216,10 +230,17 @@ def privacy_gate(workspace: Workspace) -> GateResult | None:
     """The privacy gate of a forget: fails when the membership verdict is `fail`.
 
     An `inconclusive` verdict passes the gate (the test had no power; nothing was shown to
-    leak) and says so in its outcome. None when the candidate forgot nothing.
+    leak) and says so in its outcome, as does an ensemble of fewer than 3 shards (no
+    references to test against). None when the candidate forgot nothing.
     """
     from unlearn_ops.serving.gates import ExpectationOutcome, GateResult
 
+    if workspace.params.sisa.shards < MIN_SHARDS:
+        reason = f"not run: {workspace.params.sisa.shards} shard(s), the audit needs {MIN_SHARDS}"
+        outcome = ExpectationOutcome(
+            "membership_audit_verdict_is_not_fail", None, True, None, reason
+        )
+        return GateResult(PRIVACY_GATE, True, (outcome,))
     audit = audit_candidate(workspace)
     if audit is None:
         return None
