@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,6 +50,7 @@ __all__ = [
     "MembershipScores",
     "audit_membership",
     "audit_tags",
+    "privacy_summary",
     "score_histogram",
     "score_membership",
 ]
@@ -184,6 +186,12 @@ def score_histogram(scores: dict[str, FloatArray]) -> dict[str, list[float] | li
         clipped = np.clip(values, edges[0], edges[-1])
         counts[name] = [int(c) for c in np.histogram(clipped, bins=edges)[0]]
     return counts
+
+
+def privacy_summary(tags: Mapping[str, str]) -> dict[str, str]:
+    """The `unlearn.privacy.*` tags of a version, by short key (`verdict`, `auc`, ...)."""
+    prefix = "unlearn.privacy."
+    return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
 
 
 def audit_tags(audit: dict[str, Any]) -> dict[str, str]:
