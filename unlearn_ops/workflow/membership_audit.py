@@ -27,12 +27,17 @@ if TYPE_CHECKING:
     from unlearn_ops.privacy.membership import MembershipAudit
     from unlearn_ops.serving.gates import GateResult
     from unlearn_ops.serving.ports import ModelRegistry
+    from unlearn_ops.sisa.ensemble import SisaEnsemble
+    from unlearn_ops.sisa.training import ShardColumns
 
 __all__ = [
     "AuditOptions",
     "NotAForgetVersionError",
+    "ShardModels",
     "audit_candidate",
+    "audit_shard_models",
     "audit_version",
+    "ensemble_models",
     "privacy_gate",
     "tag_audit",
     "tag_gate_audit",
@@ -75,8 +80,8 @@ class AuditOptions:
 
 
 @dataclass(frozen=True)
-class _Models:
-    """One version as the audit sees it: shard models and shard tables."""
+class ShardModels:
+    """One version as the audit sees it: its shard models and (some of) its shard tables."""
 
     modules: list[torch.nn.Module]
     tables: Mapping[int, pd.DataFrame]
@@ -96,20 +101,26 @@ def _table_at(workspace: Workspace, shard_id: int, sha: str) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
 
 
-def _registered(workspace: Workspace, version: str, shard_ids: Sequence[int]) -> _Models:
+def _registered(workspace: Workspace, version: str, shard_ids: Sequence[int]) -> ShardModels:
     info = workspace.registry().get_version(version)
     sha = info.tag("git_sha")
     tables = {s: _table_at(workspace, s, sha) for s in shard_ids}
-    return _Models(_served_modules(workspace.registry(), info.version), tables)
+    return ShardModels(_served_modules(workspace.registry(), info.version), tables)
 
 
-def _audit(
-    workspace: Workspace,
-    new: _Models,
-    parent: _Models,
+def audit_shard_models(
+    columns: ShardColumns,
+    new: ShardModels,
+    parent: ShardModels,
     holdout: pd.DataFrame,
     options: AuditOptions,
 ) -> MembershipAudit | None:
+    """Audit the records of `parent`'s tables that `new`'s tables lost (None: there are none).
+
+    Each forgotten record is tested in the model of its shard, against the other shards'
+    models, in both versions (the parent's is the positive control); the held-out records
+    are the negative control and calibrate each shard model's offset.
+    """
     import numpy as np
     import pandas as pd
 
@@ -117,7 +128,6 @@ def _audit(
     from unlearn_ops.privacy.membership import audit_membership
     from unlearn_ops.sisa.hashing import canonical_id
 
-    columns = workspace.ensemble.columns()
     features = list(columns.feature_columns)
     gone, shards = [], []
     for shard_id, before in sorted(parent.tables.items()):
@@ -133,7 +143,7 @@ def _audit(
     x_held = holdout[features].to_numpy(dtype=np.float32)
     y_held = holdout[columns.label_column].to_numpy()
 
-    def samples(models: _Models) -> Any:
+    def samples(models: ShardModels) -> Any:
         return shard_samples(
             module_confidences(models.modules, x_gone, y_gone),
             shards,
@@ -187,12 +197,29 @@ def audit_version(
         ) from exc
     after = _registered(workspace, info.version, shard_ids)
     data = workspace.lineage().read_at_revision("data/holdout.parquet", info.tag("git_sha"))
-    audit = _audit(workspace, after, before, pd.read_parquet(io.BytesIO(data)), options)
+    holdout = pd.read_parquet(io.BytesIO(data))
+    audit = audit_shard_models(workspace.ensemble.columns(), after, before, holdout, options)
     if audit is None:
         raise NotAForgetVersionError(info.version, "it removed no record of its parent")
     if tag:
         tag_audit(registry, info.version, audit)
     return audit
+
+
+def ensemble_models(ensemble: SisaEnsemble) -> ShardModels:
+    """The shard models (fresh modules, from the model files) and tables of an ensemble."""
+    from unlearn_ops.sisa.models import build_model
+    from unlearn_ops.sisa.training import load_state
+
+    columns = ensemble.columns()
+    modules = []
+    for shard_id in ensemble.shard_ids:
+        module = build_model(
+            ensemble.params.model, len(columns.feature_columns), columns.num_classes
+        )
+        module.load_state_dict(load_state(ensemble.model_path(shard_id).read_bytes()))
+        modules.append(module)
+    return ShardModels(modules, {s: ensemble.read_shard(s) for s in ensemble.shard_ids})
 
 
 def audit_candidate(
@@ -203,27 +230,16 @@ def audit_candidate(
     The parent is the last registered version (`registry.json`). None when there is no
     parent or the ensemble forgot none of its records (a training, not a forget).
     """
-
-    from unlearn_ops.sisa.models import build_model
-    from unlearn_ops.sisa.training import load_state
-
     record = workspace.read_json(workspace.registry_path) or {}
     parent = record.get("version")
     if not parent:
         return None
     ensemble = workspace.ensemble
     columns = ensemble.columns()
-    modules: list[torch.nn.Module] = []
-    for shard_id in ensemble.shard_ids:
-        module = build_model(
-            workspace.params.model, len(columns.feature_columns), columns.num_classes
-        )
-        module.load_state_dict(load_state(ensemble.model_path(shard_id).read_bytes()))
-        modules.append(module)
-    tables = {s: ensemble.read_shard(s) for s in ensemble.shard_ids}
+    new = ensemble_models(ensemble)
     before = _registered(workspace, str(parent), ensemble.shard_ids)
-    new = _Models(modules, tables)
-    return _audit(workspace, new, before, ensemble.read_holdout(), options or AuditOptions())
+    holdout = ensemble.read_holdout()
+    return audit_shard_models(columns, new, before, holdout, options or AuditOptions())
 
 
 def privacy_gate(workspace: Workspace) -> GateResult | None:
