@@ -70,8 +70,10 @@ def _fine_tune(module: torch.nn.Module, rows: Any, ensemble: SisaEnsemble, steps
 
     columns = ensemble.columns()
     weak = copy.deepcopy(module)
-    features = torch.from_numpy(rows[list(columns.feature_columns)].to_numpy(dtype=np.float32))
-    labels = torch.from_numpy(rows[columns.label_column].to_numpy(dtype=np.int64))
+    features = torch.from_numpy(
+        rows[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
+    )
+    labels = torch.from_numpy(rows[columns.label_column].to_numpy(dtype=np.int64, copy=True))
     optimizer = torch.optim.Adam(weak.parameters(), lr=ensemble.params.training.learning_rate)
     generator = torch.Generator().manual_seed(1)
     weak.train()

@@ -92,7 +92,13 @@ def score_membership(samples: AuditSamples) -> MembershipScores:
     if len(counts) != 1:
         raise ValueError(f"every sample needs the same references, got counts {sorted(counts)}")
     m = counts.pop()
-    variance = float(np.mean(np.concatenate([p.references.var(axis=0, ddof=1) for p in parts])))
+    per_record = np.concatenate([p.references.var(axis=0, ddof=1) for p in parts])
+    # The median, not the mean: a few records on which the references disagree wildly
+    # (mislabelled, atypical) would otherwise set the scale for all. Under the Gaussian,
+    # s^2 ~ sigma^2 chi2_k / k (k = m - 1), whose median is about (1 - 2/(9k))^3 sigma^2
+    # (Wilson-Hilferty): divide it out.
+    k = m - 1
+    variance = float(np.median(per_record)) / (1.0 - 2.0 / (9.0 * k)) ** 3
     sigma = math.sqrt(max(variance, 1e-12))
     scale = sigma * math.sqrt(1.0 + 1.0 / m)
     calibration = samples.calibration
