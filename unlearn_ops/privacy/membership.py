@@ -7,9 +7,12 @@ S&P 2022, sec. IV) is the logit-scaled confidence of the true label ``phi``
 For each record, ``m`` reference models that never trained on it ("OUT" models) give
 ``phi_1..phi_m``; the offline test fits a Gaussian with the per-record mean ``mu(x)`` and
 one variance ``sigma^2`` pooled over every record scored with the same models (few
-references: Carlini et al. pool it). The target's ``phi_t(x)`` gets the one-sided score
-``z = (phi_t - mu) / (sigma * sqrt(1 + 1/m))`` (the mean is estimated from ``m`` draws) and
-the p-value ``P(Z > z)``: a member is more confident than models that never saw it.
+references: Carlini et al. pool it; here by the median, see :func:`score_membership`).
+The target's ``phi_t(x)``, less the target model's offset ``delta_t`` calibrated on
+held-out records, gets the one-sided score
+``z = (phi_t - mu - delta_t) / (sigma * sqrt(1 + 1/m))`` (the mean is estimated from ``m``
+draws) and the p-value ``P(Z > z)``: a member is more confident than models that never
+saw it.
 
 Under SISA the references are free: a record of shard ``s`` was never in the other
 ``S - 1`` shards, whose models use the same recipe on as much data. The target for a
@@ -82,10 +85,11 @@ def score_membership(samples: AuditSamples) -> MembershipScores:
     """Offline LiRA z-scores of candidates and held-out records under one set of models.
 
     One variance is pooled over every record the references score (few references:
-    Carlini et al. pool it). Each target model's offset, the median of ``phi_t - mu`` over
-    the calibration records it scores, is subtracted: a target trained longer or on more
-    data than its references is more confident on every record, member or not (a
-    monolithic model against retrained references), and that must not count as membership.
+    Carlini et al. pool it), by the median of the per-record variances. Each target
+    model's offset, the median of ``phi_t - mu`` over the calibration records it scores, is
+    subtracted: a target trained longer or on more data than its references is more
+    confident on every record, member or not (a monolithic model against retrained
+    references), and that must not count as membership.
     """
     parts = [samples.candidates, samples.calibration, samples.heldout]
     counts = {p.references.shape[0] for p in parts}
