@@ -423,6 +423,8 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
 
     The page is the package's template `compliance/templates/report.html.j2`.
     """
+    from unlearn_ops.privacy.plots import privacy_section
+
     return (
         _templates()
         .get_template("report.html.j2")
@@ -439,38 +441,10 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
             intact=report.chain.intact,
             chain=_chain_line(report.chain),
             problems=report.chain.problems,
-            **_privacy_section(report),
+            **privacy_section(report.requests),
         )
     )
 
-
-PRIVACY_COLUMNS = (
-    "request",
-    "version",
-    "verdict",
-    "flagged",
-    "AUC [95% CI]",
-    "TPR@1% FPR",
-    "positive control TPR@1%",
-    "reason",
-)
-
-
-def _privacy_section(report: ComplianceReport) -> dict[str, Any]:
-    """The membership audit per request and the score plot (nothing when none was audited)."""
-    from unlearn_ops.privacy.plots import render_membership_scores
-
-    audited = [a for a in report.requests if a.privacy]
-    keys = ("version", "verdict", "flagged", "auc", "tpr_at_1pct_fpr", "positive_control_tpr")
-    rows = [
-        [a.request_id, *(a.privacy.get(k, "-") for k in keys), a.privacy.get("reason", "")]
-        for a in audited
-    ]
-    plotted = {
-        a.privacy["version"]: a.privacy["histogram"] for a in audited if "histogram" in a.privacy
-    }
-    image = base64.b64encode(render_membership_scores(plotted)).decode("ascii") if plotted else ""
-    return {"privacy_columns": PRIVACY_COLUMNS, "privacy": rows, "privacy_image": image}
 
 
 def _markdown_cell(text: str) -> str:

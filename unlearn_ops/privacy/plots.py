@@ -1,17 +1,34 @@
-"""The membership-score plot of the compliance report: forgotten records against both controls.
+"""The privacy section of the compliance report: verdicts per request and the score plot.
 
-Drawn from the `unlearn.privacy.histogram` tag (counts over fixed bins, see
-:func:`unlearn_ops.privacy.membership.score_histogram`), so a report never re-runs an audit.
-matplotlib is imported inside the function.
+The plot shows forgotten records against both controls, drawn from the
+`unlearn.privacy.histogram` tag (counts over fixed bins, see
+:func:`unlearn_ops.privacy.membership.score_histogram`), so a report never re-runs an
+audit. matplotlib is imported inside the function.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["render_membership_scores"]
+if TYPE_CHECKING:
+    from unlearn_ops.compliance.audit import RequestAudit
+
+__all__ = ["PRIVACY_COLUMNS", "privacy_section", "render_membership_scores"]
+
+PRIVACY_COLUMNS = (
+    "request",
+    "version",
+    "verdict",
+    "flagged",
+    "AUC [95% CI]",
+    "TPR@1% FPR",
+    "positive control TPR@1%",
+    "reason",
+)
 
 _STYLES = {
     "forgotten": ("#cf222e", "forgotten records, new version"),
@@ -55,3 +72,22 @@ def render_membership_scores(histograms: Mapping[str, str], columns: int = 3) ->
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80)
     return buffer.getvalue()
+
+
+def privacy_section(requests: Sequence[RequestAudit]) -> dict[str, Any]:
+    """The report template's privacy values: a row per audited request, the plot as base64.
+
+    Empty rows (and no plot) when no request's version was audited: the page is then the
+    page it was before the audit existed.
+    """
+    audited = [a for a in requests if a.privacy]
+    keys = ("version", "verdict", "flagged", "auc", "tpr_at_1pct_fpr", "positive_control_tpr")
+    rows = [
+        [a.request_id, *(a.privacy.get(k, "-") for k in keys), a.privacy.get("reason", "")]
+        for a in audited
+    ]
+    plotted = {
+        a.privacy["version"]: a.privacy["histogram"] for a in audited if a.privacy.get("histogram")
+    }
+    image = base64.b64encode(render_membership_scores(plotted)).decode("ascii") if plotted else ""
+    return {"privacy_columns": PRIVACY_COLUMNS, "privacy": rows, "privacy_image": image}
