@@ -446,7 +446,6 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
     )
 
 
-
 def _markdown_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
