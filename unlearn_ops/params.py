@@ -151,6 +151,11 @@ class GateParams(_Frozen):
         "fail the gate (a drop that chance explains on this few records passes).",
     )
     fairness: FairnessGateParams = FairnessGateParams()
+    privacy: bool = Field(
+        False,
+        description="Run the membership audit on every forget (docs/PRIVACY_AUDIT.md): a "
+        "`fail` verdict fails the gate; `inconclusive` passes it and says so.",
+    )
 
 
 class RegistryParams(_Frozen):

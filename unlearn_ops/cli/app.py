@@ -21,7 +21,16 @@ from collections.abc import Callable
 
 import typer
 
-from unlearn_ops.cli import bench, compliance, intake, receipt, stages, versions, workspace
+from unlearn_ops.cli import (
+    bench,
+    compliance,
+    intake,
+    privacy,
+    receipt,
+    stages,
+    versions,
+    workspace,
+)
 from unlearn_ops.cli.flow_runs import prefect_defaults
 from unlearn_ops.errors import UnlearnOpsError
 
@@ -47,6 +56,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
     (None, versions.versions),
     (None, versions.show),
     (None, versions.verify),
+    (None, privacy.audit_privacy),
     (None, workspace.demo),
     (None, versions.ui),
     (None, compliance.audit),

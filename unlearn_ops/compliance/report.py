@@ -1,13 +1,10 @@
 """The compliance report: every request received in a period, the versions, the ledger's chain.
 
-A report is one self-contained file: HTML (styles inline, the timeline embedded as a
-base64 PNG) or Markdown (the PNG written beside it). It shows, per request, when it
-arrived, was applied, honoured and served, its latency against the legal deadline and
-whether superseded artifacts were purged; the registry's versions with their requests,
-gates and aliases; the ledger's hash-chain status; and a timeline plot.
-
-:func:`build_report` gathers the data from a workspace; the rendering functions are pure
-(the plot: :mod:`unlearn_ops.compliance.timeline`).
+One self-contained file, HTML (the timeline embedded as a base64 PNG) or Markdown (the PNG
+beside it): per request its life, latency against the deadline and purge; the versions;
+the ledger's chain; the timeline (:mod:`~unlearn_ops.compliance.timeline`) and the
+privacy section (:mod:`~unlearn_ops.privacy.plots`). :func:`build_report` gathers the data
+from a workspace; the rendering functions are pure.
 """
 
 from __future__ import annotations
@@ -326,6 +323,8 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
 
     The page is the package's template `compliance/templates/report.html.j2`.
     """
+    from unlearn_ops.privacy.plots import privacy_section
+
     return (
         _templates()
         .get_template("report.html.j2")
@@ -342,6 +341,7 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
             intact=report.chain.intact,
             chain=_chain_line(report.chain),
             problems=report.chain.problems,
+            **privacy_section(report.requests),
         )
     )
 

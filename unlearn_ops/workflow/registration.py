@@ -114,6 +114,10 @@ def register_version(
             signature_frames=(sample, output_frame),
         )
     )
+    from unlearn_ops.workflow.membership_audit import tag_gate_audit
+
+    if tag_gate_audit(registry, version.version, gates):
+        version = registry.get_version(version.version)
     workspace.write_json(
         workspace.registry_path,
         {

@@ -66,8 +66,9 @@ def run_gates(
     champion_accuracy: float | None,
     gate_runner: GateRunner | None = None,
 ) -> list[GateResult]:
-    """The data gate (no forgotten id in any shard, schema), the metric gate, and the
-    fairness gate (per class and group, against the champion) unless `gates.fairness` is off.
+    """The data gate (no forgotten id in any shard, schema), the metric gate, the fairness
+    gate (per class and group, against the champion) unless `gates.fairness` is off, and the
+    privacy gate of a forget when `gates.privacy` is on.
 
     With a champion (`champion_accuracy` not None), its model is loaded from the registry
     and predicts the same held-out records as the candidate, so that the metric gate
@@ -103,15 +104,20 @@ def run_gates(
         predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
     )
     metric = runner.run_metric_gate(correctness, workspace.params.gates)
-    if not workspace.params.gates.fairness.enabled:
-        return [data, metric]
-    evidence = collect_fairness_evidence(
-        holdout,
-        correctness,
-        label_column=columns.label_column,
-        num_classes=columns.num_classes,
-        training_labels=[int(v) for t in tables.values() for v in t[columns.label_column]],
-        sensitive_column=workspace.params.dataset.sensitive_column,
-        source_classes=lambda: read_source_classes(workspace.params, workspace.root),
-    )
-    return [data, metric, runner.run_fairness_gate(evidence, workspace.params.gates)]
+    results = [data, metric]
+    if workspace.params.gates.fairness.enabled:
+        evidence = collect_fairness_evidence(
+            holdout,
+            correctness,
+            label_column=columns.label_column,
+            num_classes=columns.num_classes,
+            training_labels=[int(v) for t in tables.values() for v in t[columns.label_column]],
+            sensitive_column=workspace.params.dataset.sensitive_column,
+            source_classes=lambda: read_source_classes(workspace.params, workspace.root),
+        )
+        results.append(runner.run_fairness_gate(evidence, workspace.params.gates))
+    if workspace.params.gates.privacy:
+        from unlearn_ops.workflow.membership_audit import privacy_gate
+
+        results += [g for g in [privacy_gate(workspace)] if g is not None]
+    return results
