@@ -9,6 +9,7 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.versions`: versions, show, verify, ui;
 - :mod:`~unlearn_ops.cli.compliance`: audit, report, purge;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
+- :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
 - :mod:`~unlearn_ops.cli.bench`: bench.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Callable
 
 import typer
 
-from unlearn_ops.cli import bench, compliance, intake, stages, versions, workspace
+from unlearn_ops.cli import bench, compliance, holds, intake, stages, versions, workspace
 from unlearn_ops.cli.flow_runs import prefect_defaults
 from unlearn_ops.errors import UnlearnOpsError
 
@@ -61,6 +62,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
 ]
 for name, command in COMMANDS:
     app.command(name)(command)
+app.add_typer(holds.app, name="hold")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:
