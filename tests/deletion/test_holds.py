@@ -245,13 +245,45 @@ def test_the_cli_places_lists_and_releases_holds(ws: Workspace, cli: CliRunner) 
     )
     assert code == 0, err
     hold_id = out.split(":")[0]
-    assert out.startswith("hold-") and "2 record(s) held (litigation), by dpo" in out
+    assert out.startswith("hold-")
+    assert "2 record(s) held (litigation), by dpo" in out
     code, out, _ = cli(["hold", "list", "-w", str(ws.root), "--json"])
     [row] = json.loads(out)["holds"]
     assert (row["hold_id"], row["status"], row["placed_by"]) == (hold_id, "active", "dpo")
     code, out, _ = cli(["hold", "release", hold_id, "--reason", "done", "-w", str(ws.root)])
-    assert code == 0 and f"{hold_id} released by" in out
+    assert code == 0
+    assert f"{hold_id} released by" in out
     code, out, _ = cli(["hold", "list", "-w", str(ws.root)])
     assert out.strip() == "no legal hold stands"
     code, _, err = cli(["hold", "release", hold_id, "-w", str(ws.root)])
-    assert code != 0 and "released already" in err
+    assert code != 0
+    assert "released already" in err
+
+
+def test_the_deadline_clock_is_paused_while_a_hold_stands(ws: Workspace) -> None:
+    from unlearn_ops.compliance.audit import build_audit, received_entries
+    from unlearn_ops.compliance.audit_text import describe_audit
+
+    records = records_of(ws, 0)
+    hold = place_hold(ws, record_ids=[records[0]], reason="litigation 2026-17")
+    hold_back(ws, [ForgetRequest.build(records[:1], "clock-1", "erasure")])
+    state = ws.ledger.requests()["clock-1"]
+    received = received_entries(ws.ledger.entries())["clock-1"]
+    held_at = datetime.fromisoformat(state.holds[0]["at"])
+    later = held_at + timedelta(days=40)  # past the 30-day deadline, but paused
+
+    audit = build_audit(state, received, [], ws.params.compliance, now=later)
+    assert audit.deadline_status == "paused"
+    assert audit.paused_reason == f"{hold.hold_id}: litigation 2026-17"
+    assert audit.paused_days == pytest.approx(40, abs=1e-3)
+    assert f"hold: the clock is paused by {hold.hold_id}" in "\n".join(describe_audit(audit))
+
+    release_hold(ws, hold.hold_id)
+    state = ws.ledger.requests()["clock-1"]
+    released_at = datetime.fromisoformat(state.holds[0]["released_at"])
+    audit = build_audit(state, received, [], ws.params.compliance, now=released_at)
+    assert audit.deadline_status == "pending"
+    assert audit.paused_reason is None
+    requested = audit.requested_at
+    paused = released_at - held_at
+    assert audit.deadline == requested + timedelta(days=30) + paused

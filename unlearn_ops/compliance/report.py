@@ -154,7 +154,13 @@ class ComplianceReport:
 
     def counts(self) -> dict[str, int]:
         """Requests by deadline status, and how many were purged."""
-        counts = {"requests": len(self.requests), "met": 0, "missed": 0, "pending": 0}
+        counts = {
+            "requests": len(self.requests),
+            "met": 0,
+            "missed": 0,
+            "pending": 0,
+            "paused": 0,  # a legal hold stands (issue 16)
+        }
         for audit in self.requests:
             counts[audit.deadline_status] += 1
         counts["purged"] = sum(1 for audit in self.requests if audit.purged_at is not None)
@@ -240,9 +246,23 @@ def _purged(audit: RequestAudit) -> str:
 
 
 def _deadline(audit: RequestAudit) -> str:
-    return f"{audit.deadline_status} (due {audit.deadline:%Y-%m-%d})"
+    due = f"{audit.deadline_status} (due {audit.deadline:%Y-%m-%d})"
+    if audit.paused_reason is not None:
+        due += f"; clock paused by legal hold {audit.paused_reason}"
+    elif audit.holds:
+        due += f"; clock was paused {audit.paused_days:.2f} days by legal holds"
+    for approval in audit.approvals:
+        due += f"; {approval.get('decision')} by {approval.get('approver') or 'rule'}"
+        due += f" ({approval.get('rule')})"
+    return due
 
 
+STATUS_COLOURS = {
+    "met": "tab:green",
+    "missed": "tab:red",
+    "pending": "tab:orange",
+    "paused": "tab:purple",
+}
 REQUEST_COLUMNS = (
     "request",
     "requested at",
@@ -297,7 +317,9 @@ def _summary_line(report: ComplianceReport) -> str:
     return (
         f"{counts['requests']} request(s) received {report.period()}: "
         f"{counts['met']} met the {report.deadline_days}-day deadline, "
-        f"{counts['missed']} missed it, {counts['pending']} pending; "
+        f"{counts['missed']} missed it, {counts['pending']} pending"
+        + (f", {counts['paused']} paused by legal holds" if counts["paused"] else "")
+        + "; "
         f"{counts['purged']} purged (retention {report.retention_days} days)."
     )
 
@@ -329,9 +351,7 @@ def render_timeline(report: ComplianceReport) -> bytes:
         for index, audit in enumerate(requests):
             end = audit.served_at or report.generated_at
             style = "-" if audit.served_at else "--"
-            colour = {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[
-                audit.deadline_status
-            ]
+            colour = STATUS_COLOURS[audit.deadline_status]
             top.plot([audit.requested_at, end], [index, index], style, color=colour, linewidth=2)
             top.plot([audit.requested_at], [index], "o", color=colour)
             if audit.served_at:
@@ -373,10 +393,7 @@ def render_timeline(report: ComplianceReport) -> bytes:
             else (report.generated_at - a.requested_at).total_seconds() / 86_400
             for a in requests
         ]
-        colours = [
-            {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[a.deadline_status]
-            for a in requests
-        ]
+        colours = [STATUS_COLOURS[a.deadline_status] for a in requests]
         positions = list(range(len(requests)))
         bars = bottom.bar(positions, latencies, color=colours)
         bottom.bar_label(bars, labels=[f"{days:.2f} d" for days in latencies], fontsize=8)

@@ -123,8 +123,14 @@ def record_approval(
 
 
 def tag_approval(workspace: Workspace, version: str, facts: Mapping[str, Any]) -> None:
-    """The version's `unlearn.approval.decision`, `.rule` and `.approver` tags."""
+    """The version's `unlearn.approval.decision`, `.rule` and `.approver` tags.
+
+    A version the registry does not hold (a forget seam that registers nothing, as in
+    tests) is left alone: the ledger's `approval` entries say it all.
+    """
     registry = workspace.registry()
+    if version not in {v.version for v in registry.versions()}:
+        return
     registry.set_version_tag(version, "approval.decision", str(facts["decision"]))
     registry.set_version_tag(version, "approval.rule", str(facts["rule"]))
     registry.set_version_tag(version, "approval.approver", str(facts["approver"] or "-"))

@@ -20,7 +20,7 @@ import getpass
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.ledger import LedgerEntry
@@ -38,6 +38,7 @@ __all__ = [
     "find_held",
     "fold_holds",
     "held_request_ids",
+    "paused_clock",
     "place_hold",
     "release_expired",
     "release_hold",
@@ -348,3 +349,38 @@ def release_expired(ws: Workspace, now: datetime | None = None) -> list[Release]
             releases.append(_release(ws, hold, holds, reason, EXPIRY_ACTOR, now))
             holds = fold_holds(ws.ledger.entries())
     return releases
+
+
+def paused_clock(
+    periods: Sequence[Mapping[str, Any]], now: datetime
+) -> tuple[timedelta, str | None]:
+    """How long a request's deadline clock was paused by holds, and why it is paused now.
+
+    Args:
+        periods: its `held` periods as the ledger folds them (`at`, `released_at` or None,
+            `holds`, `reasons`): :attr:`RequestState.holds`.
+        now: the end of a period still open.
+
+    Returns:
+        The paused time (overlapping periods counted once), and the reason of the hold
+        standing now (`hold-...: reason`), or None when the clock runs.
+    """
+    spans = []
+    current = None
+    for period in periods:
+        start = datetime.fromisoformat(str(period["at"]))
+        end_at = period.get("released_at")
+        end = datetime.fromisoformat(str(end_at)) if end_at else now
+        spans.append((start, max(start, end)))
+        if not end_at:
+            pairs = zip(period.get("holds", []), period.get("reasons", []), strict=False)
+            current = "; ".join(f"{hold}: {why}" for hold, why in pairs)
+    paused = timedelta(0)
+    reach: datetime | None = None
+    for start, end in sorted(spans):
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            paused += end - start
+        reach = end if reach is None else max(reach, end)
+    return paused, current

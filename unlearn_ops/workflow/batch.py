@@ -212,8 +212,8 @@ class HeldBack:
             "served_by": {},
             "held": dict(self.held),
             "message": "; ".join(
-                f"request {r} is under legal hold ({why}): not executed; it runs again "
-                "when the hold is released"
+                f"request {r} is under legal hold ({why}): not executed until the hold "
+                "is released (then a drain serves it, or run this forget again)"
                 for r, why in self.held.items()
             ),
         }
