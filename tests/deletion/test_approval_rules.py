@@ -271,3 +271,16 @@ def test_rules_that_may_ask_need_an_approver(root: Path) -> None:
     ws = with_rules(root, {"rules": [{"when": {"min_records": 3}, "then": "ask"}]})
     with pytest.raises(ConfigError, match="approval is required"):
         drain(ws, Registers())
+
+
+def test_a_request_approved_before_it_is_received_is_received_as_new(root: Path) -> None:
+    from unlearn_ops.deletion.approval import record_approval
+    from unlearn_ops.workflow.batch import receive_requests
+
+    ws = with_rules(root, {})
+    request = ForgetRequest.build(records_of(ws, 0)[:1], "first-approved", "GDPR")
+    record_approval(ws, [request], Decision("ask", "rule 1"), summary(), approver="Ola")
+    receive_requests(ws, [request])  # the forget pipeline receives it after the approval
+    events = [e.event for e in ws.ledger.entries() if e.request_id == "first-approved"]
+    assert events == ["approval", "received"]
+    assert ws.ledger.requests()["first-approved"].approvals[0]["approver"] == "Ola"

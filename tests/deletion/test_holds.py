@@ -136,6 +136,9 @@ def test_the_drain_sets_a_held_request_aside_and_serves_it_once_released(ws: Wor
     assert result["held"] == {"dsr-held": f"{hold.hold_id}: litigation 2026-17"}
     states = {e.request_id: e.state for e in ws.inbox.entries()}
     assert states == {"dsr-held": "held", "dsr-free": "done"}
+    assert ws.inbox.get("dsr-held").outcome == {  # type: ignore[union-attr]
+        "reason": f"under legal hold: {hold.hold_id}: litigation 2026-17"
+    }
     assert events(ws, "dsr-held") == ["received", "held"]
     assert ws.ledger.requests()["dsr-held"].state == "held"
     assert drain(ws, forgets)["batches"] == []  # still held: a second drain does nothing

@@ -458,7 +458,7 @@ def build_audit(
         ledger_problems=tuple(ledger_problems),
         versions_purged=purged_versions,
         holds=tuple(state.holds),
-        paused_days=round(paused.total_seconds() / 86_400, 4),
+        paused_days=round(paused.total_seconds() / 86_400, 6),
         paused_reason=paused_reason,
         approvals=tuple(state.approvals),
     )

@@ -107,7 +107,7 @@ def drain(
             failed.update(claimed.failed)
             kept = hold_back(ws, claimed.requests)
             for request_id, why in kept.held.items():
-                ws.inbox.hold([request_id], {"held": why})
+                ws.inbox.hold([request_id], {"reason": f"under legal hold: {why}"})
             held.update(kept.held)
             batch = kept.proceed
             if not batch:

@@ -73,7 +73,9 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
     for request in requests:
         hashes = request.record_hashes(workspace.settings)
         state = known.get(request.request_id)
-        if state is None:
+        # Entries before `received` (an approval, a failure at the intake) are not a
+        # receipt: the request is new to the ledger until its `received` entry.
+        if state is None or not state.received_at:
             new.append((request, hashes))
         elif sorted(state.record_hashes) != hashes:
             raise InvalidRequestError(
