@@ -87,9 +87,16 @@ def list_holds(
             what = "subject" if row["subject"] else f"{row['records']} record(s)"
             end = f", until {row['until']}" if row["until"] else ""
             waiting = ", ".join(row["holds_requests"]) or "none"
+            released = (
+                f"; released {row['released_at']} by {row['released_by']}: "
+                f"{row['release_reason'] or '-'}"
+                if row["released_at"]
+                else ""
+            )
             typer.echo(
                 f"{row['hold_id']}  {row['status']:<8}  {what}  placed {row['placed_at']} "
-                f"by {row['placed_by']}{end}: {row['reason']}  (requests waiting: {waiting})"
+                f"by {row['placed_by']}{end}: {row['reason']}{released}  "
+                f"(requests waiting: {waiting})"
             )
 
     emit(as_json, {"holds": rows}, lines)
