@@ -112,6 +112,11 @@ def forget_batch(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any
     """
     watch = Stopwatch()
     with watch.phase("data"):
+        # Legal holds first (issue 16): held records are never removed, whoever runs this.
+        kept = tasks.hold_back(ws, batch)
+        if not kept.proceed:
+            return kept.answer()
+        batch = kept.proceed
         # Both refuse a bad batch before anything is written: check reads only, and
         # receive validates every request before it appends the new ones.
         outcome = tasks.check_batch(ws, batch)
@@ -139,4 +144,5 @@ def forget_batch(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any
         **registered.summary(watch),
         "requests": [r.request_id for r in batch],
         "plan": plan.to_dict(),
+        **({"held": kept.held} if kept.held else {}),
     }

@@ -30,6 +30,7 @@ def _task(function: Callable[P, R], name: str) -> Task[P, R]:
 
 
 prepare_data = _task(preparation.prepare_data, "prepare-shards")
+hold_back = _task(batch.hold_back, "hold-back-held-records")
 receive_requests = _task(batch.receive_requests, "receive-requests")
 check_batch = _task(batch.check_batch, "check-requests")
 close_noop = _task(batch.close_noop, "close-served-requests")

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from unlearn_ops.errors import ConfigError
 
 __all__ = [
+    "ApprovalCondition",
+    "ApprovalParams",
+    "ApprovalRule",
     "ComplianceParams",
     "DatasetParams",
     "FairnessGateParams",
@@ -183,6 +186,57 @@ class ComplianceParams(_Frozen):
         description="Days a superseded version that still holds forgotten records is kept "
         "(for rollback by replay and audit) before `purge` deletes it.",
     )
+    holds: Literal["whole", "partial"] = Field(
+        "whole",
+        description="A request naming records under a legal hold waits entirely (`whole`) "
+        "or has its other records erased now (`partial`).",
+    )
+
+
+class ApprovalCondition(_Frozen):
+    """When a rule applies: every condition given must hold (none given is refused).
+
+    The retraining share and the expected accuracy change are the approval form's
+    (:func:`unlearn_ops.deletion.approval.approval_summary`); an expected change that is
+    unknown (no forget version yet) fails `max_accuracy_change`.
+    """
+
+    max_retrain_share: float | None = Field(
+        None, ge=0.0, le=1.0, description="At most this share of a full training retrains."
+    )
+    max_accuracy_change: float | None = Field(
+        None, ge=0.0, le=1.0, description="The expected accuracy drop is at most this."
+    )
+    min_records: int | None = Field(None, ge=1, description="The batch forgets at least this.")
+    max_records: int | None = Field(None, ge=1, description="The batch forgets at most this.")
+    reasons: tuple[str, ...] | None = Field(
+        None, min_length=1, description="Some request's reason is one of these (exact text)."
+    )
+
+    @model_validator(mode="after")
+    def _names_a_condition(self) -> ApprovalCondition:
+        if all(value is None for value in self.model_dump().values()):
+            raise ValueError("`when` names no condition (use `default` for a catch-all)")
+        return self
+
+
+class ApprovalRule(_Frozen):
+    """One approval rule: `when` it applies, `then` what happens (first match wins)."""
+
+    name: str | None = Field(None, description="Its name in the ledger (`rule N` if none).")
+    when: ApprovalCondition
+    then: Literal["auto", "ask"]
+
+
+class ApprovalParams(_Frozen):
+    """Whether a drain asks a person before retraining for a batch (issue 16).
+
+    The rules are tried in order and the first whose `when` holds decides; `default`
+    decides when none does. `UNLEARN_OPS_APPROVAL_REQUIRED=true` still means "always ask".
+    """
+
+    rules: tuple[ApprovalRule, ...] = ()
+    default: Literal["auto", "ask"] = "auto"
 
 
 class Params(_Frozen):
@@ -196,6 +250,7 @@ class Params(_Frozen):
     gates: GateParams = GateParams()
     registry: RegistryParams = RegistryParams()
     compliance: ComplianceParams = ComplianceParams()
+    approval: ApprovalParams = ApprovalParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 

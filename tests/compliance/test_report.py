@@ -102,7 +102,14 @@ def full() -> ComplianceReport:
 
 
 def test_counts_and_dict(full: ComplianceReport) -> None:
-    assert full.counts() == {"requests": 3, "met": 1, "missed": 1, "pending": 1, "purged": 1}
+    assert full.counts() == {
+        "requests": 3,
+        "met": 1,
+        "missed": 1,
+        "pending": 1,
+        "paused": 0,
+        "purged": 1,
+    }
     data = full.to_dict()
     assert [r["request_id"] for r in data["requests"]] == ["r-met", "r-late", "r-open"]
     assert data["ledger"] == {"intact": True, "entries": 7, "problems": []}

@@ -10,6 +10,7 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.compliance`: audit, report, purge;
 - :mod:`~unlearn_ops.cli.receipt`: receipt;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
+- :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
 - :mod:`~unlearn_ops.cli.bench`: bench.
 """
 
@@ -24,6 +25,7 @@ import typer
 from unlearn_ops.cli import (
     bench,
     compliance,
+    holds,
     intake,
     privacy,
     receipt,
@@ -73,6 +75,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
 ]
 for name, command in COMMANDS:
     app.command(name)(command)
+app.add_typer(holds.app, name="hold")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:

@@ -221,6 +221,8 @@ def listen(
             )
         for request_id, reason in answer.get("failed", {}).items():
             typer.echo(f"request {request_id} failed: {reason}", err=True)
+        for request_id, reason in answer.get("held", {}).items():
+            typer.echo(f"request {request_id} under legal hold: {reason}", err=True)
 
     try:
         summary = run_listener(

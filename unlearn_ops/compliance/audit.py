@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from unlearn_ops.deletion.holds import paused_clock
 from unlearn_ops.deletion.ledger import Ledger, LedgerEntry, RequestState
 from unlearn_ops.errors import RequestNotFoundError
 from unlearn_ops.serving.records import (
@@ -69,7 +70,7 @@ __all__ = [
     "version_facts",
 ]
 
-DeadlineStatus = Literal["met", "missed", "pending"]
+DeadlineStatus = Literal["met", "missed", "pending", "paused"]
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,21 @@ class RequestAudit:
         purged_at: when superseded artifacts holding its records were purged.
         purge: what the ledger's `purged` entry records.
         retention_until: until when superseded artifacts may be kept (served_at + retention).
-        deadline: requested_at + `compliance.deadline_days`.
+        deadline: requested_at + `compliance.deadline_days`, plus the time a legal hold
+            paused the clock (GDPR art. 17(3): no duty to erase while it stands).
         latency_days: days from requested_at to served_at.
-        deadline_status: `met`, `missed`, or `pending` (not served, deadline ahead).
+        deadline_status: `met`, `missed`, `pending` (not served, deadline ahead), or
+            `paused` (a legal hold stands).
         failures: the ledger's `failed` entries (gate summaries, unpromoted versions).
         ledger_problems: problems in the ledger's hash chain (empty: intact).
         versions_purged: when each version named above that the registry no longer holds
             was purged (per the ledger's `purged` entries).
         privacy: the membership audit of the version made for it (its `unlearn.privacy.*`
             tags, short keys, and `version`); empty when none was audited.
+        holds: the times legal holds kept it back (`at`, `released_at`, `holds`, `reasons`).
+        paused_days: how long they paused its deadline clock.
+        paused_reason: the hold standing now (`hold-...: reason`), or None.
+        approvals: the approval decisions about it (decision, rule, approver, reason).
     """
 
     request_id: str
@@ -153,6 +160,10 @@ class RequestAudit:
     ledger_problems: tuple[str, ...] = field(default=())
     versions_purged: Mapping[str, datetime] = field(default_factory=dict)
     privacy: Mapping[str, str] = field(default_factory=dict)
+    holds: tuple[Mapping[str, Any], ...] = ()
+    paused_days: float = 0.0
+    paused_reason: str | None = None
+    approvals: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def gates_passed(self) -> bool | None:
@@ -211,7 +222,11 @@ class RequestAudit:
                 "due": iso(self.deadline),
                 "latency_days": self.latency_days,
                 "status": self.deadline_status,
+                "paused_days": self.paused_days,
+                "paused_reason": self.paused_reason,
             },
+            "holds": [dict(h) for h in self.holds],
+            "approvals": [dict(a) for a in self.approvals],
             "failures": [dict(failure) for failure in self.failures],
             "versions_purged": {v: iso(at) for v, at in sorted(self.versions_purged.items())},
             "ledger": {"intact": not self.ledger_problems, "problems": list(self.ledger_problems)},
@@ -403,11 +418,14 @@ def build_audit(
     }
     served_at = parse_time(served.get("at"))
     purged_at = parse_time((state.purged or {}).get("at"))
-    deadline = requested_at + timedelta(days=compliance.deadline_days)
+    paused, paused_reason = paused_clock(state.holds, served_at or now)
+    deadline = requested_at + timedelta(days=compliance.deadline_days) + paused
     latency = None
     if served_at is not None:
         latency = round((served_at - requested_at).total_seconds() / 86_400, 4)
         status: DeadlineStatus = "met" if served_at <= deadline else "missed"
+    elif paused_reason is not None:
+        status = "paused"
     else:
         status = "missed" if now > deadline else "pending"
     retention = served_at + timedelta(days=compliance.retention_days) if served_at else None
@@ -458,6 +476,10 @@ def build_audit(
             ),
             {},
         ),
+        holds=tuple(state.holds),
+        paused_days=round(paused.total_seconds() / 86_400, 6),
+        paused_reason=paused_reason,
+        approvals=tuple(state.approvals),
     )
 
 

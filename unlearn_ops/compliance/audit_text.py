@@ -102,13 +102,23 @@ def describe_audit(audit: RequestAudit) -> list[str]:
     else:
         lines.append("purge: not purged yet (retention starts when a version honouring it serves)")
     latency = f"{audit.latency_days:.2f} days" if audit.latency_days is not None else "not served"
+    paused = f"; clock paused {audit.paused_days:.2f} days by legal holds" if audit.holds else ""
     lines.append(
-        f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency})"
+        f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency}"
+        f"{paused})"
     )
+    if audit.paused_reason is not None:
+        lines.append(f"hold: the clock is paused by {audit.paused_reason}")
+    for approval in audit.approvals:
+        lines.append(
+            f"approval: {approval.get('decision')} by {approval.get('approver') or 'the rules'} "
+            f"(rule {approval.get('rule')}) at {approval.get('at', '-')}"
+        )
     for failure in audit.failures:
         lines.append(
             f"failed: {failure.get('at', '-')}: version {failure.get('version', '-')}: "
             f"{failure.get('reason', '-')}"
+            + (f" (rule {failure['approval'].get('rule')})" if failure.get("approval") else "")
         )
     if audit.ledger_problems:
         lines.append(f"ledger: BROKEN ({len(audit.ledger_problems)} problem(s); run --check-chain)")

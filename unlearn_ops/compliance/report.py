@@ -149,7 +149,13 @@ class ComplianceReport:
 
     def counts(self) -> dict[str, int]:
         """Requests by deadline status, and how many were purged."""
-        counts = {"requests": len(self.requests), "met": 0, "missed": 0, "pending": 0}
+        counts = {
+            "requests": len(self.requests),
+            "met": 0,
+            "missed": 0,
+            "pending": 0,
+            "paused": 0,  # a legal hold stands (issue 16)
+        }
         for audit in self.requests:
             counts[audit.deadline_status] += 1
         counts["purged"] = sum(1 for audit in self.requests if audit.purged_at is not None)
@@ -235,7 +241,15 @@ def _purged(audit: RequestAudit) -> str:
 
 
 def _deadline(audit: RequestAudit) -> str:
-    return f"{audit.deadline_status} (due {audit.deadline:%Y-%m-%d})"
+    due = f"{audit.deadline_status} (due {audit.deadline:%Y-%m-%d})"
+    if audit.paused_reason is not None:
+        due += f"; clock paused by legal hold {audit.paused_reason}"
+    elif audit.holds:
+        due += f"; clock was paused {audit.paused_days:.2f} days by legal holds"
+    for approval in audit.approvals:
+        due += f"; {approval.get('decision')} by {approval.get('approver') or 'rule'}"
+        due += f" ({approval.get('rule')})"
+    return due
 
 
 REQUEST_COLUMNS = (
@@ -292,7 +306,9 @@ def _summary_line(report: ComplianceReport) -> str:
     return (
         f"{counts['requests']} request(s) received {report.period()}: "
         f"{counts['met']} met the {report.deadline_days}-day deadline, "
-        f"{counts['missed']} missed it, {counts['pending']} pending; "
+        f"{counts['missed']} missed it, {counts['pending']} pending"
+        + (f", {counts['paused']} paused by legal holds" if counts["paused"] else "")
+        + "; "
         f"{counts['purged']} purged (retention {report.retention_days} days)."
     )
 

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from unlearn_ops.compliance.report import ComplianceReport
 
-__all__ = ["render_timeline"]
+__all__ = ["STATUS_COLOURS", "render_timeline"]
+
+STATUS_COLOURS = {
+    "met": "tab:green",
+    "missed": "tab:red",
+    "pending": "tab:orange",
+    "paused": "tab:purple",  # a legal hold stands (issue 16)
+}
 
 
 def render_timeline(report: ComplianceReport) -> bytes:
@@ -43,9 +50,7 @@ def render_timeline(report: ComplianceReport) -> bytes:
         for index, audit in enumerate(requests):
             end = audit.served_at or report.generated_at
             style = "-" if audit.served_at else "--"
-            colour = {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[
-                audit.deadline_status
-            ]
+            colour = STATUS_COLOURS[audit.deadline_status]
             top.plot([audit.requested_at, end], [index, index], style, color=colour, linewidth=2)
             top.plot([audit.requested_at], [index], "o", color=colour)
             if audit.served_at:
@@ -87,10 +92,7 @@ def render_timeline(report: ComplianceReport) -> bytes:
             else (report.generated_at - a.requested_at).total_seconds() / 86_400
             for a in requests
         ]
-        colours = [
-            {"met": "tab:green", "missed": "tab:red", "pending": "tab:orange"}[a.deadline_status]
-            for a in requests
-        ]
+        colours = [STATUS_COLOURS[a.deadline_status] for a in requests]
         positions = list(range(len(requests)))
         bars = bottom.bar(positions, latencies, color=colours)
         bottom.bar_label(bars, labels=[f"{days:.2f} d" for days in latencies], fontsize=8)

@@ -1,23 +1,139 @@
-"""What an approver of a batch is shown: the shards that retrain, how much, the change to expect.
+"""Approval of a batch: which rule decides, what the approver is shown, what is recorded.
 
-When `UNLEARN_OPS_APPROVAL_REQUIRED` is set, a drain pauses before each retraining and asks
-a person (in Prefect's UI, :mod:`unlearn_ops.adapters.prefect.approval`); this module
-builds what they read. A refused batch fails with the approver's reason (see
-:mod:`unlearn_ops.deletion.drain`).
+Before retraining for a batch, a drain asks :func:`decide_approval`: the rules of
+`approval` in params.yaml (first match wins, then `default`), or "always ask" when
+`UNLEARN_OPS_APPROVAL_REQUIRED` is set. `ask` pauses the run for a person (in Prefect's UI,
+:mod:`unlearn_ops.adapters.prefect.approval`), who reads what this module builds: the
+shards that retrain, how much, the change to expect, and the rule that asked. The decision,
+the rule and the approver's name go to the ledger (`approval`, or the `failed` entry of a
+rejected request) and to the new version's `unlearn.approval.*` tags
+(:func:`record_approval`, :func:`tag_approval`); a rejected batch changes nothing else
+(see :mod:`unlearn_ops.deletion.drain`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from unlearn_ops.adapters.mlflow.registry import VersionInfo
     from unlearn_ops.deletion.requests import ForgetRequest
+    from unlearn_ops.params import ApprovalCondition, ApprovalParams
     from unlearn_ops.sisa.planning import RetrainingPlan
     from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["approval_markdown", "approval_summary", "describe_batch", "forget_history"]
+__all__ = [
+    "ALWAYS_ASK",
+    "Decision",
+    "approval_markdown",
+    "approval_summary",
+    "decide_approval",
+    "describe_batch",
+    "forget_history",
+    "may_ask",
+    "record_approval",
+    "tag_approval",
+]
+
+ALWAYS_ASK = "UNLEARN_OPS_APPROVAL_REQUIRED"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rules decided for a batch.
+
+    Attributes:
+        action: `auto` (retrain without asking) or `ask` (pause for a person).
+        rule: which rule decided: its name, `rule N`, `default`, or `UNLEARN_OPS_APPROVAL_REQUIRED`.
+    """
+
+    action: Literal["auto", "ask"]
+    rule: str
+
+
+def may_ask(params: ApprovalParams, forced: bool | None) -> bool:
+    """Whether some batch could be asked about (a drain needs an approver then)."""
+    if forced is not None:
+        return forced
+    return params.default == "ask" or any(rule.then == "ask" for rule in params.rules)
+
+
+def _holds(condition: ApprovalCondition, summary: Mapping[str, Any], reasons: set[str]) -> bool:
+    """Every condition given holds for the batch (an unknown expected change fails)."""
+    change = summary.get("expected_accuracy_change")
+    checks = [
+        condition.max_retrain_share is None
+        or summary["retraining_fraction"] <= condition.max_retrain_share,
+        condition.max_accuracy_change is None
+        or (change is not None and -change <= condition.max_accuracy_change),
+        condition.min_records is None or summary["records"] >= condition.min_records,
+        condition.max_records is None or summary["records"] <= condition.max_records,
+        condition.reasons is None or bool(reasons.intersection(condition.reasons)),
+    ]
+    return all(checks)
+
+
+def decide_approval(
+    params: ApprovalParams,
+    summary: Mapping[str, Any],
+    reasons: Sequence[str],
+    forced: bool | None = None,
+) -> Decision:
+    """The decision for a batch: the first rule whose `when` holds, else `default`.
+
+    Args:
+        params: `approval` of params.yaml.
+        summary: the batch's :func:`approval_summary`.
+        reasons: the reasons of its requests.
+        forced: True always asks (`UNLEARN_OPS_APPROVAL_REQUIRED`), False never does (a
+            caller that decided already); None lets the rules decide.
+    """
+    if forced is not None:
+        return Decision("ask", ALWAYS_ASK) if forced else Decision("auto", "require_approval=False")
+    for number, rule in enumerate(params.rules, start=1):
+        if _holds(rule.when, summary, set(reasons)):
+            return Decision(rule.then, rule.name or f"rule {number}")
+    return Decision(params.default, "default")
+
+
+def record_approval(
+    workspace: Workspace,
+    requests: Sequence[ForgetRequest],
+    decision: Decision,
+    summary: Mapping[str, Any],
+    *,
+    approver: str | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    """An `approval` entry per request (decision, rule, approver, what was shown); the facts."""
+    facts = {
+        "decision": "auto" if decision.action == "auto" else "approved",
+        "rule": decision.rule,
+        "approver": approver,
+        "reason": reason,
+        "records": summary.get("records"),
+        "retraining_fraction": summary.get("retraining_fraction"),
+        "expected_accuracy_change": summary.get("expected_accuracy_change"),
+    }
+    for request in requests:
+        workspace.ledger.append("approval", request.request_id, **facts)
+    return facts
+
+
+def tag_approval(workspace: Workspace, version: str, facts: Mapping[str, Any]) -> None:
+    """The version's `unlearn.approval.decision`, `.rule` and `.approver` tags.
+
+    A version the registry does not hold (a forget seam that registers nothing, as in
+    tests) is left alone: the ledger's `approval` entries say it all.
+    """
+    registry = workspace.registry()
+    if version not in {v.version for v in registry.versions()}:
+        return
+    registry.set_version_tag(version, "approval.decision", str(facts["decision"]))
+    registry.set_version_tag(version, "approval.rule", str(facts["rule"]))
+    registry.set_version_tag(version, "approval.approver", str(facts["approver"] or "-"))
 
 
 def forget_history(versions: Sequence[VersionInfo], last: int = 10) -> list[float]:
@@ -56,7 +172,7 @@ def approval_summary(
     }
 
 
-def approval_markdown(summary: Mapping[str, Any]) -> str:
+def approval_markdown(summary: Mapping[str, Any], rule: str | None = None) -> str:
     """The approval form's description, as the Prefect UI shows it."""
     change = summary["expected_accuracy_change"]
     expected = (
@@ -68,23 +184,25 @@ def approval_markdown(summary: Mapping[str, Any]) -> str:
     shown = ", ".join(requests[:10]) + (
         f" and {len(requests) - 10} more" if len(requests) > 10 else ""
     )
+    asked = f"- Asked by the rule: {rule}\n\n" if rule else ""
     return (
         f"**Forget {summary['records']} records** for {len(requests)} request(s): {shown}.\n\n"
         f"- Shards to retrain: {summary['shards'] or 'none'}\n"
         f"- Stages to retrain: {summary['stages_to_retrain']} "
         f"({summary['retraining_fraction']:.1%} of a full training)\n"
         f"- Expected accuracy change: {expected}\n\n"
+        f"{asked}"
         "Approve to retrain and register the new version; reject with a reason to refuse "
-        "the requests (the reason goes to the ledger)."
+        "the requests. Give your name: it goes to the ledger with your decision and reason."
     )
 
 
 def describe_batch(
-    workspace: Workspace, requests: Sequence[ForgetRequest]
+    workspace: Workspace, requests: Sequence[ForgetRequest], rule: str | None = None
 ) -> tuple[dict[str, Any], str]:
     """The approval summary of a batch and its form's text (the registry's history read)."""
 
     plan = workspace.ensemble.plan_forget([r for request in requests for r in request.record_ids])
     history = forget_history(workspace.registry().versions())
     summary = approval_summary(workspace, requests, plan, history)
-    return summary, approval_markdown(summary)
+    return summary, approval_markdown(summary, rule)

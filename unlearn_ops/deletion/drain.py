@@ -1,12 +1,15 @@
 """The drain: every unfinished request of the inbox forgotten, batch after batch, exactly once.
 
-A drain holds the workspace lock, claims what the inbox holds (requests that a crashed run
-had claimed too), rebuilds the batch (:func:`~unlearn_ops.deletion.intake.claim_batch`;
-requests the data never held fail alone), asks the approver when approval is required, and
-runs the forget it is given once for the batch. The failure policy:
+A drain holds the workspace lock, releases the legal holds whose end date passed, claims
+what the inbox holds (requests that a crashed run had claimed too), rebuilds the batch
+(:func:`~unlearn_ops.deletion.intake.claim_batch`; requests the data never held fail
+alone), sets aside what a legal hold stands on (`held` in the inbox and the ledger, until
+the hold is released: :func:`~unlearn_ops.workflow.batch.hold_back`), asks the approval
+rules (:func:`~unlearn_ops.deletion.approval.decide_approval`) and, where they say so, the
+approver, and runs the forget it is given once for the batch. The failure policy:
 
-- refused by the approver: the batch's requests fail with "rejected by the approver: ..."
-  (in the inbox and the ledger);
+- refused by the approver: the batch's requests fail with "rejected by NAME: ..." (in the
+  inbox, and in the ledger with the approver, the rule and the reason);
 - the forget raised an :class:`~unlearn_ops.errors.UnlearnOpsError` (gates failed: the
   version is registered, not promoted, and the ledger says so; or the batch was refused,
   nothing changed): the requests fail with its message, in the inbox only, and
@@ -24,8 +27,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from unlearn_ops.deletion.approval import (
+    decide_approval,
+    describe_batch,
+    may_ask,
+    record_approval,
+    tag_approval,
+)
+from unlearn_ops.deletion.holds import release_expired
 from unlearn_ops.deletion.intake import claim_batch, complete_batch, fail_requests
 from unlearn_ops.errors import ConfigError, UnlearnOpsError
+from unlearn_ops.workflow.batch import hold_back
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.requests import ForgetRequest
@@ -34,7 +46,10 @@ if TYPE_CHECKING:
 __all__ = ["Approver", "Forget", "drain"]
 
 Forget = Callable[["Workspace", Sequence["ForgetRequest"]], dict[str, Any]]
-Approver = Callable[["Workspace", Sequence["ForgetRequest"]], tuple[bool, str]]
+# (approved, reason) or (approved, reason, approver's name).
+Approver = Callable[
+    ["Workspace", Sequence["ForgetRequest"]], tuple[bool, str] | tuple[bool, str, str]
+]
 
 
 def drain(
@@ -53,26 +68,36 @@ def drain(
         forget: forgets one batch and returns its answer (`version`, or `noop` and
             `served_by`); the forget pipeline's stage.
         run: a name for the claim (the flow run id); a fresh one when None.
-        require_approval: ask the approver before retraining (settings by default).
-        approver: asked with each batch; returns (approved, reason).
+        require_approval: True always asks the approver before retraining, False never
+            does; None (the default) asks where `UNLEARN_OPS_APPROVAL_REQUIRED` is set,
+            else where params.yaml's approval rules say so.
+        approver: asked with each batch that the rules send to a person; returns
+            (approved, reason) or (approved, reason, approver's name).
         before_claim: called (no arguments) before each claim, holding the lock: the
             event flow gathers the requests of queued runs and events there.
 
     Returns:
-        run, batches (each the forget's answer), failed requests with their reasons, and
-        the inbox's counts.
+        run, batches (each the forget's answer), failed requests with their reasons, held
+        requests with the holds' reasons, and the inbox's counts.
 
     Raises:
-        ConfigError: approval is required and no approver was given.
+        ConfigError: approval may be asked (settings or rules) and no approver was given.
     """
 
     run = run or f"drain-{uuid.uuid4().hex[:12]}"
-    approval = ws.settings.approval_required if require_approval is None else require_approval
-    if approval and approver is None:
+    forced = require_approval
+    if forced is None and ws.settings.approval_required:
+        forced = True
+    rules = ws.params.approval
+    if may_ask(rules, forced) and approver is None:
         raise ConfigError("the drain", ["approval is required, and nobody was given to ask"])
+    # Rules that can only say `auto` need no summary: nothing to ask, nothing to record.
+    decide = forced is not None or bool(rules.rules) or rules.default == "ask"
     batches: list[dict[str, Any]] = []
     failed: dict[str, str] = {}
+    held: dict[str, str] = {}
     with ws.lock():
+        release_expired(ws)
         while True:
             if before_claim is not None:
                 before_claim()
@@ -80,17 +105,30 @@ def drain(
             if claimed is None:
                 break
             failed.update(claimed.failed)
-            batch = claimed.requests
+            kept = hold_back(ws, claimed.requests)
+            for request_id, why in kept.held.items():
+                ws.inbox.hold([request_id], {"reason": f"under legal hold: {why}"})
+            held.update(kept.held)
+            batch = kept.proceed
             if not batch:
                 continue
-            if approval and approver is not None:
-                approved, reason = approver(ws, batch)
-                if not approved:
-                    why = f"rejected by the approver: {reason or 'no reason given'}"
-                    refused = dict.fromkeys((r.request_id for r in batch), why)
-                    fail_requests(ws, refused)
-                    failed.update(refused)
-                    continue
+            facts = None
+            if decide:
+                summary, _ = describe_batch(ws, batch)
+                decision = decide_approval(rules, summary, [r.reason for r in batch], forced)
+                name, reason = None, ""
+                if decision.action == "ask" and approver is not None:
+                    approved, reason, *who = approver(ws, batch)
+                    name = (who[0] if who else "") or None
+                    if not approved:
+                        why = f"rejected by {name or 'the approver'}: {reason or 'no reason given'}"
+                        _reject(ws, batch, why, decision.rule, name, reason)
+                        failed.update(dict.fromkeys((r.request_id for r in batch), why))
+                        continue
+                if decision.action == "ask" or decision.rule != "require_approval=False":
+                    facts = record_approval(
+                        ws, batch, decision, summary, approver=name, reason=reason
+                    )
             try:
                 answer = forget(ws, batch)
             except UnlearnOpsError as exc:
@@ -99,5 +137,32 @@ def drain(
                 failed.update(refused)
                 continue
             complete_batch(ws, batch, answer, run)
+            if facts is not None and answer.get("version"):
+                tag_approval(ws, str(answer["version"]), facts)
             batches.append(answer)
-    return {"run": run, "batches": batches, "failed": failed, "inbox": ws.inbox.counts()}
+    return {
+        "run": run,
+        "batches": batches,
+        "failed": failed,
+        "held": held,
+        "inbox": ws.inbox.counts(),
+    }
+
+
+def _reject(
+    ws: Workspace,
+    batch: Sequence[ForgetRequest],
+    why: str,
+    rule: str,
+    approver: str | None,
+    reason: str,
+) -> None:
+    """A rejected batch: `failed` in the inbox and the ledger, with who, why, by which rule."""
+    for request in batch:
+        ws.inbox.fail([request.request_id], why)
+        ws.ledger.append(
+            "failed",
+            request.request_id,
+            reason=why,
+            approval={"decision": "rejected", "rule": rule, "approver": approver, "reason": reason},
+        )

@@ -16,7 +16,8 @@ Like the ledger, the inbox never holds a record id: only keyed hashes. Refused d
 are kept with their reason (no request content) for the operator.
 
 States: `pending` -> `processing` (claimed by a run) -> `done` (outcome: the model version)
-or `failed` (reason). :meth:`retry` puts a failed request back to `pending`.
+or `failed` (reason), or `held` (under a legal hold, :mod:`unlearn_ops.deletion.holds`,
+until :meth:`release_held`). :meth:`retry` puts a failed request back to `pending`.
 
 Why this module is long: one sqlite schema and the transactions over it (accept, claim,
 complete, fail, retry, refusals) must be read together to see that each is atomic.
@@ -40,7 +41,7 @@ from unlearn_ops.settings import Settings
 
 __all__ = ["Accepted", "Inbox", "InboxEntry", "Rejection"]
 
-State = Literal["pending", "processing", "done", "failed"]
+State = Literal["pending", "processing", "done", "failed", "held"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -358,6 +359,26 @@ class Inbox:
     def fail(self, request_ids: Sequence[str], reason: str) -> None:
         """Mark requests failed with the reason."""
         self._finish(request_ids, "failed", {"reason": reason[:1000]})
+
+    def hold(self, request_ids: Sequence[str], outcome: dict[str, Any]) -> None:
+        """Set requests aside under a legal hold (a claim skips them) with the hold's reason."""
+        self._finish(request_ids, "held", outcome)
+
+    def release_held(self, request_ids: Sequence[str]) -> list[str]:
+        """Put held requests back to `pending`; the ids the inbox held (others are not its)."""
+        if not self.path.exists():
+            return []
+        with self._transaction() as db:
+            released = [
+                r
+                for r in request_ids
+                if db.execute(
+                    "UPDATE requests SET state = 'pending', outcome = NULL"
+                    " WHERE request_id = ? AND state = 'held'",
+                    (r,),
+                ).rowcount
+            ]
+        return released
 
     def _finish(self, request_ids: Sequence[str], state: State, outcome: dict[str, Any]) -> None:
         with self._transaction() as db:

@@ -2,7 +2,11 @@
 
 States of a request: `received` -> `applied` (data revision) -> `served` (model version)
 -> `purged` (superseded artifacts that still held its records deleted), or `failed`
-(reason). Record ids are personal data: entries hold only their keyed hashes.
+(reason). A request that names records under a legal hold is `held` until the hold is
+released (then `received` again, queued); `approval` entries say who decided about it, by
+which rule. Legal holds themselves are entries under their own id (`hold-added`,
+`hold-released`: who, when, why), folded by :mod:`unlearn_ops.deletion.holds`. Record ids
+are personal data: entries hold only their keyed hashes.
 
 Entries keep what was true when they were written, because the stores they describe do
 not last: `received` names the shards that removing the records will retrain (so a run
@@ -27,11 +31,24 @@ from typing import Any, Literal, get_args
 from unlearn_ops.canonical import canonical_text
 from unlearn_ops.errors import StoreError
 
-__all__ = ["GENESIS", "Ledger", "LedgerEntry", "RequestState"]
+__all__ = ["GENESIS", "HOLD_EVENTS", "Ledger", "LedgerEntry", "RequestState"]
 
 GENESIS = "0" * 64
 
-Event = Literal["received", "applied", "served", "failed", "purged"]
+Event = Literal[
+    "received",
+    "applied",
+    "served",
+    "failed",
+    "purged",
+    # Legal holds and approvals (issue 16): `held` and `approval` are a request's; a
+    # hold's own changes are entries under the hold's id, which no request ever has.
+    "held",
+    "approval",
+    "hold-added",
+    "hold-released",
+]
+HOLD_EVENTS: frozenset[str] = frozenset({"hold-added", "hold-released"})
 EVENTS: frozenset[str] = frozenset(get_args(Event))
 
 
@@ -67,7 +84,9 @@ class RequestState:
     """What the ledger says about one request.
 
     `planned_shards` is shard -> first slice that removing its records retrains, as its
-    `received` entry recorded (empty in ledgers older than that field).
+    `received` entry recorded (empty in ledgers older than that field). `holds` lists the
+    times a legal hold kept it back (`at`, `holds`, `reasons`, and `released_at` once
+    every hold naming it was lifted); `approvals` the approval decisions about it.
     """
 
     request_id: str
@@ -79,6 +98,8 @@ class RequestState:
     purged: dict[str, Any] | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
     planned_shards: dict[int, int] = field(default_factory=dict)
+    holds: list[dict[str, Any]] = field(default_factory=list)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _planned_shards(value: object) -> dict[int, int]:
@@ -92,6 +113,21 @@ def _planned_shards(value: object) -> dict[int, int]:
         except (TypeError, ValueError):
             continue
     return planned
+
+
+def _fold_release(entry: LedgerEntry, states: dict[str, RequestState]) -> None:
+    """A `hold-released` entry lifts the holds of the requests it queued again."""
+    if entry.event != "hold-released":
+        return
+    for request_id in entry.data.get("requests", []):
+        state = states.get(str(request_id))
+        if state is None:
+            continue
+        for held in state.holds:
+            if held["released_at"] is None:
+                held["released_at"] = entry.at
+        if state.state == "held":
+            state.state = "received"
 
 
 def _now() -> str:
@@ -208,8 +244,17 @@ class Ledger:
         """The state of every request, folded from the entries."""
         states: dict[str, RequestState] = {}
         for entry in self.entries():
+            if entry.event in HOLD_EVENTS:
+                _fold_release(entry, states)
+                continue
             state = states.setdefault(entry.request_id, RequestState(entry.request_id))
-            if entry.event == "received":
+            if entry.event == "held":
+                state.holds.append({**entry.data, "at": entry.at, "released_at": None})
+                if state.state not in ("served", "purged"):
+                    state.state = "held"
+            elif entry.event == "approval":
+                state.approvals.append({**entry.data, "at": entry.at})
+            elif entry.event == "received":
                 state.record_hashes = list(entry.data.get("record_hashes", []))
                 state.received_at = entry.at
                 state.planned_shards = _planned_shards(entry.data.get("retrains"))

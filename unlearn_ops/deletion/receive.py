@@ -55,7 +55,7 @@ __all__ = [
 
 logger = logging.getLogger("unlearn_ops.deletion.receive")
 
-State = Literal["pending", "processing", "done", "failed"]
+State = Literal["pending", "processing", "done", "failed", "held"]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""A batch of deletion requests before any retraining: receive, check, close a no-op, apply.
+"""A batch of deletion requests before retraining: hold back, receive, check, close a no-op, apply.
 
+`hold_back` takes out what a legal hold forbids to erase now (every path that executes
+requests calls it first: the drain and the `forget-records` flow);
 Both `receive_requests` and `check_batch` refuse a bad batch before anything is written;
 a batch whose every request a registered version honours already is closed without
 retraining (`close_noop`); otherwise `apply_batch` removes its records from the shard
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from unlearn_ops.deletion.requests import ForgetRequest
@@ -24,6 +27,7 @@ __all__ = [
     "check_batch",
     "close_noop",
     "describe_noop",
+    "hold_back",
     "receive_requests",
 ]
 
@@ -69,7 +73,9 @@ def receive_requests(workspace: Workspace, requests: Sequence[ForgetRequest]) ->
     for request in requests:
         hashes = request.record_hashes(workspace.settings)
         state = known.get(request.request_id)
-        if state is None:
+        # Entries before `received` (an approval, a failure at the intake) are not a
+        # receipt: the request is new to the ledger until its `received` entry.
+        if state is None or not state.received_at:
             new.append((request, hashes))
         elif sorted(state.record_hashes) != hashes:
             raise InvalidRequestError(
@@ -186,3 +192,99 @@ def apply_batch(workspace: Workspace, requests: Sequence[ForgetRequest]) -> Retr
         return workspace.ensemble.plan_forget([])
     plan, _removed = workspace.ensemble.remove_records(record_ids)
     return plan
+
+
+@dataclass
+class HeldBack:
+    """A batch split by the legal holds standing now.
+
+    Attributes:
+        proceed: what may be executed: requests no hold touches and, under
+            `compliance.holds: partial`, the un-held records of the others as a request
+            `<id>.unheld` of their own.
+        held: request id -> why it waits (the holds' ids and reasons).
+    """
+
+    proceed: list[ForgetRequest]
+    held: dict[str, str] = field(default_factory=dict)
+
+    def answer(self) -> dict[str, Any]:
+        """The answer of a run whose every request waits: nothing executed."""
+        return {
+            "noop": True,
+            "served_by": {},
+            "held": dict(self.held),
+            "message": "; ".join(
+                f"request {r} is under legal hold ({why}): not executed until the hold "
+                "is released (then a drain serves it, or run this forget again)"
+                for r, why in self.held.items()
+            ),
+        }
+
+
+def hold_back(
+    workspace: Workspace, requests: Sequence[ForgetRequest], now: datetime | None = None
+) -> HeldBack:
+    """Take out of a batch the records that a legal hold forbids to erase now.
+
+    A request naming held records is received (ledger) and marked `held` with the holds'
+    reasons; under `compliance.holds: whole` (the default) it waits entirely, under
+    `partial` its other records proceed as `<id>.unheld` while the request itself waits.
+    Releasing the hold queues it again (:func:`unlearn_ops.deletion.holds.release_hold`).
+
+    Raises:
+        InvalidRequestError: as :func:`receive_requests`, for a held request.
+    """
+    from unlearn_ops.deletion.holds import find_held, fold_holds
+
+    hashes = {r.request_id: r.record_hashes(workspace.settings) for r in requests}
+    found = find_held(workspace, hashes, now)
+    if not found:
+        return HeldBack(list(requests))
+    waiting = [r for r in requests if r.request_id in found]
+    receive_requests(workspace, waiting)
+    holds = fold_holds(workspace.ledger.entries())
+    states = workspace.ledger.requests()
+    partial = workspace.params.compliance.holds == "partial"
+    result = HeldBack([r for r in requests if r.request_id not in found])
+    for request in waiting:
+        by_hold = found[request.request_id]
+        reasons = [holds[h].reason for h in sorted(by_hold)]
+        result.held[request.request_id] = "; ".join(
+            f"{h}: {why}" for h, why in zip(sorted(by_hold), reasons, strict=True)
+        )
+        held_hashes = {x for overlap in by_hold.values() for x in overlap}
+        rest = _unheld(workspace, request, held_hashes) if partial else None
+        if rest is not None:
+            result.proceed.append(rest)
+        state = states.get(request.request_id)
+        already = state is not None and state.state == "held" and state.holds
+        if already and state is not None and state.holds[-1].get("holds") == sorted(by_hold):
+            continue  # the ledger says so already (a rerun while the hold stands)
+        workspace.ledger.append(
+            "held",
+            request.request_id,
+            holds=sorted(by_hold),
+            reasons=reasons,
+            records_held=len(held_hashes),
+            records=len(hashes[request.request_id]),
+            mode=workspace.params.compliance.holds,
+            proceeding_as=rest.request_id if rest is not None else None,
+        )
+    return result
+
+
+def _unheld(workspace: Workspace, request: ForgetRequest, held: set[str]) -> ForgetRequest | None:
+    """The request's records that no hold holds, as a request of their own (None if none)."""
+    hash_id = workspace.settings.hash_record_id
+    record_ids = tuple(r for r in request.record_ids if hash_id(r) not in held)
+    forgotten = tuple(h for h in request.forgotten_hashes if h not in held)
+    if not record_ids and not forgotten:
+        return None
+    return request.model_copy(
+        update={
+            "request_id": f"{request.request_id}.unheld",
+            "record_ids": record_ids,
+            "forgotten_hashes": forgotten,
+        }
+    )

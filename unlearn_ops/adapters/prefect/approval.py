@@ -17,11 +17,12 @@ __all__ = ["ask_approval"]
 logger = logging.getLogger("unlearn_ops.deletion.intake")
 
 
-def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool, str]:
-    """Pause the current flow run with the batch's approval form; (approved, reason).
+def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool, str, str]:
+    """Pause the current flow run with the batch's approval form; (approved, reason, approver).
 
     The form (:func:`unlearn_ops.deletion.approval.describe_batch`) says which shards
-    retrain, how much, and the accuracy change to expect. Call it inside a flow run.
+    retrain, how much, and the accuracy change to expect, and asks for the approver's name
+    (it goes to the ledger and the version's tags). Call it inside a flow run.
 
     Raises:
         OrchestratorError: Prefect's API failed while pausing or reading the answer.
@@ -34,6 +35,7 @@ def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool
     class Approval(RunInput):
         approve: bool
         reason: str = ""
+        approver: str = ""
 
     summary, description = describe_batch(ws, requests)
     logger.warning("waiting for approval: %s", summary)
@@ -43,4 +45,4 @@ def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool
             timeout=ws.settings.approval_timeout_seconds,
             poll_interval=2,
         )
-    return bool(answer.approve), answer.reason
+    return bool(answer.approve), answer.reason, answer.approver.strip()
