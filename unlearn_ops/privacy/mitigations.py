@@ -1,0 +1,258 @@
+"""Release mitigations of the pair-of-versions risk: when to release, what to serve, what to add.
+
+Each is a switch of `params.yaml` (:class:`~unlearn_ops.params.ReleaseParams`,
+:class:`~unlearn_ops.params.DpParams`) whose default keeps the behaviour before it:
+
+- :func:`release_due`: hold a release until `release.min_batch` requests wait, or until
+  the oldest one's legal deadline (`compliance.deadline_days`) forces it; batching mixes
+  the deleted records in one parameter difference (Bertran et al. 2024, section 5);
+- :func:`limit_outputs`: label-only, top-k or rounded probabilities in the served model
+  (Chen et al., CCS 2021, section 6: label-only release defeats the difference attack);
+- :func:`noise_state`: fresh Gaussian noise on released weights, seeded per release;
+- :func:`dp_noise_multiplier` and :func:`make_dp_stage`: DP-SGD training of the shards
+  with opacus (the `dp` extra), seeded so that training stays reproducible.
+
+numpy only at import; torch and opacus inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import warnings
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from unlearn_ops.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from unlearn_ops.params import DpParams, ReleaseParams
+
+__all__ = [
+    "dp_epsilon",
+    "dp_noise_multiplier",
+    "dp_schedule",
+    "fresh_secret",
+    "limit_outputs",
+    "make_dp_stage",
+    "noise_seed",
+    "noise_state",
+    "release_due",
+    "unsupported_dp_layers",
+]
+
+
+def release_due(
+    received_at: Sequence[datetime],
+    now: datetime,
+    *,
+    min_batch: int,
+    deadline_days: int,
+    margin_days: float = 1.0,
+) -> bool:
+    """Whether the waiting requests should be released (drained) now.
+
+    Args:
+        received_at: when each waiting request was received (aware datetimes).
+        now: the time of the decision.
+        min_batch: release once at least this many requests wait.
+        deadline_days: the legal deadline from a request to the version honouring it.
+        margin_days: release this long before the oldest request's deadline, so that the
+            retraining and the gates still finish in time.
+
+    Returns:
+        True when nothing is held: enough requests wait, or the oldest cannot wait longer.
+        False when nothing waits.
+    """
+    if not received_at:
+        return False
+    if len(received_at) >= min_batch:
+        return True
+    oldest = min(received_at)
+    return now >= oldest + timedelta(days=deadline_days) - timedelta(days=margin_days)
+
+
+def limit_outputs(probabilities: np.ndarray, release: ReleaseParams) -> np.ndarray:
+    """The class probabilities as `release.outputs` allows them to be served.
+
+    `label`: one-hot of the predicted class; `top_k`: the k largest probabilities, zero
+    elsewhere; `rounded`: each rounded to `release.decimals`; `probabilities`: unchanged.
+    The predicted class is the same in every mode (ties broken by the lowest class, as
+    `argmax` does), so accuracy is unchanged; only what an attacker can difference is.
+    """
+    scores = np.asarray(probabilities, dtype=np.float64)
+    mode = release.outputs
+    if mode == "probabilities":
+        return scores
+    predicted = scores.argmax(axis=1)
+    if mode == "label":
+        limited = np.zeros_like(scores)
+        limited[np.arange(len(scores)), predicted] = 1.0
+        return limited
+    if mode == "top_k":
+        k = min(release.top_k, scores.shape[1])
+        # A stable sort on the negated scores keeps the lowest class first among ties.
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        limited = np.zeros_like(scores)
+        rows = np.arange(len(scores))[:, None]
+        limited[rows, order] = scores[rows, order]
+        return limited
+    return np.round(scores, release.decimals)
+
+
+def fresh_secret() -> str:
+    """A new secret for one release's weight noise (never stored with the version)."""
+    return secrets.token_hex(32)
+
+
+def noise_seed(version: str, secret: str) -> int:
+    """The seed of one release's noise: a hash of the version and the release's secret."""
+    digest = hashlib.sha256(f"unlearn.release-noise:{version}:{secret}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def noise_state(
+    state: dict[str, torch.Tensor], sigma: float, *, version: str, secret: str
+) -> dict[str, torch.Tensor]:
+    """The weights with fresh Gaussian noise of standard deviation `sigma` added.
+
+    The noise is drawn from a seed of (version, secret), and the secret must be fresh for
+    every release (:func:`fresh_secret`): noise reused by two releases cancels exactly in
+    their difference Δθ, which is the very channel the reconstruction attack reads
+    (Bertran et al. 2024); a secret derived from the version alone would let anyone
+    recompute and subtract it. The version in the seed keeps two releases apart even if
+    a caller reused a secret by mistake.
+
+    Raises:
+        ConfigError: `sigma` is negative or `secret` is empty.
+    """
+    import torch
+
+    if sigma < 0 or not math.isfinite(sigma):
+        raise ConfigError("release.weight_noise", [f"must be a finite sigma >= 0, got {sigma}"])
+    if not secret:
+        raise ConfigError("release noise", ["needs a fresh secret per release"])
+    generator = torch.Generator().manual_seed(noise_seed(version, secret))
+    noisy: dict[str, torch.Tensor] = {}
+    for name in sorted(state):
+        tensor = state[name]
+        if not torch.is_floating_point(tensor) or sigma == 0.0:
+            noisy[name] = tensor.clone()
+            continue
+        noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+        noisy[name] = (tensor.double() + sigma * noise).to(tensor.dtype)
+    return noisy
+
+
+def unsupported_dp_layers(model: torch.nn.Module) -> list[str]:
+    """Names of the model's layers with parameters that opacus cannot train per sample."""
+    from opacus.grad_sample import GradSampleModule
+
+    unsupported = []
+    for name, module in model.named_modules():
+        own = list(module.parameters(recurse=False))
+        if own and not GradSampleModule.is_supported(module):
+            unsupported.append(f"{name or '(root)'}: {type(module).__name__}")
+    return unsupported
+
+
+def _rdp_epsilon(sigma: float, schedule: Sequence[tuple[float, int]], delta: float) -> float:
+    from opacus.accountants import RDPAccountant
+
+    accountant = RDPAccountant()
+    accountant.history = [(sigma, rate, steps) for rate, steps in schedule if steps]
+    return float(accountant.get_epsilon(delta=delta))
+
+
+def dp_schedule(
+    stage_sizes: Sequence[int], batch_size: int, epochs: int
+) -> list[tuple[float, int]]:
+    """(sample rate, steps) per SISA stage: stage j trains on slices 0..j, `epochs` times.
+
+    A record of slice 0 takes part in every stage: composing all stages over-counts no
+    one and is the bound for the most exposed record.
+    """
+    schedule = []
+    for size in stage_sizes:
+        if size:
+            rate = min(1.0, batch_size / size)
+            schedule.append((rate, epochs * math.ceil(size / batch_size)))
+    return schedule
+
+
+def dp_noise_multiplier(dp: DpParams, schedule: Sequence[tuple[float, int]]) -> float:
+    """The smallest noise multiplier that keeps the whole schedule within (ε, δ) (RDP).
+
+    Raises:
+        ConfigError: no noise multiplier up to 1,000 reaches the target epsilon.
+    """
+    if not schedule:
+        return 0.0
+    low, high = 0.0, 1.0
+    while _rdp_epsilon(high, schedule, dp.delta) > dp.epsilon:
+        low, high = high, high * 2
+        if high > 1000:
+            raise ConfigError(
+                "training.dp", [f"epsilon {dp.epsilon} is out of reach; raise training.dp.epsilon"]
+            )
+    for _ in range(40):
+        middle = (low + high) / 2
+        if _rdp_epsilon(middle, schedule, dp.delta) > dp.epsilon:
+            low = middle
+        else:
+            high = middle
+    return high
+
+
+def dp_epsilon(sigma: float, schedule: Sequence[tuple[float, int]], delta: float) -> float:
+    """The epsilon the accountant gives the schedule at this noise multiplier."""
+    return _rdp_epsilon(sigma, schedule, delta) if schedule else 0.0
+
+
+def make_dp_stage(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    dp: DpParams,
+    noise_multiplier: float,
+    batch_size: int,
+    seed: int,
+) -> tuple[Any, Any]:
+    """Wrap a stage's model and optimizer for DP-SGD with seeded noise.
+
+    Batches are fixed-size slices of a seeded permutation (the training loop's own), not
+    Poisson samples: the accountant's figure is the standard approximation that DP-SGD
+    libraries report for shuffled batches. The noise comes from a generator seeded by
+    `seed`, so a shard's DP training is as reproducible as its ordinary training.
+
+    Returns:
+        (the wrapped module, the DP optimizer); call the module, then step the optimizer.
+
+    Raises:
+        ConfigError: a layer with parameters is not supported by opacus.
+    """
+    import torch
+    from opacus.grad_sample import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    unsupported = unsupported_dp_layers(model)
+    if unsupported:
+        raise ConfigError("training.dp", [f"opacus cannot train layer {u}" for u in unsupported])
+    # opacus's full backward hooks warn when the inputs need no gradient (ours never do):
+    # expected, and harmless for per-sample gradients of the parameters.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+    wrapped = GradSampleModule(model)
+    dp_optimizer = DPOptimizer(
+        optimizer,
+        noise_multiplier=noise_multiplier,
+        max_grad_norm=dp.max_grad_norm,
+        expected_batch_size=batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return wrapped, dp_optimizer
