@@ -151,14 +151,20 @@ def noise_state(
 
 
 def unsupported_dp_layers(model: torch.nn.Module) -> list[str]:
-    """Names of the model's layers with parameters that opacus cannot train per sample."""
-    from opacus.grad_sample import GradSampleModule
+    """The model's layers that DP-SGD cannot train (opacus's validator), as `name: Type`.
 
+    Linear and Conv2d layers (our MLP and CNN) are supported; BatchNorm is not (it mixes
+    the samples of a batch, so per-sample gradients do not bound one record's influence).
+    """
+    from opacus.validators import ModuleValidator
+
+    names = {id(module): name for name, module in model.named_modules()}
     unsupported = []
-    for name, module in model.named_modules():
-        own = list(module.parameters(recurse=False))
-        if own and not GradSampleModule.is_supported(module):
-            unsupported.append(f"{name or '(root)'}: {type(module).__name__}")
+    for module in model.modules():
+        if list(module.children()):
+            continue
+        if ModuleValidator.validate(module, strict=False):
+            unsupported.append(f"{names[id(module)] or '(root)'}: {type(module).__name__}")
     return unsupported
 
 

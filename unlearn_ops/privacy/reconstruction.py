@@ -8,7 +8,7 @@ Deleting the record a0 = [φ(x0), 1] with one-hot target y0 gives H' = H - a0 a0
     H' (θ_after - θ_before) = a0 (θ_beforeᵀ a0 - y0)ᵀ,
 
 a rank-one matrix: its left singular vector is a0 (the deleted record, up to scale) and
-its right one the residual, whose most negative entry is the true label. The attacker
+its right one the residual θ_beforeᵀa0 - y0, which gives the label. The attacker
 estimates H' from public samples of the same distribution, scaled to the training size
 (n/m · A_pubᵀ A_pub + λI), and takes the top singular pair. The bias entry of a0 is 1,
 which fixes the sign.
@@ -102,8 +102,16 @@ def public_hessian(public_features: np.ndarray, num_train: int, ridge: float) ->
     return hessian
 
 
-def reconstruct(delta_theta: np.ndarray, hessian: np.ndarray) -> tuple[np.ndarray, int]:
-    """The deleted record's features and its label, from θ_after - θ_before."""
+def reconstruct(
+    delta_theta: np.ndarray, hessian: np.ndarray, theta_before: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """The deleted record's features and its label, from θ_after - θ_before.
+
+    The label: the residual direction is parallel to θ_beforeᵀa0 - y0, and the attacker
+    knows θ_before and (now) a0, so the label is the class k whose θ_beforeᵀa0 - e_k is
+    most nearly parallel to it (ridge outputs can be negative, so the residual's smallest
+    entry alone is not reliable).
+    """
     product = hessian @ np.asarray(delta_theta, dtype=np.float64)
     left, _, right = np.linalg.svd(product, full_matrices=False)
     record, residual = left[:, 0], right[0]
@@ -111,7 +119,11 @@ def reconstruct(delta_theta: np.ndarray, hessian: np.ndarray) -> tuple[np.ndarra
         record, residual = -record, -residual
     # The same entry gives the scale: a0 / a0[-1] is the record itself, not a multiple.
     scale = record[-1] if record[-1] > 1e-12 else 1.0
-    return record[:-1] / scale, int(np.argmin(residual))
+    record = record / scale
+    outputs = np.asarray(theta_before, dtype=np.float64).T @ record
+    candidates = outputs[None, :] - np.eye(len(outputs))
+    fits = _cosines(candidates, residual)
+    return record[:-1], int(np.argmax(fits))
 
 
 def _cosines(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -156,7 +168,7 @@ def assess_reconstruction(
             [f"parameters {theta_before.shape} do not fit {deleted_features.shape[1]} features"],
         )
     hessian = public_hessian(public_features, num_train, ridge)
-    record, label = reconstruct(np.asarray(theta_after) - theta_before, hessian)
+    record, label = reconstruct(np.asarray(theta_after) - theta_before, hessian, theta_before)
     public = np.asarray(public_features, dtype=np.float64)
     # Cosines are taken around the public mean: raw non-negative features (pixels) are
     # all alike in cosine, which would hide the gain over the nearest public neighbour.
