@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from unlearn_ops.errors import ConfigError
-from unlearn_ops.privacy.statistics import auc, bootstrap_ci, tpr_at_fpr
+from unlearn_ops.privacy.statistics import bootstrap_interval, roc_auc, tpr_at_fpr
 
 __all__ = [
     "SCORES",
@@ -140,20 +140,17 @@ def score_attack(
     def tpr(pos: np.ndarray, neg: np.ndarray) -> float:
         return tpr_at_fpr(pos, neg, LOW_FPR)
 
+    area = bootstrap_interval(roc_auc, positives, negatives, resamples=rounds, seed=seed)
+    rate = bootstrap_interval(tpr, positives, negatives, resamples=rounds, seed=seed)
     return AttackResult(
         score=name,
-        auc=float(auc(positives, negatives)),
-        auc_ci=_interval(bootstrap_ci(auc, positives, negatives, rounds=rounds, seed=seed)),
-        tpr_at_1pct_fpr=float(tpr(positives, negatives)),
-        tpr_ci=_interval(bootstrap_ci(tpr, positives, negatives, rounds=rounds, seed=seed)),
+        auc=area.value,
+        auc_ci=(area.low, area.high),
+        tpr_at_1pct_fpr=rate.value,
+        tpr_ci=(rate.low, rate.high),
         positives=len(positives),
         negatives=len(negatives),
     )
-
-
-def _interval(value: Any) -> tuple[float, float]:
-    low, high = value
-    return float(low), float(high)
 
 
 def difference_attack(
