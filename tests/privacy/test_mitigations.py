@@ -330,3 +330,39 @@ def test_layers_opacus_cannot_train_are_named() -> None:
     assert unsupported_dp_layers(build_model(cnn, 16, 3)) == []
     with_batch_norm = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     assert unsupported_dp_layers(with_batch_norm) == ["1: BatchNorm1d"]
+
+
+def test_released_weight_files_are_noisy_copies_and_the_trained_ones_stay(tmp_path: Path) -> None:
+    import torch
+
+    from unlearn_ops.privacy.mitigations import noisy_model_files
+    from unlearn_ops.sisa.training import load_state, serialize_state
+
+    trained = tmp_path / "shard-000.pt"
+    trained.write_bytes(serialize_state(weights()))
+    manifest = tmp_path / "ensemble.json"
+    manifest.write_text("{}")
+    files = {"shard-000": trained, "ensemble": manifest}
+
+    first = noisy_model_files(files, 0.1, version="sha:dsr-1", directory=tmp_path / "a")
+    second = noisy_model_files(files, 0.1, version="sha:dsr-1", directory=tmp_path / "b")
+
+    assert first["ensemble"] == manifest
+    assert torch.equal(load_state(trained.read_bytes())["0.weight"], torch.ones(4, 3))
+    one, two = (load_state(f["shard-000"].read_bytes())["0.weight"] for f in (first, second))
+    assert not torch.equal(one, torch.ones(4, 3))
+    assert (one - two).abs().min() > 0  # the same release made twice: still fresh noise
+
+
+def test_release_switches_are_tagged_and_the_defaults_add_no_tag() -> None:
+    from unlearn_ops.privacy.mitigations import release_tags
+
+    assert release_tags(Params(), ensemble=None) == {}
+    params = Params.from_mapping(
+        {"release": {"min_batch": 5, "outputs": "top_k", "top_k": 2, "weight_noise": 0.003}}
+    )
+    assert release_tags(params, ensemble=None) == {
+        "unlearn.release.min_batch": "5",
+        "unlearn.release.outputs": "top_k:2",
+        "unlearn.release.weight_noise": "0.003",
+    }

@@ -23,6 +23,7 @@ import secrets
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from unlearn_ops.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from unlearn_ops.params import DpParams, ReleaseParams
+    from unlearn_ops.params import DpParams, Params, ReleaseParams
 
 __all__ = [
     "dp_epsilon",
@@ -43,7 +44,9 @@ __all__ = [
     "make_dp_stage",
     "noise_seed",
     "noise_state",
+    "noisy_model_files",
     "release_due",
+    "release_tags",
     "unsupported_dp_layers",
 ]
 
@@ -148,6 +151,69 @@ def noise_state(
         noise = torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
         noisy[name] = (tensor.double() + sigma * noise).to(tensor.dtype)
     return noisy
+
+
+def noisy_model_files(
+    model_files: dict[str, Path], sigma: float, *, version: str, directory: Path
+) -> dict[str, Path]:
+    """Copies of the shard weight files with fresh noise, for the registry to log.
+
+    Only the released copies carry noise: the workspace keeps the trained weights, so the
+    exactness certificate (which retrains and compares those) is unchanged. Each call
+    draws a new secret (:func:`fresh_secret`), never stored: two releases never share noise.
+
+    Args:
+        model_files: artifact name -> file; `shard-*` entries are weight files.
+        sigma: the noise's standard deviation (`release.weight_noise`).
+        version: what identifies the release (the data revision and its requests).
+        directory: where the noisy copies are written.
+    """
+    from unlearn_ops.sisa.training import load_state, serialize_state
+
+    secret = fresh_secret()
+    released = dict(model_files)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, path in model_files.items():
+        if name.startswith("shard-"):
+            state = noise_state(
+                load_state(path.read_bytes()), sigma, version=f"{version}:{name}", secret=secret
+            )
+            copy = directory / path.name
+            copy.write_bytes(serialize_state(state))
+            released[name] = copy
+    return released
+
+
+def release_tags(params: Params, ensemble: Any) -> dict[str, str]:
+    """The `unlearn.release.*` and `unlearn.privacy.dp_*` tags of a version; none by default.
+
+    Args:
+        params: the version's params.
+        ensemble: the :class:`~unlearn_ops.sisa.ensemble.SisaEnsemble` it serves (its
+            shard tables give DP-SGD's schedule).
+    """
+    release = params.release
+    tags: dict[str, str] = {}
+    if release.min_batch > 1:
+        tags["unlearn.release.min_batch"] = str(release.min_batch)
+    if release.outputs != "probabilities":
+        detail = {"top_k": f":{release.top_k}", "rounded": f":{release.decimals}"}
+        tags["unlearn.release.outputs"] = release.outputs + detail.get(release.outputs, "")
+    if release.weight_noise > 0:
+        tags["unlearn.release.weight_noise"] = repr(release.weight_noise)
+    dp = params.training.dp
+    if dp.enabled:
+        from unlearn_ops.sisa.training import dp_calibration
+
+        # Every shard is trained to the same target: report the largest the accountant gives.
+        epsilons = [
+            dp_calibration(ensemble.read_shard(s), params)[1] or 0.0 for s in ensemble.shard_ids
+        ]
+        tags["unlearn.privacy.dp_epsilon"] = f"{max(epsilons, default=0.0):.4g}"
+        tags["unlearn.privacy.dp_delta"] = f"{dp.delta:.3g}"
+        tags["unlearn.privacy.dp_max_grad_norm"] = repr(dp.max_grad_norm)
+        tags["unlearn.privacy.dp_accountant"] = "rdp (opacus), shuffled fixed-size batches"
+    return tags
 
 
 def unsupported_dp_layers(model: torch.nn.Module) -> list[str]:

@@ -35,6 +35,7 @@ __all__ = [
     "ShardColumns",
     "ShardModel",
     "StageProgress",
+    "dp_calibration",
     "resolve_device",
     "train_shard",
     "weights_digest",
@@ -279,7 +280,7 @@ def train_shard(
     all_labels = torch.from_numpy(table[columns.label_column].to_numpy(dtype=np.int64, copy=True))
     processed = 0
     trained: list[int] = []
-    noise_multiplier, epsilon = _dp_calibration(table, params)
+    noise_multiplier, epsilon = dp_calibration(table, params)
     for stage in range(resume, num_stages):
         rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
         if len(rows):
@@ -311,7 +312,7 @@ def train_shard(
     )
 
 
-def _dp_calibration(table: pd.DataFrame, params: Params) -> tuple[float, float | None]:
+def dp_calibration(table: pd.DataFrame, params: Params) -> tuple[float, float | None]:
     """(noise multiplier, epsilon) for the shard's whole schedule; (0, None) without DP."""
     dp = params.training.dp
     if not dp.enabled:
