@@ -48,7 +48,8 @@ MITIGATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("weight noise sigma=0.01", {"weight_noise": 0.01}),
     ("weight noise sigma=0.03", {"weight_noise": 0.03}),
     ("min batch k (one release of k records)", {"min_batch": -1}),
-    ("DP-SGD epsilon=8", {"dp": 8.0}),
+    ("outputs: label + weight noise sigma=0.01", {"outputs": "label", "weight_noise": 0.01}),
+    ("DP-SGD epsilon=8 (seeded noise)", {"dp": 8.0}),
 )
 
 

@@ -303,6 +303,11 @@ def make_dp_stage(
     libraries report for shuffled batches. The noise comes from a generator seeded by
     `seed`, so a shard's DP training is as reproducible as its ordinary training.
 
+    That determinism has a price the benchmark measures: the parent and the retrained
+    child draw the same noise, so in their difference it partly cancels, as reused weight
+    noise does, and the (ε, δ) guarantee, which assumes independent noise, does not cover
+    an attacker who holds both versions (digits: difference AUC 0.96 at ε = 8).
+
     Returns:
         (the wrapped module, the DP optimizer); call the module, then step the optimizer.
 
