@@ -124,6 +124,11 @@ class GateParams(_Frozen):
         description="Level of the one-sided paired test a drop over the limit must pass to "
         "fail the gate (a drop that chance explains on this few records passes).",
     )
+    privacy: bool = Field(
+        False,
+        description="Run the membership audit on every forget (docs/PRIVACY_AUDIT.md): a "
+        "`fail` verdict fails the gate; `inconclusive` passes it and says so.",
+    )
 
 
 class RegistryParams(_Frozen):

@@ -354,6 +354,10 @@ def run_benchmark(
                 for w in workloads
                 if w.name in SWEEPS
             ]
+        from unlearn_ops.bench.privacy import PRIVACY_WORKLOAD, run_privacy_benchmark
+
+        for w in [w for w in workloads if w.name == PRIVACY_WORKLOAD and not quick]:
+            results["privacy"] = run_privacy_benchmark(w.dataset, w.params, Path(work), seed=seed)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)

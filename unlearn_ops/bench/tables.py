@@ -49,6 +49,10 @@ def markdown_table(results: dict[str, Any]) -> str:
         from unlearn_ops.bench.flows import flow_markdown
 
         lines += flow_markdown(results["flows"])
+    if results.get("privacy"):
+        from unlearn_ops.bench.privacy import privacy_markdown
+
+        lines += privacy_markdown(results["privacy"])
     lines += [
         "",
         "Speed-ups and bounds are means over the draws; the bound is examples processed by "

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import typer
 
-from unlearn_ops.cli import bench, compliance, intake, stages, versions, workspace
+from unlearn_ops.cli import bench, compliance, intake, privacy, stages, versions, workspace
 from unlearn_ops.cli.flow_runs import prefect_defaults
 from unlearn_ops.errors import UnlearnOpsError
 
@@ -46,6 +46,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
     (None, versions.versions),
     (None, versions.show),
     (None, versions.verify),
+    (None, privacy.audit_privacy),
     (None, workspace.demo),
     (None, versions.ui),
     (None, compliance.audit),

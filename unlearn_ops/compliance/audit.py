@@ -110,6 +110,8 @@ class RequestAudit:
         ledger_problems: problems in the ledger's hash chain (empty: intact).
         versions_purged: when each version named above that the registry no longer holds
             was purged (per the ledger's `purged` entries).
+        privacy: the membership audit of the version made for it (its `unlearn.privacy.*`
+            tags, short keys, and `version`); empty when none was audited.
     """
 
     request_id: str
@@ -145,6 +147,7 @@ class RequestAudit:
     failures: tuple[Mapping[str, Any], ...] = ()
     ledger_problems: tuple[str, ...] = field(default=())
     versions_purged: Mapping[str, datetime] = field(default_factory=dict)
+    privacy: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def gates_passed(self) -> bool | None:
@@ -207,6 +210,7 @@ class RequestAudit:
             "failures": [dict(failure) for failure in self.failures],
             "versions_purged": {v: iso(at) for v, at in sorted(self.versions_purged.items())},
             "ledger": {"intact": not self.ledger_problems, "problems": list(self.ledger_problems)},
+            "privacy": dict(self.privacy) or None,
         }
 
 
@@ -356,6 +360,8 @@ def build_audit(
         recorded: versions as the ledger recorded them (:func:`recorded_versions`): what
             is known of the versions the registry no longer holds.
     """
+    from unlearn_ops.privacy.membership import privacy_summary
+
     recorded = recorded or {}
     live = {v.version: v for v in versions}
     data = received.data if received is not None else {}
@@ -439,6 +445,14 @@ def build_audit(
         ),
         ledger_problems=tuple(ledger_problems),
         versions_purged=purged_versions,
+        privacy=next(
+            (
+                {"version": v, **privacy_summary(live[v].tags)}
+                for v in (first, *reversed(made_for))
+                if v in live and live[v].tag("privacy.verdict")
+            ),
+            {},
+        ),
     )
 
 

@@ -81,6 +81,15 @@ def describe_audit(audit: RequestAudit) -> list[str]:
     else:
         verdict = "PASSED" if audit.exactness else "FAILED"
         lines.append(f"exactness: certificate of version {audit.first_honouring_version} {verdict}")
+    if audit.privacy:
+        p = audit.privacy
+        lines.append(
+            f"privacy: membership audit of version {p['version']} {p.get('verdict', '-')} "
+            f"(flagged {p.get('flagged', '-')}, AUC {p.get('auc', '-')}, positive control "
+            f"TPR@1% {p.get('positive_control_tpr', '-')})"
+        )
+    else:
+        lines.append("privacy: not audited (run `unlearn-ops audit-privacy VERSION`)")
     if audit.champion_version is None:
         lines.append("champion: none")
     else:

@@ -423,6 +423,8 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
 
     The page is the package's template `compliance/templates/report.html.j2`.
     """
+    from unlearn_ops.privacy.plots import privacy_section
+
     return (
         _templates()
         .get_template("report.html.j2")
@@ -439,6 +441,7 @@ def render_html(report: ComplianceReport, timeline_png: bytes) -> str:
             intact=report.chain.intact,
             chain=_chain_line(report.chain),
             problems=report.chain.problems,
+            **privacy_section(report.requests),
         )
     )
 

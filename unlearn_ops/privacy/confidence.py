@@ -67,7 +67,7 @@ def module_confidences(
     """
     import torch
 
-    inputs = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    inputs = torch.from_numpy(np.array(features, dtype=np.float32))  # a writable copy
     with torch.no_grad():
         logits = []
         for module in modules:

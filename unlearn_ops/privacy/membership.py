@@ -7,9 +7,12 @@ S&P 2022, sec. IV) is the logit-scaled confidence of the true label ``phi``
 For each record, ``m`` reference models that never trained on it ("OUT" models) give
 ``phi_1..phi_m``; the offline test fits a Gaussian with the per-record mean ``mu(x)`` and
 one variance ``sigma^2`` pooled over every record scored with the same models (few
-references: Carlini et al. pool it). The target's ``phi_t(x)`` gets the one-sided score
-``z = (phi_t - mu) / (sigma * sqrt(1 + 1/m))`` (the mean is estimated from ``m`` draws) and
-the p-value ``P(Z > z)``: a member is more confident than models that never saw it.
+references: Carlini et al. pool it; here by the median, see :func:`score_membership`).
+The target's ``phi_t(x)``, less the target model's offset ``delta_t`` calibrated on
+held-out records, gets the one-sided score
+``z = (phi_t - mu - delta_t) / (sigma * sqrt(1 + 1/m))`` (the mean is estimated from ``m``
+draws) and the p-value ``P(Z > z)``: a member is more confident than models that never
+saw it.
 
 Under SISA the references are free: a record of shard ``s`` was never in the other
 ``S - 1`` shards, whose models use the same recipe on as much data. The target for a
@@ -26,7 +29,9 @@ Pure numpy.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,6 +52,9 @@ __all__ = [
     "MembershipAudit",
     "MembershipScores",
     "audit_membership",
+    "audit_tags",
+    "privacy_summary",
+    "score_histogram",
     "score_membership",
 ]
 
@@ -77,17 +85,24 @@ def score_membership(samples: AuditSamples) -> MembershipScores:
     """Offline LiRA z-scores of candidates and held-out records under one set of models.
 
     One variance is pooled over every record the references score (few references:
-    Carlini et al. pool it). Each target model's offset, the median of ``phi_t - mu`` over
-    the calibration records it scores, is subtracted: a target trained longer or on more
-    data than its references is more confident on every record, member or not (a
-    monolithic model against retrained references), and that must not count as membership.
+    Carlini et al. pool it), by the median of the per-record variances. Each target
+    model's offset, the median of ``phi_t - mu`` over the calibration records it scores, is
+    subtracted: a target trained longer or on more data than its references is more
+    confident on every record, member or not (a monolithic model against retrained
+    references), and that must not count as membership.
     """
     parts = [samples.candidates, samples.calibration, samples.heldout]
     counts = {p.references.shape[0] for p in parts}
     if len(counts) != 1:
         raise ValueError(f"every sample needs the same references, got counts {sorted(counts)}")
     m = counts.pop()
-    variance = float(np.mean(np.concatenate([p.references.var(axis=0, ddof=1) for p in parts])))
+    per_record = np.concatenate([p.references.var(axis=0, ddof=1) for p in parts])
+    # The median, not the mean: a few records on which the references disagree wildly
+    # (mislabelled, atypical) would otherwise set the scale for all. Under the Gaussian,
+    # s^2 ~ sigma^2 chi2_k / k (k = m - 1), whose median is about (1 - 2/(9k))^3 sigma^2
+    # (Wilson-Hilferty): divide it out.
+    k = m - 1
+    variance = float(np.median(per_record)) / (1.0 - 2.0 / (9.0 * k)) ** 3
     sigma = math.sqrt(max(variance, 1e-12))
     scale = sigma * math.sqrt(1.0 + 1.0 / m)
     calibration = samples.calibration
@@ -142,7 +157,7 @@ class MembershipAudit:
     scores: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (without the raw scores)."""
+        """A JSON-ready view (the scores as a histogram over fixed bins)."""
 
         def view(estimate: Estimate | None) -> dict[str, float] | None:
             return None if estimate is None else estimate.as_dict()
@@ -162,24 +177,52 @@ class MembershipAudit:
             "heldout_fpr": view(self.heldout_fpr),
             "positive_control_auc": view(self.control_auc),
             "positive_control_tpr_at_1pct_fpr": view(self.control_tpr_1),
+            "histogram": score_histogram(self.scores),
         }
 
     def tags(self) -> dict[str, str]:
         """The `privacy.*` tags of the audited version (the registry adds `unlearn.`)."""
+        return audit_tags(self.to_dict())
 
-        def ci(estimate: Estimate | None) -> str:
-            if estimate is None:
-                return "not measured"
-            return f"{estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]"
 
-        return {
-            "privacy.verdict": self.verdict,
-            "privacy.reason": self.reason,
-            "privacy.auc": ci(self.auc),
-            "privacy.tpr_at_1pct_fpr": ci(self.tpr_1),
-            "privacy.flagged": f"{self.flagged}/{self.forgotten}",
-            "privacy.positive_control_tpr": ci(self.control_tpr_1),
-        }
+HISTOGRAM_EDGES = tuple(float(edge) for edge in np.arange(-4.0, 12.5, 0.5))
+
+
+def score_histogram(scores: dict[str, FloatArray]) -> dict[str, list[float] | list[int]]:
+    """Counts of each score group over fixed bins (ends clipped in): small enough for a tag."""
+    edges = np.asarray(HISTOGRAM_EDGES)
+    counts: dict[str, list[float] | list[int]] = {"edges": list(HISTOGRAM_EDGES)}
+    for name, values in scores.items():
+        clipped = np.clip(values, edges[0], edges[-1])
+        counts[name] = [int(c) for c in np.histogram(clipped, bins=edges)[0]]
+    return counts
+
+
+def privacy_summary(tags: Mapping[str, str]) -> dict[str, str]:
+    """The `unlearn.privacy.*` tags of a version, by short key (`verdict`, `auc`, ...)."""
+    prefix = "unlearn.privacy."
+    return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
+
+
+def audit_tags(audit: dict[str, Any]) -> dict[str, str]:
+    """The `privacy.*` tags from an audit's :meth:`MembershipAudit.to_dict` view."""
+
+    def ci(estimate: Any) -> str:
+        if not isinstance(estimate, dict):
+            return "not measured"
+        return f"{estimate['value']:.3f} [{estimate['low']:.3f}, {estimate['high']:.3f}]"
+
+    tags = {
+        "privacy.verdict": str(audit["verdict"]),
+        "privacy.reason": str(audit["reason"]),
+        "privacy.auc": ci(audit.get("auc")),
+        "privacy.tpr_at_1pct_fpr": ci(audit.get("tpr_at_1pct_fpr")),
+        "privacy.flagged": f"{audit['flagged']}/{audit['forgotten']}",
+        "privacy.positive_control_tpr": ci(audit.get("positive_control_tpr_at_1pct_fpr")),
+    }
+    if audit.get("histogram"):
+        tags["privacy.histogram"] = json.dumps(audit["histogram"], separators=(",", ":"))
+    return tags
 
 
 def _fraction_below(alpha: float) -> Any:

@@ -123,8 +123,13 @@ def register_version(
             metrics={"accuracy": metrics["accuracy"], "train_records": float(len(training_frame))},
             signature_frames=(sample, output_frame),
         )
-    for key, value in release_tags(workspace.params, ensemble).items():
+    tags = release_tags(workspace.params, ensemble)
+    for key, value in tags.items():
         registry.set_version_tag(version.version, key, value)
+    from unlearn_ops.workflow.membership_audit import tag_gate_audit
+
+    if tag_gate_audit(registry, version.version, gates) or tags:
+        version = registry.get_version(version.version)
     workspace.write_json(
         workspace.registry_path,
         {

@@ -65,7 +65,8 @@ def run_gates(
     champion_accuracy: float | None,
     gate_runner: GateRunner | None = None,
 ) -> list[GateResult]:
-    """The data gate (no forgotten id in any shard, schema) and the metric gate.
+    """The data gate (no forgotten id in any shard, schema), the metric gate, and the privacy
+    gate of a forget when `gates.privacy` is on.
 
     With a champion (`champion_accuracy` not None), its model is loaded from the registry
     and predicts the same held-out records as the candidate, so that the metric gate
@@ -99,4 +100,9 @@ def run_gates(
         predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
     )
     metric = runner.run_metric_gate(correctness, workspace.params.gates)
-    return [data, metric]
+    results = [data, metric]
+    if workspace.params.gates.privacy:
+        from unlearn_ops.workflow.membership_audit import privacy_gate
+
+        results += [g for g in [privacy_gate(workspace)] if g is not None]
+    return results

@@ -1,0 +1,32 @@
+"""The privacy rows of the benchmark harness, on digits with tiny settings (checks the harness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unlearn_ops.bench.privacy import privacy_markdown, run_privacy_benchmark
+
+TINY = {
+    "sisa": {"shards": 4, "slices": 1},
+    "model": {"name": "mlp", "hidden_sizes": [32]},
+    "training": {"epochs_per_stage": 2, "batch_size": 64, "learning_rate": 0.01},
+}
+
+
+def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -> None:
+    section = run_privacy_benchmark("digits", TINY, tmp_path, forget=30, references=2, weak_steps=2)
+    exact, weak = section["rows"]
+    assert (section["dataset"], section["shards"], section["forgotten"]) == ("digits", 4, 30)
+    assert exact["case"] == "exact SISA forget"
+    assert exact["forgotten"] == weak["forgotten"] == 30
+    assert exact["references"] == 3
+    assert weak["references"] == 2
+    assert exact["verdict"] in {"pass", "inconclusive"}  # an exact forget never fails
+    for row in (exact, weak):
+        assert row["auc"]["low"] <= row["auc"]["value"] <= row["auc"]["high"]
+        assert row["positive_control_tpr_at_1pct_fpr"] is not None
+        assert row["seconds"] > 0
+    table = privacy_markdown(section)
+    assert table[1].startswith("## Privacy: membership audit (digits, S=4, 30 records")
+    assert sum(line.startswith("| exact SISA forget |") for line in table) == 1
+    assert sum(line.startswith("| weak forget (2 fine-tuning steps) |") for line in table) == 1
