@@ -36,7 +36,10 @@ from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import BUILTIN_DATASETS
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 
-__all__ = ["MITIGATIONS", "pair_risk_markdown", "run_pair_risk"]
+__all__ = ["MITIGATIONS", "PAIR_WORKLOADS", "pair_risk_markdown", "run_pair_risk"]
+
+PAIR_WORKLOADS = ("digits-mlp", "mnist-mlp")
+"""The workloads `make bench` measures the release-pair risk on (issue 12)."""
 
 RIDGE = 1.0
 MITIGATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -203,7 +206,7 @@ def _row(
 
 
 def run_pair_risk(
-    workloads: Sequence[str] = ("digits-mlp", "mnist-mlp"),
+    workloads: Sequence[str] = PAIR_WORKLOADS,
     *,
     draws: int = 10,
     batch: int = 20,
