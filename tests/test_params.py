@@ -113,6 +113,7 @@ def test_yaml_round_trip() -> None:
         "gates",
         "registry",
         "compliance",
+        "release",
     ]
     assert again.model.image_shape == (1, 8, 8)
     assert again.dataset.feature_columns == ("age", "weight")
