@@ -366,3 +366,27 @@ def test_release_switches_are_tagged_and_the_defaults_add_no_tag() -> None:
         "unlearn.release.outputs": "top_k:2",
         "unlearn.release.weight_noise": "0.003",
     }
+
+
+def test_a_dp_version_is_tagged_with_its_epsilon_and_delta(tmp_path: Path) -> None:
+    pytest.importorskip("opacus")
+    from unlearn_ops.privacy.mitigations import release_tags
+    from unlearn_ops.settings import Settings
+    from unlearn_ops.sisa.datasets import Dataset
+    from unlearn_ops.sisa.ensemble import SisaEnsemble
+
+    params = Params.from_mapping(
+        {
+            "sisa": {"shards": 2, "slices": 2},
+            "training": {"dp": {"enabled": True, "epsilon": 3.0, "delta": 1e-4}},
+        }
+    )
+    table = shard_table().drop(columns="slice_id")
+    ensemble = SisaEnsemble(tmp_path / "e", params, Settings(device="cpu", torch_threads=1))
+    ensemble.prepare(Dataset.from_frame(table, source="tiny"))
+
+    tags = release_tags(params, ensemble)
+
+    assert 2.9 < float(tags["unlearn.privacy.dp_epsilon"]) <= 3.0
+    assert tags["unlearn.privacy.dp_delta"] == "0.0001"
+    assert tags["unlearn.privacy.dp_max_grad_norm"] == "1.0"
