@@ -18,6 +18,7 @@ the parent and the children with `training.dp` on. torch is imported inside func
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import tempfile
@@ -90,7 +91,9 @@ def _ridge_risk(
     """(excess cosine, ranked first) of the ridge probe's reconstruction per shard touched."""
     columns = parent.columns()
     features = list(columns.feature_columns)
-    rng = np.random.default_rng(abs(hash(tuple(map(str, deleted)))) % 2**32)
+    # Python's own hash of strings changes per process: a stable digest seeds the draws.
+    digest = hashlib.sha256(",".join(sorted(map(str, deleted))).encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
     keys = {str(r) for r in deleted}
     scores = []
     for shard_id in parent.shard_ids:
