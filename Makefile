@@ -23,7 +23,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,s3,dask]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,s3,dask,dp]'
 	touch $(STAMP)
 
 demo: install

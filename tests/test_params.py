@@ -114,6 +114,7 @@ def test_yaml_round_trip() -> None:
         "registry",
         "compliance",
         "approval",
+        "release",
     ]
     assert again.model.image_shape == (1, 8, 8)
     assert again.dataset.feature_columns == ("age", "weight")

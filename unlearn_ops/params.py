@@ -22,11 +22,13 @@ __all__ = [
     "ApprovalRule",
     "ComplianceParams",
     "DatasetParams",
+    "DpParams",
     "FairnessGateParams",
     "GateParams",
     "ModelParams",
     "Params",
     "RegistryParams",
+    "ReleaseParams",
     "SisaParams",
     "TrainingParams",
     "load_params",
@@ -99,6 +101,19 @@ class ModelParams(_Frozen):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout rate (seeded).")
 
 
+class DpParams(_Frozen):
+    """DP-SGD training of the shards (opacus, the `dp` extra); off by default.
+
+    Each shard is trained to (epsilon, delta) over all its stages; the accountant's
+    figures go into the version's tags (see :mod:`unlearn_ops.privacy.mitigations`).
+    """
+
+    enabled: bool = Field(False, description="Train every shard with DP-SGD.")
+    epsilon: float = Field(8.0, gt=0.0, le=1000.0, description="Target epsilon per shard.")
+    delta: float = Field(1e-5, gt=0.0, lt=1.0, description="Target delta per shard.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Per-sample gradient clipping norm.")
+
+
 class TrainingParams(_Frozen):
     """How each SISA stage is trained."""
 
@@ -107,6 +122,7 @@ class TrainingParams(_Frozen):
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     optimizer: Literal["adam", "sgd"] = "adam"
+    dp: DpParams = DpParams()
 
 
 class FairnessGateParams(_Frozen):
@@ -239,6 +255,41 @@ class ApprovalParams(_Frozen):
     default: Literal["auto", "ask"] = "auto"
 
 
+class ReleaseParams(_Frozen):
+    """What a release gives away about the pair of versions around a deletion (issue 12).
+
+    The defaults keep the behaviour before these switches: every request is released as
+    soon as it is drained, the served model answers every class probability, and the
+    weights are released as trained. See docs/PRIVACY_AUDIT.md for what each one costs.
+    """
+
+    min_batch: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="Hold a release until this many requests wait (the legal deadline, "
+        "compliance.deadline_days, still forces it).",
+    )
+    deadline_margin_days: float = Field(
+        1.0,
+        ge=0.0,
+        description="Release a held batch this many days before its oldest request's deadline.",
+    )
+    outputs: Literal["probabilities", "top_k", "rounded", "label"] = Field(
+        "probabilities",
+        description="What the served model answers: every probability, the top k only, "
+        "probabilities rounded, or the label only.",
+    )
+    top_k: int = Field(1, ge=1, description="Probabilities kept with outputs: top_k.")
+    decimals: int = Field(1, ge=0, le=6, description="Decimals kept with outputs: rounded.")
+    weight_noise: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Standard deviation of fresh Gaussian noise added to released weights.",
+    )
+
+
 class Params(_Frozen):
     """Everything in `params.yaml`."""
 
@@ -251,6 +302,7 @@ class Params(_Frozen):
     registry: RegistryParams = RegistryParams()
     compliance: ComplianceParams = ComplianceParams()
     approval: ApprovalParams = ApprovalParams()
+    release: ReleaseParams = ReleaseParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
@@ -259,6 +311,10 @@ class Params(_Frozen):
 
         It seeds every checkpoint key, so changing any of these never reuses a checkpoint.
         """
+        training = self.training.model_dump(mode="json", exclude={"dp"})
+        if self.training.dp.enabled:
+            # Only when on: a workspace made before DP existed keeps its checkpoint keys.
+            training["dp"] = self.training.dp.model_dump(mode="json")
         relevant = {
             "seed": self.seed,
             "sisa": {
@@ -267,7 +323,7 @@ class Params(_Frozen):
                 "salt": self.sisa.salt,
             },
             "model": self.model.model_dump(mode="json"),
-            "training": self.training.model_dump(mode="json"),
+            "training": training,
         }
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 

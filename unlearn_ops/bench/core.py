@@ -358,6 +358,11 @@ def run_benchmark(
 
         for w in [w for w in workloads if w.name == PRIVACY_WORKLOAD and not quick]:
             results["privacy"] = run_privacy_benchmark(w.dataset, w.params, Path(work), seed=seed)
+        from unlearn_ops.bench.pair_risk import PAIR_WORKLOADS, run_pair_risk
+
+        pair_names = [w.name for w in workloads if w.name in PAIR_WORKLOADS]
+        if pair_names and not quick:
+            results["pair_risk"] = run_pair_risk(pair_names, seed=seed)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)

@@ -53,6 +53,15 @@ def markdown_table(results: dict[str, Any]) -> str:
         from unlearn_ops.bench.privacy import privacy_markdown
 
         lines += privacy_markdown(results["privacy"])
+    if results.get("pair_risk"):
+        from unlearn_ops.bench.pair_risk import pair_risk_markdown
+
+        lines += [
+            "",
+            "## Privacy: release-pair risk and mitigations (docs/PRIVACY_AUDIT.md)",
+            "",
+            pair_risk_markdown(results["pair_risk"]),
+        ]
     lines += [
         "",
         "Speed-ups and bounds are means over the draws; the bound is examples processed by "

@@ -5,6 +5,9 @@ beside it): per request its life, latency against the deadline and purge; the ve
 the ledger's chain; the timeline (:mod:`~unlearn_ops.compliance.timeline`) and the
 privacy section (:mod:`~unlearn_ops.privacy.plots`). :func:`build_report` gathers the data
 from a workspace; the rendering functions are pure.
+
+Why this module is long: the HTML page and the Markdown file render the same cells (one
+set of cell formatters for both), so the two renderings stay beside the data they share.
 """
 
 from __future__ import annotations

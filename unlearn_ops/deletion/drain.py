@@ -17,14 +17,19 @@ approver, and runs the forget it is given once for the batch. The failure policy
 - anything else propagates: the requests stay claimed, and the next drain takes them.
 
 It loops until nothing is left, so requests that arrive meanwhile join the next batch of
-the same drain. The forget (the flow stage) and the approver (a pause in Prefect) are
-passed in: this module knows no orchestrator.
+the same drain. With `release.min_batch` above 1 in params.yaml, it claims nothing until
+that many requests wait or the oldest one's deadline forces a release
+(:func:`~unlearn_ops.privacy.mitigations.release_due`: a release of one record lets
+anyone who holds both versions single it out, issue 12); held requests stay pending.
+The forget (the flow stage) and the approver (a
+pause in Prefect) are passed in: this module knows no orchestrator.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.approval import (
@@ -37,6 +42,8 @@ from unlearn_ops.deletion.approval import (
 from unlearn_ops.deletion.holds import release_expired
 from unlearn_ops.deletion.intake import claim_batch, complete_batch, fail_requests
 from unlearn_ops.errors import ConfigError, UnlearnOpsError
+from unlearn_ops.privacy.mitigations import release_due
+from unlearn_ops.timestamps import parse_datetime
 from unlearn_ops.workflow.batch import hold_back
 
 if TYPE_CHECKING:
@@ -101,6 +108,8 @@ def drain(
         while True:
             if before_claim is not None:
                 before_claim()
+            if _release_withheld(ws):
+                break
             claimed = claim_batch(ws, run)
             if claimed is None:
                 break
@@ -140,13 +149,16 @@ def drain(
             if facts is not None and answer.get("version"):
                 tag_approval(ws, str(answer["version"]), facts)
             batches.append(answer)
-    return {
+    result: dict[str, Any] = {
         "run": run,
         "batches": batches,
         "failed": failed,
         "held": held,
         "inbox": ws.inbox.counts(),
     }
+    if ws.params.release.min_batch > 1:
+        result["awaiting_release"] = len(ws.inbox.entries("pending"))
+    return result
 
 
 def _reject(
@@ -166,3 +178,20 @@ def _reject(
             reason=why,
             approval={"decision": "rejected", "rule": rule, "approver": approver, "reason": reason},
         )
+
+
+def _release_withheld(ws: Workspace) -> bool:
+    """Whether the minimum batch per release holds the waiting requests back."""
+    release = ws.params.release
+    if release.min_batch <= 1:
+        return False
+    waiting = ws.inbox.entries("pending") + ws.inbox.entries("processing")
+    if not waiting:
+        return False  # the claim finds nothing and ends the drain
+    return not release_due(
+        [parse_datetime(entry.received_at) for entry in waiting],
+        datetime.now(UTC),
+        min_batch=release.min_batch,
+        deadline_days=ws.params.compliance.deadline_days,
+        margin_days=release.deadline_margin_days,
+    )

@@ -4,6 +4,8 @@ Stage j trains the model of stage j-1 on slices 0..j (Bourtoule et al. 2021, sec
 Everything random is seeded from (seed, shard, stage, epoch) and data are visited in a
 fixed order, so training a shard is a pure function of its records and the params: a
 retrained shard is bit-for-bit the model that training without the forgotten records gives.
+With `training.dp.enabled`, stages run DP-SGD (opacus, :mod:`unlearn_ops.sisa.dp`)
+with noise drawn from the same seeds, so they stay reproducible too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.checkpoints import CheckpointStore, stage_keys
+from unlearn_ops.sisa.dp import dp_calibration
 from unlearn_ops.sisa.hashing import canonical_id, derive_seed
 from unlearn_ops.sisa.models import build_model
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
@@ -77,6 +80,7 @@ class ShardModel:
     samples_processed: int
     seconds: float = 0.0
     stages_trained: list[int] = field(default_factory=list)
+    dp_epsilon: float | None = None
 
 
 def resolve_device(requested: str) -> str:
@@ -163,6 +167,7 @@ def _train_stage(
     labels: torch.Tensor,
     params: Params,
     seeds: tuple[int, int, int],
+    noise_multiplier: float = 0.0,
 ) -> int:
     """Train one stage from `model`'s current weights; returns examples processed."""
     import torch
@@ -183,6 +188,18 @@ def _train_stage(
     loss_function = torch.nn.CrossEntropyLoss()
     count = len(labels)
     processed = 0
+    forward: torch.nn.Module = model
+    if training.dp.enabled:
+        from unlearn_ops.sisa.dp import make_dp_stage
+
+        forward, optimizer = make_dp_stage(
+            model,
+            optimizer,
+            dp=training.dp,
+            noise_multiplier=noise_multiplier,
+            batch_size=training.batch_size,
+            seed=derive_seed(seed, shard_id, stage, "dp-noise") >> 8,
+        )
     model.train()
     for epoch in range(training.epochs_per_stage):
         generator = torch.Generator().manual_seed(derive_seed(seed, shard_id, stage, epoch))
@@ -191,10 +208,13 @@ def _train_stage(
         for start in range(0, count, training.batch_size):
             batch = permutation[start : start + training.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_function(model(features[batch]), labels[batch])
+            loss = loss_function(forward(features[batch]), labels[batch])
             loss.backward()
             optimizer.step()
             processed += len(batch)
+    if forward is not model:
+        # opacus's hooks off: the plain module goes on to the next stage.
+        getattr(forward, "_close")()  # noqa: B009 - private in opacus 1.6, and the only way
     return processed
 
 
@@ -260,6 +280,7 @@ def train_shard(
     all_labels = torch.from_numpy(table[columns.label_column].to_numpy(dtype=np.int64, copy=True))
     processed = 0
     trained: list[int] = []
+    noise_multiplier, epsilon = dp_calibration(table, params)
     for stage in range(resume, num_stages):
         rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
         if len(rows):
@@ -269,6 +290,7 @@ def train_shard(
                 all_labels[rows].to(device),
                 params,
                 (params.seed, shard_id, stage),
+                noise_multiplier,
             )
         store.save(keys[stage], _serialize(model.state_dict()))
         trained.append(stage)
@@ -286,6 +308,7 @@ def train_shard(
         samples_processed=processed,
         seconds=time.perf_counter() - started,
         stages_trained=trained,
+        dp_epsilon=epsilon,
     )
 
 

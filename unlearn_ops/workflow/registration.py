@@ -7,11 +7,14 @@ pass, and records the outcome (`served` or `failed`) in the ledger and in a last
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import GateFailedError
+from unlearn_ops.privacy.mitigations import noisy_model_files, release_tags
 from unlearn_ops.serving.promotion import honoured_requests, promote
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
 from unlearn_ops.serving.versions import NewVersion
@@ -100,23 +103,38 @@ def register_version(
         "learning_rate": workspace.params.training.learning_rate,
         "dataset": workspace.params.dataset.source,
     }
-    version = registry.log_version(
-        NewVersion(
-            provenance=provenance,
-            description=describe_version(
-                provenance, workspace.params.sisa.shards, model_name=workspace.model_name
-            ),
-            model_files=model_files,
-            training_frame=training_frame,
-            dataset_source=str(ensemble.shards_dir),
-            params=flat_params,
-            metrics={"accuracy": metrics["accuracy"], "train_records": float(len(training_frame))},
-            signature_frames=(sample, output_frame),
+    with tempfile.TemporaryDirectory(prefix="unlearn-release-") as scratch:
+        if workspace.params.release.weight_noise > 0:
+            # Fresh noise on the released copies only (issue 12: the pair's Δθ leaks).
+            model_files = noisy_model_files(
+                model_files,
+                workspace.params.release.weight_noise,
+                version=f"{revision.git_sha}:{','.join(request_ids)}",
+                directory=Path(scratch),
+            )
+        version = registry.log_version(
+            NewVersion(
+                provenance=provenance,
+                description=describe_version(
+                    provenance, workspace.params.sisa.shards, model_name=workspace.model_name
+                ),
+                model_files=model_files,
+                training_frame=training_frame,
+                dataset_source=str(ensemble.shards_dir),
+                params=flat_params,
+                metrics={
+                    "accuracy": metrics["accuracy"],
+                    "train_records": float(len(training_frame)),
+                },
+                signature_frames=(sample, output_frame),
+            )
         )
-    )
+    tags = release_tags(workspace.params, ensemble)
+    for key, value in tags.items():
+        registry.set_version_tag(version.version, key, value)
     from unlearn_ops.workflow.membership_audit import tag_gate_audit
 
-    if tag_gate_audit(registry, version.version, gates):
+    if tag_gate_audit(registry, version.version, gates) or tags:
         version = registry.get_version(version.version)
     workspace.write_json(
         workspace.registry_path,

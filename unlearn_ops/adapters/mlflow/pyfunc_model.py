@@ -14,6 +14,11 @@ accepts and returns is said there). The signature gives the feature columns MLfl
 type so that MLflow's own check does not refuse float64 (issue 11, finding 2) before the
 predictor casts it.
 
+`release.outputs` in the version's params limits what is served (issue 12: a caller who
+queries the versions before and after a deletion singles out the deleted records from
+the difference of their probabilities): `label` answers one-hot probabilities, `top_k`
+the k largest, `rounded` probabilities to `release.decimals`; `prediction` is unchanged.
+
 Versions logged by unlearn-ops 0.1 froze an older copy of this file, which imports
 `unlearn_ops.models` and `unlearn_ops.aggregation`: those import paths are kept.
 """
@@ -38,8 +43,15 @@ class SisaPyfuncModel(PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, str] | None = None,
     ) -> pd.DataFrame:
-        """Predicted class and class probabilities for each row of features."""
-        return self.predictor.predict(model_input)
+        """Predicted class and class probabilities (as `release.outputs` allows) per row."""
+        frame = self.predictor.predict(model_input)
+        release = self.predictor.params.release
+        if release.outputs != "probabilities":
+            from unlearn_ops.privacy.mitigations import limit_outputs
+
+            columns = [c for c in frame.columns if c.startswith("probability_")]
+            frame[columns] = limit_outputs(frame[columns].to_numpy(), release)
+        return frame
 
 
 mlflow.models.set_model(SisaPyfuncModel())
