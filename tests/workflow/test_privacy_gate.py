@@ -49,7 +49,7 @@ def champion(tmp_path: Path) -> tuple[Workspace, list[str]]:
     trained = [train_one_shard(ws, s) for s in ws.ensemble.shard_ids]
     revision = record_revision(ws, "train", [])
     gates = run_gates(ws, evaluate(ws), None, gate_runner=FakeGateRunner())
-    assert [g.gate for g in gates] == ["data", "metric"]  # nothing forgotten: no privacy gate
+    assert [g.gate for g in gates] == ["data", "metric", "fairness"]  # no privacy gate yet
     version = register_version(
         ws,
         kind="train",
