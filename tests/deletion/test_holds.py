@@ -27,6 +27,7 @@ from unlearn_ops.deletion.holds import (
 )
 from unlearn_ops.deletion.receive import Accepted, receive
 from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.errors import UnknownRecordsError
 from unlearn_ops.workflow.batch import hold_back
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -113,6 +114,12 @@ def test_a_bad_hold_is_refused_and_nothing_is_written(
 ) -> None:
     with pytest.raises(HoldError, match=message):
         place_hold(ws, **kwargs)
+    assert list(ws.ledger.entries()) == []
+
+
+def test_a_hold_on_records_the_data_never_held_is_refused(ws: Workspace) -> None:
+    with pytest.raises(UnknownRecordsError):
+        place_hold(ws, record_ids=["17", "no-such-record"], reason="litigation 2026-17")
     assert list(ws.ledger.entries()) == []
 
 

@@ -210,6 +210,7 @@ def place_hold(
 
     Raises:
         HoldError: neither or both of records and subject, no reason, an end in the past.
+        UnknownRecordsError: an id the data never held (nothing is written).
     """
     now = now or datetime.now(UTC)
     if bool(record_ids) == (subject is not None):
@@ -217,6 +218,9 @@ def place_hold(
     if not reason.strip():
         raise HoldError("a reason is required", "say the legal ground, e.g. 'litigation 2026-17'")
     end = _parse_until(until, now)
+    if record_ids:
+        # A mistyped id would hold nothing and say nothing: refuse ids the data never held.
+        ws.ensemble.plan_forget(list(record_ids))
     settings = ws.settings
     hashes = sorted({settings.hash_record_id(canonical_id(r)) for r in record_ids})
     subject_hash = settings.hash_subject_id(canonical_id(subject)) if subject is not None else None
