@@ -25,6 +25,7 @@ from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.workflow.workspace import Workspace
 
 # Folders whose every test runs flows or starts servers: marked here, so that a test added
 # there stays out of `make test-fast` without anyone having to remember the marker.
@@ -154,3 +155,53 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
         return code, out, err
 
     return run
+
+
+# ------------------------------------------------ a prepared workspace and signed arrivals
+SIGNING_KEY = "tests-request-signing-key"
+
+
+@pytest.fixture
+def prepared_workspace(
+    tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    """A digits workspace made by `init` and `prepare` (S=2, R=2), requests signed with
+    :data:`SIGNING_KEY`: real inbox and ledger, nothing trained."""
+    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
+    root = tmp_path / "ws"
+    for argv in (
+        ["init", str(root), "--shards", "2", "--slices", "2"],
+        ["prepare", "-w", str(root)],
+    ):
+        code, _, err = cli(argv)
+        assert code == 0, err
+    return Workspace.open(root)
+
+
+def shard_record_ids(ws: Workspace, shard: int) -> list[str]:
+    """The record ids of one shard file, as text."""
+    table = pd.read_parquet(ws.root / "data" / "shards" / f"shard-{shard:03d}.parquet")
+    return [str(r) for r in table["record_id"]]
+
+
+def arrive(
+    ws: Workspace,
+    request_id: str,
+    records: list[str],
+    *,
+    requested_at: str = "2026-11-20T09:30:00+00:00",
+) -> None:
+    """A signed request received into the workspace's inbox, as an intake records it."""
+    from datetime import UTC, datetime, timedelta
+
+    from unlearn_ops.deletion.envelope import sign_request
+    from unlearn_ops.deletion.receive import Accepted, receive
+
+    body = {
+        "request_id": request_id,
+        "record_ids": records,
+        "reason": "GDPR art. 17",
+        "requested_at": requested_at,
+    }
+    envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)

@@ -8,53 +8,23 @@ functions that record what they were given instead of training.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pytest
 
+from tests.conftest import arrive, shard_record_ids
 from unlearn_ops.deletion.drain import drain
-from unlearn_ops.deletion.envelope import sign_request
-from unlearn_ops.deletion.receive import Accepted, receive
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import ConfigError, GateFailedError
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from tests.conftest import CliRunner
-
-KEY = "drain-test-signing-key"
+    pass
 
 
 @pytest.fixture
-def ws(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
-    root = tmp_path / "ws"
-    for argv in (
-        ["init", str(root), "--shards", "2", "--slices", "2"],
-        ["prepare", "-w", str(root)],
-    ):
-        code, _, err = cli(argv)
-        assert code == 0, err
-    return Workspace.open(root)
-
-
-def ids_of_shard(ws: Workspace, shard: int) -> list[str]:
-    table = pd.read_parquet(ws.root / "data" / "shards" / f"shard-{shard:03d}.parquet")
-    return [str(r) for r in table["record_id"]]
-
-
-def arrive(ws: Workspace, request_id: str, records: list[str]) -> None:
-    body = {
-        "request_id": request_id,
-        "record_ids": records,
-        "reason": "GDPR art. 17",
-        "requested_at": "2026-11-20T09:30:00+00:00",
-    }
-    envelope = sign_request(body, KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+def ws(prepared_workspace: Workspace) -> Workspace:
+    return prepared_workspace
 
 
 class Forgets:
@@ -80,7 +50,7 @@ def ledger(ws: Workspace, request_id: str) -> list[str]:
 
 
 def test_one_forget_per_batch_and_the_unknown_fail_alone(ws: Workspace) -> None:
-    records = ids_of_shard(ws, 0)
+    records = shard_record_ids(ws, 0)
     arrive(ws, "dsr-1", records[:2])
     arrive(ws, "dsr-2", records[2:3])
     arrive(ws, "dsr-3", ["no-such-record"])
@@ -97,7 +67,7 @@ def test_one_forget_per_batch_and_the_unknown_fail_alone(ws: Workspace) -> None:
 
 
 def test_a_request_arriving_during_a_forget_joins_the_next_batch(ws: Workspace) -> None:
-    records = ids_of_shard(ws, 1)
+    records = shard_record_ids(ws, 1)
     arrive(ws, "early", records[:1])
     forgets = Forgets()
     forgets.during.append(lambda: arrive(ws, "late", records[1:2]))
@@ -109,7 +79,7 @@ def test_a_request_arriving_during_a_forget_joins_the_next_batch(ws: Workspace) 
 
 
 def test_a_failed_forget_fails_its_batch_in_the_inbox_only(ws: Workspace) -> None:
-    arrive(ws, "dsr-g", ids_of_shard(ws, 0)[:1])
+    arrive(ws, "dsr-g", shard_record_ids(ws, 0)[:1])
     error = GateFailedError("2", "gate 'metric' failed: accuracy drop 0.0333", champion="1")
     result = drain(ws, Forgets(error=error))
     assert result["failed"] == {"dsr-g": str(error)}
@@ -119,7 +89,7 @@ def test_a_failed_forget_fails_its_batch_in_the_inbox_only(ws: Workspace) -> Non
 
 
 def test_anything_else_propagates_and_the_requests_stay_claimed(ws: Workspace) -> None:
-    arrive(ws, "dsr-x", ids_of_shard(ws, 0)[:1])
+    arrive(ws, "dsr-x", shard_record_ids(ws, 0)[:1])
     with pytest.raises(RuntimeError, match="killed"):
         drain(ws, Forgets(error=RuntimeError("killed")))
     assert [e.state for e in ws.inbox.entries()] == ["processing"]
@@ -129,7 +99,7 @@ def test_anything_else_propagates_and_the_requests_stay_claimed(ws: Workspace) -
 
 
 def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) -> None:
-    records = ids_of_shard(ws, 0)
+    records = shard_record_ids(ws, 0)
     arrive(ws, "ask-1", records[:1])
     asked: list[list[str]] = []
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import arrive, shard_record_ids
 from unlearn_ops.deletion.drain import drain
-from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.holds import (
     HoldError,
     fold_holds,
@@ -25,7 +23,6 @@ from unlearn_ops.deletion.holds import (
     release_expired,
     release_hold,
 )
-from unlearn_ops.deletion.receive import Accepted, receive
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import UnknownRecordsError
 from unlearn_ops.workflow.batch import hold_back
@@ -34,36 +31,10 @@ from unlearn_ops.workflow.workspace import Workspace
 if TYPE_CHECKING:
     from tests.conftest import CliRunner
 
-KEY = "holds-test-signing-key"
-
 
 @pytest.fixture
-def ws(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
-    root = tmp_path / "ws"
-    for argv in (
-        ["init", str(root), "--shards", "2", "--slices", "2"],
-        ["prepare", "-w", str(root)],
-    ):
-        code, _, err = cli(argv)
-        assert code == 0, err
-    return Workspace.open(root)
-
-
-def records_of(ws: Workspace, shard: int) -> list[str]:
-    table = pd.read_parquet(ws.root / "data" / "shards" / f"shard-{shard:03d}.parquet")
-    return [str(r) for r in table["record_id"]]
-
-
-def arrive(ws: Workspace, request_id: str, records: list[str]) -> None:
-    body = {
-        "request_id": request_id,
-        "record_ids": records,
-        "reason": "GDPR art. 17",
-        "requested_at": "2026-11-20T09:30:00+00:00",
-    }
-    envelope = sign_request(body, KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+def ws(prepared_workspace: Workspace) -> Workspace:
+    return prepared_workspace
 
 
 class Forgets:
@@ -133,7 +104,7 @@ def test_releasing_twice_or_an_unknown_hold_is_refused(ws: Workspace) -> None:
 
 
 def test_the_drain_sets_a_held_request_aside_and_serves_it_once_released(ws: Workspace) -> None:
-    records = records_of(ws, 0)
+    records = shard_record_ids(ws, 0)
     hold = place_hold(ws, record_ids=[records[0]], reason="litigation 2026-17", actor="dpo")
     arrive(ws, "dsr-held", records[:2])
     arrive(ws, "dsr-free", records[2:3])
@@ -162,7 +133,7 @@ def test_the_drain_sets_a_held_request_aside_and_serves_it_once_released(ws: Wor
 
 
 def test_a_request_held_by_two_holds_waits_for_both(ws: Workspace) -> None:
-    records = records_of(ws, 1)
+    records = shard_record_ids(ws, 1)
     first = place_hold(ws, record_ids=[records[0]], reason="audit")
     second = place_hold(ws, record_ids=[records[1]], reason="tax law")
     arrive(ws, "dsr-2h", records[:2])
@@ -177,7 +148,7 @@ def test_a_request_held_by_two_holds_waits_for_both(ws: Workspace) -> None:
 
 
 def test_a_hold_ends_by_itself_at_its_end_date(ws: Workspace) -> None:
-    records = records_of(ws, 0)
+    records = shard_record_ids(ws, 0)
     now = datetime.now(UTC)
     hold = place_hold(ws, record_ids=[records[0]], reason="x", until=now + timedelta(hours=1))
     arrive(ws, "dsr-until", records[:1])
@@ -196,7 +167,7 @@ def test_partial_holds_erase_the_other_records_now(ws: Workspace) -> None:
     params["compliance"]["holds"] = "partial"
     ws.params_path.write_text(yaml.safe_dump(params))
     ws = ws.reopen()
-    records = records_of(ws, 0)
+    records = shard_record_ids(ws, 0)
     hold = place_hold(ws, record_ids=[records[0]], reason="litigation")
     arrive(ws, "dsr-p", records[:3])
     forgets = Forgets()
@@ -211,7 +182,7 @@ def test_partial_holds_erase_the_other_records_now(ws: Workspace) -> None:
 
 
 def test_hold_back_covers_a_forget_run_from_the_cli(ws: Workspace) -> None:
-    records = records_of(ws, 1)
+    records = shard_record_ids(ws, 1)
     hold = place_hold(ws, record_ids=[records[5]], reason="legal obligation")
     request = ForgetRequest.build(records[4:6], "cli-1", "erasure request")
     kept = hold_back(ws, [request])
@@ -227,12 +198,12 @@ def test_hold_back_covers_a_forget_run_from_the_cli(ws: Workspace) -> None:
 
 def test_a_subject_hold_holds_that_subjects_records(ws: Workspace) -> None:
     subject_hash = ws.settings.hash_subject_id("alice")
-    records = records_of(ws, 0)[:2]
+    records = shard_record_ids(ws, 0)[:2]
     index = {subject_hash: sorted(ws.settings.hash_record_id(r) for r in records)}
     (ws.root / "subjects.json").write_text(json.dumps({"subjects": index}))
     place_hold(ws, subject="alice", reason="litigation")
     request = ForgetRequest.build(records[1:2], "by-record", "erasure")
-    other = ForgetRequest.build(records_of(ws, 1)[:1], "other", "erasure")
+    other = ForgetRequest.build(shard_record_ids(ws, 1)[:1], "other", "erasure")
     kept = hold_back(ws, [request, other])
     assert [r.request_id for r in kept.proceed] == ["other"]
     assert list(kept.held) == ["by-record"]
@@ -274,7 +245,7 @@ def test_the_deadline_clock_is_paused_while_a_hold_stands(ws: Workspace) -> None
     from unlearn_ops.compliance.audit import build_audit, received_entries
     from unlearn_ops.compliance.audit_text import describe_audit
 
-    records = records_of(ws, 0)
+    records = shard_record_ids(ws, 0)
     hold = place_hold(ws, record_ids=[records[0]], reason="litigation 2026-17")
     hold_back(ws, [ForgetRequest.build(records[:1], "clock-1", "erasure")])
     state = ws.ledger.requests()["clock-1"]

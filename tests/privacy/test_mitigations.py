@@ -19,9 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import arrive
 from unlearn_ops.deletion.drain import drain
-from unlearn_ops.deletion.envelope import sign_request
-from unlearn_ops.deletion.receive import Accepted, receive
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import Params, ReleaseParams
 from unlearn_ops.privacy.mitigations import (
@@ -33,10 +32,8 @@ from unlearn_ops.privacy.mitigations import (
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from tests.conftest import CliRunner
     from unlearn_ops.deletion.requests import ForgetRequest
 
-KEY = "mitigation-test-signing-key"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PROBABILITIES = np.array([[0.1, 0.62, 0.28], [0.5, 0.2, 0.3], [0.33, 0.33, 0.34]])
 
@@ -61,16 +58,8 @@ def test_the_deadline_forces_a_held_release_a_margin_before_it() -> None:
 
 
 @pytest.fixture
-def ws(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Workspace:
-    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
-    root = tmp_path / "ws"
-    for argv in (
-        ["init", str(root), "--shards", "2", "--slices", "2"],
-        ["prepare", "-w", str(root)],
-    ):
-        code, _, err = cli(argv)
-        assert code == 0, err
-    return Workspace.open(root)
+def ws(prepared_workspace: Workspace) -> Workspace:
+    return prepared_workspace
 
 
 def with_release(ws: Workspace, **release: Any) -> Workspace:
@@ -82,17 +71,6 @@ def with_release(ws: Workspace, **release: Any) -> Workspace:
         data.setdefault("compliance", {})["deadline_days"] = deadline
     ws.params_path.write_text(yaml.safe_dump(data))
     return Workspace.open(ws.root)
-
-
-def arrive(ws: Workspace, request_id: str, records: list[str]) -> None:
-    body = {
-        "request_id": request_id,
-        "record_ids": records,
-        "reason": "GDPR art. 17",
-        "requested_at": datetime.now(UTC).isoformat(),
-    }
-    envelope = sign_request(body, KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
 
 
 def shard_records(ws: Workspace) -> list[str]:
@@ -112,8 +90,8 @@ class Forgets:
 def test_the_drain_holds_requests_until_the_minimum_batch_waits(ws: Workspace) -> None:
     ws = with_release(ws, min_batch=3)
     records = shard_records(ws)
-    arrive(ws, "dsr-1", records[:1])
-    arrive(ws, "dsr-2", records[1:2])
+    arrive(ws, "dsr-1", records[:1], requested_at=datetime.now(UTC).isoformat())
+    arrive(ws, "dsr-2", records[1:2], requested_at=datetime.now(UTC).isoformat())
     forgets = Forgets()
 
     held = drain(ws, forgets)
@@ -122,7 +100,7 @@ def test_the_drain_holds_requests_until_the_minimum_batch_waits(ws: Workspace) -
     assert held["awaiting_release"] == 2
     assert {e.state for e in ws.inbox.entries()} == {"pending"}
 
-    arrive(ws, "dsr-3", records[2:3])
+    arrive(ws, "dsr-3", records[2:3], requested_at=datetime.now(UTC).isoformat())
     released = drain(ws, forgets)
 
     assert forgets.batches == [["dsr-1", "dsr-2", "dsr-3"]]
@@ -132,7 +110,7 @@ def test_the_drain_holds_requests_until_the_minimum_batch_waits(ws: Workspace) -
 def test_the_drain_releases_a_short_batch_when_the_deadline_forces_it(ws: Workspace) -> None:
     # A 1-day deadline with a 1-day margin: the oldest request cannot wait at all.
     ws = with_release(ws, min_batch=10, deadline_days=1, deadline_margin_days=1.0)
-    arrive(ws, "dsr-1", shard_records(ws)[:1])
+    arrive(ws, "dsr-1", shard_records(ws)[:1], requested_at=datetime.now(UTC).isoformat())
     forgets = Forgets()
 
     drain(ws, forgets)
