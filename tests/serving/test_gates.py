@@ -21,6 +21,7 @@ from unlearn_ops.adapters.gx.gates import GxGateRunner
 from unlearn_ops.params import GateParams, Params
 from unlearn_ops.privacy.fairness import FairnessEvidence
 from unlearn_ops.serving.gates import (
+    DataGateEvidence,
     GateResult,
     GateRunner,
     HeldOutCorrectness,
@@ -235,14 +236,16 @@ class TestGateRunnerContract:
         expected_rows: Mapping[int, int] | None = None,
     ) -> GateResult:
         return runner.run_data_gate(
-            tables,
-            id_column="record_id",
-            label_column="label",
-            feature_columns=("f0",),
-            num_classes=3,
-            forgotten_hashes={hash_record_id(str(r)) for r in forgotten},
-            hash_record_id=hash_record_id,
-            expected_rows=expected_rows,
+            DataGateEvidence(
+                tables,
+                id_column="record_id",
+                label_column="label",
+                feature_columns=("f0",),
+                num_classes=3,
+                forgotten_hashes={hash_record_id(str(r)) for r in forgotten},
+                hash_record_id=hash_record_id,
+                expected_rows=expected_rows,
+            )
         )
 
     def test_clean_shards_pass(self, runner: GateRunner) -> None:
@@ -338,13 +341,15 @@ def test_the_fake_fails_a_gate_on_purpose() -> None:
     fake = FakeGateRunner(failing={"metric"})
 
     data = fake.run_data_gate(
-        shards({0: [1]}),
-        id_column="record_id",
-        label_column="label",
-        feature_columns=("f0",),
-        num_classes=3,
-        forgotten_hashes=set(),
-        hash_record_id=hash_record_id,
+        DataGateEvidence(
+            shards({0: [1]}),
+            id_column="record_id",
+            label_column="label",
+            feature_columns=("f0",),
+            num_classes=3,
+            forgotten_hashes=set(),
+            hash_record_id=hash_record_id,
+        )
     )
     metric = fake.run_metric_gate(paired(36), GATES)
 

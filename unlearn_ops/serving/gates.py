@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccuracyDrop",
+    "DataGateEvidence",
     "ExpectationOutcome",
     "GateResult",
     "GateRunner",
@@ -132,21 +133,36 @@ def summarise_failures(results: Sequence[GateResult]) -> str:
     return " ".join("; ".join(parts).split()) if parts else "no gate failed"
 
 
+@dataclass(frozen=True)
+class DataGateEvidence:
+    """What the data gate validates: the shard tables and what they must (not) hold.
+
+    Attributes:
+        shard_tables: each shard's table by shard id.
+        id_column: the record id column.
+        label_column: the integer class label column.
+        feature_columns: the feature columns; with `id_column`, `slice_id` and
+            `label_column` they are exactly the columns a shard table must have.
+        num_classes: labels must lie in [0, num_classes - 1].
+        forgotten_hashes: keyed hashes of every forgotten record id.
+        hash_record_id: the keyed hash that made them (`Settings.hash_record_id`).
+        expected_rows: when given, the row count each shard must have (same shard ids).
+    """
+
+    shard_tables: Mapping[int, pd.DataFrame]
+    id_column: str
+    label_column: str
+    feature_columns: Sequence[str]
+    num_classes: int
+    forgotten_hashes: Collection[str]
+    hash_record_id: Callable[[object], str]
+    expected_rows: Mapping[int, int] | None = None
+
+
 class GateRunner(Protocol):
     """Runs the promotion gates; each call returns one :class:`GateResult`."""
 
-    def run_data_gate(
-        self,
-        shard_tables: Mapping[int, pd.DataFrame],
-        *,
-        id_column: str,
-        label_column: str,
-        feature_columns: Sequence[str],
-        num_classes: int,
-        forgotten_hashes: Collection[str],
-        hash_record_id: Callable[[object], str],
-        expected_rows: Mapping[int, int] | None = None,
-    ) -> GateResult:
+    def run_data_gate(self, evidence: DataGateEvidence) -> GateResult:
         """No forgotten record, ids present and unique, valid labels, the expected layout."""
         ...
 

@@ -10,10 +10,11 @@ so that a test of what follows a failed gate injects it instead of patching anyt
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from unlearn_ops.serving.gates import (
+    DataGateEvidence,
     ExpectationOutcome,
     GateResult,
     HeldOutCorrectness,
@@ -24,8 +25,6 @@ from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from unlearn_ops.params import GateParams
     from unlearn_ops.privacy.fairness import FairnessEvidence
 
@@ -46,47 +45,36 @@ class FakeGateRunner:
         self.failing = frozenset(failing)
         self.calls: list[str] = []
 
-    def run_data_gate(
-        self,
-        shard_tables: Mapping[int, pd.DataFrame],
-        *,
-        id_column: str,
-        label_column: str,
-        feature_columns: Sequence[str],
-        num_classes: int,
-        forgotten_hashes: Collection[str],
-        hash_record_id: Callable[[object], str],
-        expected_rows: Mapping[int, int] | None = None,
-    ) -> GateResult:
+    def run_data_gate(self, evidence: DataGateEvidence) -> GateResult:
         """The data gate's checks, one outcome each, as the adapter orders them."""
         self.calls.append("data")
+        id_column, label_column = evidence.id_column, evidence.label_column
         ids: list[str | None] = []
         labels: list[object] = []
-        for table in shard_tables.values():
+        for table in evidence.shard_tables.values():
             values = table[id_column].tolist() if id_column in table else [None] * len(table)
             ids.extend(None if _missing(v) else canonical_id(v) for v in values)
             labels.extend(table[label_column].tolist() if label_column in table else [])
         present = [i for i in ids if i is not None]
-        forgotten = set(forgotten_hashes)
-        remaining = sum(1 for i in present if hash_record_id(i) in forgotten)
+        forgotten = set(evidence.forgotten_hashes)
+        remaining = sum(1 for i in present if evidence.hash_record_id(i) in forgotten)
         occurrences = Counter(present)
         shared = sum(1 for i in present if occurrences[i] > 1)
-        invalid = sum(
-            1 for v in labels if not isinstance(v, int | float) or not 0 <= v < num_classes
-        )
+        classes = evidence.num_classes
+        invalid = sum(1 for v in labels if not isinstance(v, int | float) or not 0 <= v < classes)
         outcomes = [
             _outcome("expect_column_values_to_not_be_in_set", f"{id_column}_hash", remaining),
             _outcome("expect_column_values_to_be_unique", id_column, shared),
             _outcome("expect_column_values_to_not_be_null", id_column, len(ids) - len(present)),
             _outcome("expect_column_values_to_be_between", label_column, invalid),
         ]
-        expected = {id_column, SLICE_COLUMN, label_column, *feature_columns}
-        for shard_id in sorted(shard_tables):
-            table = shard_tables[shard_id]
+        expected = {id_column, SLICE_COLUMN, label_column, *evidence.feature_columns}
+        for shard_id in sorted(evidence.shard_tables):
+            table = evidence.shard_tables[shard_id]
             wrong = set(map(str, table.columns)) != expected
             outcomes.append(_outcome("expect_table_columns_to_match_set", None, int(wrong)))
-            if expected_rows is not None:
-                off = int(len(table) != expected_rows[shard_id])
+            if evidence.expected_rows is not None:
+                off = int(len(table) != evidence.expected_rows[shard_id])
                 outcomes.append(_outcome("expect_table_row_count_to_equal", None, off))
         return self._result("data", outcomes)
 

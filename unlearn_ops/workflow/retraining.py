@@ -77,7 +77,7 @@ def run_gates(
     """
     from unlearn_ops.adapters.gx.gates import GxGateRunner
     from unlearn_ops.privacy.fairness import collect_fairness_evidence, read_source_classes
-    from unlearn_ops.serving.gates import held_out_correctness
+    from unlearn_ops.serving.gates import DataGateEvidence, held_out_correctness
     from unlearn_ops.serving.versions import CHAMPION
 
     runner = GxGateRunner() if gate_runner is None else gate_runner
@@ -85,13 +85,15 @@ def run_gates(
     columns = ensemble.columns()
     tables = {s: ensemble.read_shard(s) for s in ensemble.shard_ids}
     data = runner.run_data_gate(
-        tables,
-        id_column=columns.id_column,
-        label_column=columns.label_column,
-        feature_columns=columns.feature_columns,
-        num_classes=columns.num_classes,
-        forgotten_hashes=ensemble.forgotten_hashes(),
-        hash_record_id=lambda r: workspace.settings.hash_record_id(canonical_id(r)),
+        DataGateEvidence(
+            tables,
+            id_column=columns.id_column,
+            label_column=columns.label_column,
+            feature_columns=columns.feature_columns,
+            num_classes=columns.num_classes,
+            forgotten_hashes=ensemble.forgotten_hashes(),
+            hash_record_id=lambda r: workspace.settings.hash_record_id(canonical_id(r)),
+        )
     )
     served = None if champion_accuracy is None else workspace.registry().load_pyfunc(CHAMPION)
     holdout = ensemble.read_holdout()

@@ -24,7 +24,7 @@ from unlearn_ops.adapters.gx.gates import (
 )
 from unlearn_ops.errors import StoreError
 from unlearn_ops.params import GateParams
-from unlearn_ops.serving.gates import HeldOutCorrectness
+from unlearn_ops.serving.gates import DataGateEvidence, HeldOutCorrectness
 from unlearn_ops.settings import Settings
 
 FEATURES = ("f0", "f1")
@@ -55,14 +55,16 @@ def data_gate(
     expected_rows: Mapping[int, int] | None = None,
 ) -> GateResult:
     return run_data_gate(
-        shards,
-        id_column="record_id",
-        label_column="label",
-        feature_columns=FEATURES,
-        num_classes=NUM_CLASSES,
-        forgotten_hashes={hash_record_id(record_id) for record_id in forgotten},
-        hash_record_id=hash_record_id,
-        expected_rows=expected_rows,
+        DataGateEvidence(
+            shards,
+            id_column="record_id",
+            label_column="label",
+            feature_columns=FEATURES,
+            num_classes=NUM_CLASSES,
+            forgotten_hashes={hash_record_id(record_id) for record_id in forgotten},
+            hash_record_id=hash_record_id,
+            expected_rows=expected_rows,
+        )
     )
 
 
@@ -239,13 +241,15 @@ def test_no_shard_table_is_an_error() -> None:
 def test_an_error_inside_great_expectations_becomes_a_store_error() -> None:
     with pytest.raises(StoreError, match="great-expectations failed") as caught:
         run_data_gate(
-            make_shards(SHARD_IDS),
-            id_column="",  # great-expectations refuses an empty column name
-            label_column="label",
-            feature_columns=FEATURES,
-            num_classes=NUM_CLASSES,
-            forgotten_hashes=set(),
-            hash_record_id=hash_record_id,
+            DataGateEvidence(
+                make_shards(SHARD_IDS),
+                id_column="",  # great-expectations refuses an empty column name
+                label_column="label",
+                feature_columns=FEATURES,
+                num_classes=NUM_CLASSES,
+                forgotten_hashes=set(),
+                hash_record_id=hash_record_id,
+            )
         )
     assert type(caught.value.__cause__).__module__.startswith(("great_expectations", "pydantic"))
 

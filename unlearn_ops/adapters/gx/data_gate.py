@@ -13,7 +13,7 @@ affordable. The column and row-count checks run shard by shard (about 15 ms each
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -30,7 +30,7 @@ from unlearn_ops.adapters.gx.context import (
     validation_definition,
     verb,
 )
-from unlearn_ops.serving.gates import ExpectationOutcome, GateResult
+from unlearn_ops.serving.gates import DataGateEvidence, ExpectationOutcome, GateResult
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
@@ -60,17 +60,7 @@ _RECORDS_RESULT_FORMAT: dict[str, Any] = {
 }
 
 
-def run_data_gate(
-    shard_tables: Mapping[int, pd.DataFrame],
-    *,
-    id_column: str,
-    label_column: str,
-    feature_columns: Sequence[str],
-    num_classes: int,
-    forgotten_hashes: Collection[str],
-    hash_record_id: Callable[[object], str],
-    expected_rows: Mapping[int, int] | None = None,
-) -> GateResult:
+def run_data_gate(evidence: DataGateEvidence) -> GateResult:
     """Validate every shard table with great-expectations.
 
     Record ids are compared as text (:func:`unlearn_ops.sisa.hashing.canonical_id`), as the core
@@ -82,27 +72,22 @@ def run_data_gate(
         ensemble = SisaEnsemble(root, params, settings)
         columns = ensemble.columns()
         result = run_data_gate(
-            {s: read_shard(ensemble.shard_path(s)) for s in range(params.sisa.shards)},
-            id_column=columns.id_column,
-            label_column=columns.label_column,
-            feature_columns=columns.feature_columns,
-            num_classes=columns.num_classes,
-            forgotten_hashes=ensemble.forgotten_hashes(),
-            hash_record_id=settings.hash_record_id,
+            DataGateEvidence(
+                {s: read_shard(ensemble.shard_path(s)) for s in range(params.sisa.shards)},
+                columns.id_column,
+                columns.label_column,
+                columns.feature_columns,
+                columns.num_classes,
+                ensemble.forgotten_hashes(),
+                settings.hash_record_id,
+            )
         )
         if not result.passed:
             print(summarise_failures([result]))
 
     Args:
-        shard_tables: each shard's table by shard id.
-        id_column: the record id column.
-        label_column: the integer class label column.
-        feature_columns: the feature columns; with `id_column`, `slice_id` and
-            `label_column` they are exactly the columns a shard table must have.
-        num_classes: labels must lie in [0, num_classes - 1].
-        forgotten_hashes: keyed hashes of every forgotten record id.
-        hash_record_id: the keyed hash that made them (`Settings.hash_record_id`).
-        expected_rows: when given, the row count each shard must have (same shard ids).
+        evidence: the shard tables and what they must (not) hold
+            (:class:`~unlearn_ops.serving.gates.DataGateEvidence`).
 
     Returns:
         The gate's result: four record-level outcomes over all shards, then per shard the
@@ -112,6 +97,14 @@ def run_data_gate(
         StoreError: no shard table was given, `expected_rows` names other shards,
             `num_classes` is below 1, or great-expectations itself failed.
     """
+    shard_tables, id_column, label_column = (
+        evidence.shard_tables,
+        evidence.id_column,
+        evidence.label_column,
+    )
+    feature_columns, num_classes = evidence.feature_columns, evidence.num_classes
+    hash_record_id, expected_rows = evidence.hash_record_id, evidence.expected_rows
+    forgotten_hashes = evidence.forgotten_hashes
     if not shard_tables:
         raise gate_error("data", "no shard table was given", "pass every shard's table")
     if num_classes < 1:

@@ -12,13 +12,13 @@ imports it when it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from unlearn_ops.adapters.gx.data_gate import run_data_gate
 from unlearn_ops.adapters.gx.fairness_gate import run_fairness_gate
 from unlearn_ops.adapters.gx.metric_gate import run_metric_gate
 from unlearn_ops.serving.gates import (
+    DataGateEvidence,
     ExpectationOutcome,
     GateResult,
     HeldOutCorrectness,
@@ -26,8 +26,6 @@ from unlearn_ops.serving.gates import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from unlearn_ops.params import GateParams
     from unlearn_ops.privacy.fairness import FairnessEvidence
 
@@ -45,29 +43,9 @@ __all__ = [
 class GxGateRunner:
     """The gates run by great-expectations, one ephemeral context per gate."""
 
-    def run_data_gate(
-        self,
-        shard_tables: Mapping[int, pd.DataFrame],
-        *,
-        id_column: str,
-        label_column: str,
-        feature_columns: Sequence[str],
-        num_classes: int,
-        forgotten_hashes: Collection[str],
-        hash_record_id: Callable[[object], str],
-        expected_rows: Mapping[int, int] | None = None,
-    ) -> GateResult:
+    def run_data_gate(self, evidence: DataGateEvidence) -> GateResult:
         """See :func:`unlearn_ops.adapters.gx.data_gate.run_data_gate`."""
-        return run_data_gate(
-            shard_tables,
-            id_column=id_column,
-            label_column=label_column,
-            feature_columns=feature_columns,
-            num_classes=num_classes,
-            forgotten_hashes=forgotten_hashes,
-            hash_record_id=hash_record_id,
-            expected_rows=expected_rows,
-        )
+        return run_data_gate(evidence)
 
     def run_metric_gate(self, correctness: HeldOutCorrectness, gates: GateParams) -> GateResult:
         """See :func:`unlearn_ops.adapters.gx.metric_gate.run_metric_gate`."""
