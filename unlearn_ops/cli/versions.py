@@ -14,6 +14,16 @@ from unlearn_ops.cli.output import emit, fail, open_workspace, version_row
 __all__ = ["show", "ui", "verify", "versions"]
 
 
+TAG_SHOWN = 160  # characters of a tag value on the terminal; --json gives them whole
+
+
+def shorten_tag(value: str) -> str:
+    """A tag value for the terminal: long ones (the gates' JSON) cut, saying how to see all."""
+    if len(value) <= TAG_SHOWN:
+        return value
+    return f"{value[:TAG_SHOWN]}… ({len(value):,} characters; --json shows it whole)"
+
+
 def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """The registered versions: aliases, requests honoured, gates."""
 
@@ -53,7 +63,7 @@ def show(
         typer.echo(f"version {info.version}{aliases}")
         typer.echo(info.description)
         for key, value in sorted(info.tags.items()):
-            typer.echo(f"  {key} = {value}")
+            typer.echo(f"  {key} = {shorten_tag(value)}")
 
     emit(as_json, info.to_dict(), lines)
 
