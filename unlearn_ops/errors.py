@@ -128,6 +128,16 @@ class UnknownModelError(UnlearnOpsError, KeyError):
         )
 
 
+class UnknownMethodError(UnlearnOpsError, KeyError):
+    """An approximate unlearning method that is not registered, or an option it does not take."""
+
+    def __init__(self, name: str, known: Sequence[str], problem: str | None = None) -> None:
+        self.name = name
+        self.known = list(known)
+        detail = problem or f"it is not registered; registered methods are: {', '.join(self.known)}"
+        super().__init__(f"unlearning method {name!r}: {detail}")
+
+
 class InvalidRequestError(UnlearnOpsError, ValueError):
     """A request to forget that cannot be acted on; nothing is changed.
 

@@ -1,0 +1,1 @@
+"""Approximate unlearning: methods that edit a trained model instead of retraining it."""
