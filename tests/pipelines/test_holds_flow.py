@@ -4,11 +4,8 @@ on sqlite, git + DVC)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -17,6 +14,7 @@ import yaml
 from pipelines.forget import forget_records
 from pipelines.intake import drain_inbox
 from pipelines.train import train_ensemble
+from tests.pipelines.approvals import answer_when_paused
 from unlearn_ops.compliance.audit import audit_request
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.holds import place_hold, release_hold
@@ -74,15 +72,6 @@ def test_the_forget_flow_holds_back_a_held_request_until_released(trained: Path)
 def test_the_approvers_name_and_rule_reach_the_ledger_and_the_tags(
     trained: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.flow_runs import resume_flow_run
-
     params = yaml.safe_load((trained / "params.yaml").read_text())
     params["approval"] = {
         "rules": [{"name": "every forget", "when": {"min_records": 1}, "then": "ask"}]
@@ -98,26 +87,9 @@ def test_the_approvers_name_and_rule_reach_the_ledger_and_the_tags(
     }
     assert isinstance(receive(ws.inbox, sign_request(body, KEY), source="test"), Accepted)
 
-    def approve_when_paused() -> None:
-        deadline = time.monotonic() + 120
-        paused_only = FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-        )
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                paused = client.read_flow_runs(flow_run_filter=paused_only, limit=10)
-                if paused:
-                    decision: dict[str, Any] = {
-                        "approve": True,
-                        "reason": "small forget",
-                        "approver": "Dana DPO",
-                    }
-                    resume_flow_run(paused[0].id, run_input=decision)
-                    return
-                time.sleep(0.5)
-
-    approver = threading.Thread(target=approve_when_paused)
-    approver.start()
+    approver = answer_when_paused(
+        {"approve": True, "reason": "small forget", "approver": "Dana DPO"}
+    )
     result = drain_inbox(str(trained))
     approver.join()
     assert [b["requests"] for b in result["batches"]] == [["ask-1"]]

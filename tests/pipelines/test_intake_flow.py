@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from pipelines import stages
 from pipelines.intake import drain_inbox, forget_on_deletion_event
 from pipelines.train import train_ensemble
+from tests.pipelines.approvals import answer_when_paused
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.receive import Accepted, Duplicate, Refused, Replayed, receive
 from unlearn_ops.workflow.workspace import Workspace
@@ -202,44 +202,14 @@ def test_a_subject_request_forgets_the_subjects_records(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.flow_runs import resume_flow_run
-    from prefect.input.actions import read_flow_run_input
-    from prefect.input.run_input import keyset_from_paused_state
-
     ws = Workspace.open(trained)
     records = shard_ids(trained, 1)
     assert isinstance(receive(ws.inbox, envelope("ask-1", records[:1]), source="test"), Accepted)
 
     monkeypatch.setenv("UNLEARN_OPS_APPROVAL_TIMEOUT_SECONDS", "180")  # never hang the suite
 
-    def answer_when_paused(decision: dict[str, Any], out: dict[str, Any]) -> None:
-        deadline = time.monotonic() + 120
-        paused_only = FlowRunFilter(
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
-        )
-        with get_client(sync_client=True) as client:
-            while time.monotonic() < deadline:
-                paused = client.read_flow_runs(flow_run_filter=paused_only, limit=10)
-                if paused:
-                    # The form a person sees in the Prefect UI: what the approval is for.
-                    keys = keyset_from_paused_state(paused[0].state)
-                    out["form"] = read_flow_run_input(keys["description"], paused[0].id)
-                    resume_flow_run(paused[0].id, run_input=decision)
-                    return
-                time.sleep(0.5)
-
     out: dict[str, Any] = {}
-    rejecter = threading.Thread(
-        target=answer_when_paused, args=({"approve": False, "reason": "legal hold"}, out)
-    )
-    rejecter.start()
+    rejecter = answer_when_paused({"approve": False, "reason": "legal hold"}, out)
     result = drain_inbox(str(trained), require_approval=True)
     rejecter.join()
     assert "**Forget 1 records** for 1 request(s): ask-1." in out["form"]
@@ -252,8 +222,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     assert records[0] in shard_ids(trained, 1)  # nothing changed
 
     assert isinstance(receive(ws.inbox, envelope("ask-2", records[1:2]), source="test"), Accepted)
-    approver = threading.Thread(target=answer_when_paused, args=({"approve": True}, out))
-    approver.start()
+    approver = answer_when_paused({"approve": True})
     result = drain_inbox(str(trained), require_approval=True)
     approver.join()
     assert [b["requests"] for b in result["batches"]] == [["ask-2"]]

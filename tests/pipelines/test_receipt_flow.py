@@ -14,24 +14,14 @@ import pytest
 from pipelines.intake import drain_inbox
 from pipelines.purge import purge_superseded
 from pipelines.train import train_ensemble
+from tests.conftest import CliRunner
 from tests.pipelines.conftest import make_workspace, set_params
-from unlearn_ops.cli import main
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.receive import Accepted, Refused, receive
 from unlearn_ops.workflow.workspace import Workspace
 
 CRM_SECRET = "crm-secret-2026-11-aaaa"
 RECEIPT_KEY = "receipt-key-flow-bbbb"
-
-
-def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def envelope(request_id: str, record_ids: list[str], key_id: str, secret: str) -> dict[str, object]:
@@ -46,7 +36,7 @@ def envelope(request_id: str, record_ids: list[str], key_id: str, secret: str) -
 
 @pytest.mark.slow
 def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunner
 ) -> None:
     keys = tmp_path / "keys.json"
     yesterday = (datetime.now(UTC) - timedelta(days=1)).isoformat()
@@ -81,7 +71,7 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     assert (entry.state, entry.producer, entry.key_id) == ("done", "crm", "crm-2026-11")
 
     # audit names the key that signed the request, never a secret.
-    code, out, err = cli(["audit", "r1", "-w", str(root)], capsys)
+    code, out, err = cli(["audit", "r1", "-w", str(root)])
     assert code == 0, err
     assert "signature: hmac:crm-2026-11" in out
     assert CRM_SECRET not in out + err
@@ -89,17 +79,17 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     assert CRM_SECRET not in ws.ledger.path.read_text()
 
     # With --certify the receipt states the digest of version 2's exactness certificate.
-    code, out, err = cli(["receipt", "r1", "--certify", "-w", str(root)], capsys)
+    code, out, err = cli(["receipt", "r1", "--certify", "-w", str(root)])
     assert code == 0, err
     certified = json.loads(out)["receipt"]["exactness"]
     assert certified["method"] == "exact"
     assert len(certified["certificate_digest"]) == 64
 
     # A replay of version 1 over the current data makes version 3, which honours r1.
-    code, _, err = cli(["rollback", "--to", "1", "--replay", "-w", str(root)], capsys)
+    code, _, err = cli(["rollback", "--to", "1", "--replay", "-w", str(root)])
     assert code == 0, err
     receipt = tmp_path / "receipt.json"
-    code, out, err = cli(["receipt", "r1", "-o", str(receipt), "-w", str(root)], capsys)
+    code, out, err = cli(["receipt", "r1", "-o", str(receipt), "-w", str(root)])
     assert code == 0, err
     assert out.strip() == f"wrote {receipt} and {receipt.with_suffix('.html')}"
     document = json.loads(receipt.read_text())
@@ -109,20 +99,20 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     text = receipt.read_text() + receipt.with_suffix(".html").read_text()
     assert not any(record_id in json.dumps(facts) for record_id in ids if len(record_id) > 3)
     assert RECEIPT_KEY not in text
-    code, out, err = cli(["receipt", "--verify", str(receipt), "-w", str(root)], capsys)
+    code, out, err = cli(["receipt", "--verify", str(receipt), "-w", str(root)])
     assert (code, out.strip()) == (0, "receipt for r1: valid, and the ledger still agrees"), err
 
     # One field changed: the signature no longer matches.
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps({**document, "receipt": {**facts, "records": 1}}))
-    code, out, _ = cli(["receipt", "--verify", str(forged), "-w", str(root)], capsys)
+    code, out, _ = cli(["receipt", "--verify", str(forged), "-w", str(root)])
     assert code == 1
     assert "signature: the signature does not match" in out
 
     # A rollback to version 2 (it honours r1): the receipt's champion no longer holds.
-    code, _, err = cli(["rollback", "-w", str(root)], capsys)
+    code, _, err = cli(["rollback", "-w", str(root)])
     assert code == 0, err
-    code, out, _ = cli(["receipt", "--verify", str(receipt), "-w", str(root)], capsys)
+    code, out, _ = cli(["receipt", "--verify", str(receipt), "-w", str(root)])
     assert code == 1
     assert out.splitlines() == [
         "receipt for r1: DOES NOT HOLD",
@@ -132,7 +122,7 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     # A purge after the retention window: the receipt said the purge was still due.
     later = (datetime.now(UTC) + timedelta(days=400)).isoformat()
     purge_superseded(str(root), now=later)
-    code, out, _ = cli(["receipt", "--verify", str(receipt), "--json", "-w", str(root)], capsys)
+    code, out, _ = cli(["receipt", "--verify", str(receipt), "--json", "-w", str(root)])
     assert code == 1
     check = json.loads(out)
     assert check["signature"] == "valid"

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
 from unlearn_ops.adapters.http.app import HEALTH_PATH, INTAKE_PATH, build_app, log_failure
@@ -44,6 +44,7 @@ _STARTUP_SECONDS = 30.0
 _SHUTDOWN_SECONDS = 3  # requests in flight get this long to finish when stopping
 
 
+@dataclass(eq=False, repr=False)
 class HttpIntake:
     """The HTTP intake of one inbox, served from a daemon thread.
 
@@ -63,29 +64,19 @@ class HttpIntake:
         received: every delivery's outcome counted (accepted, duplicates, refused).
     """
 
-    def __init__(
-        self,
-        inbox: Inbox,
-        settings: Settings,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        on_accepted: Callable[[str], None] | None = None,
-        *,
-        body_timeout: float = 10.0,
-        receipt_for: Callable[[str], Mapping[str, object]] | None = None,
-    ) -> None:
-        self.inbox = inbox
-        self.settings = settings
-        self.host = host
-        self.port = port
-        self.on_accepted = on_accepted
-        self.body_timeout = body_timeout
-        self.receipt_for = receipt_for
-        self.received = ReceiveTally()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._bound_port: int | None = None
-        self._lock = threading.Lock()
+    inbox: Inbox
+    settings: Settings
+    host: str = "127.0.0.1"
+    port: int = 0
+    on_accepted: Callable[[str], None] | None = None
+    _: KW_ONLY
+    body_timeout: float = 10.0
+    receipt_for: Callable[[str], Mapping[str, object]] | None = None
+    received: ReceiveTally = field(default_factory=ReceiveTally, init=False)
+    _server: uvicorn.Server | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _bound_port: int | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __repr__(self) -> str:
         return f"HttpIntake({self.url!r}, inbox={self.inbox!r})"
@@ -197,10 +188,5 @@ class HttpIntake:
     def __enter__(self) -> HttpIntake:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

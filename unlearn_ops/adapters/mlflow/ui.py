@@ -25,7 +25,6 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
 from unlearn_ops.adapters.process import ServerProcess
 from unlearn_ops.errors import RegistryError
@@ -209,10 +208,5 @@ class MlflowUiServer:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -15,6 +15,7 @@ counted in :attr:`PrefectEventIntake.received`.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING
 
 from unlearn_ops.adapters.prefect.events import read_events
@@ -42,6 +43,7 @@ def status_word(outcome: Outcome) -> str:
     return f"rejected:{outcome.kind}"
 
 
+@dataclass(eq=False, repr=False)
 class PrefectEventIntake:
     """Deletion requests of one workspace's resource that reached Prefect.
 
@@ -54,22 +56,14 @@ class PrefectEventIntake:
         lookback_seconds: how far back the event store is read.
     """
 
-    def __init__(
-        self,
-        inbox: Inbox,
-        resource: str,
-        *,
-        deployment_id: str = "",
-        run_id: str = "",
-        lookback_seconds: float = 3600.0,
-    ) -> None:
-        self.inbox = inbox
-        self.resource = resource
-        self.deployment_id = deployment_id
-        self.run_id = run_id
-        self.lookback_seconds = lookback_seconds
-        self.received = ReceiveCounts()
-        self.coalesced = 0
+    inbox: Inbox
+    resource: str
+    _: KW_ONLY
+    deployment_id: str = ""
+    run_id: str = ""
+    lookback_seconds: float = 3600.0
+    received: ReceiveCounts = field(default_factory=ReceiveCounts, init=False)
+    coalesced: int = field(default=0, init=False)
 
     def __repr__(self) -> str:
         return f"PrefectEventIntake({self.resource!r}, deployment={self.deployment_id or None})"
