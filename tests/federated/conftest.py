@@ -12,12 +12,14 @@ from unlearn_ops.params import ModelParams
 KEY = "test-id-hash-key"
 
 
-def blobs(seed: int = 0, per_class: int = 120, classes: int = 3, features: int = 8):
-    """Gaussian blobs: class c centred at 2 * e_c, unit noise; float32 features, int64 labels."""
+def blobs(
+    seed: int = 0, per_class: int = 120, classes: int = 3, features: int = 8, spread: float = 2.5
+):
+    """Gaussian blobs: class c centred at spread * e_c, unit noise; float32 features, int64 labels."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(classes), per_class)
     centres = np.zeros((classes, features))
-    centres[np.arange(classes), np.arange(classes)] = 2.5
+    centres[np.arange(classes), np.arange(classes)] = spread
     x = centres[labels] + rng.normal(size=(len(labels), features))
     return x.astype(np.float32), labels.astype(np.int64)
 

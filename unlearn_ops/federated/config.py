@@ -26,6 +26,12 @@ class ErasureParams(BaseModel):
     calibration_epochs: int = Field(
         1, ge=1, description="Local epochs of a calibration round (the paper uses E/2)."
     )
+    scale_to_interval: bool = Field(
+        True,
+        description="Stretch each retained round's step to the length (per array) of the "
+        "global model's move over its whole interval, so that T / Delta calibrated steps "
+        "travel as far as the T rounds did (with Delta = 1 this changes nothing).",
+    )
 
 
 class FederationParams(BaseModel):

@@ -27,7 +27,7 @@ from unlearn_ops.federated.averaging import federated_average, weights_delta
 from unlearn_ops.federated.client import Weights, local_update, weights_hash
 from unlearn_ops.federated.data import ClientData
 from unlearn_ops.federated.groups import GroupRun, hash_client_id, train_group
-from unlearn_ops.federated.history import UpdateHistory
+from unlearn_ops.federated.history import StoredRound, UpdateHistory
 from unlearn_ops.federated.simulation import FederationRun, train_groups
 from unlearn_ops.sisa.checkpoints import CheckpointStore
 
@@ -214,7 +214,9 @@ class ApproximateRemoval:
 
 
 def _norm(update: np.ndarray) -> float:
-    return float(np.linalg.norm(update.astype(np.float64)))
+    # An elementwise sum, not np.linalg.norm: its BLAS call spins threads that cost
+    # milliseconds per small array on a busy machine.
+    return float(np.sqrt(np.square(update, dtype=np.float64).sum()))
 
 
 def _calibrate(stored: Weights, fresh: Weights) -> Weights:
@@ -225,6 +227,23 @@ def _calibrate(stored: Weights, fresh: Weights) -> Weights:
         scale = _norm(old) / size if size > 0 else 0.0
         calibrated.append((new.astype(np.float64) * scale).astype(new.dtype))
     return calibrated
+
+
+def _stretch(step: Weights, stored: StoredRound, end: Weights) -> Weights:
+    """The step scaled by (global move over the interval) / (the retained round's FedAvg step).
+
+    Both lengths come from what the server kept (the models at the retained rounds and
+    the stored updates), so the stretch needs no client; it is 1 when every round is kept.
+    """
+    original = federated_average(list(stored.updates.values()))
+    stretched: Weights = []
+    for array, moved_from, moved_to, retained_step in zip(
+        step, stored.start_weights, end, original, strict=True
+    ):
+        length = _norm(retained_step)
+        factor = _norm(moved_to - moved_from) / length if length > 0 else 1.0
+        stretched.append((array.astype(np.float64) * factor).astype(array.dtype))
+    return stretched
 
 
 def erase_clients_approximately(
@@ -261,7 +280,9 @@ def erase_clients_approximately(
         # FedEraser starts from the model of the first retained round: round 0's start
         # is the group's initial model, which no client has touched.
         weights = [w.copy() for w in retained[0].start_weights]
-        for stored in retained:
+        group_rounds = 0
+        ends = [s.start_weights for s in retained[1:]] + [run.groups[group_id].weights]
+        for stored, end in zip(retained, ends, strict=True):
             calibrated: list[tuple[Weights, int]] = []
             for client_hash in sorted(stored.updates):
                 if client_hash in gone or client_hash not in by_hash:
@@ -277,9 +298,11 @@ def erase_clients_approximately(
                 )
                 fresh = weights_delta(result.weights, weights)
                 calibrated.append((_calibrate(old_update, fresh), count))
-                client_rounds += 1
+                group_rounds += 1
             if calibrated:
                 step = federated_average(calibrated)
+                if params.erasure.scale_to_interval:
+                    step = _stretch(step, stored, end)
                 weights = [(w + s).astype(w.dtype) for w, s in zip(weights, step, strict=True)]
         previous = run.groups[group_id]
         groups[group_id] = GroupRun(
@@ -288,9 +311,10 @@ def erase_clients_approximately(
             round_keys=[],
             client_hashes=[h for h in previous.client_hashes if h not in gone],
             resumed_from_round=0,
-            client_rounds=client_rounds,
+            client_rounds=group_rounds,
             seconds=time.perf_counter() - started,
         )
+        client_rounds += group_rounds
     new_run = FederationRun(
         params=params,
         num_classes=run.num_classes,
