@@ -15,7 +15,7 @@ KEY = "test-id-hash-key"
 def blobs(
     seed: int = 0, per_class: int = 120, classes: int = 3, features: int = 8, spread: float = 2.5
 ):
-    """Gaussian blobs: class c centred at spread * e_c, unit noise; float32 features, int64 labels."""
+    """Gaussian blobs: class c centred at spread * e_c, unit noise (float32, int64 labels)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(classes), per_class)
     centres = np.zeros((classes, features))
@@ -36,9 +36,9 @@ def tiny_data() -> FederatedData:
 def tiny_params() -> FederationParams:
     return FederationParams(
         rounds=4,
-        local_epochs=1,
+        local_epochs=2,
         batch_size=16,
-        learning_rate=0.1,
+        learning_rate=0.2,
         model=ModelParams(name="mlp", hidden_sizes=(8,)),
         num_groups=2,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.federated.conftest import KEY, blobs
 from unlearn_ops.federated.config import FederationParams
@@ -15,6 +16,7 @@ from unlearn_ops.federated.detection import (
     rescale_to_reference,
 )
 from unlearn_ops.federated.simulation import run_federation
+from unlearn_ops.params import ModelParams
 
 
 def _w(*values: float) -> list[np.ndarray]:
@@ -49,9 +51,12 @@ def test_foolsgold_gives_sybils_no_weight_and_distinct_clients_full_weight() -> 
     assert foolsgold_weights({"alone": np.ones(3)}) == {"alone": 1.0}
 
 
-def test_label_flippers_are_flagged_and_honest_clients_are_not() -> None:
-    x, y = blobs(per_class=150, classes=4, features=10, seed=2, spread=1.2)
-    data = make_federated_data(x, y, num_clients=8, alpha=100.0, seed=1, root_size=40)
+@pytest.mark.parametrize("seed", [2, 3])
+def test_label_flippers_are_flagged_and_honest_clients_are_not(seed: int) -> None:
+    # Near-IID clients (alpha = 100): the regime FLTrust's relative trust separates; on
+    # strongly non-IID clients it does not (docs/FEDERATED_UNLEARNING.md, measured).
+    x, y = blobs(per_class=200, classes=4, features=10, seed=seed, spread=2.0)
+    data = make_federated_data(x, y, num_clients=8, alpha=100.0, seed=seed, root_size=40)
     flippers = [data.clients[2].client_id, data.clients[5].client_id]
     attacked = data.with_clients(
         [
@@ -59,9 +64,12 @@ def test_label_flippers_are_flagged_and_honest_clients_are_not() -> None:
             for c in data.clients
         ]
     )
-    params = FederationParams(rounds=6, local_epochs=1, batch_size=16, learning_rate=0.1)
-    params = params.model_copy(
-        update={"model": params.model.model_copy(update={"hidden_sizes": (16,)})}
+    params = FederationParams(
+        rounds=5,
+        local_epochs=1,
+        batch_size=16,
+        learning_rate=0.1,
+        model=ModelParams(name="mlp", hidden_sizes=(16,)),
     )
     root = ClientData("server-root", data.root_features, data.root_labels)
     monitor = PoisoningMonitor(root, params, data.num_classes)
@@ -69,5 +77,6 @@ def test_label_flippers_are_flagged_and_honest_clients_are_not() -> None:
 
     flags = flag_clients(monitor)
     assert sorted(f.client_id for f in flags) == sorted(flippers)
-    assert all(f.round_number < 5 and "fltrust" in f.reasons for f in flags)
+    assert all(f.round_number < 5 and f.reasons == ("fltrust",) for f in flags)
     assert set(monitor.trust[4]) == {c.client_id for c in data.clients}
+    assert set(monitor.foolsgold[4]) == {c.client_id for c in data.clients}

@@ -76,7 +76,7 @@ def test_removing_an_unknown_client_is_refused(
 def test_federaser_is_cheaper_than_a_retrain_and_close_to_it(
     tiny_data: FederatedData, tiny_params: FederationParams
 ) -> None:
-    params = tiny_params.model_copy(update={"num_groups": 1, "rounds": 6, "local_epochs": 2})
+    params = tiny_params.model_copy(update={"num_groups": 1, "rounds": 6, "local_epochs": 3})
     history = UpdateHistory(KEY, params.erasure.interval)
     run = run_federation(tiny_data, params, key=KEY, observers=[history])
     leaving = [tiny_data.clients[1].client_id]

@@ -194,7 +194,7 @@ def _one_seed(
         "poisoned_seconds": poisoned_seconds,
         "checkpoint_megabytes": sum(len(store.load(k)) for k in store.keys())  # noqa: SIM118
         / 1e6,
-        "weights_megabytes": len(encode_weights(oracle.groups[0].weights)) / 1e6,
+        "weights_megabytes": len(encode_weights(next(iter(oracle.groups.values())).weights)) / 1e6,
     }
 
 

@@ -21,7 +21,7 @@ class ErasureParams(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     interval: int = Field(
-        2, ge=1, description="Delta: the server keeps clients' updates every this many rounds."
+        1, ge=1, description="Delta: the server keeps clients' updates every this many rounds."
     )
     calibration_epochs: int = Field(
         1, ge=1, description="Local epochs of a calibration round (the paper uses E/2)."
