@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tests.federated.conftest import KEY
+from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.federated.client import weights_hash
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import FederatedData
@@ -69,8 +70,11 @@ def test_removing_an_unknown_client_is_refused(
     tiny_data: FederatedData, tiny_params: FederationParams
 ) -> None:
     run = run_federation(tiny_data, tiny_params.model_copy(update={"rounds": 1}), key=KEY)
-    with pytest.raises(ValueError, match="not in the federation"):
-        remove_clients_exactly(run, tiny_data.clients, ["nobody"], store=None)
+    known = tiny_data.clients[0].client_id
+    with pytest.raises(InvalidRequestError, match=r"1 of 2 client\(s\) to remove are not in"):
+        remove_clients_exactly(run, tiny_data.clients, [known, "nobody"], store=None)
+    with pytest.raises(InvalidRequestError, match="no client to remove"):
+        remove_clients_exactly(run, tiny_data.clients, [], store=None)
 
 
 def test_federaser_is_cheaper_than_a_retrain_and_close_to_it(

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.federated.averaging import federated_average, weights_delta
 from unlearn_ops.federated.client import Weights, local_update, weights_hash
 from unlearn_ops.federated.data import ClientData
@@ -42,12 +43,14 @@ __all__ = [
 
 
 def _check_clients(run: FederationRun, client_ids: Sequence[str]) -> list[str]:
+    if not client_ids:
+        raise InvalidRequestError("no client to remove", "name at least one client")
     unknown = [c for c in client_ids if c not in run.assignment]
-    if unknown or not client_ids:
-        raise ValueError(
-            f"{len(unknown)} client(s) to remove are not in the federation"
-            if unknown
-            else "no client to remove"
+    if unknown:
+        # Counted, not named: an id that is not a member may still be someone's.
+        raise InvalidRequestError(
+            f"{len(unknown)} of {len(client_ids)} client(s) to remove are not in the federation",
+            "name clients by the ids they train under; nothing was changed",
         )
     return list(dict.fromkeys(client_ids))
 
@@ -91,7 +94,7 @@ def remove_clients_exactly(
         store: the round checkpoints the federation saved (None: retrain from scratch).
 
     Raises:
-        ValueError: no client named, or one that is not in the federation.
+        InvalidRequestError: no client named, or one that is not in the federation.
     """
     started = time.perf_counter()
     removed = _check_clients(run, client_ids)
@@ -261,8 +264,8 @@ def erase_clients_approximately(
         history: the rounds the server retained while training `run`.
 
     Raises:
-        ValueError: no client named, one not in the federation, or no retained round for
-            an affected group (the history was not recorded).
+        InvalidRequestError: no client named, or one not in the federation.
+        ValueError: no retained round for an affected group (no history was recorded).
     """
     started = time.perf_counter()
     removed = _check_clients(run, client_ids)
