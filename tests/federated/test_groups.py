@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import SecretStr
 
 from tests.federated.conftest import KEY
-from unlearn_ops.federated.client import weights_hash
+from unlearn_ops.federated.client import initial_weights, local_update, weights_hash
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import FederatedData
 from unlearn_ops.federated.groups import (
+    RoundEvent,
     assign_groups,
     decode_weights,
     encode_weights,
+    finish_round,
     hash_client_id,
+    latest_checkpoint,
+    member_round_keys,
     round_keys,
     train_group,
     training_hash,
@@ -73,3 +78,38 @@ def test_group_training_resumes_from_checkpoints_to_the_same_bits(
         first.weights
     )
     assert training_hash(tiny_params, 8, 3) != training_hash(tiny_params, 8, 4)
+
+
+def test_a_server_round_sums_in_keyed_hash_order_whatever_order_replies_came(
+    tiny_data: FederatedData, tiny_params: FederationParams
+) -> None:
+    start = initial_weights(tiny_params, tiny_data.num_features, tiny_data.num_classes)
+    results = {
+        c.client_id: local_update(start, c, tiny_params, num_classes=3, round_number=0)
+        for c in tiny_data.clients[:4]
+    }
+    seen: list[RoundEvent] = []
+    forward = finish_round(0, 0, start, results, key=KEY, observers=[seen.append])
+    backward = finish_round(0, 0, start, dict(reversed(list(results.items()))), key=KEY)
+    assert weights_hash(forward) == weights_hash(backward)
+    assert list(seen[0].results) == sorted(results, key=lambda c: hash_client_id(c, KEY))
+    assert weights_hash(finish_round(0, 0, start, {}, key=KEY)) == weights_hash(start)
+
+
+def test_server_side_keys_equal_the_simulation_keys(tiny_data: FederatedData) -> None:
+    clients = list(tiny_data.clients[:3])
+    joins = {clients[1].client_id: 1}
+    members = [
+        (hash_client_id(c.client_id, KEY), c.digest(), joins.get(c.client_id, 0)) for c in clients
+    ]
+    assert member_round_keys(0, members, rounds=3, training="t") == round_keys(
+        0, clients, joins, rounds=3, training="t", key=KEY
+    )
+    store = MemoryCheckpointStore()
+    keys = member_round_keys(0, members, rounds=3, training="t")
+    assert latest_checkpoint(keys, store) == (0, None)
+    store.save(keys[1], encode_weights([np.ones(2, dtype=np.float32)]))
+    first, weights = latest_checkpoint(keys, store)
+    assert first == 2
+    assert weights is not None
+    np.testing.assert_array_equal(weights[0], np.ones(2, dtype=np.float32))

@@ -37,7 +37,10 @@ __all__ = [
     "assign_groups",
     "decode_weights",
     "encode_weights",
+    "finish_round",
     "hash_client_id",
+    "latest_checkpoint",
+    "member_round_keys",
     "round_keys",
     "train_group",
     "training_hash",
@@ -113,15 +116,28 @@ def round_keys(
     key: str,
 ) -> list[str]:
     """The checkpoint key after each round of a group (round r trained the clients joined by r)."""
-    entries = sorted(
-        (join_rounds.get(c.client_id, 0), hash_client_id(c.client_id, key), c.digest())
+    members = [
+        (hash_client_id(c.client_id, key), c.digest(), join_rounds.get(c.client_id, 0))
         for c in clients
-    )
+    ]
+    return member_round_keys(group_id, members, rounds=rounds, training=training)
+
+
+def member_round_keys(
+    group_id: int, members: Sequence[tuple[str, str, int]], *, rounds: int, training: str
+) -> list[str]:
+    """:func:`round_keys` from `(client hash, data digest, join round)` per member.
+
+    For a server that never sees the clients' tables: in a Flower deployment each client
+    reports its keyed hash and :meth:`ClientData.digest` (its data's digest, which names
+    no record), and the server keys its checkpoints with them.
+    """
+    entries = sorted((joined, hashed, digest) for hashed, digest, joined in members)
     previous = digest_text("federated-init", training, str(group_id))
     keys: list[str] = []
     for round_number in range(rounds):
-        members = [f"{h}:{d}" for joined, h, d in entries if joined <= round_number]
-        previous = digest_text("round", previous, str(round_number), *members)
+        trained = [f"{h}:{d}" for joined, h, d in entries if joined <= round_number]
+        previous = digest_text("round", previous, str(round_number), *trained)
         keys.append(previous)
     return keys
 
@@ -186,6 +202,46 @@ class GroupRun:
     metrics: list[dict[str, float]] = field(default_factory=list)
 
 
+def finish_round(
+    group_id: int,
+    round_number: int,
+    start_weights: Weights,
+    results: Mapping[str, LocalResult],
+    *,
+    key: str,
+    observers: Sequence[RoundObserver] = (),
+) -> Weights:
+    """FedAvg of a round's results in keyed-hash order, then the observers: a server's round.
+
+    What a Flower ServerApp calls with its clients' replies (client id -> result) to get
+    the same bits as the simulation engine: the order of summation is the order of the
+    clients' keyed hashes, whatever order the replies arrived in. A round without results
+    keeps the model.
+    """
+    ordered = {c: results[c] for c in sorted(results, key=lambda c: hash_client_id(c, key))}
+    weights = (
+        federated_average([(r.weights, r.num_examples) for r in ordered.values()])
+        if ordered
+        else start_weights
+    )
+    event = RoundEvent(group_id, round_number, start_weights, ordered, weights)
+    for observer in observers:
+        observer(event)
+    return weights
+
+
+def latest_checkpoint(keys: Sequence[str], store: CheckpointStore) -> tuple[int, Weights | None]:
+    """(first round to train, weights to start it from) given a group's round keys.
+
+    The last round whose key the store holds, plus one, and its weights; `(0, None)`
+    when none is held (start from :func:`~unlearn_ops.federated.client.initial_weights`).
+    """
+    for round_number in range(len(keys) - 1, -1, -1):
+        if store.contains(keys[round_number]):
+            return round_number + 1, decode_weights(store.load(keys[round_number]))
+    return 0, None
+
+
 def train_group(
     group_id: int,
     clients: Sequence[ClientData],
@@ -224,11 +280,8 @@ def train_group(
     weights = initial_weights(params, num_features, num_classes, group_id=group_id)
     first = 0
     if store is not None:
-        for round_number in range(params.rounds - 1, -1, -1):
-            if store.contains(keys[round_number]):
-                weights = decode_weights(store.load(keys[round_number]))
-                first = round_number + 1
-                break
+        first, restored = latest_checkpoint(keys, store)
+        weights = weights if restored is None else restored
     client_rounds = 0
     metrics: list[dict[str, float]] = []
     for round_number in range(first, params.rounds):
@@ -240,15 +293,9 @@ def train_group(
             for c in members
         }
         client_rounds += len(members)
-        new_weights = (
-            federated_average([(r.weights, r.num_examples) for r in results.values()])
-            if results
-            else weights
+        weights = finish_round(
+            group_id, round_number, weights, results, key=key, observers=observers
         )
-        event = RoundEvent(group_id, round_number, weights, results, new_weights)
-        for observer in observers:
-            observer(event)
-        weights = new_weights
         if results:
             total = sum(r.num_examples for r in results.values())
             loss = sum(r.metrics["train_loss"] * r.num_examples for r in results.values())
