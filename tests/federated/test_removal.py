@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tests.federated.conftest import KEY
 from unlearn_ops.errors import InvalidRequestError
-from unlearn_ops.federated.client import weights_hash
+from unlearn_ops.federated.averaging import federated_average
+from unlearn_ops.federated.client import local_update, weights_hash
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import FederatedData
+from unlearn_ops.federated.groups import hash_client_id
 from unlearn_ops.federated.history import UpdateHistory
 from unlearn_ops.federated.removal import (
     RemovalCertificate,
@@ -96,3 +100,39 @@ def test_federaser_is_cheaper_than_a_retrain_and_close_to_it(
     assert retrain_accuracy > 0.8
     assert abs(erased_accuracy - retrain_accuracy) <= 0.05
     assert weights_hash(erased.run.groups[0].weights) != weights_hash(run.groups[0].weights)
+
+
+def test_federaser_finish_rounds_add_ordinary_fedavg_rounds_after_the_replay(
+    tiny_data: FederatedData, tiny_params: FederationParams
+) -> None:
+    params = tiny_params.model_copy(update={"num_groups": 1, "rounds": 3})
+    history = UpdateHistory(KEY, params.erasure.interval)
+    run = run_federation(tiny_data, params, key=KEY, observers=[history])
+    leaving = [tiny_data.clients[1].client_id]
+    plain = erase_clients_approximately(run, tiny_data.clients, leaving, history)
+    finished_params = params.model_copy(
+        update={"erasure": params.erasure.model_copy(update={"finish_rounds": 1})}
+    )
+    finished = erase_clients_approximately(
+        replace(run, params=finished_params), tiny_data.clients, leaving, history
+    )
+
+    remaining = sorted(
+        (c for c in tiny_data.clients if c.client_id not in leaving),
+        key=lambda c: hash_client_id(c.client_id, KEY),
+    )
+    results = [
+        local_update(
+            plain.run.groups[0].weights,
+            c,
+            params,
+            num_classes=tiny_data.num_classes,
+            round_number=params.rounds,
+        )
+        for c in remaining
+    ]
+    expected = federated_average([(r.weights, r.num_examples) for r in results])
+    assert weights_hash(finished.run.groups[0].weights) == weights_hash(expected)
+    assert finished.client_rounds == plain.client_rounds + len(remaining)
+    assert finished.client_epochs == plain.client_epochs + len(remaining) * params.local_epochs
+    assert finished.provisional

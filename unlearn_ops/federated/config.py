@@ -32,6 +32,14 @@ class ErasureParams(BaseModel):
         "global model's move over its whole interval, so that T / Delta calibrated steps "
         "travel as far as the T rounds did (with Delta = 1 this changes nothing).",
     )
+    finish_rounds: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Ordinary FedAvg rounds (local_epochs each) of the remaining clients after "
+        "the calibrated replay, from its result: a short fine-tune that pulls the replayed "
+        "model back to the remaining clients' optimum (not in the paper; 0 is FedEraser).",
+    )
 
 
 class FederationParams(BaseModel):

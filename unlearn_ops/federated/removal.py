@@ -26,6 +26,7 @@ import numpy as np
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.federated.averaging import federated_average, weights_delta
 from unlearn_ops.federated.client import Weights, local_update, weights_hash
+from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import ClientData
 from unlearn_ops.federated.groups import GroupRun, hash_client_id, train_group
 from unlearn_ops.federated.history import StoredRound, UpdateHistory
@@ -249,6 +250,23 @@ def _stretch(step: Weights, stored: StoredRound, end: Weights) -> Weights:
     return stretched
 
 
+def _finish_round(
+    weights: Weights,
+    clients: Sequence[ClientData],
+    params: FederationParams,
+    num_classes: int,
+    extra: int,
+) -> Weights:
+    """One ordinary FedAvg round after the replay (rounds numbered on from the federation's)."""
+    results = [
+        local_update(
+            weights, client, params, num_classes=num_classes, round_number=params.rounds + extra
+        )
+        for client in clients
+    ]
+    return federated_average([(r.weights, r.num_examples) for r in results])
+
+
 def erase_clients_approximately(
     run: FederationRun,
     clients: Sequence[ClientData],
@@ -276,6 +294,7 @@ def erase_clients_approximately(
     by_hash = {hash_client_id(c.client_id, run.key): c for c in clients}
     groups = dict(run.groups)
     client_rounds = 0
+    finish_client_rounds = 0
     for group_id in affected:
         retained = history.rounds.get(group_id)
         if not retained:
@@ -307,6 +326,15 @@ def erase_clients_approximately(
                 if params.erasure.scale_to_interval:
                     step = _stretch(step, stored, end)
                 weights = [(w + s).astype(w.dtype) for w, s in zip(weights, step, strict=True)]
+        remaining = [
+            by_hash[h]
+            for h in sorted(run.groups[group_id].client_hashes)
+            if h not in gone and h in by_hash
+        ]
+        for extra in range(params.erasure.finish_rounds if remaining else 0):
+            weights = _finish_round(weights, remaining, params, run.num_classes, extra)
+            group_rounds += len(remaining)
+            finish_client_rounds += len(remaining)
         previous = run.groups[group_id]
         groups[group_id] = GroupRun(
             group_id=group_id,
@@ -331,6 +359,7 @@ def erase_clients_approximately(
         removed_hashes=sorted(gone),
         groups_calibrated=affected,
         client_rounds=client_rounds,
-        client_epochs=client_rounds * epochs,
+        client_epochs=(client_rounds - finish_client_rounds) * epochs
+        + finish_client_rounds * params.local_epochs,
         seconds=time.perf_counter() - started,
     )
