@@ -363,8 +363,16 @@ def run_benchmark(
         pair_names = [w.name for w in workloads if w.name in PAIR_WORKLOADS]
         if pair_names and not quick:
             results["pair_risk"] = run_pair_risk(pair_names, seed=seed)
+        if only is None and not quick:  # issue 13: clients removed from a federation
+            from unlearn_ops.bench.federated import run_federated_benchmark
+
+            results["federated"] = run_federated_benchmark()
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)
+    if "federated" in results:
+        from unlearn_ops.bench.federated import federated_markdown
+
+        table += federated_markdown(results["federated"])
     (output / "results.md").write_text(table, encoding="utf-8")
     return table
