@@ -62,7 +62,8 @@ def train(msg: Message, context: Context) -> Message:
         data,
         params,
         num_classes=int(config["num-classes"]),
-        round_number=int(config["server-round"]),
+        # Flower counts rounds from 1, the library (and its simulation) from 0.
+        round_number=int(config["server-round"]) - 1,
     )
     metrics = MetricRecord(
         {

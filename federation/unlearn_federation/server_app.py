@@ -7,10 +7,11 @@ The run config names one file, `plan`, written by :mod:`unlearn_ops.workflow.fed
      "groups": {"0": [0, 3], "1": [1, 2]}}          # group -> partition ids to train
 
 A removal plans only the removed client's group, without it. The server first asks every
-node which partition it holds (a `query` message), then trains the groups in order, each
-from its seeded initial model, and writes `OUTPUT/group-GGG/round-RRR.npz` (the group model
-after each round), `OUTPUT/group-GGG/updates/...` (each client's update) and
-`OUTPUT/result.json` (per group: partitions, rounds, the final model's SHA-256).
+node which partition it holds (a `query` message), then trains the groups side by side
+(one round of every group at once), each from its seeded initial model, and writes
+`OUTPUT/group-GGG/round-RRR.npz` (the group model after each round),
+`OUTPUT/group-GGG/updates/...` (each client's update) and `OUTPUT/result.json` (per group:
+partitions, rounds, the final model's SHA-256).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from unlearn_ops.federated.config import FederationParams
 app = ServerApp()
 
 NODE_WAIT_SECONDS = 120.0
+ROUND_TIMEOUT_SECONDS = 600.0
 
 
 def _partitions(grid: Grid, wanted: set[int]) -> dict[int, int]:
@@ -68,25 +70,43 @@ def main(grid: Grid, context: Context) -> None:
     train_config = ConfigRecord(
         {"params": params.model_dump_json(), "num-classes": int(plan["num_classes"])}
     )
+    strategies = {
+        group_id: GroupFedAvg(
+            group_id, {p: nodes[p] for p in partitions}, output / f"group-{group_id:03d}"
+        )
+        for group_id, partitions in sorted(groups.items())
+    }
+    arrays = {
+        group_id: ArrayRecord(
+            initial_weights(
+                params, int(plan["num_features"]), int(plan["num_classes"]), group_id=group_id
+            )
+        )
+        for group_id in strategies
+    }
+    for server_round in range(1, params.rounds + 1):
+        # The groups' rounds go out together: groups are independent, and on a deployment
+        # a round's time is mostly the clients' start-up, which then overlaps.
+        messages = []
+        for group_id, strategy in strategies.items():
+            strategy.output.mkdir(parents=True, exist_ok=True)
+            messages += strategy.configure_train(
+                server_round, arrays[group_id], ConfigRecord(dict(train_config)), grid
+            )
+        replies = list(grid.send_and_receive(messages, timeout=ROUND_TIMEOUT_SECONDS))
+        for group_id, strategy in strategies.items():
+            members = set(strategy.nodes.values())
+            mine = [r for r in replies if r.metadata.src_node_id in members]
+            averaged, _ = strategy.aggregate_train(server_round, mine)
+            if averaged is None:  # GroupFedAvg raises first; kept for the type
+                raise RuntimeError(f"group {group_id} round {server_round}: no model")
+            arrays[group_id] = averaged
     result: dict[str, Any] = {"groups": {}}
     for group_id, partitions in sorted(groups.items()):
-        folder = output / f"group-{group_id:03d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        strategy = GroupFedAvg(group_id, {p: nodes[p] for p in partitions}, folder)
-        start = initial_weights(
-            params, int(plan["num_features"]), int(plan["num_classes"]), group_id=group_id
-        )
-        outcome = strategy.start(
-            grid=grid,
-            initial_arrays=ArrayRecord(start),
-            num_rounds=params.rounds,
-            train_config=train_config,
-        )
-        final = outcome.arrays.to_numpy_ndarrays()
         result["groups"][str(group_id)] = {
             "partitions": partitions,
             "rounds": params.rounds,
             "final": f"group-{group_id:03d}/round-{params.rounds:03d}.npz",
-            "weights_hash": weights_hash(final),
+            "weights_hash": weights_hash(arrays[group_id].to_numpy_ndarrays()),
         }
     (output / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))

@@ -25,7 +25,7 @@ from typing import Any
 
 from unlearn_ops.errors import FederationError
 
-__all__ = ["CONNECTION", "FlowerCli", "FlowerRun", "flower_env"]
+__all__ = ["CONNECTION", "FlowerAppRunner", "FlowerCli", "FlowerRun", "flower_env"]
 
 CONNECTION = "local"
 # Without these a SuperLink or SuperNode phones home or checks for updates (FEDERATED.md);
@@ -146,3 +146,26 @@ class FlowerCli:
                 "flwr run", f"run {last['run-id']} ended {status!r}; its log ends: {log[-800:]}"
             )
         return FlowerRun(int(last["run-id"]), status, log)
+
+
+class FlowerAppRunner:
+    """Runs the repository's Flower App (`federation/`) on a plan, through a SuperLink.
+
+    Implements :class:`unlearn_ops.workflow.federated.FederationRunner`.
+
+    Args:
+        cli: `flwr` of the Flower environment, connected to the SuperLink.
+        app_dir: the Flower App (the repository's `federation/`).
+        timeout: seconds a run may take.
+    """
+
+    def __init__(self, cli: FlowerCli, app_dir: Path, timeout: float = 900.0) -> None:
+        self.cli = cli
+        self.app_dir = app_dir
+        self.timeout = timeout
+
+    def run_plan(self, plan_path: Path, log_path: Path) -> None:
+        """`flwr run` the app with `plan=<plan_path>`; raise unless the run completed."""
+        self.cli.run_app(
+            self.app_dir, {"plan": str(plan_path)}, log_path=log_path, timeout=self.timeout
+        )

@@ -1,0 +1,163 @@
+"""A real Flower deployment on loopback: train client groups, withdraw a client, see it gone.
+
+SuperLink and four SuperNodes, each its own process (infra/flower.py), the Flower App of
+`federation/` run by `flwr run` from .venv-flower (`make flower`), the flows on Prefect's
+test server, the registry a sqlite MLflow store in the workspace. Kept short: a 16-unit
+MLP on digits, 2 groups, 2 rounds, 1 local epoch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unlearn_ops.deletion.envelope import sign_request
+from unlearn_ops.params import Params
+from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWER_BIN = Path(os.environ.get("UNLEARN_OPS_FLOWER_BIN") or ROOT / ".venv-flower" / "bin")
+SIGNING_KEY = "flower-test-signing-key"
+ID_HASH_KEY = "flower-test-id-hash-key"
+CLIENTS = [f"hospital-{i}" for i in range(4)]
+
+pytestmark = pytest.mark.skipif(
+    not (FLOWER_BIN / "flwr").exists() and os.environ.get("CI") is None,
+    reason="no .venv-flower: run `make flower` (CI builds it and runs this test)",
+)
+
+
+def _load_infra() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("infra_flower", ROOT / "infra" / "flower.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["infra_flower"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
+    monkeypatch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
+
+
+def _tables(tmp_path: Path) -> tuple[list[Path], pd.DataFrame]:
+    from sklearn.datasets import load_digits
+
+    from unlearn_ops.federated.data import make_federated_data
+
+    digits = load_digits()
+    data = make_federated_data(
+        (digits.data / 16).astype(np.float32),
+        digits.target.astype(np.int64),
+        num_clients=len(CLIENTS),
+        alpha=1.0,
+        seed=0,
+        root_size=20,
+    )
+    columns = [f"pixel{j:02d}" for j in range(data.num_features)]
+    paths = []
+    for index, client in enumerate(data.clients):
+        frame = pd.DataFrame(client.features, columns=columns)
+        frame["label"] = client.labels
+        paths.append(tmp_path / f"site-{index}.parquet")
+        frame.to_parquet(paths[-1])
+    holdout = pd.DataFrame(data.test_features, columns=columns)
+    holdout["label"] = data.test_labels
+    return paths, holdout
+
+
+def test_withdrawn_client_leaves_the_served_federated_model(
+    tmp_path: Path, settings_env: None
+) -> None:
+    from pipelines.federated import federated_train, remove_client
+    from unlearn_ops.federated.config import FederationParams
+    from unlearn_ops.workflow.federated import setup_federation
+
+    infra = _load_infra()
+    paths, holdout = _tables(tmp_path)
+    root = tmp_path / "ws"
+    write_workspace_files(
+        root,
+        Params.from_mapping(
+            # Two rounds of a 16-unit MLP: removing a client moves accuracy a few points.
+            {"registry": {"model_name": "federated-test"}, "gates": {"max_accuracy_drop": 0.2}}
+        ),
+    )
+    ws = Workspace.open(root)
+    params = FederationParams(
+        rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [16]}
+    )
+    groups = setup_federation(
+        ws,
+        {client: index for index, client in enumerate(CLIENTS)},
+        params,
+        num_features=holdout.shape[1] - 1,
+        num_classes=10,
+        holdout=holdout,
+    )
+    assert groups == {0: 2, 1: 2}
+    sites = [infra.Site(i, c, p) for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))]
+    deployment = infra.FlowerDeployment(tmp_path / "flower", sites, bin_dir=FLOWER_BIN)
+    home, flower_bin = str(deployment.cli.home), str(FLOWER_BIN)
+    try:
+        deployment.start()
+        print("start-up seconds:", deployment.startup_seconds)
+        first = federated_train(str(root), home, flower_bin, "initial")
+        withdrawn = CLIENTS[1]
+        envelope = sign_request(
+            {
+                "request_id": "withdraw-hospital",
+                "client_id": withdrawn,
+                "reason": "consent withdrawn",
+                "requested_at": datetime.now(UTC).isoformat(),
+            },
+            SIGNING_KEY,
+        )
+        second = remove_client(str(root), envelope, home, flower_bin)
+    finally:
+        deployment.stop()
+        assert deployment.alive() == []
+
+    registry = ws.registry()
+    assert registry.alias_version("champion") == second != first
+    tags = registry.get_version(second).tags
+    client_hash = ws.settings.hash_record_id(f"client:{withdrawn}")
+    assert json.loads(tags["unlearn.clients_removed"]) == [client_hash]
+    assert tags["unlearn.removal_method"] == "exact-group-retrain"
+    retrained = json.loads(tags["unlearn.shards_retrained"])
+    assert len(retrained) == 1
+    # The other group's model is the one trained first, bit for bit.
+    weights_before = json.loads(registry.get_version(first).tags["unlearn.weights"])
+    weights_after = json.loads(tags["unlearn.weights"])
+    kept = [g for g in weights_before if int(g) != retrained[0]]
+    assert [weights_after[g] for g in kept] == [weights_before[g] for g in kept]
+    assert weights_after[str(retrained[0])] != weights_before[str(retrained[0])]
+    served = [e for e in ws.ledger.entries() if e.request_id == "withdraw-hospital"]
+    assert [e.event for e in served] == ["received", "served"]
+    assert served[-1].data["reason"] == "withdrawal"
+    # The clear id is nowhere in the registry's store or the ledger.
+    stores = [root / "mlflow.db", root / "ledger.jsonl", *(root / "mlartifacts").rglob("*")]
+    for path in stores:
+        if path.is_file():
+            assert withdrawn.encode() not in path.read_bytes(), path
