@@ -56,8 +56,9 @@ def remove_client(
     flower_home: str,
     flower_bin: str,
     reason: federated.RemovalReason = "withdrawal",
+    method: federated.RemovalMethod = "exact",
 ) -> str:
-    """Remove the client a signed request names: retrain its group without it, register.
+    """Remove the client a signed request names from its group (exact or FedEraser), register.
 
     Example:
         >>> remove_client("ws", signed, ".flower/flwr-home", ".venv-flower/bin")  # doctest: +SKIP
@@ -66,14 +67,14 @@ def remove_client(
     request = verify_request(envelope, ws.settings)
     with ws.lock():
         client_hash = receive_withdrawal(ws, request, reason)
-        group, plan = plan_removal(ws, client_hash, f"remove-{request.request_id}")
+        group, plan = plan_removal(ws, client_hash, f"remove-{request.request_id}", method)
         run_plan(ws, plan, _runner(flower_home, flower_bin))
         version = register(
             ws,
             kind="forget",
             request_ids=(request.request_id,),
             removed={client_hash: reason},
-            method="exact-group-retrain",
+            method=federated.METHOD_TAGS[method],
             groups_retrained=(group,),
         )
         return version.version

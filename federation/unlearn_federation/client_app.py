@@ -64,6 +64,8 @@ def train(msg: Message, context: Context) -> Message:
         num_classes=int(config["num-classes"]),
         # Flower counts rounds from 1, the library (and its simulation) from 0.
         round_number=int(config["server-round"]) - 1,
+        # FedEraser's calibration rounds train fewer epochs than the params' own.
+        epochs=int(config["epochs"]) if "epochs" in config else None,  # type: ignore[arg-type]
     )
     metrics = MetricRecord(
         {

@@ -11,7 +11,9 @@ node which partition it holds (a `query` message), then trains the groups side b
 (one round of every group at once), each from its seeded initial model, and writes
 `OUTPUT/group-GGG/round-RRR.npz` (the group model after each round),
 `OUTPUT/group-GGG/updates/...` (each client's update) and `OUTPUT/result.json` (per group:
-partitions, rounds, the final model's SHA-256).
+partitions, rounds, the final model's SHA-256). A plan with `history` (group -> the
+training run's group folder) erases instead: FedEraser's calibration rounds
+(:class:`.strategy.GroupFedEraser`) over the stored updates, approximate and provisional.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from unlearn_federation.strategy import GroupFedAvg
+from unlearn_federation.strategy import GroupFedAvg, GroupFedEraser
 from unlearn_ops.federated.client import initial_weights, weights_hash
 from unlearn_ops.federated.config import FederationParams
 
@@ -70,21 +72,36 @@ def main(grid: Grid, context: Context) -> None:
     train_config = ConfigRecord(
         {"params": params.model_dump_json(), "num-classes": int(plan["num_classes"])}
     )
-    strategies = {
-        group_id: GroupFedAvg(
-            group_id, {p: nodes[p] for p in partitions}, output / f"group-{group_id:03d}"
+    initial = {
+        group_id: initial_weights(
+            params, int(plan["num_features"]), int(plan["num_classes"]), group_id=group_id
         )
-        for group_id, partitions in sorted(groups.items())
+        for group_id in groups
     }
-    arrays = {
-        group_id: ArrayRecord(
-            initial_weights(
-                params, int(plan["num_features"]), int(plan["num_classes"]), group_id=group_id
+    strategies: dict[int, GroupFedAvg] = {}
+    history = plan.get("history")  # FedEraser: group -> the training run's group folder
+    rounds = list(range(1, params.rounds + 1))
+    if history is not None:
+        # FedEraser keeps every interval-th round (0-based as the library counts).
+        rounds = [r for r in rounds if (r - 1) % params.erasure.interval == 0]
+    for group_id, partitions in sorted(groups.items()):
+        members, folder = {p: nodes[p] for p in partitions}, output / f"group-{group_id:03d}"
+        if history is None:
+            strategies[group_id] = GroupFedAvg(group_id, members, folder)
+        else:
+            strategies[group_id] = GroupFedEraser(
+                group_id,
+                members,
+                folder,
+                history=Path(history[str(group_id)]),
+                retained=rounds,
+                initial=initial[group_id],
+                last_round=params.rounds,
+                stretch=params.erasure.scale_to_interval,
             )
-        )
-        for group_id in strategies
-    }
-    for server_round in range(1, params.rounds + 1):
+            train_config["epochs"] = params.erasure.calibration_epochs
+    arrays = {group_id: ArrayRecord(initial[group_id]) for group_id in strategies}
+    for server_round in rounds:
         # The groups' rounds go out together: groups are independent, and on a deployment
         # a round's time is mostly the clients' start-up, which then overlaps.
         messages = []
@@ -106,7 +123,8 @@ def main(grid: Grid, context: Context) -> None:
         result["groups"][str(group_id)] = {
             "partitions": partitions,
             "rounds": params.rounds,
-            "final": f"group-{group_id:03d}/round-{params.rounds:03d}.npz",
+            "method": "fedavg" if history is None else "federaser",
+            "final": f"group-{group_id:03d}/round-{rounds[-1]:03d}.npz",
             "weights_hash": weights_hash(arrays[group_id].to_numpy_ndarrays()),
         }
     (output / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True))

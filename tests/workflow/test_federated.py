@@ -251,3 +251,68 @@ def test_a_candidate_that_loses_accuracy_is_not_promoted(
     with pytest.raises(GateFailedError):
         federated.register_federated_version(ws, kind="train")
     assert registry.alias_version("champion") == first
+
+
+def test_the_audit_shows_a_client_removal_beside_record_deletions(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    from unlearn_ops.compliance.audit import audit_requests
+    from unlearn_ops.compliance.audit_text import describe_audit
+
+    ws, runner = federation
+    _train(ws, runner)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[3]), "withdrawal")
+    group, plan = federated.plan_removal(ws, client_hash, "remove")
+    federated.run_plan(ws, plan, runner)
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method="exact-group-retrain",
+        groups_retrained=(group,),
+    )
+    (audit,) = audit_requests(ws)
+    assert audit.client_hashes == (client_hash,)
+    assert (audit.state, audit.served_version) == ("served", version.version)
+    assert audit.first_honouring_version == version.version
+    assert audit.to_dict()["received"]["client_hashes"] == [client_hash]
+    text = "\n".join(describe_audit(audit))
+    assert f"client removal: 1 federation client(s), keyed hash {client_hash[:16]}" in text
+    assert CLIENTS[3] not in text
+
+
+def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisional(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
+    group, plan_path = federated.plan_removal(ws, client_hash, "erase", "federaser")
+    plan = json.loads(plan_path.read_text())
+    history = ws.root / "federation" / "runs" / "initial" / f"group-{group:03d}"
+    assert plan["history"] == {str(group): str(history)}
+    assert 1 not in plan["groups"][str(group)]
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method=federated.METHOD_TAGS["federaser"],
+    )
+    assert version.tags["unlearn.provisional"] == "true"
+    assert version.tags["unlearn.removal_method"] == "federaser"
+
+
+def test_federaser_needs_a_group_served_by_a_training_run(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    served = json.loads((ws.root / "federation" / "served.json").read_text())
+    for facts in served["groups"].values():
+        facts["method"] = "federaser"
+    ws.write_json(ws.root / "federation" / "served.json", served)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
+    with pytest.raises(FederationError, match="not served by a training run"):
+        federated.plan_removal(ws, client_hash, "erase", "federaser")

@@ -36,6 +36,7 @@ from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "FederationRunner",
+    "RemovalMethod",
     "RemovalReason",
     "plan_removal",
     "plan_training",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 RemovalReason = Literal["withdrawal", "poisoning"]
+RemovalMethod = Literal["exact", "federaser"]
+METHOD_TAGS: dict[str, str] = {"exact": "exact-group-retrain", "federaser": "federaser"}
 LABEL_COLUMN = "label"
 
 
@@ -127,7 +130,12 @@ def setup_federation(
     return dict(enumerate(sizes))
 
 
-def _write_plan(workspace: Workspace, name: str, groups: Mapping[int, list[int]]) -> Path:
+def _write_plan(
+    workspace: Workspace,
+    name: str,
+    groups: Mapping[int, list[int]],
+    history: Mapping[int, Path] | None = None,
+) -> Path:
     state = _state(workspace)
     run = _folder(workspace) / "runs" / name
     run.mkdir(parents=True, exist_ok=False)
@@ -138,6 +146,8 @@ def _write_plan(workspace: Workspace, name: str, groups: Mapping[int, list[int]]
         "num_classes": state["num_classes"],
         "groups": {str(g): sorted(ps) for g, ps in sorted(groups.items())},
     }
+    if history is not None:
+        plan["history"] = {str(g): str(path) for g, path in sorted(history.items())}
     (run / "plan.json").write_text(json.dumps(plan, indent=2, sort_keys=True), encoding="utf-8")
     return run / "plan.json"
 
@@ -186,8 +196,19 @@ def receive_withdrawal(
     return client_hash
 
 
-def plan_removal(workspace: Workspace, client_hash: str, name: str) -> tuple[int, Path]:
-    """The plan that retrains the client's group without it (exact removal, KNOT)."""
+def plan_removal(
+    workspace: Workspace, client_hash: str, name: str, method: RemovalMethod = "exact"
+) -> tuple[int, Path]:
+    """The plan that removes the client from its group; the group and the plan's path.
+
+    `exact` retrains the group without the client from scratch (KNOT); `federaser`
+    rebuilds it from the updates the group's served training run stored, with
+    calibration rounds of the remaining clients (FedEraser; approximate, provisional).
+
+    Raises:
+        FederationError: the group would be empty, or (FedEraser) its served model is not
+            a training run with stored updates.
+    """
     state = _state(workspace)
     group = next(int(c["group"]) for c in state["clients"] if c["client_hash"] == client_hash)
     remaining = [
@@ -199,7 +220,18 @@ def plan_removal(workspace: Workspace, client_hash: str, name: str) -> tuple[int
         raise FederationError(
             "remove the client", f"group {group} would have no client left", "retire the group"
         )
-    return group, _write_plan(workspace, name, {group: remaining})
+    if method == "exact":
+        return group, _write_plan(workspace, name, {group: remaining})
+    served = (workspace.read_json(_folder(workspace) / "served.json") or {"groups": {}})["groups"]
+    facts = served.get(str(group))
+    if facts is None or facts.get("method", "fedavg") != "fedavg":
+        raise FederationError(
+            "erase the client",
+            f"group {group} is not served by a training run with stored updates",
+            "remove it exactly (method exact), or train the federation again first",
+        )
+    history = _folder(workspace) / "runs" / facts["run"] / f"group-{group:03d}"
+    return group, _write_plan(workspace, name, {group: remaining}, {group: history})
 
 
 def run_plan(workspace: Workspace, plan_path: Path, runner: FederationRunner) -> dict[str, Any]:
@@ -322,6 +354,8 @@ def register_federated_version(
                 "engine": "flower",
                 "clients_removed": json.dumps(all_removed),
                 "removal_method": method,
+                # FedEraser's model is approximate: no certificate, provisional (issue 13).
+                "provisional": str(method == "federaser").lower(),
                 "removal_reasons": json.dumps(sorted(set(removed.values()))),
                 "federation.runs": json.dumps({g: f["run"] for g, f in sorted(served.items())}),
             },
