@@ -13,9 +13,11 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,12 +57,6 @@ def prefect_server() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
-    monkeypatch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
-
-
 def _tables(tmp_path: Path) -> tuple[list[Path], pd.DataFrame]:
     from sklearn.datasets import load_digits
 
@@ -87,13 +83,25 @@ def _tables(tmp_path: Path) -> tuple[list[Path], pd.DataFrame]:
     return paths, holdout
 
 
-def test_withdrawn_client_leaves_the_served_federated_model(
-    tmp_path: Path, settings_env: None
-) -> None:
-    from pipelines.federated import federated_train, remove_client
+@dataclass
+class Federation:
+    """A trained federation on a running deployment."""
+
+    ws: Workspace
+    home: str
+    flower_bin: str
+    first: str
+    deployment: Any
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Four SuperNodes, two groups, trained; everything stopped (and checked) afterwards."""
+    from pipelines.federated import federated_train
     from unlearn_ops.federated.config import FederationParams
     from unlearn_ops.workflow.federated import setup_federation
 
+    tmp_path = tmp_path_factory.mktemp("flower")
     infra = _load_infra()
     paths, holdout = _tables(tmp_path)
     root = tmp_path / "ws"
@@ -104,40 +112,62 @@ def test_withdrawn_client_leaves_the_served_federated_model(
             {"registry": {"model_name": "federated-test"}, "gates": {"max_accuracy_drop": 0.2}}
         ),
     )
-    ws = Workspace.open(root)
-    params = FederationParams(
-        rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [16]}
-    )
-    groups = setup_federation(
-        ws,
-        {client: index for index, client in enumerate(CLIENTS)},
-        params,
-        num_features=holdout.shape[1] - 1,
-        num_classes=10,
-        holdout=holdout,
-    )
-    assert groups == {0: 2, 1: 2}
-    sites = [infra.Site(i, c, p) for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))]
-    deployment = infra.FlowerDeployment(tmp_path / "flower", sites, bin_dir=FLOWER_BIN)
-    home, flower_bin = str(deployment.cli.home), str(FLOWER_BIN)
-    try:
-        deployment.start()
-        print("start-up seconds:", deployment.startup_seconds)
-        first = federated_train(str(root), home, flower_bin, "initial")
-        withdrawn = CLIENTS[1]
-        envelope = sign_request(
-            {
-                "request_id": "withdraw-hospital",
-                "client_id": withdrawn,
-                "reason": "consent withdrawn",
-                "requested_at": datetime.now(UTC).isoformat(),
-            },
-            SIGNING_KEY,
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
+        patch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
+        ws = Workspace.open(root)
+        params = FederationParams(
+            rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [16]}
         )
-        second = remove_client(str(root), envelope, home, flower_bin)
-    finally:
-        deployment.stop()
-        assert deployment.alive() == []
+        groups = setup_federation(
+            ws,
+            {client: index for index, client in enumerate(CLIENTS)},
+            params,
+            num_features=holdout.shape[1] - 1,
+            num_classes=10,
+            holdout=holdout,
+        )
+        assert groups == {0: 2, 1: 2}
+        sites = [infra.Site(i, c, p) for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))]
+        deployment = infra.FlowerDeployment(tmp_path / "flower", sites, bin_dir=FLOWER_BIN)
+        home = str(deployment.cli.home)
+        try:
+            deployment.start()
+            print("start-up seconds:", deployment.startup_seconds)
+            first = federated_train(str(root), home, str(FLOWER_BIN), "initial")
+            yield Federation(ws, home, str(FLOWER_BIN), first, deployment)
+        finally:
+            deployment.stop()
+            assert deployment.alive() == []
+
+
+def _withdraw(federation: Federation, client: str, request_id: str, method: str) -> str:
+    from pipelines.federated import remove_client
+
+    envelope = sign_request(
+        {
+            "request_id": request_id,
+            "client_id": client,
+            "reason": "consent withdrawn",
+            "requested_at": datetime.now(UTC).isoformat(),
+        },
+        SIGNING_KEY,
+    )
+    return remove_client(
+        str(federation.ws.root), envelope, federation.home, federation.flower_bin, method=method
+    )
+
+
+def _group_of(federation: Federation, client: str) -> int:
+    state = json.loads((federation.ws.root / "federation" / "federation.json").read_text())
+    client_hash = federation.ws.settings.hash_record_id(f"client:{client}")
+    return next(c["group"] for c in state["clients"] if c["client_hash"] == client_hash)
+
+
+def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) -> None:
+    ws, first = federation.ws, federation.first
+    withdrawn = CLIENTS[1]
+    second = _withdraw(federation, withdrawn, "withdraw-hospital", "exact")
 
     registry = ws.registry()
     assert registry.alias_version("champion") == second != first
@@ -145,8 +175,9 @@ def test_withdrawn_client_leaves_the_served_federated_model(
     client_hash = ws.settings.hash_record_id(f"client:{withdrawn}")
     assert json.loads(tags["unlearn.clients_removed"]) == [client_hash]
     assert tags["unlearn.removal_method"] == "exact-group-retrain"
+    assert tags["unlearn.provisional"] == "false"
     retrained = json.loads(tags["unlearn.shards_retrained"])
-    assert len(retrained) == 1
+    assert retrained == [_group_of(federation, withdrawn)]
     # The other group's model is the one trained first, bit for bit.
     weights_before = json.loads(registry.get_version(first).tags["unlearn.weights"])
     weights_after = json.loads(tags["unlearn.weights"])
@@ -157,7 +188,30 @@ def test_withdrawn_client_leaves_the_served_federated_model(
     assert [e.event for e in served] == ["received", "served"]
     assert served[-1].data["reason"] == "withdrawal"
     # The clear id is nowhere in the registry's store or the ledger.
-    stores = [root / "mlflow.db", root / "ledger.jsonl", *(root / "mlartifacts").rglob("*")]
+    stores = [
+        ws.root / "mlflow.db",
+        ws.root / "ledger.jsonl",
+        *(ws.root / "mlartifacts").rglob("*"),
+    ]
     for path in stores:
         if path.is_file():
             assert withdrawn.encode() not in path.read_bytes(), path
+
+
+def test_federaser_removes_a_client_of_the_other_group_provisionally(
+    federation: Federation,
+) -> None:
+    ws = federation.ws
+    untouched = _group_of(federation, CLIENTS[1])
+    erased = next(c for c in CLIENTS if _group_of(federation, c) != untouched)
+    before = json.loads(ws.registry().get_version("champion").tags["unlearn.weights"])
+    version = _withdraw(federation, erased, "erase-hospital", "federaser")
+
+    tags = ws.registry().get_version(version).tags
+    assert ws.registry().alias_version("champion") == version
+    assert tags["unlearn.removal_method"] == "federaser"
+    assert tags["unlearn.provisional"] == "true"
+    assert len(json.loads(tags["unlearn.clients_removed"])) == 2
+    after = json.loads(tags["unlearn.weights"])
+    assert after[str(untouched)] == before[str(untouched)]
+    assert after[str(1 - untouched)] != before[str(1 - untouched)]

@@ -316,3 +316,33 @@ def test_federaser_needs_a_group_served_by_a_training_run(
     client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
     with pytest.raises(FederationError, match="not served by a training run"):
         federated.plan_removal(ws, client_hash, "erase", "federaser")
+
+
+def test_the_champion_keeps_honouring_earlier_withdrawals(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    from unlearn_ops.compliance.audit import audit_requests
+
+    ws, runner = federation
+    _train(ws, runner)
+    state = json.loads((ws.root / "federation" / "federation.json").read_text())
+    group_of = dict(zip(CLIENTS, (c["group"] for c in state["clients"]), strict=True))
+    other = next(c for c in CLIENTS if group_of[c] != group_of[CLIENTS[0]])
+    for request_id, client in (("w1", CLIENTS[0]), ("w2", other)):
+        client_hash = federated.receive_withdrawal(
+            ws, _withdrawal(ws, client, request_id), "withdrawal"
+        )
+        group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}")
+        federated.run_plan(ws, plan, runner)
+        federated.register_federated_version(
+            ws,
+            kind="forget",
+            request_ids=(request_id,),
+            removed={client_hash: "withdrawal"},
+            method="exact-group-retrain",
+            groups_retrained=(group,),
+        )
+    champion = ws.registry().get_version("champion")
+    assert champion.honoured_requests == ["w1", "w2"]
+    assert len(json.loads(champion.tags["unlearn.clients_removed"])) == 2
+    assert [a.champion_honours for a in audit_requests(ws)] == [True, True]

@@ -326,9 +326,10 @@ def register_federated_version(
     with tempfile.TemporaryDirectory(prefix="unlearn-federated-") as scratch:
         files = _model_files(workspace, state, Path(scratch))
         accuracy, sample, output = _evaluate(workspace, files)
-        previous = (
-            None if champion is None else float(registry.get_version(champion).tag("accuracy"))
-        )
+        previous, honoured = None, []
+        if champion is not None:
+            current = registry.get_version(champion)
+            previous, honoured = float(current.tag("accuracy")), current.honoured_requests
         drop = 0.0 if previous is None else previous - accuracy
         passed = drop <= workspace.params.gates.max_accuracy_drop
         gate = {"passed": passed, "accuracy": accuracy, "champion_accuracy": previous}
@@ -336,7 +337,8 @@ def register_federated_version(
         provenance = VersionProvenance(
             kind=kind,
             request_ids=request_ids,
-            honoured_request_ids=tuple(request_ids),
+            # Cumulative, as for record deletions: the champion's, then this version's.
+            honoured_request_ids=tuple(dict.fromkeys((*honoured, *request_ids))),
             parent_version=champion,
             git_sha="",
             data_md5="",
