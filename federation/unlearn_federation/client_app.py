@@ -31,8 +31,9 @@ def _read_table(client_id: str, path: str) -> ClientData:
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    features = frame.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float32)
-    labels = frame[LABEL_COLUMN].to_numpy(dtype=np.int64)
+    # Copies: pandas hands out read-only arrays, which torch warns about.
+    features = frame.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float32).copy()
+    labels = frame[LABEL_COLUMN].to_numpy(dtype=np.int64).copy()
     return ClientData(client_id, features, labels)
 
 

@@ -92,6 +92,8 @@ class Federation:
     flower_bin: str
     first: str
     deployment: Any
+    paths: list[Path]
+    params: Any
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             deployment.start()
             print("start-up seconds:", deployment.startup_seconds)
             first = federated_train(str(root), home, str(FLOWER_BIN), "initial")
-            yield Federation(ws, home, str(FLOWER_BIN), first, deployment)
+            yield Federation(ws, home, str(FLOWER_BIN), first, deployment, paths, params)
         finally:
             deployment.stop()
             assert deployment.alive() == []
@@ -164,6 +166,30 @@ def _group_of(federation: Federation, client: str) -> int:
     return next(c["group"] for c in state["clients"] if c["client_hash"] == client_hash)
 
 
+def _fresh_group(federation: Federation, group: int, partitions: list[int]) -> str:
+    """The group trained in this process, as a fresh federation of `partitions` would be."""
+    from unlearn_ops.federated.averaging import federated_average
+    from unlearn_ops.federated.client import initial_weights, local_update, weights_hash
+    from unlearn_ops.federated.data import ClientData
+
+    params = federation.params
+    sites = []
+    for partition in partitions:
+        frame = pd.read_parquet(federation.paths[partition])
+        # Copies: pandas hands out read-only arrays, which torch warns about.
+        features = frame.drop(columns=["label"]).to_numpy(dtype=np.float32).copy()
+        labels = frame["label"].to_numpy(dtype=np.int64).copy()
+        sites.append(ClientData(CLIENTS[partition], features, labels))
+    weights = initial_weights(params, sites[0].features.shape[1], 10, group_id=group)
+    for round_number in range(params.rounds):
+        results = [
+            local_update(weights, site, params, num_classes=10, round_number=round_number)
+            for site in sites
+        ]
+        weights = federated_average([(r.weights, r.num_examples) for r in results])
+    return weights_hash(weights)
+
+
 def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) -> None:
     ws, first = federation.ws, federation.first
     withdrawn = CLIENTS[1]
@@ -184,6 +210,14 @@ def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) 
     kept = [g for g in weights_before if int(g) != retrained[0]]
     assert [weights_after[g] for g in kept] == [weights_before[g] for g in kept]
     assert weights_after[str(retrained[0])] != weights_before[str(retrained[0])]
+    # Certificate: the retrained group is, bit for bit, a fresh federation without the
+    # client (computed here, in another process, by the library the ClientApp calls).
+    remaining = [
+        i
+        for i, c in enumerate(CLIENTS)
+        if c != withdrawn and _group_of(federation, c) == retrained[0]
+    ]
+    assert weights_after[str(retrained[0])] == _fresh_group(federation, retrained[0], remaining)
     served = [e for e in ws.ledger.entries() if e.request_id == "withdraw-hospital"]
     assert [e.event for e in served] == ["received", "served"]
     assert served[-1].data["reason"] == "withdrawal"
@@ -198,6 +232,7 @@ def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) 
             assert withdrawn.encode() not in path.read_bytes(), path
 
 
+# Runs after the exact removal above (tests run in file order), on the group it left alone.
 def test_federaser_removes_a_client_of_the_other_group_provisionally(
     federation: Federation,
 ) -> None:
@@ -215,3 +250,13 @@ def test_federaser_removes_a_client_of_the_other_group_provisionally(
     after = json.loads(tags["unlearn.weights"])
     assert after[str(untouched)] == before[str(untouched)]
     assert after[str(1 - untouched)] != before[str(1 - untouched)]
+
+
+def test_a_deployment_without_the_flower_environment_says_how_to_get_it(tmp_path: Path) -> None:
+    from unlearn_ops.errors import FederationError
+
+    infra = _load_infra()
+    deployment = infra.FlowerDeployment(tmp_path, [], bin_dir=tmp_path / "no-venv" / "bin")
+    with pytest.raises(FederationError, match="run `make flower`"):
+        deployment.start()
+    assert deployment.alive() == []
