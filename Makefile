@@ -16,7 +16,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: install demo test test-fast lint format bench bench-quick clean
+.PHONY: install flower demo test test-fast lint format bench bench-quick clean
 
 install: $(STAMP)
 
@@ -25,6 +25,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,s3,dask,dp]'
 	touch $(STAMP)
+
+# The federation's own environment: flwr 1.42 pins fastapi below Prefect's, so the Flower
+# App (federation/) runs from .venv-flower; unlearn-ops goes in with --no-deps, so the
+# ClientApp imports unlearn_ops.federated and sisa without Prefect's tree.
+FLOWER_VENV  := .venv-flower
+FLOWER_STAMP := $(FLOWER_VENV)/.installed
+
+flower: $(FLOWER_STAMP)
+
+$(FLOWER_STAMP): federation/requirements.txt pyproject.toml
+	test -x $(FLOWER_VENV)/bin/python || $(PYTHON) -m venv $(FLOWER_VENV)
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOWER_VENV)/bin/python -m pip install --quiet -r federation/requirements.txt
+	$(FLOWER_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(FLOWER_STAMP)
 
 demo: install
 	$(BIN)/unlearn-ops demo --workspace .demo
@@ -38,7 +53,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP)
+test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP) $(FLOWER_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Markers in pyproject.toml; tests/conftest.py marks all of tests/pipelines, integration, infra.

@@ -23,7 +23,8 @@ The tree::
     ├── RollbackError                   a rollback that cannot be done as asked
     ├── ReceiptError                    a receipt that cannot be issued, or does not verify
     ├── CheckpointNotFoundError (KeyError)
-    └── DeviceUnavailableError          `cuda` asked for where there is none
+    ├── DeviceUnavailableError          `cuda` asked for where there is none
+    └── FederationError                 the Flower federation failed (deployment, run, removal)
 
 Every message says what was wrong, what was given, what is allowed and what to do next.
 The CLI prints `str(error)` as one line and exits non-zero.
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DeviceUnavailableError",
+    "FederationError",
     "GateFailedError",
     "InvalidRequestError",
     "LineageError",
@@ -367,4 +369,20 @@ class ReceiptError(UnlearnOpsError):
         self.request_id = request_id
         self.problem = problem
         message = f"receipt for {request_id}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class FederationError(UnlearnOpsError):
+    """The Flower federation could not do what was asked (deployment, run, or a removal).
+
+    Args:
+        operation: what was tried (`start the SuperLink`, `flwr run`, `remove client`).
+        problem: what went wrong, with the backend's own words where there are some.
+        hint: what to do next.
+    """
+
+    def __init__(self, operation: str, problem: str, hint: str = "") -> None:
+        self.operation = operation
+        self.problem = problem
+        message = f"federation: {operation} failed: {' '.join(problem.split()) or 'no detail'}"
         super().__init__(f"{message}; {hint}" if hint else message)

@@ -119,3 +119,29 @@ def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) 
     assert forgets.batches == [["ask-2"]]
     with pytest.raises(ConfigError, match="approval is required"):
         drain(ws, forgets, require_approval=True)
+
+
+def test_a_client_withdrawal_in_the_inbox_fails_alone_and_says_where_it_goes(
+    ws: Workspace,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.conftest import SIGNING_KEY
+    from unlearn_ops.deletion.envelope import sign_request
+    from unlearn_ops.deletion.receive import Accepted, receive
+
+    records = shard_record_ids(ws, 0)
+    arrive(ws, "dsr-1", records[:1])
+    body = {
+        "request_id": "withdraw-1",
+        "client_id": "hospital-3",
+        "reason": "consent withdrawn",
+        "requested_at": "2026-11-20T09:30:00+00:00",
+    }
+    envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
+    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+    forgets = Forgets()
+    result = drain(ws, forgets, run="run-a")
+    assert forgets.batches == [["dsr-1"]]
+    assert "unlearn-ops federation remove" in result["failed"]["withdraw-1"]
+    assert ledger(ws, "withdraw-1") == ["failed"]

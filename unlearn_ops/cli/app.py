@@ -25,6 +25,7 @@ import typer
 from unlearn_ops.cli import (
     bench,
     compliance,
+    federated,
     holds,
     intake,
     privacy,
@@ -76,6 +77,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
 for name, command in COMMANDS:
     app.command(name)(command)
 app.add_typer(holds.app, name="hold")
+app.add_typer(federated.app, name="federation")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:

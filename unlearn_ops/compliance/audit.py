@@ -124,6 +124,8 @@ class RequestAudit:
         paused_days: how long they paused its deadline clock.
         paused_reason: the hold standing now (`hold-...: reason`), or None.
         approvals: the approval decisions about it (decision, rule, approver, reason).
+        client_hashes: for a federation client's removal (issue 13), the keyed hashes of
+            the clients it removes (a record request: empty).
     """
 
     request_id: str
@@ -164,6 +166,7 @@ class RequestAudit:
     paused_days: float = 0.0
     paused_reason: str | None = None
     approvals: tuple[Mapping[str, Any], ...] = ()
+    client_hashes: tuple[str, ...] = ()
 
     @property
     def gates_passed(self) -> bool | None:
@@ -187,6 +190,8 @@ class RequestAudit:
                 "reason": self.reason,
                 "record_count": self.record_count,
                 "records_digest": self.records_digest,
+                # Only a client removal has the key: record audits read as they did.
+                **({"client_hashes": list(self.client_hashes)} if self.client_hashes else {}),
             },
             "verified": {"validated": self.validated, "signature": self.signature},
             "applied": {
@@ -468,6 +473,7 @@ def build_audit(
         ),
         ledger_problems=tuple(ledger_problems),
         versions_purged=purged_versions,
+        client_hashes=tuple(str(h) for h in data.get("client_hashes", ())),
         privacy=next(
             (
                 {"version": v, **privacy_summary(live[v].tags)}

@@ -33,6 +33,11 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         f"reason {audit.reason or '-'!r}; {audit.record_count} record(s), "
         f"records digest {audit.records_digest[:16]}"
     )
+    if audit.client_hashes:
+        lines.append(
+            f"client removal: {len(audit.client_hashes)} federation client(s), keyed hash "
+            + ", ".join(h[:16] for h in audit.client_hashes)
+        )
     signature = audit.signature or "not checked (requests carry no signature yet)"
     lines.append(
         f"verified: {'request validated when received' if audit.validated else 'no received entry'}"

@@ -271,7 +271,8 @@ VERSION_COLUMNS = ("version", "kind", "requests", "gates", "aliases", "created",
 
 def _request_cells(audit: RequestAudit) -> list[str]:
     return [
-        audit.request_id,
+        # Client removals (issue 13) sit beside record deletions, marked.
+        f"{audit.request_id} (client removal)" if audit.client_hashes else audit.request_id,
         _when(audit.requested_at),
         _when(audit.received_at),
         _when(audit.applied_at) if audit.applied_at else ("no-op" if audit.noop else "-"),

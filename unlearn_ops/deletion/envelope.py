@@ -6,7 +6,8 @@ A request file, an event payload or an HTTP body is one JSON object::
       "version": 1,
       "request": {
         "request_id": "dsr-2026-0042",           # the idempotency key
-        "record_ids": ["17", "4711"],             # or "subject_id": "customer-981"
+        "record_ids": ["17", "4711"],             # or "subject_id": "customer-981",
+                                                  # or "client_id": "hospital-3"
         "reason": "GDPR art. 17",
         "requested_at": "2026-11-20T09:30:00Z",
         "expires_at": null                        # optional: refuse after this time
@@ -29,7 +30,14 @@ to the signing time breaks it. On the HTTP intake a bearer token
 
 Checks, in order, each with its own error: size, JSON (no duplicate keys, no NaN), shape
 (pydantic, strict), authentication (unsigned, unknown key, forged; then the key's state),
-time (signature too old or from the future, request past its `expires_at`). A replay with
+time (signature too old or from the future, request past its `expires_at`).
+
+A request that names a `client_id` instead is a federation member's withdrawal (issue 13,
+:mod:`unlearn_ops.workflow.federated`); record and subject requests, their signatures and
+fingerprints are unchanged.
+
+Why this module is long: the wire format, its parsing and its checks are one contract that
+a producer reads in one place; splitting the checks from the shapes would scatter it. A replay with
 changes (same id, other content) is caught where requests are recorded, by their
 :meth:`VerifiedRequest.fingerprint`. Errors never carry a secret, a token or a signature.
 """
@@ -139,6 +147,7 @@ class RequestBody(BaseModel):
         None, min_length=1, max_length=MAX_RECORDS_PER_REQUEST
     )
     subject_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
+    client_id: str | None = Field(None, min_length=1, max_length=MAX_ID_LENGTH)
     reason: str = Field(min_length=1, max_length=500)
     requested_at: AwareDatetime
     expires_at: AwareDatetime | None = None
@@ -152,8 +161,11 @@ class RequestBody(BaseModel):
 
     @model_validator(mode="after")
     def _records_or_subject(self) -> RequestBody:
-        if (self.record_ids is None) == (self.subject_id is None):
-            raise ValueError("give exactly one of record_ids and subject_id")
+        if self.client_id is not None:  # a withdrawal (issue 13) names the client alone
+            if self.record_ids is not None or self.subject_id is not None:
+                raise ValueError("a client_id request names no record_ids and no subject_id")
+        elif (self.record_ids is None) == (self.subject_id is None):
+            raise ValueError("give exactly one of record_ids and subject_id (or a client_id)")
         return self
 
 
@@ -211,6 +223,14 @@ class VerifiedRequest:
         subject = self.body.subject_id
         return None if subject is None else settings.hash_subject_id(subject)
 
+    def client_hash(self, settings: Settings) -> str | None:
+        """Keyed hash of the client id (`client:<id>`), if the request withdraws a client.
+
+        The same hash as :func:`unlearn_ops.federated.groups.hash_client_id`.
+        """
+        client = self.body.client_id
+        return None if client is None else settings.hash_record_id(f"client:{client}")
+
     def fingerprint(self, settings: Settings) -> str:
         """SHA-256 of what the request asks (ids as keyed hashes): equal for duplicates.
 
@@ -218,28 +238,26 @@ class VerifiedRequest:
         when; a replay with changed records, subject, reason or dates does not.
         """
         body = self.body
-        return hashlib.sha256(
-            canonical_json(
-                {
-                    "request_id": body.request_id,
-                    "record_hashes": self.record_hashes(settings),
-                    "subject_hash": self.subject_hash(settings),
-                    "reason": body.reason,
-                    "requested_at": body.requested_at.astimezone(UTC).isoformat(),
-                    "expires_at": (
-                        None
-                        if body.expires_at is None
-                        else body.expires_at.astimezone(UTC).isoformat()
-                    ),
-                }
-            )
-        ).hexdigest()
+        asked: dict[str, object] = {
+            "request_id": body.request_id,
+            "record_hashes": self.record_hashes(settings),
+            "subject_hash": self.subject_hash(settings),
+            "reason": body.reason,
+            "requested_at": body.requested_at.astimezone(UTC).isoformat(),
+            "expires_at": (
+                None if body.expires_at is None else body.expires_at.astimezone(UTC).isoformat()
+            ),
+        }
+        if body.client_id is not None:  # absent otherwise: earlier fingerprints unchanged
+            asked["client_hash"] = self.client_hash(settings)
+        return hashlib.sha256(canonical_json(asked)).hexdigest()
 
     def to_forget_request(self) -> ForgetRequest:
         """The request as the forget pipeline takes it (record ids must be given)."""
         if self.body.record_ids is None:
+            named = "a client" if self.body.client_id is not None else "a subject"
             raise InvalidRequestError(
-                f"request {self.request_id} names a subject, not records",
+                f"request {self.request_id} names {named}, not records",
                 "resolve the subject through the workspace first",
             )
         return ForgetRequest(

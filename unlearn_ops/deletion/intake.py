@@ -116,6 +116,13 @@ def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Reso
     subjects = read_subject_index(workspace.root) if any(e.subject_hash for e in entries) else {}
     for entry in entries:
         hashes = list(entry.record_hashes)
+        if not hashes and entry.subject_hash is None:
+            # A federation client's withdrawal (issue 13) names no records: it fails here
+            # with what to do, instead of breaking the batch.
+            resolution.failed[entry.request_id] = (
+                "names no records (a client withdrawal: `unlearn-ops federation remove`)"
+            )
+            continue
         if entry.subject_hash is not None:
             if entry.subject_hash not in subjects:
                 resolution.failed[entry.request_id] = (

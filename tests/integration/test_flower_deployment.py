@@ -1,0 +1,262 @@
+"""A real Flower deployment on loopback: train client groups, withdraw a client, see it gone.
+
+SuperLink and four SuperNodes, each its own process (infra/flower.py), the Flower App of
+`federation/` run by `flwr run` from .venv-flower (`make flower`), the flows on Prefect's
+test server, the registry a sqlite MLflow store in the workspace. Kept short: a 16-unit
+MLP on digits, 2 groups, 2 rounds, 1 local epoch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unlearn_ops.deletion.envelope import sign_request
+from unlearn_ops.params import Params
+from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
+
+ROOT = Path(__file__).resolve().parents[2]
+FLOWER_BIN = Path(os.environ.get("UNLEARN_OPS_FLOWER_BIN") or ROOT / ".venv-flower" / "bin")
+SIGNING_KEY = "flower-test-signing-key"
+ID_HASH_KEY = "flower-test-id-hash-key"
+CLIENTS = [f"hospital-{i}" for i in range(4)]
+
+pytestmark = pytest.mark.skipif(
+    not (FLOWER_BIN / "flwr").exists() and os.environ.get("CI") is None,
+    reason="no .venv-flower: run `make flower` (CI builds it and runs this test)",
+)
+
+
+def _load_infra() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("infra_flower", ROOT / "infra" / "flower.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["infra_flower"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _tables(tmp_path: Path) -> tuple[list[Path], pd.DataFrame]:
+    from sklearn.datasets import load_digits
+
+    from unlearn_ops.federated.data import make_federated_data
+
+    digits = load_digits()
+    data = make_federated_data(
+        (digits.data / 16).astype(np.float32),
+        digits.target.astype(np.int64),
+        num_clients=len(CLIENTS),
+        alpha=1.0,
+        seed=0,
+        root_size=20,
+    )
+    columns = [f"pixel{j:02d}" for j in range(data.num_features)]
+    paths = []
+    for index, client in enumerate(data.clients):
+        frame = pd.DataFrame(client.features, columns=columns)
+        frame["label"] = client.labels
+        paths.append(tmp_path / f"site-{index}.parquet")
+        frame.to_parquet(paths[-1])
+    holdout = pd.DataFrame(data.test_features, columns=columns)
+    holdout["label"] = data.test_labels
+    return paths, holdout
+
+
+@dataclass
+class Federation:
+    """A trained federation on a running deployment."""
+
+    ws: Workspace
+    home: str
+    flower_bin: str
+    first: str
+    deployment: Any
+    paths: list[Path]
+    params: Any
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Four SuperNodes, two groups, trained; everything stopped (and checked) afterwards."""
+    from pipelines.federated import federated_train
+    from unlearn_ops.federated.config import FederationParams
+    from unlearn_ops.workflow.federated import setup_federation
+
+    tmp_path = tmp_path_factory.mktemp("flower")
+    infra = _load_infra()
+    paths, holdout = _tables(tmp_path)
+    root = tmp_path / "ws"
+    write_workspace_files(
+        root,
+        Params.from_mapping(
+            # Two rounds of a 16-unit MLP: removing a client moves accuracy a few points.
+            {"registry": {"model_name": "federated-test"}, "gates": {"max_accuracy_drop": 0.2}}
+        ),
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
+        patch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
+        ws = Workspace.open(root)
+        params = FederationParams(
+            rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [16]}
+        )
+        groups = setup_federation(
+            ws,
+            {client: index for index, client in enumerate(CLIENTS)},
+            params,
+            num_features=holdout.shape[1] - 1,
+            num_classes=10,
+            holdout=holdout,
+        )
+        assert groups == {0: 2, 1: 2}
+        sites = [infra.Site(i, c, p) for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))]
+        deployment = infra.FlowerDeployment(tmp_path / "flower", sites, bin_dir=FLOWER_BIN)
+        home = str(deployment.cli.home)
+        try:
+            deployment.start()
+            print("start-up seconds:", deployment.startup_seconds)
+            first = federated_train(str(root), home, str(FLOWER_BIN), "initial")
+            yield Federation(ws, home, str(FLOWER_BIN), first, deployment, paths, params)
+        finally:
+            deployment.stop()
+            assert deployment.alive() == []
+
+
+def _withdraw(federation: Federation, client: str, request_id: str, method: str) -> str:
+    from pipelines.federated import remove_client
+
+    envelope = sign_request(
+        {
+            "request_id": request_id,
+            "client_id": client,
+            "reason": "consent withdrawn",
+            "requested_at": datetime.now(UTC).isoformat(),
+        },
+        SIGNING_KEY,
+    )
+    return remove_client(
+        str(federation.ws.root), envelope, federation.home, federation.flower_bin, method=method
+    )
+
+
+def _group_of(federation: Federation, client: str) -> int:
+    state = json.loads((federation.ws.root / "federation" / "federation.json").read_text())
+    client_hash = federation.ws.settings.hash_record_id(f"client:{client}")
+    return next(c["group"] for c in state["clients"] if c["client_hash"] == client_hash)
+
+
+def _fresh_group(federation: Federation, group: int, partitions: list[int]) -> str:
+    """The group trained in this process, as a fresh federation of `partitions` would be."""
+    from unlearn_ops.federated.averaging import federated_average
+    from unlearn_ops.federated.client import initial_weights, local_update, weights_hash
+    from unlearn_ops.federated.data import ClientData
+
+    params = federation.params
+    sites = []
+    for partition in partitions:
+        frame = pd.read_parquet(federation.paths[partition])
+        # Copies: pandas hands out read-only arrays, which torch warns about.
+        features = frame.drop(columns=["label"]).to_numpy(dtype=np.float32).copy()
+        labels = frame["label"].to_numpy(dtype=np.int64).copy()
+        sites.append(ClientData(CLIENTS[partition], features, labels))
+    weights = initial_weights(params, sites[0].features.shape[1], 10, group_id=group)
+    for round_number in range(params.rounds):
+        results = [
+            local_update(weights, site, params, num_classes=10, round_number=round_number)
+            for site in sites
+        ]
+        weights = federated_average([(r.weights, r.num_examples) for r in results])
+    return weights_hash(weights)
+
+
+def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) -> None:
+    ws, first = federation.ws, federation.first
+    withdrawn = CLIENTS[1]
+    second = _withdraw(federation, withdrawn, "withdraw-hospital", "exact")
+
+    registry = ws.registry()
+    assert registry.alias_version("champion") == second != first
+    tags = registry.get_version(second).tags
+    client_hash = ws.settings.hash_record_id(f"client:{withdrawn}")
+    assert json.loads(tags["unlearn.clients_removed"]) == [client_hash]
+    assert tags["unlearn.removal_method"] == "exact-group-retrain"
+    assert tags["unlearn.provisional"] == "false"
+    retrained = json.loads(tags["unlearn.shards_retrained"])
+    assert retrained == [_group_of(federation, withdrawn)]
+    # The other group's model is the one trained first, bit for bit.
+    weights_before = json.loads(registry.get_version(first).tags["unlearn.weights"])
+    weights_after = json.loads(tags["unlearn.weights"])
+    kept = [g for g in weights_before if int(g) != retrained[0]]
+    assert [weights_after[g] for g in kept] == [weights_before[g] for g in kept]
+    assert weights_after[str(retrained[0])] != weights_before[str(retrained[0])]
+    # Certificate: the retrained group is, bit for bit, a fresh federation without the
+    # client (computed here, in another process, by the library the ClientApp calls).
+    remaining = [
+        i
+        for i, c in enumerate(CLIENTS)
+        if c != withdrawn and _group_of(federation, c) == retrained[0]
+    ]
+    assert weights_after[str(retrained[0])] == _fresh_group(federation, retrained[0], remaining)
+    served = [e for e in ws.ledger.entries() if e.request_id == "withdraw-hospital"]
+    assert [e.event for e in served] == ["received", "served"]
+    assert served[-1].data["reason"] == "withdrawal"
+    # The clear id is nowhere in the registry's store or the ledger.
+    stores = [
+        ws.root / "mlflow.db",
+        ws.root / "ledger.jsonl",
+        *(ws.root / "mlartifacts").rglob("*"),
+    ]
+    for path in stores:
+        if path.is_file():
+            assert withdrawn.encode() not in path.read_bytes(), path
+
+
+# Runs after the exact removal above (tests run in file order), on the group it left alone.
+def test_federaser_removes_a_client_of_the_other_group_provisionally(
+    federation: Federation,
+) -> None:
+    ws = federation.ws
+    untouched = _group_of(federation, CLIENTS[1])
+    erased = next(c for c in CLIENTS if _group_of(federation, c) != untouched)
+    before = json.loads(ws.registry().get_version("champion").tags["unlearn.weights"])
+    version = _withdraw(federation, erased, "erase-hospital", "federaser")
+
+    tags = ws.registry().get_version(version).tags
+    assert ws.registry().alias_version("champion") == version
+    assert tags["unlearn.removal_method"] == "federaser"
+    assert tags["unlearn.provisional"] == "true"
+    assert len(json.loads(tags["unlearn.clients_removed"])) == 2
+    after = json.loads(tags["unlearn.weights"])
+    assert after[str(untouched)] == before[str(untouched)]
+    assert after[str(1 - untouched)] != before[str(1 - untouched)]
+
+
+def test_a_deployment_without_the_flower_environment_says_how_to_get_it(tmp_path: Path) -> None:
+    from unlearn_ops.errors import FederationError
+
+    infra = _load_infra()
+    deployment = infra.FlowerDeployment(tmp_path, [], bin_dir=tmp_path / "no-venv" / "bin")
+    with pytest.raises(FederationError, match="run `make flower`"):
+        deployment.start()
+    assert deployment.alive() == []

@@ -1,0 +1,348 @@
+"""The federation kept in a workspace: setup by keyed hash, plans, removal, registration.
+
+The Flower deployment is replaced by an in-process runner of the same plan (a fake of
+our own `FederationRunner` port, computing with the same library functions as the
+ClientApp and the ServerApp); the registry is the in-memory fake. The real deployment is
+tests/integration/test_flower_deployment.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.workflow.conftest import SETTINGS
+from unlearn_ops.deletion.envelope import VerifiedRequest, sign_request, verify_request
+from unlearn_ops.errors import FederationError, GateFailedError, InvalidRequestError
+from unlearn_ops.federated.averaging import federated_average
+from unlearn_ops.federated.client import initial_weights, local_update, weights_hash
+from unlearn_ops.federated.config import FederationParams
+from unlearn_ops.federated.data import ClientData
+from unlearn_ops.params import Params
+from unlearn_ops.settings import Settings
+from unlearn_ops.testing import InMemoryRegistry
+from unlearn_ops.workflow import federated
+from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
+
+KEY = "federated-test-signing-key"
+CLIENTS = [f"site-{i}" for i in range(4)]
+PARAMS = FederationParams(
+    rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [8]}
+)
+
+
+class InProcessRunner:
+    """Runs a plan as the ServerApp would: groups in order, replies sorted by partition."""
+
+    def __init__(self, sites: dict[int, ClientData]) -> None:
+        self.sites = sites
+        self.plans: list[dict[str, object]] = []
+
+    def run_plan(self, plan_path: Path, log_path: Path) -> None:
+        plan = json.loads(plan_path.read_text())
+        self.plans.append(plan)
+        params = FederationParams.model_validate(plan["params"])
+        out = Path(plan["output_dir"])
+        result: dict[str, dict[str, object]] = {}
+        for group, partitions in sorted(plan["groups"].items(), key=lambda g: int(g[0])):
+            weights = initial_weights(params, 6, 3, group_id=int(group))
+            for round_number in range(params.rounds):
+                replies = [
+                    local_update(
+                        weights,
+                        self.sites[p],
+                        params,
+                        num_classes=3,
+                        round_number=round_number,
+                    )
+                    for p in sorted(partitions)
+                ]
+                weights = federated_average([(r.weights, r.num_examples) for r in replies])
+            final = f"group-{int(group):03d}/round-{params.rounds:03d}.npz"
+            (out / final).parent.mkdir(parents=True, exist_ok=True)
+            np.savez(out / final, *weights)
+            result[group] = {
+                "partitions": sorted(partitions),
+                "rounds": params.rounds,
+                "final": final,
+                "weights_hash": weights_hash(weights),
+            }
+        (out / "result.json").write_text(json.dumps({"groups": result}))
+        log_path.write_text("in-process\n")
+
+
+def _site(index: int) -> ClientData:
+    rng = np.random.default_rng(index)
+    labels = rng.integers(0, 3, 40)
+    features = (rng.normal(size=(40, 6)) + labels[:, None]).astype(np.float32)
+    return ClientData(CLIENTS[index], features, labels.astype(np.int64))
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> tuple[Workspace, InProcessRunner]:
+    write_workspace_files(
+        tmp_path, Params.from_mapping({"registry": {"model_name": "federated-test"}})
+    )
+    settings = Settings(**{**SETTINGS.model_dump(), "request_signing_key": KEY})
+    ws = Workspace.open(tmp_path, settings, registry=InMemoryRegistry("federated-test"))
+    rng = np.random.default_rng(99)
+    labels = rng.integers(0, 3, 60)
+    holdout = pd.DataFrame(rng.normal(size=(60, 6)) + labels[:, None], columns=list("abcdef"))
+    holdout["label"] = labels
+    federated.setup_federation(
+        ws,
+        {c: i for i, c in enumerate(CLIENTS)},
+        PARAMS,
+        num_features=6,
+        num_classes=3,
+        holdout=holdout,
+    )
+    return ws, InProcessRunner({i: _site(i) for i in range(len(CLIENTS))})
+
+
+def _withdrawal(ws: Workspace, client_id: str, request_id: str = "w1") -> VerifiedRequest:
+    envelope = sign_request(
+        {
+            "request_id": request_id,
+            "client_id": client_id,
+            "reason": "consent withdrawn",
+            "requested_at": datetime.now(UTC).isoformat(),
+        },
+        KEY,
+    )
+    return verify_request(envelope, ws.settings)
+
+
+def _train(ws: Workspace, runner: InProcessRunner) -> str:
+    federated.run_plan(ws, federated.plan_training(ws, "initial"), runner)
+    return federated.register_federated_version(ws, kind="train").version
+
+
+def test_the_federation_file_names_clients_by_keyed_hash_only(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, _ = federation
+    text = (ws.root / "federation" / "federation.json").read_text()
+    state = json.loads(text)
+    assert all(client not in text for client in CLIENTS)
+    assert [c["client_hash"] for c in state["clients"]] == [
+        ws.settings.hash_record_id(f"client:{c}") for c in CLIENTS
+    ]
+    assert sorted(c["group"] for c in state["clients"]) == [0, 0, 1, 1]
+
+
+def test_removal_retrains_only_the_group_and_equals_a_federation_without_the_client(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    first = _train(ws, runner)
+    request = _withdrawal(ws, CLIENTS[2])
+    client_hash = federated.receive_withdrawal(ws, request, "withdrawal")
+    group, plan = federated.plan_removal(ws, client_hash, "remove-w1")
+    result = federated.run_plan(ws, plan, runner)
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method="exact-group-retrain",
+        groups_retrained=(group,),
+    )
+    # Only the client's group trained again, without partition 2.
+    assert list(result["groups"]) == [str(group)]
+    assert 2 not in result["groups"][str(group)]["partitions"]
+    # Certificate: the retrained group is bit for bit a fresh federation of the rest.
+    fresh = InProcessRunner(runner.sites)
+    remaining = {str(group): result["groups"][str(group)]["partitions"]}
+    (ws.root / "fresh").mkdir()
+    plan_path = ws.root / "fresh" / "plan.json"
+    plan_path.write_text(
+        json.dumps({**runner.plans[-1], "output_dir": str(ws.root / "fresh"), "groups": remaining})
+    )
+    fresh.run_plan(plan_path, ws.root / "fresh" / "log")
+    fresh_result = json.loads((ws.root / "fresh" / "result.json").read_text())
+    registry = ws.registry()
+    tags = registry.get_version(version.version).tags
+    assert (
+        json.loads(tags["unlearn.weights"])[str(group)]
+        == (fresh_result["groups"][str(group)]["weights_hash"])
+    )
+    other = str(1 - group)
+    assert (
+        json.loads(tags["unlearn.weights"])[other]
+        == json.loads(registry.get_version(first).tags["unlearn.weights"])[other]
+    )
+    assert registry.alias_version("champion") == version.version
+    assert json.loads(tags["unlearn.clients_removed"]) == [client_hash]
+    events = [(e.event, e.data.get("reason")) for e in ws.ledger.entries()]
+    assert events == [("received", "withdrawal"), ("served", "withdrawal")]
+    assert CLIENTS[2] not in (ws.root / "ledger.jsonl").read_text()
+
+
+def test_a_removed_client_stays_out_of_later_trainings(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[0]), "poisoning")
+    _group, plan = federated.plan_removal(ws, client_hash, "remove")
+    federated.run_plan(ws, plan, runner)
+    federated.register_federated_version(
+        ws, kind="forget", request_ids=("w1",), removed={client_hash: "poisoning"}, method="x"
+    )
+    later = json.loads(federated.plan_training(ws, "later").read_text())
+    assert 0 not in [p for ps in later["groups"].values() for p in ps]
+    served = [e for e in ws.ledger.entries() if e.event == "served"]
+    assert served[-1].data["reason"] == "poisoning"
+
+
+def test_a_request_for_an_unknown_client_is_refused_and_records_nothing(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, _ = federation
+    with pytest.raises(InvalidRequestError, match="not in this federation"):
+        federated.receive_withdrawal(ws, _withdrawal(ws, "site-99"), "withdrawal")
+    assert list(ws.ledger.entries()) == []
+
+
+def test_a_record_request_is_not_a_withdrawal(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, _ = federation
+    envelope = sign_request(
+        {
+            "request_id": "r1",
+            "record_ids": ["7"],
+            "reason": "x",
+            "requested_at": datetime.now(UTC).isoformat(),
+        },
+        KEY,
+    )
+    with pytest.raises(InvalidRequestError, match="names no client"):
+        federated.receive_withdrawal(ws, verify_request(envelope, ws.settings), "withdrawal")
+
+
+def test_removing_the_last_client_of_a_group_is_refused(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    state = json.loads((ws.root / "federation" / "federation.json").read_text())
+    group0 = [c["client_hash"] for c in state["clients"] if c["group"] == 0]
+    federated.plan_removal(ws, group0[0], "a")  # one left: allowed
+    state["removed"] = [{"client_hash": group0[0]}]
+    ws.write_json(ws.root / "federation" / "federation.json", state)
+    with pytest.raises(FederationError, match="no client left"):
+        federated.plan_removal(ws, group0[1], "b")
+
+
+def test_a_candidate_that_loses_accuracy_is_not_promoted(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    first = _train(ws, runner)
+    registry = ws.registry()
+    registry.set_version_tag(first, "accuracy", "1.5")  # an impossible bar
+    with pytest.raises(GateFailedError):
+        federated.register_federated_version(ws, kind="train")
+    assert registry.alias_version("champion") == first
+
+
+def test_the_audit_shows_a_client_removal_beside_record_deletions(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    from unlearn_ops.compliance.audit import audit_requests
+    from unlearn_ops.compliance.audit_text import describe_audit
+
+    ws, runner = federation
+    _train(ws, runner)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[3]), "withdrawal")
+    group, plan = federated.plan_removal(ws, client_hash, "remove")
+    federated.run_plan(ws, plan, runner)
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method="exact-group-retrain",
+        groups_retrained=(group,),
+    )
+    (audit,) = audit_requests(ws)
+    assert audit.client_hashes == (client_hash,)
+    assert (audit.state, audit.served_version) == ("served", version.version)
+    assert audit.first_honouring_version == version.version
+    assert audit.to_dict()["received"]["client_hashes"] == [client_hash]
+    text = "\n".join(describe_audit(audit))
+    assert f"client removal: 1 federation client(s), keyed hash {client_hash[:16]}" in text
+    assert CLIENTS[3] not in text
+
+
+def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisional(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
+    group, plan_path = federated.plan_removal(ws, client_hash, "erase", "federaser")
+    plan = json.loads(plan_path.read_text())
+    history = ws.root / "federation" / "runs" / "initial" / f"group-{group:03d}"
+    assert plan["history"] == {str(group): str(history)}
+    assert 1 not in plan["groups"][str(group)]
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method=federated.METHOD_TAGS["federaser"],
+    )
+    assert version.tags["unlearn.provisional"] == "true"
+    assert version.tags["unlearn.removal_method"] == "federaser"
+
+
+def test_federaser_needs_a_group_served_by_a_training_run(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    _train(ws, runner)
+    served = json.loads((ws.root / "federation" / "served.json").read_text())
+    for facts in served["groups"].values():
+        facts["method"] = "federaser"
+    ws.write_json(ws.root / "federation" / "served.json", served)
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
+    with pytest.raises(FederationError, match="not served by a training run"):
+        federated.plan_removal(ws, client_hash, "erase", "federaser")
+
+
+def test_the_champion_keeps_honouring_earlier_withdrawals(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    from unlearn_ops.compliance.audit import audit_requests
+
+    ws, runner = federation
+    _train(ws, runner)
+    state = json.loads((ws.root / "federation" / "federation.json").read_text())
+    group_of = dict(zip(CLIENTS, (c["group"] for c in state["clients"]), strict=True))
+    other = next(c for c in CLIENTS if group_of[c] != group_of[CLIENTS[0]])
+    for request_id, client in (("w1", CLIENTS[0]), ("w2", other)):
+        client_hash = federated.receive_withdrawal(
+            ws, _withdrawal(ws, client, request_id), "withdrawal"
+        )
+        group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}")
+        federated.run_plan(ws, plan, runner)
+        federated.register_federated_version(
+            ws,
+            kind="forget",
+            request_ids=(request_id,),
+            removed={client_hash: "withdrawal"},
+            method="exact-group-retrain",
+            groups_retrained=(group,),
+        )
+    champion = ws.registry().get_version("champion")
+    assert champion.honoured_requests == ["w1", "w2"]
+    assert len(json.loads(champion.tags["unlearn.clients_removed"])) == 2
+    assert [a.champion_honours for a in audit_requests(ws)] == [True, True]
