@@ -118,7 +118,7 @@ def _warm_up(params: Any, root: Path) -> None:
     model = build_model(params.model, FEATURES, 2)
     optimizer = torch.optim.Adam(model.parameters())
     inputs = torch.randn(64, FEATURES)
-    loss = torch.nn.functional.cross_entropy(model(inputs), torch.zeros(64, dtype=torch.long))
+    loss: Any = torch.nn.functional.cross_entropy(model(inputs), torch.zeros(64, dtype=torch.long))
     loss.backward()
     optimizer.step()
     source = root / PARAMS["dataset"]["source"]
