@@ -363,8 +363,16 @@ def run_benchmark(
         pair_names = [w.name for w in workloads if w.name in PAIR_WORKLOADS]
         if pair_names and not quick:
             results["pair_risk"] = run_pair_risk(pair_names, seed=seed)
+        if only is None and not quick:  # issue 15: the data path on a million records
+            from unlearn_ops.bench.million import run_million_benchmark
+
+            results["million"] = run_million_benchmark(Path(work), seed=seed)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)
+    if "million" in results:
+        from unlearn_ops.bench.million import million_markdown
+
+        table += million_markdown(results["million"])
     (output / "results.md").write_text(table, encoding="utf-8")
     return table

@@ -76,6 +76,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
 for name, command in COMMANDS:
     app.command(name)(command)
 app.add_typer(holds.app, name="hold")
+app.add_typer(bench.data_app, name="bench-data")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:
