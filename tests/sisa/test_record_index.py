@@ -16,7 +16,8 @@ from unlearn_ops.errors import DatasetError, UnknownRecordsError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.checkpoints import stage_keys
-from unlearn_ops.sisa.datasets import Dataset, load_dataset_chunks
+from unlearn_ops.sisa.dataset_chunks import load_dataset_chunks
+from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.record_index import FileIndex, RecordIndex, index_keys
 from unlearn_ops.sisa.sharding import SLICE_COLUMN

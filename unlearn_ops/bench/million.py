@@ -134,7 +134,7 @@ def run_step(root: Path, step: str, ids: list[int]) -> dict[str, Any]:
     from unlearn_ops.params import Params
     from unlearn_ops.settings import Settings
     from unlearn_ops.sisa import training  # noqa: F401
-    from unlearn_ops.sisa.datasets import load_dataset_chunks
+    from unlearn_ops.sisa.dataset_chunks import load_dataset_chunks
     from unlearn_ops.sisa.ensemble import SisaEnsemble
 
     torch.set_num_threads(1)

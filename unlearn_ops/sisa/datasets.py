@@ -9,14 +9,12 @@ features, never one: it travels with the held-out records, where the fairness ga
 measures accuracy per group, and is dropped from the training split, so shard tables (and
 their checkpoint keys) are the same with or without it.
 
-A parquet file can be read in chunks (:func:`load_dataset_chunks`), each validated like a
-whole table, so that a million-record file is never held twice in memory; duplicated ids
-across chunks are found where the chunks are put together (`SisaEnsemble.prepare`).
+A parquet file can also be read in chunks (:mod:`unlearn_ops.sisa.dataset_chunks`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +30,6 @@ __all__ = [
     "Dataset",
     "group_names",
     "load_dataset",
-    "load_dataset_chunks",
     "load_digits",
     "load_mnist_5k",
     "read_table",
@@ -347,80 +344,6 @@ def load_dataset(
         source=str(path),
         sensitive_column=sensitive_column,
     )
-
-
-#: Rows per chunk when a parquet file is read in chunks: about 13 MB of float32 features
-#: at 32 columns, small beside one shard of a million records.
-CHUNK_ROWS = 100_000
-
-
-def load_dataset_chunks(
-    source: str | Path,
-    *,
-    id_column: str = "record_id",
-    label_column: str = "label",
-    feature_columns: Sequence[str] | None = None,
-    base_dir: Path | None = None,
-    sensitive_column: str | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-) -> Iterator[Dataset]:
-    """A dataset as validated chunks: a parquet file by batches of `chunk_rows`, else whole.
-
-    Each chunk is checked as :func:`load_dataset` checks a table; its `num_classes` is its
-    own (max label + 1), so whoever joins the chunks takes the largest. Ids duplicated
-    across chunks are not found here. Built-in datasets and CSV files come as one chunk.
-
-    Raises:
-        UnknownDatasetError: neither a file nor a built-in name.
-        DatasetError: a chunk is not a valid table, or the file has no rows.
-    """
-    name = str(source)
-    path = Path(name)
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if name in BUILTIN_DATASETS or path.suffix.lower() not in (".parquet", ".pq"):
-        yield load_dataset(
-            source,
-            id_column=id_column,
-            label_column=label_column,
-            feature_columns=feature_columns,
-            base_dir=base_dir,
-            sensitive_column=sensitive_column,
-        )
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise DatasetError(str(path), "file not found")
-    columns = None
-    if feature_columns is not None:
-        wanted = [id_column, label_column, *feature_columns]
-        if sensitive_column is not None:
-            wanted.append(sensitive_column)
-        try:
-            present = set(pq.read_schema(path).names)
-        except (pa.ArrowException, OSError) as exc:
-            raise DatasetError(str(path), f"cannot be read ({exc})") from exc
-        # Missing columns are named by Dataset.from_frame, with the columns present.
-        columns = [c for c in dict.fromkeys(wanted) if c in present]
-    rows = 0
-    try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns)
-        for batch in batches:
-            rows += batch.num_rows
-            yield Dataset.from_frame(
-                batch.to_pandas(),
-                id_column=id_column,
-                label_column=label_column,
-                feature_columns=feature_columns,
-                source=str(path),
-                sensitive_column=sensitive_column,
-            )
-    except (pa.ArrowException, OSError) as exc:
-        raise DatasetError(str(path), f"cannot be read ({exc.__class__.__name__}: {exc})") from exc
-    if rows == 0:
-        raise DatasetError(str(path), "the table has no rows")
 
 
 def split_holdout(dataset: Dataset, fraction: float, salt: str) -> tuple[Dataset, Dataset]:

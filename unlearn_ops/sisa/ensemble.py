@@ -323,7 +323,7 @@ class SisaEnsemble:
 
         Args:
             dataset: the whole dataset, or its chunks
-                (:func:`~unlearn_ops.sisa.datasets.load_dataset_chunks`): each chunk's rows
+                (:func:`~unlearn_ops.sisa.dataset_chunks.load_dataset_chunks`): each chunk's rows
                 are staged on disk per shard, and each shard file is then assembled alone,
                 so memory holds one chunk, then one shard, never the whole table twice.
 

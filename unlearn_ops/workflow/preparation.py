@@ -4,7 +4,7 @@ Forgotten records are left out (their keyed hashes are in `forgotten.json`), so 
 `prepare` never brings them back. With `dataset.subject_column` set, `subjects.json` maps
 each subject's keyed hash to its records' keyed hashes, for requests that name a subject.
 
-A parquet source is read in chunks (:func:`~unlearn_ops.sisa.datasets.load_dataset_chunks`),
+A parquet source is read in chunks (:func:`~unlearn_ops.sisa.dataset_chunks.load_dataset_chunks`),
 never whole; a source with a subject column is read whole (its subject index needs every
 row), as are CSV files and the built-in datasets.
 """
@@ -29,7 +29,8 @@ def prepare_data(workspace: Workspace) -> dict[int, int]:
     With `dataset.subject_column` set, also write `subjects.json` (keyed hashes only) and
     keep the subject column out of the features.
     """
-    from unlearn_ops.sisa.datasets import Dataset, load_dataset_chunks
+    from unlearn_ops.sisa.dataset_chunks import load_dataset_chunks
+    from unlearn_ops.sisa.datasets import Dataset
 
     spec = workspace.params.dataset
     if spec.subject_column is None:
