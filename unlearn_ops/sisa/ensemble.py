@@ -27,7 +27,6 @@ import hashlib
 import json
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +38,6 @@ import pandas as pd
 
 from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import (
-    DatasetError,
     InvalidRequestError,
     StoreError,
     UnknownRecordsError,
@@ -48,20 +46,19 @@ from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.aggregation import aggregate
 from unlearn_ops.sisa.checkpoints import CheckpointStore, LocalCheckpointStore, stage_keys
-from unlearn_ops.sisa.datasets import Dataset, split_holdout
+from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
-from unlearn_ops.sisa.record_index import FileIndex, RecordIndex
+from unlearn_ops.sisa.record_index import RecordIndex
 from unlearn_ops.sisa.sharding import (
     SLICE_COLUMN,
-    StagedTable,
     assign_shards,
     read_shard,
     shard_file_name,
-    shard_pieces,
     sort_shard,
     write_shard,
 )
+from unlearn_ops.sisa.staging import stage_split
 from unlearn_ops.sisa.training import (
     ShardColumns,
     ShardModel,
@@ -84,33 +81,6 @@ def _file_md5(path: Path) -> str:
             return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
     except FileNotFoundError:
         return ""
-
-
-def _check_unique_ids(
-    keys: list[np.ndarray], tables: list[StagedTable], first: Dataset, index: RecordIndex
-) -> None:
-    """Refuse ids duplicated across chunks (each chunk checked its own already).
-
-    Equal index keys are confirmed on the ids themselves, read back from the staged
-    tables, so a 64-bit collision of two distinct ids is no error.
-    """
-    every = np.sort(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
-    repeated = set(every[1:][every[1:] == every[:-1]].tolist())
-    if not repeated:
-        return
-    seen: Counter[str] = Counter()
-    for staged in tables:
-        ids = staged.read(first.frame.iloc[:0])[first.id_column].map(canonical_id)
-        suspects = np.isin(index.keys(ids), np.array(sorted(repeated), dtype=np.uint64))
-        seen.update(ids[suspects].tolist())
-    duplicated = [record_id for record_id, count in seen.items() if count > 1]
-    if duplicated:
-        raise DatasetError(
-            first.source,
-            f"{len(duplicated)} duplicated id(s) in {first.id_column!r}: "
-            f"{', '.join(duplicated[:5])}",
-            "every record needs its own id",
-        )
 
 
 @dataclass(frozen=True)
@@ -335,79 +305,51 @@ class SisaEnsemble:
             StoreError: the holdout split leaves no training or no held-out record.
         """
         sisa = self.params.sisa
-        chunks = [dataset] if isinstance(dataset, Dataset) else dataset
         forgotten = self.forgotten_hashes()
         index = self.record_index
-        holdout_salt = f"{sisa.salt}:{self.params.seed}"
+
+        def keep(chunk: Dataset) -> np.ndarray:
+            # Re-preparing must never bring a forgotten record back (DESIGN: ledger).
+            return np.array(
+                [
+                    self.settings.hash_record_id(canonical_id(r)) not in forgotten
+                    for r in chunk.record_ids
+                ],
+                dtype=bool,
+            )
+
         scratch = self.root / ".unlearn-ops"
         scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=scratch, prefix="prepare-") as staging_dir:
-            staging = Path(staging_dir)
-            shards = {s: StagedTable(staging / shard_file_name(s)) for s in self.shard_ids}
-            held = StagedTable(staging / "holdout")
-            shard_keys: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {
-                s: [] for s in self.shard_ids
-            }
-            held_keys: list[np.ndarray] = []
-            first: Dataset | None = None
-            empty_shard: pd.DataFrame | None = None
-            num_classes = 0
-            for chunk in chunks:
-                first = chunk if first is None else first
-                num_classes = max(num_classes, chunk.num_classes)
-                if forgotten:
-                    # Re-preparing must never bring a forgotten record back (DESIGN: ledger).
-                    keep = [
-                        self.settings.hash_record_id(canonical_id(r)) not in forgotten
-                        for r in chunk.record_ids
-                    ]
-                    chunk = chunk.subset(np.array(keep, dtype=bool))
-                train, holdout = split_holdout(
-                    chunk, self.params.dataset.holdout_fraction, holdout_salt
-                )
-                if empty_shard is None:
-                    empty_shard = train.frame.iloc[:0].copy()
-                    empty_shard.insert(1, SLICE_COLUMN, np.zeros(0, dtype=np.int64))
-                for shard_id, piece in shard_pieces(train, sisa.shards, sisa.slices, sisa.salt):
-                    shards[shard_id].add(piece)
-                    keys = index.keys(piece[chunk.id_column].map(canonical_id))
-                    shard_keys[shard_id].append((keys, piece[SLICE_COLUMN].to_numpy()))
-                held.add(holdout.frame)
-                held_keys.append(index.keys(holdout.record_ids.map(canonical_id)))
-            if first is None or empty_shard is None:
-                raise StoreError(self.root, "the dataset came as no chunk at all")
-            train_rows = sum(staged.rows for staged in shards.values())
-            if train_rows == 0 or held.rows == 0:
-                raise StoreError(
-                    first.source,
-                    f"holdout split left {train_rows} training and {held.rows} held-out records",
-                    "use a larger dataset or another dataset.holdout_fraction",
-                )
-            every_key = [k for pairs in shard_keys.values() for k, _ in pairs] + held_keys
-            _check_unique_ids(every_key, [*shards.values(), held], first, index)
+        with tempfile.TemporaryDirectory(dir=scratch, prefix="prepare-") as staging:
+            split = stage_split(
+                [dataset] if isinstance(dataset, Dataset) else dataset,
+                Path(staging),
+                num_shards=sisa.shards,
+                num_slices=sisa.slices,
+                salt=sisa.salt,
+                holdout_fraction=self.params.dataset.holdout_fraction,
+                holdout_salt=f"{sisa.salt}:{self.params.seed}",
+                keep=keep if forgotten else None,
+                index_keys=index.keys,
+            )
+            split.check(index.keys)
+            first = split.first
             counts = {}
-            for shard_id, staged in shards.items():
-                table = sort_shard(staged.read(empty_shard), first.id_column)
+            for shard_id, staged in split.shards.items():
+                table = sort_shard(staged.read(split.empty_shard), first.id_column)
                 write_shard(table, self.shard_path(shard_id))
                 counts[shard_id] = len(table)
-                del table
-                pairs = shard_keys.pop(shard_id)
-                index.store(
-                    self.shard_path(shard_id),
-                    FileIndex.from_keys(
-                        np.concatenate([k for k, _ in pairs] or [np.zeros(0, np.uint64)]),
-                        np.concatenate([v for _, v in pairs] or [np.zeros(0, np.int64)]),
-                    ),
-                )
-            write_shard(held.read(first.frame.iloc[:0]), self.holdout_path)
-            index.store(self.holdout_path, FileIndex.from_keys(np.concatenate(held_keys)))
+                del table  # one shard in memory at a time
+                index.store(self.shard_path(shard_id), split.shard_index(shard_id))
+            write_shard(split.holdout.read(first.frame.iloc[:0]), self.holdout_path)
+            index.store(self.holdout_path, split.holdout_index())
         manifest = {
             "format": _FORMAT,
             "source": first.source,
             "id_column": first.id_column,
             "label_column": first.label_column,
             "feature_columns": list(first.feature_columns),
-            "num_classes": num_classes,
+            "num_classes": split.num_classes,
             "shards": sisa.shards,
             "slices": sisa.slices,
             "salt": sisa.salt,
