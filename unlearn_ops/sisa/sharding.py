@@ -113,7 +113,7 @@ class StagedTable:
     def add(self, frame: pd.DataFrame) -> None:
         """Keep `frame`'s rows as the next piece."""
         if self._empty is None:
-            self._empty = frame.iloc[:0]
+            self._empty = frame.iloc[:0].copy()  # a copy: a view would keep `frame` alive
         if len(frame) == 0:
             return
         self.folder.mkdir(parents=True, exist_ok=True)

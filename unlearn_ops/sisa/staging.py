@@ -8,6 +8,7 @@ assembles each file from its pieces alone, one shard at a time (issue 15, item 4
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ class StagedSplit:
     """A dataset split into staged files, not yet assembled.
 
     Attributes:
-        first: the first chunk (its columns and source stand for the dataset's).
+        first: the first chunk without its rows (its columns and source stand for the
+            dataset's).
         num_classes: the largest class count of any chunk.
         shards: each shard's staged rows (with `slice_id`, unsorted).
         holdout: the held-out rows, in the dataset's order.
@@ -131,7 +133,8 @@ def stage_split(
     empty_shard: pd.DataFrame | None = None
     num_classes = 0
     for chunk in chunks:
-        first = chunk if first is None else first
+        if first is None:  # its columns, not its rows: the chunk itself is let go
+            first = dataclasses.replace(chunk, frame=chunk.frame.iloc[:0].copy())
         num_classes = max(num_classes, chunk.num_classes)
         if keep is not None:
             chunk = chunk.subset(keep(chunk))
