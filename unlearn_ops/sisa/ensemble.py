@@ -9,6 +9,7 @@ Layout of an ensemble directory (a workspace puts `data/` under DVC)::
     ROOT/models/shard-000.json      their stage keys, weights hash, record count
     ROOT/checkpoints/ab/abc....pt   content-addressed stage checkpoints
     ROOT/forgotten.json             keyed hashes of every forgotten id
+    ROOT/.unlearn-ops/record-index/ where each record is, by keyed hash (a cache of data/)
 
 A forget writes the keyed hashes first, then rewrites the affected shard files, then
 retrains every shard whose model no longer matches its data (a *stale* shard). Each step
