@@ -73,3 +73,22 @@ def test_tables_checkpoints_and_weights_are_judged(tmp_path: Path) -> None:
     }
     assert report.files_scanned == {"dvc-cache": 4, "checkpoints": 3, "mlflow-artifacts": 3}
     assert not report.clean
+
+
+def test_a_table_larger_than_one_batch_is_counted_whole(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "0b1c"
+    ids = pa.array(range(150_000), type=pa.int64())
+    # Row groups of 10,000: the scan reads the column in several batches.
+    pq.write_table(pa.table({"record_id": ids}), table, row_group_size=10_000)
+    forgotten = {"h0", "h65536", "h70000", "h149999", "h150000"}
+    report = scan_files(
+        [("dvc-cache", table)],
+        forgotten=forgotten,
+        hash_record_id=hash_id,
+        id_columns=["record_id"],
+        index=CheckpointIndex(tmp_path / "index"),
+    )
+    assert [(f.kind, f.forgotten_records) for f in report.findings] == [("table", 4)]

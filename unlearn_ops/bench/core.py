@@ -367,6 +367,10 @@ def run_benchmark(
             from unlearn_ops.bench.federated import run_federated_benchmark
 
             results["federated"] = run_federated_benchmark()
+        if only is None and not quick:  # issue 15: the data path on a million records
+            from unlearn_ops.bench.million import run_million_benchmark
+
+            results["million"] = run_million_benchmark(Path(work), seed=seed)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)
@@ -374,5 +378,9 @@ def run_benchmark(
         from unlearn_ops.bench.federated import federated_markdown
 
         table += federated_markdown(results["federated"])
+    if "million" in results:
+        from unlearn_ops.bench.million import million_markdown
+
+        table += million_markdown(results["million"])
     (output / "results.md").write_text(table, encoding="utf-8")
     return table

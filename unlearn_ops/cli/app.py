@@ -78,6 +78,7 @@ for name, command in COMMANDS:
     app.command(name)(command)
 app.add_typer(holds.app, name="hold")
 app.add_typer(federated.app, name="federation")
+app.add_typer(bench.data_app, name="bench-data")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:

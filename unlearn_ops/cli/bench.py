@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from unlearn_ops.bench.flows import BenchFlows
     from unlearn_ops.settings import Settings
 
-__all__ = ["bench", "bench_flows"]
+__all__ = ["bench", "bench_flows", "data_app"]
 
 
 def bench_flows() -> BenchFlows:
@@ -66,3 +66,23 @@ def bench(
         flows=bench_flows() if flows else None,
     )
     typer.echo(table)
+
+
+data_app = typer.Typer(
+    help="Write generated datasets for benchmarks (never committed).", no_args_is_help=True
+)
+
+
+@data_app.command("million")
+def million(
+    rows: Annotated[int, typer.Option(min=1, help="How many records.")] = 1_000_000,
+    path: Annotated[
+        Path, typer.Option(help="The parquet file to write.", resolve_path=True)
+    ] = Path("million.parquet"),
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+) -> None:
+    """ROWS x 32 of scikit-learn's make_classification, with a record_id, to parquet in chunks."""
+    from unlearn_ops.bench.million import write_million
+
+    write_million(path, rows, seed=seed)
+    typer.echo(f"{path}: {rows:,} records x 32 features")

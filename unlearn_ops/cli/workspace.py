@@ -15,16 +15,25 @@ from unlearn_ops.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.ledger import RequestState
-    from unlearn_ops.sisa.datasets import Dataset
+    from unlearn_ops.params import Params
 
 __all__ = ["demo", "forget", "init", "parse_ids", "rollback", "train"]
 
 
-def _check_dataset(source: str, id_column: str, label_column: str) -> Dataset:
-    """Refuse, before anything is created, a dataset file that `train` could not use."""
-    from unlearn_ops.sisa.datasets import load_dataset
+def _check_dataset(source: str, id_column: str, label_column: str, params: Params) -> int:
+    """Refuse, before anything is created, a dataset file that `train` could not use.
 
-    return load_dataset(source, id_column=id_column, label_column=label_column)
+    Read chunk by chunk, so a million-record file is never held whole (issue 15).
+
+    Returns:
+        How many records the holdout split keeps (for the warning of a small one).
+    """
+    from unlearn_ops.sisa.dataset_chunks import load_dataset_chunks
+    from unlearn_ops.sisa.datasets import split_holdout
+
+    salt, fraction = f"{params.sisa.salt}:{params.seed}", params.dataset.holdout_fraction
+    chunks = load_dataset_chunks(source, id_column=id_column, label_column=label_column)
+    return sum(len(split_holdout(chunk, fraction, salt)[1]) for chunk in chunks)
 
 
 def init(
@@ -46,7 +55,7 @@ def init(
     """Create a workspace: git + DVC repository, params.yaml and the dvc.yaml pipeline."""
     from unlearn_ops.adapters.dvc.lineage import init_repository
     from unlearn_ops.params import Params
-    from unlearn_ops.serving.gates import workspace_holdout_warning
+    from unlearn_ops.serving.gates import holdout_size_warning, workspace_holdout_warning
     from unlearn_ops.sisa.datasets import BUILTIN_DATASETS
     from unlearn_ops.workflow.workspace import dataset_source_for, write_workspace_files
 
@@ -62,12 +71,13 @@ def init(
         source="init options",
     )
     if source in BUILTIN_DATASETS:
-        data = BUILTIN_DATASETS[source]()
+        warning = workspace_holdout_warning(params, dataset=BUILTIN_DATASETS[source]())
     else:
-        data = _check_dataset(str(directory / source), id_column, label_column)
+        held_out = _check_dataset(str(directory / source), id_column, label_column, params)
+        warning = holdout_size_warning(held_out, params.gates)
     write_workspace_files(directory, params)
     sha = init_repository(directory)
-    if warning := workspace_holdout_warning(params, dataset=data):  # issue 11, finding 4
+    if warning:  # issue 11, finding 4
         typer.echo(f"warning: {warning}", err=True)
     emit(
         as_json,

@@ -39,6 +39,7 @@ StoreKind = Literal["dvc-cache", "dvc-remote", "checkpoints", "mlflow-artifacts"
 
 _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_SCAN_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,14 @@ def _count_forgotten_ids(
     column = next((c for c in id_columns if c in names), None)
     if column is None:
         return None
-    values = pq.read_table(path, columns=[column]).column(column).to_pylist()
-    return sum(1 for value in values if hash_id(canonical_id(value)) in forgotten)
+    # By batches of the one column: a million-record table is never read whole (issue 15).
+    batches = pq.ParquetFile(path).iter_batches(batch_size=_SCAN_BATCH_ROWS, columns=[column])
+    return sum(
+        1
+        for batch in batches
+        for value in batch.column(0).to_pylist()
+        if hash_id(canonical_id(value)) in forgotten
+    )
 
 
 def scan_files(

@@ -8,6 +8,8 @@ A *sensitive column* (`dataset.sensitive_column`, a group attribute) is kept bes
 features, never one: it travels with the held-out records, where the fairness gate
 measures accuracy per group, and is dropped from the training split, so shard tables (and
 their checkpoint keys) are the same with or without it.
+
+A parquet file can also be read in chunks (:mod:`unlearn_ops.sisa.dataset_chunks`).
 """
 
 from __future__ import annotations

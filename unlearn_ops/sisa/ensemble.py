@@ -9,6 +9,7 @@ Layout of an ensemble directory (a workspace puts `data/` under DVC)::
     ROOT/models/shard-000.json      their stage keys, weights hash, record count
     ROOT/checkpoints/ab/abc....pt   content-addressed stage checkpoints
     ROOT/forgotten.json             keyed hashes of every forgotten id
+    ROOT/.unlearn-ops/record-index/ where each record is, by keyed hash (a cache of data/)
 
 A forget writes the keyed hashes first, then rewrites the affected shard files, then
 retrains every shard whose model no longer matches its data (a *stale* shard). Each step
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,22 +38,28 @@ import numpy as np
 import pandas as pd
 
 from unlearn_ops.atomic import write_atomic
-from unlearn_ops.errors import InvalidRequestError, StoreError, UnknownRecordsError
+from unlearn_ops.errors import (
+    InvalidRequestError,
+    StoreError,
+    UnknownRecordsError,
+)
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.aggregation import aggregate
 from unlearn_ops.sisa.checkpoints import CheckpointStore, LocalCheckpointStore, stage_keys
-from unlearn_ops.sisa.datasets import Dataset, split_holdout
+from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
+from unlearn_ops.sisa.record_index import RecordIndex
 from unlearn_ops.sisa.sharding import (
     SLICE_COLUMN,
     assign_shards,
     read_shard,
     shard_file_name,
-    split_into_shards,
+    sort_shard,
     write_shard,
 )
+from unlearn_ops.sisa.staging import stage_split
 from unlearn_ops.sisa.training import (
     ShardColumns,
     ShardModel,
@@ -169,6 +177,7 @@ class SisaEnsemble:
             else LocalCheckpointStore(self.root / "checkpoints")
         )
         self._model_cache: dict[int, tuple[str, Any]] = {}
+        self._record_index: RecordIndex | None = None
 
     # ----------------------------------------------------------------- paths and metadata
     @property
@@ -196,6 +205,26 @@ class SisaEnsemble:
 
     def _model_meta_path(self, shard_id: int) -> Path:
         return self.models_dir / f"shard-{shard_id:03d}.json"
+
+    @property
+    def record_index(self) -> RecordIndex:
+        """Where each record is, by keyed hash (:mod:`unlearn_ops.sisa.record_index`)."""
+        if self._record_index is None:
+            self._record_index = RecordIndex(
+                self.root / ".unlearn-ops" / "record-index",
+                self.settings.id_hash_key.get_secret_value().encode(),
+                self._read_index_columns,
+            )
+        return self._record_index
+
+    def _read_index_columns(self, path: Path) -> tuple[list[str], np.ndarray | None]:
+        """A data file's canonical ids and slices (None for the held-out table)."""
+        id_column = self.columns().id_column
+        if path == self.holdout_path:
+            ids = read_shard(path, [id_column])[id_column]
+            return ids.map(canonical_id).tolist(), None
+        table = read_shard(path, [id_column, SLICE_COLUMN])
+        return table[id_column].map(canonical_id).tolist(), table[SLICE_COLUMN].to_numpy()
 
     @property
     def _manifest_path(self) -> Path:
@@ -256,50 +285,78 @@ class SisaEnsemble:
         return set(data["hashes"])
 
     # ------------------------------------------------------------------------- prepare
-    def prepare(self, dataset: Dataset) -> dict[int, int]:
+    def prepare(self, dataset: Dataset | Iterable[Dataset]) -> dict[int, int]:
         """Split off the held-out set, shard and slice the rest, write every table.
 
         Records forgotten earlier (by keyed hash in `forgotten.json`) are left out, so that
-        preparing again from the original source never brings one back.
+        preparing again from the original source never brings one back. The record index
+        is written beside the tables.
+
+        Args:
+            dataset: the whole dataset, or its chunks
+                (:func:`~unlearn_ops.sisa.dataset_chunks.load_dataset_chunks`): each chunk's rows
+                are staged on disk per shard, and each shard file is then assembled alone,
+                so memory holds one chunk, then one shard, never the whole table twice.
 
         Returns:
             Record count per shard.
+
+        Raises:
+            DatasetError: an id is duplicated across chunks.
+            StoreError: the holdout split leaves no training or no held-out record.
         """
         sisa = self.params.sisa
         forgotten = self.forgotten_hashes()
-        if forgotten:
+        index = self.record_index
+
+        def keep(chunk: Dataset) -> np.ndarray:
             # Re-preparing must never bring a forgotten record back (DESIGN: ledger).
-            keep = [
-                self.settings.hash_record_id(canonical_id(r)) not in forgotten
-                for r in dataset.record_ids
-            ]
-            dataset = dataset.subset(np.array(keep, dtype=bool))
-        train, holdout = split_holdout(
-            dataset, self.params.dataset.holdout_fraction, f"{sisa.salt}:{self.params.seed}"
-        )
-        if len(train) == 0 or len(holdout) == 0:
-            raise StoreError(
-                dataset.source,
-                f"holdout split left {len(train)} training and {len(holdout)} held-out records",
-                "use a larger dataset or another dataset.holdout_fraction",
+            return np.array(
+                [
+                    self.settings.hash_record_id(canonical_id(r)) not in forgotten
+                    for r in chunk.record_ids
+                ],
+                dtype=bool,
             )
-        tables = split_into_shards(train, sisa.shards, sisa.slices, sisa.salt)
-        for shard_id, table in tables.items():
-            write_shard(table, self.shard_path(shard_id))
-        write_shard(holdout.frame, self.holdout_path)
+
+        scratch = self.root / ".unlearn-ops"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch, prefix="prepare-") as staging:
+            split = stage_split(
+                [dataset] if isinstance(dataset, Dataset) else dataset,
+                Path(staging),
+                num_shards=sisa.shards,
+                num_slices=sisa.slices,
+                salt=sisa.salt,
+                holdout_fraction=self.params.dataset.holdout_fraction,
+                holdout_salt=f"{sisa.salt}:{self.params.seed}",
+                keep=keep if forgotten else None,
+                index_keys=index.keys,
+            )
+            split.check(index.keys)
+            first = split.first
+            counts = {}
+            for shard_id, staged in split.shards.items():
+                table = sort_shard(staged.read(split.empty_shard), first.id_column)
+                write_shard(table, self.shard_path(shard_id))
+                counts[shard_id] = len(table)
+                del table  # one shard in memory at a time
+                index.store(self.shard_path(shard_id), split.shard_index(shard_id))
+            write_shard(split.holdout.read(first.frame.iloc[:0]), self.holdout_path)
+            index.store(self.holdout_path, split.holdout_index())
         manifest = {
             "format": _FORMAT,
-            "source": dataset.source,
-            "id_column": dataset.id_column,
-            "label_column": dataset.label_column,
-            "feature_columns": list(dataset.feature_columns),
-            "num_classes": dataset.num_classes,
+            "source": first.source,
+            "id_column": first.id_column,
+            "label_column": first.label_column,
+            "feature_columns": list(first.feature_columns),
+            "num_classes": split.num_classes,
             "shards": sisa.shards,
             "slices": sisa.slices,
             "salt": sisa.salt,
         }
         write_atomic(self._manifest_path, json.dumps(manifest, indent=2) + "\n")
-        return {shard_id: len(table) for shard_id, table in tables.items()}
+        return counts
 
     def read_shard(self, shard_id: int) -> pd.DataFrame:
         """One shard's table."""
@@ -432,30 +489,42 @@ class SisaEnsemble:
     def _locate(
         self, record_ids: Sequence[object]
     ) -> tuple[dict[int, pd.DataFrame], list[str], list[str], list[str]]:
-        """Find each id: in which shard (with its slice), in the holdout, forgotten, or unknown."""
+        """Find each id: in which shard (with its slice), in the holdout, forgotten, or unknown.
+
+        Looks ids up in the record index: no data file is read (unless its index entry
+        is out of date, and then that file only).
+        """
         columns = self.columns()
+        index = self.record_index
         wanted = list(dict.fromkeys(canonical_id(r) for r in record_ids))
+        keys = index.keys(wanted)
         shards = assign_shards(wanted, self.params.sisa.shards, self.params.sisa.salt)
         found: dict[int, pd.DataFrame] = {}
-        located: set[str] = set()
+        located = np.zeros(len(wanted), dtype=bool)
         for shard_id in sorted(set(shards.tolist())):
-            keys = {wanted[i] for i in np.flatnonzero(shards == shard_id)}
-            table = read_shard(self.shard_path(shard_id), [columns.id_column, SLICE_COLUMN])
-            hits = table[table[columns.id_column].map(canonical_id).isin(keys)]
-            if len(hits):
-                found[shard_id] = hits
-                located.update(hits[columns.id_column].map(canonical_id))
-        rest = [r for r in wanted if r not in located]
+            positions = np.flatnonzero(shards == shard_id)
+            slices = index.entry(self.shard_path(shard_id)).slices_of(keys[positions])
+            hit = positions[slices >= 0]
+            if len(hit):
+                hits = pd.DataFrame(
+                    {
+                        columns.id_column: [wanted[i] for i in hit],
+                        SLICE_COLUMN: slices[slices >= 0].astype(np.int64),
+                    }
+                )
+                found[shard_id] = sort_shard(hits, columns.id_column)
+                located[hit] = True
+        rest = np.flatnonzero(~located)
         holdout: list[str] = []
-        if rest:
-            held = read_shard(self.holdout_path, [columns.id_column])[columns.id_column]
-            held_keys = set(held.map(canonical_id))
-            holdout = [r for r in rest if r in held_keys]
+        if len(rest):
+            held = index.entry(self.holdout_path).slices_of(keys[rest]) != -2
+            holdout = [wanted[i] for i in rest[held]]
+        held_set = set(holdout)
         forgotten = self.forgotten_hashes()
-        already = [
-            r for r in rest if r not in holdout and self.settings.hash_record_id(r) in forgotten
-        ]
-        unknown = [r for r in rest if r not in holdout and r not in already]
+        remaining = [wanted[i] for i in rest if wanted[i] not in held_set]
+        already = [r for r in remaining if self.settings.hash_record_id(r) in forgotten]
+        known = set(already)
+        unknown = [r for r in remaining if r not in known]
         return found, holdout, already, unknown
 
     def plan_forget(self, record_ids: Sequence[object]) -> RetrainingPlan:
@@ -473,12 +542,12 @@ class SisaEnsemble:
         found, holdout, already, unknown = self._locate(record_ids)
         if unknown:
             raise UnknownRecordsError(unknown, len(set(map(canonical_id, record_ids))))
-        slice_counts = {}
-        for shard_id in self.shard_ids:
-            slices = read_shard(self.shard_path(shard_id), [SLICE_COLUMN])[SLICE_COLUMN]
-            slice_counts[shard_id] = np.bincount(
-                slices.to_numpy(dtype=np.int64), minlength=self.params.sisa.slices
-            ).tolist()
+        slice_counts = {
+            shard_id: self.record_index.entry(self.shard_path(shard_id)).slice_counts(
+                self.params.sisa.slices
+            )
+            for shard_id in self.shard_ids
+        }
         plan = plan_retraining(
             slice_counts,
             {s: hits[SLICE_COLUMN].tolist() for s, hits in found.items()},
@@ -515,10 +584,14 @@ class SisaEnsemble:
         removed.extend(holdout)
         # Hashes first: if we crash after this, a rerun knows these ids and finishes the job.
         self._record_forgotten(removed)
-        for shard_id, hits in found.items():
-            self._remove_rows(self.shard_path(shard_id), columns.id_column, hits[columns.id_column])
+        paths = [(self.shard_path(s), hits[columns.id_column]) for s, hits in found.items()]
         if holdout:
-            self._remove_rows(self.holdout_path, columns.id_column, pd.Series(holdout))
+            paths.append((self.holdout_path, pd.Series(holdout)))
+        index = self.record_index
+        for path, ids in paths:
+            entry = index.entry(path)
+            gone = self._remove_rows(path, columns.id_column, ids)
+            index.store(path, entry.without(index.keys(gone)))
         return plan, removed
 
     def forget(
@@ -543,11 +616,15 @@ class SisaEnsemble:
         return ForgetReport(plan, tuple(removed), training, time.perf_counter() - started)
 
     @staticmethod
-    def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> None:
+    def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> list[str]:
+        """Rewrite a data file without the given ids; returns the canonical ids removed."""
         table = read_shard(path)
         keys = set(record_ids.map(canonical_id))
-        keep = ~table[id_column].map(canonical_id).isin(keys)
-        write_shard(table[keep].reset_index(drop=True), path)
+        ids = table[id_column].map(canonical_id)
+        drop = ids.isin(keys).to_numpy()
+        write_shard(table[~drop].reset_index(drop=True), path)
+        gone: list[str] = ids[drop].tolist()
+        return gone
 
     # ------------------------------------------------------------------------- predict
     def _shard_module(self, shard_id: int) -> Any:

@@ -3,11 +3,15 @@
 A record's shard is a salted hash of its id mod S and its slice a second salted hash mod R
 (Bourtoule et al. 2021, section IV-B). Both depend on the id alone, so removing records
 never moves any other record: only the shards that held forgotten records change.
+
+A dataset too large to hold twice arrives in chunks: :class:`StagedTable` keeps each
+chunk's rows of one file as a piece on disk, and the file is assembled from its pieces
+alone, so preparing holds one chunk, then one shard, at a time (issue 15, item 4).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +24,13 @@ from unlearn_ops.sisa.hashing import canonical_id, stable_hash64
 
 __all__ = [
     "SLICE_COLUMN",
+    "StagedTable",
     "assign_shards",
     "assign_slices",
     "read_shard",
     "shard_file_name",
+    "shard_pieces",
+    "sort_shard",
     "split_into_shards",
     "write_shard",
 ]
@@ -46,6 +53,11 @@ def shard_file_name(shard_id: int) -> str:
     return f"shard-{shard_id:03d}.parquet"
 
 
+def sort_shard(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
+    """A shard's rows in training order: by slice, then by canonical id (as text)."""
+    return _sort_canonically(frame, id_column)
+
+
 def _sort_canonically(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
     keys = frame[id_column].map(canonical_id)
     order = np.lexsort((keys.to_numpy(dtype=str), frame[SLICE_COLUMN].to_numpy()))
@@ -66,6 +78,59 @@ def split_into_shards(
         shard_id: _sort_canonically(frame[shards == shard_id], dataset.id_column)
         for shard_id in range(num_shards)
     }
+
+
+def shard_pieces(
+    dataset: Dataset, num_shards: int, num_slices: int, salt: str
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The rows of each shard that `dataset` (a chunk, say) holds, with `slice_id`, unsorted.
+
+    Shards without a row in `dataset` are left out.
+    """
+    frame = dataset.frame
+    shards = assign_shards(frame[dataset.id_column], num_shards, salt)
+    slices = assign_slices(frame[dataset.id_column], num_slices, salt)
+    for shard_id in np.unique(shards).tolist():
+        mask = shards == shard_id
+        piece = frame[mask].reset_index(drop=True)
+        piece.insert(1, SLICE_COLUMN, slices[mask])
+        yield int(shard_id), piece
+
+
+class StagedTable:
+    """One table written piece by piece to a folder, then read back whole, in order.
+
+    Args:
+        folder: where the pieces go (created on the first piece).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.rows = 0
+        self._pieces = 0
+        self._empty: pd.DataFrame | None = None
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Keep `frame`'s rows as the next piece."""
+        if self._empty is None:
+            self._empty = frame.iloc[:0].copy()  # a copy: a view would keep `frame` alive
+        if len(frame) == 0:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(self.folder / f"piece-{self._pieces:06d}.parquet", index=False)
+        self._pieces += 1
+        self.rows += len(frame)
+
+    def read(self, empty: pd.DataFrame) -> pd.DataFrame:
+        """Every row added, in order; `empty` (its columns and dtypes) when none was."""
+        if self._pieces == 0:
+            return empty if self._empty is None else self._empty
+        pieces = [
+            pd.read_parquet(self.folder / f"piece-{i:06d}.parquet") for i in range(self._pieces)
+        ]
+        if len(pieces) == 1:
+            return pieces[0]
+        return pd.concat(pieces, ignore_index=True)
 
 
 def write_shard(frame: pd.DataFrame, path: Path) -> None:

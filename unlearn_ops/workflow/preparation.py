@@ -3,6 +3,10 @@
 Forgotten records are left out (their keyed hashes are in `forgotten.json`), so a later
 `prepare` never brings them back. With `dataset.subject_column` set, `subjects.json` maps
 each subject's keyed hash to its records' keyed hashes, for requests that name a subject.
+
+A parquet source is read in chunks (:func:`~unlearn_ops.sisa.dataset_chunks.load_dataset_chunks`),
+never whole; a source with a subject column is read whole (its subject index needs every
+row), as are CSV files and the built-in datasets.
 """
 
 from __future__ import annotations
@@ -25,35 +29,36 @@ def prepare_data(workspace: Workspace) -> dict[int, int]:
     With `dataset.subject_column` set, also write `subjects.json` (keyed hashes only) and
     keep the subject column out of the features.
     """
-    from unlearn_ops.sisa.datasets import Dataset, load_dataset
+    from unlearn_ops.sisa.dataset_chunks import load_dataset_chunks
+    from unlearn_ops.sisa.datasets import Dataset
 
     spec = workspace.params.dataset
     if spec.subject_column is None:
-        dataset = load_dataset(
-            spec.source,
-            id_column=spec.id_column,
-            label_column=spec.label_column,
-            feature_columns=spec.feature_columns,
-            base_dir=workspace.root,
-            sensitive_column=spec.sensitive_column,
+        return workspace.ensemble.prepare(
+            load_dataset_chunks(
+                spec.source,
+                id_column=spec.id_column,
+                label_column=spec.label_column,
+                feature_columns=spec.feature_columns,
+                base_dir=workspace.root,
+                sensitive_column=spec.sensitive_column,
+            )
         )
-    else:
-        table, source = _subject_table(workspace)
-        features = spec.feature_columns or [
-            c
-            for c in table.columns
-            if c
-            not in (spec.id_column, spec.label_column, spec.subject_column, spec.sensitive_column)
-        ]
-        dataset = Dataset.from_frame(
-            table,
-            id_column=spec.id_column,
-            label_column=spec.label_column,
-            feature_columns=features,
-            source=source,
-            sensitive_column=spec.sensitive_column,
-        )
-        _write_subjects(workspace, table, source)
+    table, source = _subject_table(workspace)
+    features = spec.feature_columns or [
+        c
+        for c in table.columns
+        if c not in (spec.id_column, spec.label_column, spec.subject_column, spec.sensitive_column)
+    ]
+    dataset = Dataset.from_frame(
+        table,
+        id_column=spec.id_column,
+        label_column=spec.label_column,
+        feature_columns=features,
+        source=source,
+        sensitive_column=spec.sensitive_column,
+    )
+    _write_subjects(workspace, table, source)
     return workspace.ensemble.prepare(dataset)
 
 
