@@ -61,7 +61,7 @@ TUNING_GRID: dict[str, list[dict[str, Any]]] = {
     ],
     "scrub": [{}, {"lr": 0.01}, {"lr": 0.05}, {"lr": 0.05, "epochs": 5, "msteps": 3}],
     "ssd": [{}, {"alpha": 5.0}, {"alpha": 2.0}, {"alpha": 2.0, "lambda": 0.5}],
-    "salun": [{}, {"lr": 0.003}, {"lr": 0.001}, {"lr": 0.003, "threshold": 0.2}],
+    "salun": [{}, {"lr": 0.003}, {"lr": 0.001}, {"lr": 0.0005}, {"lr": 0.001, "threshold": 0.2}],
 }
 QUICK_GRID: dict[str, list[dict[str, Any]]] = {m: TUNING_GRID[m][:2] for m in METHODS}
 ORACLE = "retrain (oracle)"
