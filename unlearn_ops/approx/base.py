@@ -5,6 +5,8 @@ trained model (it may edit it in place or return a new one), the retained and fo
 examples as tensors, its options merged over its paper's defaults, and a seed from which it
 must draw everything random, so that a method run twice on the CPU gives the same weights.
 It reports how many gradient steps it took (the cost compared with retraining's steps).
+The built-in methods register themselves when the package `unlearn_ops.approx` is imported
+(which importing this module does first).
 """
 
 from __future__ import annotations
@@ -72,7 +74,6 @@ def register_method(name: str, function: MethodFunction, defaults: Mapping[str, 
 
 def registered_methods() -> list[str]:
     """Names of every registered method."""
-    _load_builtin_methods()
     return sorted(_METHODS)
 
 
@@ -108,13 +109,7 @@ def run_method(
 
 
 def _lookup(name: str) -> _Method:
-    _load_builtin_methods()
     method = _METHODS.get(name)
     if method is None:
         raise UnknownMethodError(name, sorted(_METHODS))
     return method
-
-
-def _load_builtin_methods() -> None:
-    """Import the built-in methods, which register themselves (kept lazy: they import torch)."""
-    from unlearn_ops.approx import methods  # noqa: F401

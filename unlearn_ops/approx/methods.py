@@ -1,4 +1,8 @@
-"""Built-in approximate unlearning methods; importing this module registers them."""
+"""Built-in approximate unlearning methods; importing this module registers them.
+
+The fine-tune baseline lives here; each other method has its own module, imported at the
+end (NegGrad+, SCRUB, SSD, SalUn): see docs/APPROXIMATE.md.
+"""
 
 from __future__ import annotations
 
@@ -44,3 +48,8 @@ def finetune(
 
 
 register_method("finetune", finetune, {"epochs": 5, "lr": 0.01, "momentum": 0.9, "batch_size": 64})
+
+# The other methods register themselves on import.
+from unlearn_ops.approx import neggrad, salun, scrub, ssd  # noqa: E402
+
+__all__ += ["neggrad", "salun", "scrub", "ssd"]

@@ -62,6 +62,10 @@ def markdown_table(results: dict[str, Any]) -> str:
             "",
             pair_risk_markdown(results["pair_risk"]),
         ]
+    if results.get("approx"):
+        from unlearn_ops.bench.approx import approx_markdown
+
+        lines += ["", *approx_markdown(results["approx"])]
     lines += [
         "",
         "Speed-ups and bounds are means over the draws; the bound is examples processed by "

@@ -1,0 +1,45 @@
+"""The approximate-unlearning benchmark: its protocol runs end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from unlearn_ops.bench.approx import METHODS, ORACLE, approx_markdown, run_approx_benchmark
+
+TINY = {
+    "sisa": {"shards": 2, "slices": 1},
+    "model": {"name": "mlp", "hidden_sizes": [16]},
+    "training": {"epochs_per_stage": 20, "batch_size": 64},
+}
+
+
+@pytest.mark.slow
+def test_every_method_is_scored_against_the_oracle() -> None:
+    results = run_approx_benchmark([("tiny", "digits", TINY)], seeds=3, quick=True)
+    json.dumps(results)  # results.json must hold it
+    workload = results["workloads"][0]
+    assert set(workload["tuned"]) == set(METHODS)
+    result = workload["forget_sets"]["random 10%"]
+    rows = {row["method"]: row for row in result["rows"]}
+    assert set(rows) == {ORACLE, *METHODS}
+    oracle = rows[ORACLE]
+    assert oracle["gap"] == (0.0, 0.0)
+    assert oracle["steps_share"] == 1.0
+    assert rows["ssd"]["steps"] == (0.0, 0.0)
+    assert 0.0 < rows["finetune"]["steps_share"] < 1.0
+    for row in rows.values():
+        assert len(row["verdicts"]) == 3
+        assert 0.0 <= row["audit_auc"][0] <= 1.0
+    for method in METHODS:
+        assert 0.0 <= rows[method]["F"] <= 1.0
+    assert workload["checks"]["best"] in METHODS
+    table = "\n".join(approx_markdown(results))
+    assert "### tiny: random 10%" in table
+    assert "Checks (tiny, random 10%)" in table
+
+
+def test_fewer_than_three_seeds_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        run_approx_benchmark([("tiny", "digits", TINY)], seeds=2)
