@@ -41,6 +41,13 @@ def init(
     model_name: Annotated[
         str | None, typer.Option(help="Registered model name; the directory name by default.")
     ] = None,
+    training: Annotated[
+        str,
+        typer.Option(
+            help="sisa, or monolithic: one model (S = R = 1) that forgets approximately "
+            "first, then exactly (README: monolithic workspaces)."
+        ),
+    ] = "sisa",
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace: git + DVC repository, params.yaml and the dvc.yaml pipeline."""
@@ -56,7 +63,10 @@ def init(
     params = Params.from_mapping(
         {
             "dataset": {"source": source, "id_column": id_column, "label_column": label_column},
-            "sisa": {"shards": shards, "slices": slices},
+            "sisa": {"shards": shards, "slices": slices}
+            if training != "monolithic"
+            else {"shards": 1, "slices": 1},
+            "training": {"mode": training},
             "registry": {"model_name": name.strip("-.") or "unlearn-ops-model"},
         },
         source="init options",
