@@ -11,6 +11,9 @@ Wiring only; the logic is :mod:`unlearn_ops.workflow.approximate`.
   :func:`exact_retrain_deployment` (an interval well inside `compliance.deadline_days`);
   a run whose gates fail raises, so Prefect marks it failed, and `audit`/`report` show
   the requests overdue once their deadline passes.
+- `adopt-model` (:func:`adopt_model`) makes a team's registered model version 1 of a new
+  monolithic workspace: shard the table, serve the adopted weights, evaluate, gate,
+  register.
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ from prefect.cache_policies import NO_CACHE
 from pipelines import tasks
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
-from unlearn_ops.workflow import approx_versions, approximate
+from unlearn_ops.workflow import approx_adopt, approx_versions, approximate
 from unlearn_ops.workflow.membership_audit import PRIVACY_GATE
 from unlearn_ops.workflow.timing import Stopwatch
 from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["exact_retrain_deployment", "forget_approximately", "retrain_exactly"]
+__all__ = [
+    "adopt_model",
+    "exact_retrain_deployment",
+    "forget_approximately",
+    "retrain_exactly",
+    "serve_exact_retrain",
+]
 
 check_method = task(name="check-method", cache_policy=NO_CACHE)(approximate.check_method)
 read_forgotten = task(name="read-forgotten-records", cache_policy=NO_CACHE)(
@@ -40,6 +49,9 @@ unlearn = task(name="unlearn-approximately", cache_policy=NO_CACHE)(
 )
 close_provisional = task(name="serve-provisional", cache_policy=NO_CACHE)(
     approx_versions.close_provisional
+)
+install_adopted = task(name="install-adopted-model", cache_policy=NO_CACHE)(
+    approx_adopt.install_adopted
 )
 close_exact = task(name="serve-exact-retrain", cache_policy=NO_CACHE)(approx_versions.close_exact)
 
@@ -173,3 +185,53 @@ def exact_retrain_deployment(
     return retrain_exactly.to_deployment(
         name=name, interval=interval_seconds, parameters={"workspace": workspace}
     )
+
+
+def serve_exact_retrain(workspace: str, *, interval_seconds: float) -> None:
+    """Serve :func:`exact_retrain_deployment` until stopped, one run at a time."""
+    from prefect import serve
+
+    deployment = exact_retrain_deployment(workspace, interval_seconds=interval_seconds)
+    serve(deployment, limit=1, print_starting_message=False)
+
+
+@flow(name="adopt-model")
+def adopt_model(workspace: str, weights: str, model_uri: str) -> dict[str, Any]:
+    """Register an adopted model (its weights saved at `weights`) as version 1.
+
+    Example:
+        >>> adopt_model("ws", "ws/.unlearn-ops/adopted.pt", "models:/churn/3")  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    watch = Stopwatch()
+    with ws.lock():
+        with watch.phase("data"):
+            counts = tasks.prepare_data(ws)
+            adopted = install_adopted(ws, weights, model_uri)
+        with watch.phase("evaluation"):
+            metrics = tasks.evaluate(ws)
+        with watch.phase("gates"):
+            gates = tasks.run_gates(ws, metrics, None)
+        with watch.phase("lineage"):
+            revision = tasks.record_revision(ws, f"unlearn-ops: adopt {model_uri}")
+        with watch.phase("registration"):
+            version = tasks.register_version(
+                ws,
+                kind="train",
+                requests=[],
+                trained=[adopted],
+                revision=revision,
+                gates=gates,
+                metrics=metrics,
+                timings=dict(watch.seconds),
+            )
+            ws.registry().set_version_tag(version.version, "adopted_from", model_uri)
+            tasks.promote_and_close(ws, [], version, gates)
+    return {
+        "version": version.version,
+        "adopted_from": model_uri,
+        "records": sum(counts.values()),
+        "accuracy": metrics["accuracy"],
+        "git_sha": revision.git_sha,
+        "gates": {g.gate: g.passed for g in gates},
+    }

@@ -22,6 +22,7 @@ The tree::
     ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
     ├── RollbackError                   a rollback that cannot be done as asked
     ├── ReceiptError                    a receipt that cannot be issued, or does not verify
+    ├── AdoptionError (ValueError)      a registered model `adopt` cannot take over
     ├── CheckpointNotFoundError (KeyError)
     └── DeviceUnavailableError          `cuda` asked for where there is none
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "AdoptionError",
     "CheckpointNotFoundError",
     "ConfigError",
     "DatasetError",
@@ -367,4 +369,22 @@ class ReceiptError(UnlearnOpsError):
         self.request_id = request_id
         self.problem = problem
         message = f"receipt for {request_id}: {problem}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class AdoptionError(UnlearnOpsError, ValueError):
+    """A registered model, or its table, that `unlearn-ops adopt` cannot take over (issue 14).
+
+    Nothing is created when it is raised.
+
+    Args:
+        model_uri: the model asked for.
+        problem: what is wrong (not a torch classifier, features, ids).
+        hint: what to do instead.
+    """
+
+    def __init__(self, model_uri: str, problem: str, hint: str = "") -> None:
+        self.model_uri = model_uri
+        self.problem = problem
+        message = f"cannot adopt {model_uri}: {problem}"
         super().__init__(f"{message}; {hint}" if hint else message)

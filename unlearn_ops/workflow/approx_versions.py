@@ -8,6 +8,7 @@ from). Its ledger entries say `served` with `approximate: true`. The exact retra
 version is tagged `unlearn.exact=true`; once it is champion, each provisional version whose
 approximate requests it honours gets `unlearn.superseded_by`, and from then on counts as
 holding those requests' records (promotion refuses it; purge deletes it after retention).
+Reading those tags is :mod:`unlearn_ops.workflow.approx_tags` (pure).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from unlearn_ops.errors import GateFailedError
+from unlearn_ops.workflow.approx_tags import (
+    APPROXIMATE_REQUESTS_TAG,
+    approximate_requests,
+    is_provisional,
+    superseded_by,
+)
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -28,48 +35,12 @@ if TYPE_CHECKING:
     from unlearn_ops.workflow.approximate import Unlearned
 
 __all__ = [
-    "APPROXIMATE_REQUESTS_TAG",
-    "approximate_requests",
     "close_exact",
     "close_provisional",
     "exact_due",
-    "exactly_honoured",
-    "is_provisional",
     "pending_exact_requests",
-    "superseded_by",
     "tag_provisional",
 ]
-
-APPROXIMATE_REQUESTS_TAG = "approximate_requests"
-
-
-def approximate_requests(version: VersionInfo) -> list[str]:
-    """The requests `version` honours only approximately (empty for an exact version)."""
-    from unlearn_ops.serving.provenance import parse_request_list
-
-    return parse_request_list(version.tag(APPROXIMATE_REQUESTS_TAG))
-
-
-def is_provisional(version: VersionInfo) -> bool:
-    """Whether `version` was made by an approximate method (`unlearn.provisional=true`)."""
-    return version.tag("provisional") == "true"
-
-
-def superseded_by(version: VersionInfo) -> str | None:
-    """The exact version that replaced a provisional one, or None."""
-    return version.tag("superseded_by") or None
-
-
-def exactly_honoured(version: VersionInfo) -> list[str]:
-    """The requests `version` may still be served for: all it honours, unless superseded.
-
-    A provisional version honours its approximate requests until the exact retrain is
-    served; then only its exact ones (it still holds traces of the others' records).
-    """
-    if superseded_by(version) is None:
-        return list(version.honoured_requests)
-    approximate = set(approximate_requests(version))
-    return [r for r in version.honoured_requests if r not in approximate]
 
 
 def tag_provisional(
