@@ -209,6 +209,14 @@ def forget(
         if result.get("noop"):
             typer.echo(f"nothing to do: {result['message']}")
             return
+        if result.get("provisional"):  # a monolithic workspace (issue 14)
+            typer.echo(
+                f"request {request.request_id}: PROVISIONAL version {result['version']} is "
+                f"champion, forgotten approximately by {result['method']} (audit: "
+                f"{result['audit'] or 'not run'}; held-out accuracy {result['accuracy']:.4f}); "
+                f"exact retrain due {result['exact_retrain_due']}: `unlearn-ops retrain-exact`"
+            )
+            return
         if not resumed:
             print_plan(plan)
         typer.echo(
