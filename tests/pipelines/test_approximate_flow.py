@@ -92,6 +92,13 @@ def test_provisional_then_exact(tmp_path: Path) -> None:
     assert audit.deadline_status == "met"
     assert audit.served_version == "3"
     assert audit.approximate is None
+    # The superseded provisional version holds traces of the records: purge takes it later.
+    from unlearn_ops.compliance.purge import plan_purge
+
+    now = parse_datetime(ws.ledger.request("req-a").received_at)  # type: ignore[union-attr]
+    fates = {f.version: f.action for f in plan_purge(ws, now + timedelta(days=400)).versions}
+    assert fates == {"1": "delete", "2": "delete", "3": "keep"}
+    assert {f.version: f.action for f in plan_purge(ws, now).versions}["2"] == "pending"
     # Nothing waits: a second run changes nothing.
     assert retrain_exactly(str(root))["noop"] is True
 
