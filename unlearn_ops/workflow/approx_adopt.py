@@ -99,7 +99,7 @@ def check_adoptable(model_uri: str, module: nn.Module, dataset: Dataset) -> Adop
             f"the model answers {classes} classes, the table's labels go up to "
             f"{dataset.num_classes - 1}",
         )
-    sample = dataset.frame[list(columns)].head(8).to_numpy(dtype=np.float32)
+    sample = dataset.frame[list(columns)].head(8).to_numpy(dtype=np.float32, copy=True)
     with torch.no_grad():
         output = module(torch.from_numpy(sample))
     if tuple(output.shape) != (len(sample), classes):
