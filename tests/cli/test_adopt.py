@@ -167,3 +167,19 @@ def test_a_table_with_ids_missing_is_refused(tmp_path: Path, console: Console) -
     assert "cannot adopt models:/whatever/1: its table no-ids.csv" in done.stderr
     assert "2 row(s) have no 'record_id'" in done.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def test_init_monolithic(tmp_path: Path, console: Console) -> None:
+    done = console(["init", "ws", "--training", "monolithic", "--shards", "8", "--json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    import yaml
+
+    params = yaml.safe_load((tmp_path / "ws" / "params.yaml").read_text())
+    assert params["training"]["mode"] == "monolithic"
+    assert (params["sisa"]["shards"], params["sisa"]["slices"]) == (1, 1)
+    assert params["unlearning"] == {"method": "finetune", "options": {}, "reference_models": 2}
+    bad = console(["init", "other", "--training", "federated"], tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1
+    assert "training.mode" in bad.stderr
+    assert not (tmp_path / "other" / "params.yaml").exists()

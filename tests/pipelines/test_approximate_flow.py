@@ -153,3 +153,12 @@ def test_unknown_method_changes_nothing(tmp_path: Path) -> None:
     after = (root / "ledger.jsonl").read_text() if (root / "ledger.jsonl").exists() else ""
     assert after == before
     assert Workspace.open(root).ensemble.forgotten_hashes() == set()
+
+
+def test_the_exact_retrain_deployment_runs_on_an_interval(tmp_path: Path) -> None:
+    from pipelines.approximate import exact_retrain_deployment
+
+    deployment = exact_retrain_deployment(str(tmp_path), interval_seconds=3600.0)
+    assert deployment.flow_name == "retrain-exactly"
+    assert deployment.parameters == {"workspace": str(tmp_path)}
+    assert [s.schedule.interval.total_seconds() for s in deployment.schedules] == [3600.0]
