@@ -110,6 +110,11 @@ def forget_batch(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any
         UnknownRecordsError, InvalidRequestError: the batch is refused, nothing changed.
         GateFailedError: the version is registered, not promoted; the ledger says failed.
     """
+    if ws.params.monolithic:
+        # One model, no shards to retrain: a provisional version now, the exact one later.
+        from pipelines.approximate import forget_approximately
+
+        return forget_approximately(ws, batch)
     watch = Stopwatch()
     with watch.phase("data"):
         # Legal holds first (issue 16): held records are never removed, whoever runs this.

@@ -115,6 +115,7 @@ def test_yaml_round_trip() -> None:
         "compliance",
         "approval",
         "release",
+        "unlearning",
     ]
     assert again.model.image_shape == (1, 8, 8)
     assert again.dataset.feature_columns == ("age", "weight")

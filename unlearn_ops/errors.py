@@ -22,6 +22,7 @@ The tree::
     ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
     ├── RollbackError                   a rollback that cannot be done as asked
     ├── ReceiptError                    a receipt that cannot be issued, or does not verify
+    ├── AdoptionError (ValueError)      a registered model `adopt` cannot take over
     ├── CheckpointNotFoundError (KeyError)
     ├── DeviceUnavailableError          `cuda` asked for where there is none
     └── FederationError                 the Flower federation failed (deployment, run, removal)
@@ -35,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
+    "AdoptionError",
     "CheckpointNotFoundError",
     "ConfigError",
     "DatasetError",
@@ -385,4 +387,22 @@ class FederationError(UnlearnOpsError):
         self.operation = operation
         self.problem = problem
         message = f"federation: {operation} failed: {' '.join(problem.split()) or 'no detail'}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class AdoptionError(UnlearnOpsError, ValueError):
+    """A registered model, or its table, that `unlearn-ops adopt` cannot take over (issue 14).
+
+    Nothing is created when it is raised.
+
+    Args:
+        model_uri: the model asked for.
+        problem: what is wrong (not a torch classifier, features, ids).
+        hint: what to do instead.
+    """
+
+    def __init__(self, model_uri: str, problem: str, hint: str = "") -> None:
+        self.model_uri = model_uri
+        self.problem = problem
+        message = f"cannot adopt {model_uri}: {problem}"
         super().__init__(f"{message}; {hint}" if hint else message)

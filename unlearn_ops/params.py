@@ -2,6 +2,10 @@
 
 `params.yaml` holds S, R, the seed, the model, training and gate settings and the dataset
 spec. Settings (where things live, secrets) are in :mod:`unlearn_ops.settings` instead.
+
+Why this module is long: it is the one schema of `params.yaml`, one small frozen model
+per section (with its field descriptions, the documentation users read); splitting the
+sections across modules would scatter that schema.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "ReleaseParams",
     "SisaParams",
     "TrainingParams",
+    "UnlearningParams",
     "load_params",
 ]
 
@@ -115,8 +120,14 @@ class DpParams(_Frozen):
 
 
 class TrainingParams(_Frozen):
-    """How each SISA stage is trained."""
+    """How each SISA stage is trained, and whether the workspace is SISA or monolithic."""
 
+    mode: Literal["sisa", "monolithic"] = Field(
+        "sisa",
+        description="`sisa`: forgets retrain the affected shards exactly. `monolithic`: one "
+        "model on all the data (sisa.shards = sisa.slices = 1); a forget runs "
+        "`unlearning.method` at once (a provisional version) and a full retrain follows.",
+    )
     epochs_per_stage: int = Field(10, ge=1, le=10_000)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -290,6 +301,30 @@ class ReleaseParams(_Frozen):
     )
 
 
+class UnlearningParams(_Frozen):
+    """How a monolithic workspace forgets before its exact retrain (docs: PRIVACY.md).
+
+    `method` is a registered approximate method (:func:`unlearn_ops.approx.base.run_method`),
+    `options` override its paper's defaults. The provisional version is audited against
+    `reference_models` retrain oracles (models trained without the forgotten records,
+    cached by content key like the checkpoints); 0 skips the audit.
+    """
+
+    method: str = Field("finetune", min_length=1, description="Approximate method's name.")
+    options: dict[str, float | int | bool | str] = Field(
+        default_factory=dict, description="Options of the method over its defaults."
+    )
+    reference_models: int = Field(
+        2, ge=0, le=64, description="Retrain oracles of the membership audit (0, or 2 or more)."
+    )
+
+    @model_validator(mode="after")
+    def _enough_references(self) -> UnlearningParams:
+        if self.reference_models == 1:
+            raise ValueError("reference_models must be 0 (no audit) or at least 2")
+        return self
+
+
 class Params(_Frozen):
     """Everything in `params.yaml`."""
 
@@ -303,15 +338,31 @@ class Params(_Frozen):
     compliance: ComplianceParams = ComplianceParams()
     approval: ApprovalParams = ApprovalParams()
     release: ReleaseParams = ReleaseParams()
+    unlearning: UnlearningParams = UnlearningParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="after")
+    def _monolithic_is_one_model(self) -> Params:
+        if self.training.mode == "monolithic" and (self.sisa.shards, self.sisa.slices) != (1, 1):
+            raise ValueError(
+                "training.mode monolithic trains one model: set sisa.shards and sisa.slices "
+                f"to 1 (got {self.sisa.shards} and {self.sisa.slices})"
+            )
+        return self
+
+    @property
+    def monolithic(self) -> bool:
+        """Whether forgets are approximate first, then exact (issue 14)."""
+        return self.training.mode == "monolithic"
 
     def training_hash(self) -> str:
         """Hash of the settings that change trained weights (not the gates, not the dataset).
 
         It seeds every checkpoint key, so changing any of these never reuses a checkpoint.
         """
-        training = self.training.model_dump(mode="json", exclude={"dp"})
+        # `mode` changes no weight (a monolithic model is one shard of one slice).
+        training = self.training.model_dump(mode="json", exclude={"dp", "mode"})
         if self.training.dp.enabled:
             # Only when on: a workspace made before DP existed keeps its checkpoint keys.
             training["dp"] = self.training.dp.model_dump(mode="json")

@@ -11,7 +11,8 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.receipt`: receipt;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
 - :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
-- :mod:`~unlearn_ops.cli.bench`: bench.
+- :mod:`~unlearn_ops.cli.bench`: bench;
+- :mod:`~unlearn_ops.cli.approx`: adopt, retrain-exact (monolithic workspaces).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable
 import typer
 
 from unlearn_ops.cli import (
+    approx,
     bench,
     compliance,
     federated,
@@ -73,6 +75,8 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
     (None, intake.inbox),
     (None, intake.listen),
     (None, intake.serve),
+    (None, approx.adopt),  # monolithic workspaces (issue 14)
+    ("retrain-exact", approx.retrain_exact),
 ]
 for name, command in COMMANDS:
     app.command(name)(command)

@@ -27,9 +27,16 @@ def shorten_tag(value: str) -> str:
 def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """The registered versions: aliases, requests honoured, gates."""
 
+    from unlearn_ops.workflow.approx_tags import describe_exactness
+
     ws = open_workspace(workspace)
     found = ws.registry().versions()
     rows = [version_row(v) for v in found]
+    if ws.params.monolithic:  # provisional or exact, in plain words (issue 14)
+        rows = [
+            {**r, "exactness": describe_exactness(v) or "-"}
+            for r, v in zip(rows, found, strict=True)
+        ]
 
     def lines() -> None:
         if not rows:
@@ -56,16 +63,21 @@ def show(
 ) -> None:
     """One version: its description and provenance tags."""
 
+    from unlearn_ops.workflow.approx_tags import describe_exactness
+
     info = open_workspace(workspace).registry().get_version(version)
+    exactness = describe_exactness(info)
 
     def lines() -> None:
         aliases = f" ({', '.join(info.aliases)})" if info.aliases else ""
         typer.echo(f"version {info.version}{aliases}")
         typer.echo(info.description)
+        if exactness is not None:
+            typer.echo(exactness)
         for key, value in sorted(info.tags.items()):
             typer.echo(f"  {key} = {shorten_tag(value)}")
 
-    emit(as_json, info.to_dict(), lines)
+    emit(as_json, {**info.to_dict(), **({"exactness": exactness} if exactness else {})}, lines)
 
 
 def verify(

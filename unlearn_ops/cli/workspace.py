@@ -50,6 +50,13 @@ def init(
     model_name: Annotated[
         str | None, typer.Option(help="Registered model name; the directory name by default.")
     ] = None,
+    training: Annotated[
+        str,
+        typer.Option(
+            help="sisa, or monolithic: one model (S = R = 1) that forgets approximately "
+            "first, then exactly (README: monolithic workspaces)."
+        ),
+    ] = "sisa",
     as_json: JsonOption = False,
 ) -> None:
     """Create a workspace: git + DVC repository, params.yaml and the dvc.yaml pipeline."""
@@ -65,7 +72,10 @@ def init(
     params = Params.from_mapping(
         {
             "dataset": {"source": source, "id_column": id_column, "label_column": label_column},
-            "sisa": {"shards": shards, "slices": slices},
+            "sisa": {"shards": shards, "slices": slices}
+            if training != "monolithic"
+            else {"shards": 1, "slices": 1},
+            "training": {"mode": training},
             "registry": {"model_name": name.strip("-.") or "unlearn-ops-model"},
         },
         source="init options",
@@ -208,6 +218,14 @@ def forget(
     def lines() -> None:
         if result.get("noop"):
             typer.echo(f"nothing to do: {result['message']}")
+            return
+        if result.get("provisional"):  # a monolithic workspace (issue 14)
+            typer.echo(
+                f"request {request.request_id}: PROVISIONAL version {result['version']} is "
+                f"champion, forgotten approximately by {result['method']} (audit: "
+                f"{result['audit'] or 'not run'}; held-out accuracy {result['accuracy']:.4f}); "
+                f"exact retrain due {result['exact_retrain_due']}: `unlearn-ops retrain-exact`"
+            )
             return
         if not resumed:
             print_plan(plan)

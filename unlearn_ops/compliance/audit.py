@@ -126,6 +126,9 @@ class RequestAudit:
         approvals: the approval decisions about it (decision, rule, approver, reason).
         client_hashes: for a federation client's removal (issue 13), the keyed hashes of
             the clients it removes (a record request: empty).
+        approximate: while only a provisional version serves it (issue 14): that version,
+            its method and when it was served; `served_at` then stays None, because the
+            deadline waits for the exact retrain. None otherwise.
     """
 
     request_id: str
@@ -167,6 +170,12 @@ class RequestAudit:
     paused_reason: str | None = None
     approvals: tuple[Mapping[str, Any], ...] = ()
     client_hashes: tuple[str, ...] = ()
+    approximate: Mapping[str, Any] | None = None
+
+    @property
+    def overdue(self) -> bool:
+        """Past its deadline with no exact version served (a provisional one may serve)."""
+        return self.deadline_status == "missed" and self.served_at is None
 
     @property
     def gates_passed(self) -> bool | None:
@@ -236,6 +245,12 @@ class RequestAudit:
             "versions_purged": {v: iso(at) for v, at in sorted(self.versions_purged.items())},
             "ledger": {"intact": not self.ledger_problems, "problems": list(self.ledger_problems)},
             "privacy": dict(self.privacy) or None,
+            # Only for a request a provisional version serves (issue 14): older views unchanged.
+            **(
+                {"approximate": {**self.approximate, "overdue": self.overdue}}
+                if self.approximate
+                else {}
+            ),
         }
 
 
@@ -422,6 +437,15 @@ def build_audit(
         if v not in live and (at := recorded.get(v, RecordedVersion(v)).purged_at) is not None
     }
     served_at = parse_time(served.get("at"))
+    approximate = None
+    if state.approximate:
+        # A provisional version honours it approximately: the deadline waits for the exact one.
+        approximate = {
+            "version": served_version,
+            "method": served.get("method"),
+            "served_at": served.get("at"),
+        }
+        served_at = None
     purged_at = parse_time((state.purged or {}).get("at"))
     paused, paused_reason = paused_clock(state.holds, served_at or now)
     deadline = requested_at + timedelta(days=compliance.deadline_days) + paused
@@ -436,7 +460,7 @@ def build_audit(
     retention = served_at + timedelta(days=compliance.retention_days) if served_at else None
     return RequestAudit(
         request_id=state.request_id,
-        state=state.state,
+        state=state.display_state,
         received_at=received_at,
         requested_at=requested_at,
         reason=str(data.get("reason", "")),
@@ -486,6 +510,7 @@ def build_audit(
         paused_days=round(paused.total_seconds() / 86_400, 6),
         paused_reason=paused_reason,
         approvals=tuple(state.approvals),
+        approximate=approximate,
     )
 
 

@@ -67,7 +67,14 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         )
     else:
         lines.append("honoured: by no version whose gates passed yet")
-    if audit.served_at is not None:
+    if audit.approximate is not None:
+        lines.append(
+            f"served: APPROXIMATELY by provisional version "
+            f"{_version(audit, audit.approximate.get('version'))} (method "
+            f"{audit.approximate.get('method')}, since {audit.approximate.get('served_at')}); "
+            "the exact retrain is not served yet"
+        )
+    elif audit.served_at is not None:
         lines.append(
             f"served: version {_version(audit, audit.served_version)} champion since "
             f"{_when(audit.served_at)}"
@@ -112,6 +119,11 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         f"deadline: {audit.deadline_status} (due {_when(audit.deadline)}; latency {latency}"
         f"{paused})"
     )
+    if audit.approximate is not None and audit.overdue:
+        lines.append(
+            "OVERDUE: the deadline passed and only a provisional (approximate) version "
+            "serves the request; run `unlearn-ops retrain-exact`"
+        )
     if audit.paused_reason is not None:
         lines.append(f"hold: the clock is paused by {audit.paused_reason}")
     for approval in audit.approvals:

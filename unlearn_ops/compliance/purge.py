@@ -360,6 +360,7 @@ def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     from unlearn_ops.adapters.dvc.cache import collect_cache, default_remote
     from unlearn_ops.serving.versions import CHAMPION
     from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
+    from unlearn_ops.workflow.approx_tags import exactly_honoured
 
     moment = now or datetime.now(UTC)
     retention = workspace.params.compliance.retention_days
@@ -368,7 +369,8 @@ def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     )
     registry = workspace.registry()
     summaries = [
-        VersionSummary(v.version, frozenset(v.honoured_requests), v.tag("git_sha"), v.aliases)
+        # A superseded provisional version holds its approximate requests' traces (issue 14).
+        VersionSummary(v.version, frozenset(exactly_honoured(v)), v.tag("git_sha"), v.aliases)
         for v in registry.versions()
     ]
     fates, request_fates = plan_versions(

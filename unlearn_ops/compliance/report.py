@@ -249,6 +249,9 @@ def _deadline(audit: RequestAudit) -> str:
         due += f"; clock paused by legal hold {audit.paused_reason}"
     elif audit.holds:
         due += f"; clock was paused {audit.paused_days:.2f} days by legal holds"
+    if audit.approximate is not None:
+        served = f"served approximately by version {audit.approximate.get('version')}"
+        due += f"; OVERDUE: {served}, no exact retrain" if audit.overdue else f"; {served}"
     for approval in audit.approvals:
         due += f"; {approval.get('decision')} by {approval.get('approver') or 'rule'}"
         due += f" ({approval.get('rule')})"

@@ -1,12 +1,14 @@
 """The request ledger: an append-only, hash-chained JSONL file of what happened to each request.
 
-States of a request: `received` -> `applied` (data revision) -> `served` (model version)
--> `purged` (superseded artifacts that still held its records deleted), or `failed`
-(reason). A request that names records under a legal hold is `held` until the hold is
-released (then `received` again, queued); `approval` entries say who decided about it, by
-which rule. Legal holds themselves are entries under their own id (`hold-added`,
-`hold-released`: who, when, why), folded by :mod:`unlearn_ops.deletion.holds`. Record ids
-are personal data: entries hold only their keyed hashes.
+States of a request: `received` -> `applied` (data revision) -> `served` (model version;
+in a monolithic workspace first `approximate`, by a provisional version, then by the exact
+retrain: a second `served` entry) -> `purged` (superseded artifacts that still held its
+records deleted), or `failed` (reason). A request that names records under a legal hold
+is `held` until the hold is released (then `received` again, queued); `approval` entries
+say who decided about it, by which rule. Legal holds themselves are entries under their
+own id (`hold-added`, `hold-released`: who, when, why), folded by
+:mod:`unlearn_ops.deletion.holds`. Record ids are personal data: entries hold only their
+keyed hashes.
 
 Entries keep what was true when they were written, because the stores they describe do
 not last: `received` names the shards that removing the records will retrain (so a run
@@ -100,6 +102,16 @@ class RequestState:
     planned_shards: dict[int, int] = field(default_factory=dict)
     holds: list[dict[str, Any]] = field(default_factory=list)
     approvals: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def approximate(self) -> bool:
+        """Served only by a provisional (approximate) version so far (issue 14)."""
+        return bool(self.served and self.served.get("approximate"))
+
+    @property
+    def display_state(self) -> str:
+        """The state in words: `served (approximate)` until the exact retrain is served."""
+        return "served (approximate)" if self.state == "served" and self.approximate else self.state
 
 
 def _planned_shards(value: object) -> dict[int, int]:

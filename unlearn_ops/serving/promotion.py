@@ -53,7 +53,10 @@ def promote(workspace: Workspace, version: VersionInfo, gates: Sequence[GateResu
     champion = registry.alias_version(CHAMPION)
     if not all(g.passed for g in gates):
         raise GateFailedError(version.version, summarise_failures(gates), champion)
-    missing = missing_deletions(version.honoured_requests, honoured_requests(workspace))
+    from unlearn_ops.workflow.approx_tags import exactly_honoured
+
+    # A provisional version honours approximately until superseded (issue 14).
+    missing = missing_deletions(exactly_honoured(version), honoured_requests(workspace))
     if missing:
         raise UnsafeVersionError(version.version, missing, champion)
     if champion is not None and champion != version.version:

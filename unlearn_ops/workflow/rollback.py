@@ -3,7 +3,9 @@
 A deletion is *recorded* once every record of its request is forgotten in the workspace
 (ledger requests whose hashes are all in `forgotten.json`). A version is *safe* when its
 cumulative `unlearn.honoured_requests` holds every recorded deletion; the others were
-trained on records forgotten since and are never served again (DESIGN: aliases).
+trained on records forgotten since and are never served again (DESIGN: aliases). A
+provisional version of a monolithic workspace counts as honouring its requests
+(approximately) until the exact retrain supersedes it; from then on it is unsafe too.
 Forgetting is monotonic (`forgotten.json` only grows), so a version once unsafe stays so:
 :func:`mark_unsafe_versions` tags them once, and :func:`unlearn_ops.serving.promotion.promote`
 refuses them whatever the path.
@@ -30,6 +32,7 @@ from unlearn_ops.errors import RollbackError, UnsafeVersionError
 from unlearn_ops.params import Params
 from unlearn_ops.serving.promotion import honoured_requests, missing_deletions
 from unlearn_ops.serving.versions import CHAMPION, PREVIOUS
+from unlearn_ops.workflow.approx_tags import exactly_honoured
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -100,7 +103,7 @@ def unsafe_versions(workspace: Workspace) -> dict[str, list[str]]:
     recorded = deletions_recorded(workspace)
     found = {}
     for info in workspace.registry().versions():
-        missing = missing_deletions(info.honoured_requests, recorded)
+        missing = missing_deletions(exactly_honoured(info), recorded)
         if missing:
             found[info.version] = missing
     return found
@@ -119,7 +122,7 @@ def mark_unsafe_versions(workspace: Workspace) -> list[str]:
     recorded = deletions_recorded(workspace)
     marked = []
     for info in registry.versions():
-        missing = missing_deletions(info.honoured_requests, recorded)
+        missing = missing_deletions(exactly_honoured(info), recorded)
         if not missing or info.tag(HONOURS_ALL_TAG) == "false":
             continue
         registry.set_version_tag(info.version, SUPERSEDED_BY_TAG, missing[0])
@@ -203,7 +206,9 @@ def plan_rollback(
         )
     target = _default_target(workspace, champion) if to is None else registry.get_version(to)
     name = f"version {target.version}"
-    missing = tuple(missing_deletions(target.honoured_requests, deletions_recorded(workspace)))
+    # A provisional version honours its requests approximately until superseded (issue 14).
+    recorded = deletions_recorded(workspace)
+    missing = tuple(missing_deletions(exactly_honoured(target), recorded))
     if target.version == champion and not missing:
         return RollbackPlan(
             action="noop",

@@ -1,0 +1,237 @@
+"""Forgets of a monolithic workspace: the provisional version now, the exact retrain after.
+
+Wiring only; the logic is :mod:`unlearn_ops.workflow.approximate`.
+
+- :func:`forget_approximately` is the forget stage of a monolithic workspace
+  (:func:`pipelines.stages.forget_batch` hands it the batch): hold back, check, receive,
+  remove the records, run `unlearning.method` on the served model, audit it against the
+  retrain oracles, gate, commit, register a provisional version and serve it.
+- `retrain-exactly` (:func:`retrain_exactly`) serves the exact retrain of every request
+  served approximately so far, in one batch. Schedule it with
+  :func:`exact_retrain_deployment` (an interval well inside `compliance.deadline_days`);
+  a run whose gates fail raises, so Prefect marks it failed, and `audit`/`report` show
+  the requests overdue once their deadline passes.
+- `adopt-model` (:func:`adopt_model`) makes a team's registered model version 1 of a new
+  monolithic workspace: shard the table, serve the adopted weights, evaluate, gate,
+  register.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from pipelines import tasks
+from unlearn_ops.deletion.requests import ForgetRequest
+from unlearn_ops.serving.promotion import champion_accuracy
+from unlearn_ops.workflow import approx_adopt, approx_versions, approximate
+from unlearn_ops.workflow.membership_audit import PRIVACY_GATE
+from unlearn_ops.workflow.timing import Stopwatch
+from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = [
+    "adopt_model",
+    "exact_retrain_deployment",
+    "forget_approximately",
+    "retrain_exactly",
+    "serve_exact_retrain",
+]
+
+check_method = task(name="check-method", cache_policy=NO_CACHE)(approximate.check_method)
+read_forgotten = task(name="read-forgotten-records", cache_policy=NO_CACHE)(
+    approximate.forgotten_records
+)
+unlearn = task(name="unlearn-approximately", cache_policy=NO_CACHE)(
+    approximate.unlearn_served_model
+)
+close_provisional = task(name="serve-provisional", cache_policy=NO_CACHE)(
+    approx_versions.close_provisional
+)
+install_adopted = task(name="install-adopted-model", cache_policy=NO_CACHE)(
+    approx_adopt.install_adopted
+)
+close_exact = task(name="serve-exact-retrain", cache_policy=NO_CACHE)(approx_versions.close_exact)
+
+
+def forget_approximately(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
+    """Forget a batch approximately and serve a provisional version; hold the workspace lock.
+
+    Raises:
+        UnknownRecordsError, InvalidRequestError, UnknownMethodError: refused, nothing changed.
+        GateFailedError: the version is registered, not promoted; the ledger says failed.
+    """
+    watch = Stopwatch()
+    with watch.phase("data"):
+        kept = tasks.hold_back(ws, batch)
+        if not kept.proceed:
+            return kept.answer()
+        batch = kept.proceed
+        check_method(ws)
+        outcome = tasks.check_batch(ws, batch)
+        tasks.receive_requests(ws, batch)
+        if outcome.is_noop:
+            answer = tasks.close_noop(ws, outcome)
+            tasks.record_revision(ws, "unlearn-ops: requests honoured already")
+            return answer
+        baseline = champion_accuracy(ws)
+        forgotten = read_forgotten(ws, batch)
+        plan = tasks.apply_batch(ws, batch)
+    with watch.phase("unlearning"):
+        unlearned = unlearn(ws, forgotten)
+    with watch.phase("evaluation"):
+        metrics = tasks.evaluate(ws)
+    with watch.phase("gates"):
+        gates = [g for g in tasks.run_gates(ws, metrics, baseline) if g.gate != PRIVACY_GATE]
+        gates.append(approximate.oracle_gate(unlearned))
+    names = ", ".join(r.request_id for r in batch)
+    with watch.phase("lineage"):
+        revision = tasks.record_revision(ws, f"unlearn-ops: forget {names} (approximate)", batch)
+        tasks.mark_applied(ws, batch, revision)
+    with watch.phase("registration"):
+        version = tasks.register_version(
+            ws,
+            kind="forget",
+            requests=batch,
+            trained=[],
+            revision=revision,
+            gates=gates,
+            metrics=metrics,
+            timings=dict(watch.seconds),
+        )
+        close_provisional(ws, batch, version, gates, unlearned)
+        tasks.mark_unsafe_versions(ws)
+    due = approx_versions.exact_due(ws, approx_versions.pending_exact_requests(ws))
+    return {
+        "version": version.version,
+        "provisional": True,
+        "method": unlearned.method,
+        "gradient_steps": unlearned.gradient_steps,
+        "audit": None if unlearned.audit is None else unlearned.audit["verdict"],
+        "accuracy": metrics["accuracy"],
+        "git_sha": revision.git_sha,
+        "gates": {g.gate: g.passed for g in gates},
+        "timings": watch.seconds,
+        "requests": [r.request_id for r in batch],
+        "plan": plan.to_dict(),
+        "exact_retrain_due": None if due is None else due.isoformat(),
+        **({"held": kept.held} if kept.held else {}),
+    }
+
+
+@flow(name="retrain-exactly")
+def retrain_exactly(workspace: str) -> dict[str, Any]:
+    """Retrain the monolithic model without every record forgotten approximately; serve it.
+
+    Every request served only approximately so far is served by this one retrain.
+
+    Raises:
+        GateFailedError: the retrain is registered, not promoted (the run fails).
+
+    Example:
+        >>> retrain_exactly("ws")  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    watch = Stopwatch()
+    with ws.lock():
+        pending = approx_versions.pending_exact_requests(ws)
+        if not pending:
+            return {"noop": True, "message": "no request waits for an exact retrain"}
+        baseline = champion_accuracy(ws)
+        with watch.phase("retraining"):
+            stale = tasks.stale_shards(ws)
+            trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
+        with watch.phase("evaluation"):
+            metrics = tasks.evaluate(ws)
+        with watch.phase("gates"):
+            gates = tasks.run_gates(ws, metrics, baseline)
+        with watch.phase("lineage"):
+            revision = tasks.record_revision(ws, f"unlearn-ops: exact retrain for {pending}")
+        with watch.phase("registration"):
+            version = tasks.register_version(
+                ws,
+                kind="forget",
+                requests=[],
+                trained=trained,
+                revision=revision,
+                gates=gates,
+                metrics=metrics,
+                timings=dict(watch.seconds),
+                replayed=pending,
+            )
+            close_exact(ws, pending, version, gates)
+            tasks.mark_unsafe_versions(ws)
+    return {
+        "version": version.version,
+        "exact": True,
+        "requests": pending,
+        "accuracy": metrics["accuracy"],
+        "git_sha": revision.git_sha,
+        "gates": {g.gate: g.passed for g in gates},
+        "timings": watch.seconds,
+    }
+
+
+def exact_retrain_deployment(
+    workspace: str, *, name: str = "retrain-exactly", interval_seconds: float = 86_400.0
+) -> Any:
+    """A deployment of :func:`retrain_exactly` on an interval, for `prefect.serve(...)`.
+
+    One run serves every provisional request pending then (a batch); keep the interval
+    well inside `compliance.deadline_days`.
+    """
+    return retrain_exactly.to_deployment(
+        name=name, interval=interval_seconds, parameters={"workspace": workspace}
+    )
+
+
+def serve_exact_retrain(workspace: str, *, interval_seconds: float) -> None:
+    """Serve :func:`exact_retrain_deployment` until stopped, one run at a time."""
+    from prefect import serve
+
+    deployment = exact_retrain_deployment(workspace, interval_seconds=interval_seconds)
+    serve(deployment, limit=1, print_starting_message=False)
+
+
+@flow(name="adopt-model")
+def adopt_model(workspace: str, weights: str, model_uri: str) -> dict[str, Any]:
+    """Register an adopted model (its weights saved at `weights`) as version 1.
+
+    Example:
+        >>> adopt_model("ws", "ws/.unlearn-ops/adopted.pt", "models:/churn/3")  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    watch = Stopwatch()
+    with ws.lock():
+        with watch.phase("data"):
+            counts = tasks.prepare_data(ws)
+            adopted = install_adopted(ws, weights, model_uri)
+        with watch.phase("evaluation"):
+            metrics = tasks.evaluate(ws)
+        with watch.phase("gates"):
+            gates = tasks.run_gates(ws, metrics, None)
+        with watch.phase("lineage"):
+            revision = tasks.record_revision(ws, f"unlearn-ops: adopt {model_uri}")
+        with watch.phase("registration"):
+            version = tasks.register_version(
+                ws,
+                kind="train",
+                requests=[],
+                trained=[adopted],
+                revision=revision,
+                gates=gates,
+                metrics=metrics,
+                timings=dict(watch.seconds),
+            )
+            ws.registry().set_version_tag(version.version, "adopted_from", model_uri)
+            tasks.promote_and_close(ws, [], version, gates)
+    return {
+        "version": version.version,
+        "adopted_from": model_uri,
+        "records": sum(counts.values()),
+        "accuracy": metrics["accuracy"],
+        "git_sha": revision.git_sha,
+        "gates": {g.gate: g.passed for g in gates},
+    }

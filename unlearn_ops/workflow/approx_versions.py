@@ -1,0 +1,185 @@
+"""The provisional versions of a monolithic workspace and the exact retrain that supersedes them.
+
+A provisional version (made by :mod:`unlearn_ops.workflow.approximate`) is tagged
+`unlearn.exact=false`, `unlearn.provisional=true`, `unlearn.method` (with its options and
+gradient steps) and `unlearn.approximate_requests`: the requests it honours only
+approximately (this batch, and those of earlier provisional versions its model descends
+from). Its ledger entries say `served` with `approximate: true`. The exact retrain's
+version is tagged `unlearn.exact=true`; once it is champion, each provisional version whose
+approximate requests it honours gets `unlearn.superseded_by`, and from then on counts as
+holding those requests' records (promotion refuses it; purge deletes it after retention).
+Reading those tags is :mod:`unlearn_ops.workflow.approx_tags` (pure).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from unlearn_ops.errors import GateFailedError
+from unlearn_ops.workflow.approx_tags import (
+    APPROXIMATE_REQUESTS_TAG,
+    approximate_requests,
+    is_provisional,
+    superseded_by,
+)
+from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from unlearn_ops.deletion.requests import ForgetRequest
+    from unlearn_ops.serving.gates import GateResult
+    from unlearn_ops.serving.ports import ModelRegistry
+    from unlearn_ops.serving.versions import VersionInfo
+    from unlearn_ops.workflow.approximate import Unlearned
+
+__all__ = [
+    "close_exact",
+    "close_provisional",
+    "exact_due",
+    "pending_exact_requests",
+    "tag_provisional",
+]
+
+
+def tag_provisional(
+    registry: ModelRegistry,
+    version: str,
+    unlearned: Unlearned,
+    approximate: Sequence[str],
+) -> None:
+    """Write the tags of a provisional version (the registry adds the `unlearn.` prefix)."""
+    tags = {
+        "exact": "false",
+        "provisional": "true",
+        "method": unlearned.method,
+        "method.options": json.dumps(unlearned.options, sort_keys=True),
+        "method.gradient_steps": str(unlearned.gradient_steps),
+        "method.parent_weights_hash": unlearned.parent_weights_hash,
+        APPROXIMATE_REQUESTS_TAG: json.dumps(list(approximate)),
+    }
+    for key, value in tags.items():
+        registry.set_version_tag(version, key, value)
+
+
+def pending_exact_requests(workspace: Workspace) -> list[str]:
+    """Requests served only approximately so far: what the exact retrain must serve."""
+    return [
+        state.request_id
+        for state in workspace.ledger.requests().values()
+        if state.served is not None and state.served.get("approximate")
+    ]
+
+
+def exact_due(workspace: Workspace, request_ids: Sequence[str]) -> datetime | None:
+    """The earliest legal deadline among `request_ids` (received + compliance.deadline_days)."""
+    from unlearn_ops.timestamps import parse_datetime_or_none as parse_time
+
+    states = workspace.ledger.requests()
+    days = timedelta(days=workspace.params.compliance.deadline_days)
+    times = [parse_time(states[r].received_at) for r in request_ids if r in states]
+    due = [t + days for t in times if t is not None]
+    return min(due) if due else None
+
+
+def close_provisional(
+    workspace: Workspace,
+    requests: Sequence[ForgetRequest],
+    version: VersionInfo,
+    gates: Sequence[GateResult],
+    unlearned: Unlearned,
+) -> str:
+    """Tag `version` provisional, promote it if its gates passed, record `served` (approximate).
+
+    Raises:
+        GateFailedError: a gate failed; `champion` stays where it was, the ledger says failed.
+    """
+    from unlearn_ops.serving.promotion import promote
+    from unlearn_ops.serving.records import version_facts
+    from unlearn_ops.workflow.revisions import record_revision
+
+    registry = workspace.registry()
+    # Requests that earlier provisional versions served approximately stay approximate:
+    # this model descends from theirs.
+    approximate = [*pending_exact_requests(workspace), *(r.request_id for r in requests)]
+    tag_provisional(registry, version.version, unlearned, list(dict.fromkeys(approximate)))
+    version = registry.get_version(version.version)
+    facts = version_facts(version)
+    try:
+        promote(workspace, version, gates)
+    except GateFailedError as exc:
+        for request in requests:
+            workspace.ledger.append(
+                "failed",
+                request.request_id,
+                reason=exc.summary,
+                version=version.version,
+                version_facts=facts,
+            )
+        record_revision(workspace, f"unlearn-ops: version {version.version} failed its gates")
+        raise
+    due = exact_due(workspace, [r.request_id for r in requests])
+    for request in requests:
+        workspace.ledger.append(
+            "served",
+            request.request_id,
+            version=version.version,
+            version_facts=facts,
+            approximate=True,
+            method=unlearned.method,
+            exact_due=None if due is None else due.isoformat(),
+        )
+    record_revision(workspace, f"unlearn-ops: version {version.version} is champion (provisional)")
+    return version.version
+
+
+def close_exact(
+    workspace: Workspace,
+    request_ids: Sequence[str],
+    version: VersionInfo,
+    gates: Sequence[GateResult],
+) -> str:
+    """Promote the exact retrain if its gates passed; supersede the provisional versions.
+
+    The ledger gets a second `served` entry for each request (no longer approximate); the
+    provisional versions whose approximate requests it honours get `unlearn.superseded_by`.
+
+    Raises:
+        GateFailedError: a gate failed; the provisional champion stays, the ledger says failed.
+    """
+    from unlearn_ops.serving.promotion import promote
+    from unlearn_ops.serving.records import version_facts
+    from unlearn_ops.workflow.revisions import record_revision
+
+    registry = workspace.registry()
+    registry.set_version_tag(version.version, "exact", "true")
+    version = registry.get_version(version.version)
+    facts = version_facts(version)
+    try:
+        promote(workspace, version, gates)
+    except GateFailedError as exc:
+        for request_id in request_ids:
+            workspace.ledger.append(
+                "failed",
+                request_id,
+                reason=f"exact retrain: {exc.summary}",
+                version=version.version,
+                version_facts=facts,
+            )
+        record_revision(workspace, f"unlearn-ops: exact retrain {version.version} failed its gates")
+        raise
+    honoured = set(version.honoured_requests)
+    for other in registry.versions():
+        if (
+            is_provisional(other)
+            and superseded_by(other) is None
+            and set(approximate_requests(other)) <= honoured
+        ):
+            registry.set_version_tag(other.version, "superseded_by", version.version)
+    for request_id in request_ids:
+        workspace.ledger.append(
+            "served", request_id, version=version.version, version_facts=facts, exact=True
+        )
+    record_revision(workspace, f"unlearn-ops: exact retrain {version.version} is champion")
+    return version.version
