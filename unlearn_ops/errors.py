@@ -7,6 +7,7 @@ The tree::
     ├── DatasetError (ValueError)       a table cannot be used as a dataset
     ├── UnknownDatasetError (KeyError)  a dataset name that no loader knows
     ├── UnknownModelError (KeyError)    a model name that no factory knows
+    ├── UnknownMethodError (KeyError)   an approximate unlearning method, or option, unknown
     ├── InvalidRequestError (ValueError) a forget request that cannot be acted on
     │   └── ReplayedRequestError        a request id seen before with other content
     ├── UnauthenticatedRequestError (PermissionError) unsigned, forged or expired
@@ -29,6 +30,10 @@ The tree::
 
 Every message says what was wrong, what was given, what is allowed and what to do next.
 The CLI prints `str(error)` as one line and exits non-zero.
+
+Why this module is long: it is the one home of every error the package raises (the CLI,
+the flows and the tests catch them by class), so the tree above stays readable in one place;
+each class is a few lines of message building.
 """
 
 from __future__ import annotations
