@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = {"mlflow", "dvc", "prefect", "prefect_dask", "boto3", "botocore", "great_expectations"}
+BACKENDS = {
+    "mlflow",
+    "dvc",
+    "prefect",
+    "prefect_dask",
+    "dask",
+    "distributed",
+    "boto3",
+    "botocore",
+    "great_expectations",
+}
 MAX_LINES = 400
 LONG_REASON = "Why this module is long:"
 
