@@ -12,6 +12,7 @@ import pytest
 
 from pipelines.runner import run_flow
 from pipelines.train import train_ensemble
+from tests.conftest import CliRunner
 from unlearn_ops.workflow.workspace import Workspace
 
 pytestmark = [pytest.mark.flows, pytest.mark.servers]
@@ -74,6 +75,7 @@ def test_separately_started_cluster_gives_the_threads_weights(
     threads_hashes: dict[int, str],
     separate_cluster: str,
     monkeypatch: pytest.MonkeyPatch,
+    cli: CliRunner,
 ) -> None:
     import shutil
 
@@ -86,10 +88,19 @@ def test_separately_started_cluster_gives_the_threads_weights(
 
     assert result["version"] == "1"
     assert shard_hashes(root) == threads_hashes
+    # `verify` on Dask: the certificate's retrainings run on the same cluster, and pass.
+    code, out, err = cli(["verify", "1", "-w", str(root), "--json"])
+    assert code == 0, err
+    certificate = json.loads(out)
+    assert certificate["passed"] is True
+    assert [s["scratch_hash"] for s in certificate["shards"]] == [
+        threads_hashes[s] for s in (0, 1, 2)
+    ]
+    assert (certificate["device"], certificate["device_name"]) == ("cpu", "cpu")
     # The shards really ran on the cluster's workers, and on both of them.
     with distributed.Client(separate_cluster, set_as_default=False) as client:
         ran = client.run(trained_here)
-    assert sum(ran.values()) == 3
+    assert sum(ran.values()) == 3 + 3  # training, then the certificate
     assert all(ran.values()), ran
 
 
@@ -98,6 +109,6 @@ def trained_here(dask_worker: distributed.Worker) -> int:
     return sum(
         1
         for entry in dask_worker.state.log
-        if str(entry[0]).startswith("train_one_shard")
+        if str(entry[0]).startswith(("train_one_shard", "retrain_from_scratch"))
         and tuple(entry[1:3]) == ("executing", "memory")
     )

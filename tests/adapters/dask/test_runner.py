@@ -43,6 +43,7 @@ def test_dask_starts_a_local_cluster_of_single_thread_processes(
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": None,
+        "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
     }
 
 

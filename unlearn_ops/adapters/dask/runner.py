@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GPU_RESOURCE",
+    "NO_DASHBOARD",
     "build_task_runner",
     "check_scheduler",
     "local_cluster_kwargs",
@@ -36,6 +37,14 @@ __all__ = [
 
 GPU_RESOURCE = "GPU"
 """The Dask worker resource that a shard trained on CUDA takes one of."""
+
+NO_DASHBOARD: dict[str, Any] = {
+    "dashboard_address": None,
+    # The scheduler's HTTP server (health, metrics) starts anyway, by default on port 8787,
+    # which another cluster on the machine may hold: a free loopback port instead.
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
+"""`LocalCluster` arguments: no dashboard, and no fixed port for the scheduler's HTTP."""
 
 # Long enough for a scheduler on a busy machine, short enough for a typo to fail fast.
 _CONNECT_SECONDS = 10.0
@@ -74,7 +83,7 @@ def local_cluster_kwargs(settings: Settings) -> dict[str, Any]:
         resolve_device("cuda")  # no GPU here: say so now, not from inside a worker
         workers = min(workers, torch.cuda.device_count())
         kwargs["resources"] = {GPU_RESOURCE: 1}
-    return {"n_workers": workers, **kwargs, "dashboard_address": None}
+    return {"n_workers": workers, **kwargs, **NO_DASHBOARD}
 
 
 def check_scheduler(address: str, timeout: float = _CONNECT_SECONDS) -> None:
