@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from prefect import unmapped
 
 from pipelines import tasks
+from unlearn_ops.adapters.dask.runner import shard_placement
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
 from unlearn_ops.workflow.retraining import ShardTrained
@@ -72,7 +73,7 @@ def retrain_and_register(
     Raises:
         GateFailedError: the version is registered with its gate results, not promoted.
     """
-    with watch.phase("retraining"):
+    with watch.phase("retraining"), shard_placement(ws.settings):
         trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), list(shard_ids))]
     with watch.phase("evaluation"):
         metrics = tasks.evaluate(ws)

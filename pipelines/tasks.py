@@ -12,6 +12,7 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
 from unlearn_ops.serving import promotion
+from unlearn_ops.sisa import verification
 from unlearn_ops.workflow import (
     batch,
     preparation,
@@ -50,3 +51,6 @@ plan_rollback = _task(rollback.plan_rollback, "plan-rollback")
 restore_version = _task(rollback.restore_version, "restore-version")
 restore_settings = _task(rollback.restore_settings, "restore-settings")
 promote = _task(promotion.promote, "move-champion")
+
+# The certificate's from-scratch retrainings (pipelines/certify.py).
+retrain_from_scratch = _task(verification.retrain_from_scratch, "retrain-from-scratch")

@@ -21,6 +21,8 @@ BACKENDS = {
     "dvc",
     "prefect",
     "prefect_dask",
+    "dask",
+    "distributed",
     "boto3",
     "botocore",
     "great_expectations",

@@ -26,6 +26,8 @@ The tree::
     ├── AdoptionError (ValueError)      a registered model `adopt` cannot take over
     ├── CheckpointNotFoundError (KeyError)
     ├── DeviceUnavailableError          `cuda` asked for where there is none
+    ├── DeviceMismatchError             a certificate asked on another kind of device
+    ├── ClusterUnreachableError (ConnectionError) no Dask scheduler at the configured address
     └── FederationError                 the Flower federation failed (deployment, run, removal)
 
 Every message says what was wrong, what was given, what is allowed and what to do next.
@@ -43,8 +45,10 @@ from collections.abc import Iterable, Sequence
 __all__ = [
     "AdoptionError",
     "CheckpointNotFoundError",
+    "ClusterUnreachableError",
     "ConfigError",
     "DatasetError",
+    "DeviceMismatchError",
     "DeviceUnavailableError",
     "FederationError",
     "GateFailedError",
@@ -411,3 +415,27 @@ class AdoptionError(UnlearnOpsError, ValueError):
         self.problem = problem
         message = f"cannot adopt {model_uri}: {problem}"
         super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class DeviceMismatchError(UnlearnOpsError, RuntimeError):
+    """A certificate asked on another device kind than the weights' (CPU and CUDA bits differ)."""
+
+    def __init__(self, trained_on: str, asked_on: str, shards: Sequence[int]) -> None:
+        self.trained_on = trained_on
+        self.asked_on = asked_on
+        super().__init__(
+            f"shards {list(shards)} were trained on {trained_on!r} but the certificate would "
+            f"retrain them on {asked_on!r}: exactness is certified on the same kind of device; "
+            f"set UNLEARN_OPS_DEVICE={trained_on} (on a machine that has one)"
+        )
+
+
+class ClusterUnreachableError(UnlearnOpsError, ConnectionError):
+    """No Dask scheduler answers at the configured address; nothing was run or changed."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        super().__init__(
+            f"no Dask scheduler answers at {address} ({' '.join(reason.split())}); start one "
+            "there, fix UNLEARN_OPS_DASK_ADDRESS, or unset it to start a local cluster"
+        )

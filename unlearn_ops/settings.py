@@ -47,6 +47,25 @@ class Settings(BaseSettings):
         description="Shards trained at once (threads, one torch thread each by default); "
         "the number of CPUs when unset.",
     )
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="Where shard tasks run: a thread pool in the flow's process ('threads'), "
+        "or Dask through prefect-dask ('dask': a local cluster of processes, or the cluster "
+        "at UNLEARN_OPS_DASK_ADDRESS). See docs/SCALE.md.",
+    )
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+        description="Scheduler address of an existing Dask cluster (tcp://HOST:PORT); a "
+        "LocalCluster of processes is started for each flow when unset.",
+    )
+    dask_workers: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, 1024),
+        ge=1,
+        le=1024,
+        description="Worker processes of the LocalCluster (one thread each); the number of "
+        "CPUs when unset (of GPUs, at most, when training on cuda).",
+    )
     tracking_uri: str | None = Field(
         None,
         description="MLflow tracking URI; a sqlite store inside the workspace when unset.",

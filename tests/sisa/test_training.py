@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +20,8 @@ from unlearn_ops.sisa.sharding import SLICE_COLUMN, split_into_shards
 from unlearn_ops.sisa.training import (
     ShardColumns,
     ShardModel,
+    device_kind,
+    device_name,
     load_state,
     resolve_device,
     serialize_state,
@@ -277,3 +280,54 @@ def test_without_a_gpu_auto_is_cpu_and_cuda_is_refused() -> None:
     assert resolve_device("auto") == "cpu"
     with pytest.raises(DeviceUnavailableError, match="UNLEARN_OPS_DEVICE"):
         resolve_device("cuda")
+
+
+def test_the_weights_record_the_kind_of_device(
+    shard: pd.DataFrame, tiny_params: Params, columns: ShardColumns
+) -> None:
+    assert train(shard, tiny_params, columns).device == "cpu"
+    assert [device_kind(d) for d in ("cpu", "cuda", "cuda:1")] == ["cpu", "cuda", "cuda"]
+    assert device_name("cpu") == "cpu"
+
+
+def test_resolving_a_device_fixes_cublas_before_cuda_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    resolve_device("cpu")
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    resolve_device("auto")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # a user's own choice stays
+    resolve_device("auto")
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_training_on_cuda_twice_gives_identical_weights(
+    shard: pd.DataFrame, tiny_params: Params, columns: ShardColumns
+) -> None:
+    def on_cuda() -> ShardModel:
+        return train_shard(
+            shard,
+            shard_id=0,
+            params=tiny_params,
+            columns=columns,
+            store=MemoryCheckpointStore(),
+            device=resolve_device("cuda"),
+        )
+
+    first, second = on_cuda(), on_cuda()
+    assert first.device == "cuda"
+    assert_same_weights(first, second)
+    assert torch.backends.cudnn.deterministic
+    assert not torch.backends.cudnn.benchmark
+    assert device_name("cuda").startswith("cuda: ")
+
+
+def test_cuda_stages_have_keys_of_their_own(tiny_params: Params) -> None:
+    from unlearn_ops.sisa.training import _keyed_training_hash
+
+    # CPU keys are those of workspaces made before devices counted; CUDA's never collide.
+    assert _keyed_training_hash(tiny_params, "cpu") == tiny_params.training_hash()
+    assert _keyed_training_hash(tiny_params, "cuda:0") == tiny_params.training_hash() + "@cuda"

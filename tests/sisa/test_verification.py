@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+from collections.abc import Sequence
 
 import pandas as pd
 import pytest
+import torch
 
+from unlearn_ops.errors import DeviceMismatchError
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.sharding import SLICE_COLUMN, write_shard
 from unlearn_ops.sisa.training import load_state, serialize_state
-from unlearn_ops.sisa.verification import Certificate, certify_exactness, certify_tables
+from unlearn_ops.sisa.verification import (
+    Certificate,
+    ScratchJob,
+    ScratchResult,
+    certify_exactness,
+    certify_tables,
+    retrain_from_scratch,
+)
 
 
 def edit_meta(ensemble: SisaEnsemble, shard_id: int, **changes: object) -> None:
@@ -145,3 +156,71 @@ def test_an_empty_certificate_does_not_pass(trained_ensemble: SisaEnsemble) -> N
 def test_every_shard_is_checked(trained_ensemble: SisaEnsemble, shard_id: int) -> None:
     edit_meta(trained_ensemble, shard_id, weights_hash="f" * 64)
     assert failing_shards(certify_exactness(trained_ensemble)) == [shard_id]
+
+
+# ------------------------------------------------------------------ devices (issue 15)
+def test_the_certificate_says_where_it_retrained(trained_ensemble: SisaEnsemble) -> None:
+    view = certify_exactness(trained_ensemble, [0]).to_dict()
+    assert (view["device"], view["device_name"]) == ("cpu", "cpu")
+    assert trained_ensemble.served_model_info(0)["device"] == "cpu"  # type: ignore[index]
+
+
+def test_shards_trained_on_cuda_are_not_certified_on_the_cpu(
+    trained_ensemble: SisaEnsemble,
+) -> None:
+    edit_meta(trained_ensemble, 1, device="cuda")
+    edit_meta(trained_ensemble, 2, device="cuda")
+    with pytest.raises(
+        DeviceMismatchError,
+        match=r"shards \[1, 2\] were trained on 'cuda' but the certificate would retrain "
+        r"them on 'cpu'.*UNLEARN_OPS_DEVICE=cuda",
+    ):
+        certify_exactness(trained_ensemble)
+    # Shard 0 alone was trained here: its certificate is unaffected.
+    assert certify_exactness(trained_ensemble, [0]).passed
+
+
+def test_weights_recorded_before_devices_were_are_cpu_weights(
+    trained_ensemble: SisaEnsemble,
+) -> None:
+    path = trained_ensemble.models_dir / "shard-000.json"
+    info = json.loads(path.read_text())
+    del info["device"]
+    path.write_text(json.dumps(info))
+    assert certify_exactness(trained_ensemble).passed
+
+
+def test_a_mapper_runs_the_retrainings(trained_ensemble: SisaEnsemble) -> None:
+    seen: list[int] = []
+
+    def elsewhere(jobs: Sequence[ScratchJob]) -> list[ScratchResult]:
+        # What a task runner does: each job travels (pickled) and comes back as hashes.
+        results = [retrain_from_scratch(pickle.loads(pickle.dumps(job))) for job in jobs]  # noqa: S301
+        seen.extend(job.shard_id for job in jobs)
+        return list(reversed(results))  # order must not matter
+
+    certificate = certify_exactness(trained_ensemble, mapper=elsewhere)
+    assert certificate.passed
+    assert seen == [0, 1, 2]
+    in_process = certify_exactness(trained_ensemble)
+    assert [s.scratch_hash for s in certificate.shards] == [
+        s.scratch_hash for s in in_process.shards
+    ]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_an_ensemble_trained_on_cuda_certifies_on_cuda_only(
+    trained_ensemble: SisaEnsemble,
+) -> None:
+    on_cuda = SisaEnsemble(
+        trained_ensemble.root,
+        trained_ensemble.params,
+        trained_ensemble.settings.model_copy(update={"device": "cuda"}),
+    )
+    on_cuda.train()
+    certificate = certify_exactness(on_cuda)
+    assert certificate.passed
+    assert certificate.device == "cuda"
+    assert certificate.device_name.startswith("cuda: ")
+    with pytest.raises(DeviceMismatchError):
+        certify_exactness(trained_ensemble)  # its settings say cpu

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.workflow.conftest import gate
-from unlearn_ops.errors import LineageError, VersionNotFoundError
+from unlearn_ops.errors import DeviceMismatchError, LineageError, VersionNotFoundError
 from unlearn_ops.workflow.certification import certify_version
 from unlearn_ops.workflow.registration import register_version
 from unlearn_ops.workflow.retraining import evaluate
@@ -47,3 +47,13 @@ def test_a_version_whose_revision_holds_other_data_is_refused(trained: Workspace
         certify_version(trained, version, [1])
     with pytest.raises(VersionNotFoundError):
         certify_version(trained, "7")
+
+
+def test_a_version_trained_on_cuda_is_not_certified_on_the_cpu(trained: Workspace) -> None:
+    # The device each shard trained on is in its models/ JSON, committed with the version.
+    path = trained.ensemble.models_dir / "shard-002.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "device": "cuda"}))
+    version = register_trained(trained)
+    assert certify_version(trained, version, [0, 1]).passed
+    with pytest.raises(DeviceMismatchError, match=r"shards \[2\] were trained on 'cuda'"):
+        certify_version(trained, version)

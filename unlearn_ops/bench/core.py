@@ -354,6 +354,10 @@ def run_benchmark(
                 for w in workloads
                 if w.name in SWEEPS
             ]
+        from unlearn_ops.bench.dask_scaling import DASK_WORKLOAD, run_dask_scaling
+
+        for w in [w for w in workloads if w.name == DASK_WORKLOAD and not quick]:
+            results["dask_scaling"] = run_dask_scaling(w.dataset, w.params, Path(work), seed=seed)
         from unlearn_ops.bench.privacy import PRIVACY_WORKLOAD, run_privacy_benchmark
 
         for w in [w for w in workloads if w.name == PRIVACY_WORKLOAD and not quick]:

@@ -49,6 +49,10 @@ def markdown_table(results: dict[str, Any]) -> str:
         from unlearn_ops.bench.flows import flow_markdown
 
         lines += flow_markdown(results["flows"])
+    if results.get("dask_scaling"):
+        from unlearn_ops.bench.dask_scaling import dask_markdown
+
+        lines += dask_markdown(results["dask_scaling"])
     if results.get("privacy"):
         from unlearn_ops.bench.privacy import privacy_markdown
 

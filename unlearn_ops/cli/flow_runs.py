@@ -17,6 +17,8 @@ def prefect_defaults() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Dask's scheduler and nannies log every worker's start and stop (issue 15's runner).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 
 def run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:

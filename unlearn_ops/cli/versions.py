@@ -105,7 +105,12 @@ def verify(
         bad = [s for s in shard_ids or [] if s not in ws.ensemble.shard_ids]
         if bad:
             fail(f"no shard {bad[0]}: shards are 0..{len(ws.ensemble.shard_ids) - 1}")
-    if version is None:
+    if ws.settings.task_runner == "dask":  # the retrainings go to the cluster (issue 15)
+        from pipelines.certify import certify_shards
+        from unlearn_ops.cli.flow_runs import run_flow
+
+        certificate = run_flow(certify_shards, str(ws.root), version, shard_ids)
+    elif version is None:
         certificate = certify_exactness(ws.ensemble, shard_ids)
     else:
         certificate = certify_version(ws, version, shard_ids)

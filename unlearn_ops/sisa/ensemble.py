@@ -437,6 +437,7 @@ class SisaEnsemble:
             "num_records": model.num_records,
             "training_hash": self.params.training_hash(),
             "data_md5": data_md5,
+            "device": model.device,  # certificates retrain on the same kind (issue 15)
         }
         write_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
         self._model_cache.pop(shard_id, None)

@@ -1,17 +1,21 @@
-"""SISA shard training: R stages, a checkpoint after each, resumable, deterministic on the CPU.
+"""SISA shard training: R stages, a checkpoint after each, resumable, deterministic.
 
 Stage j trains the model of stage j-1 on slices 0..j (Bourtoule et al. 2021, section IV-C).
 Everything random is seeded from (seed, shard, stage, epoch) and data are visited in a
 fixed order, so training a shard is a pure function of its records and the params: a
 retrained shard is bit-for-bit the model that training without the forgotten records gives.
 With `training.dp.enabled`, stages run DP-SGD (opacus, :mod:`unlearn_ops.sisa.dp`)
-with noise drawn from the same seeds, so they stay reproducible too.
+with noise drawn from the same seeds, so they stay reproducible too. On CUDA the same holds
+on one kind of device (deterministic kernels, cuBLAS's fixed workspace, cuDNN without
+autotuning; :func:`use_deterministic_device`), but CPU and CUDA kernels differ: the
+weights record the device kind they were trained on, and certificates compare like with like.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,11 +37,15 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "CUBLAS_WORKSPACE_CONFIG",
     "ShardColumns",
     "ShardModel",
     "StageProgress",
+    "device_kind",
+    "device_name",
     "resolve_device",
     "train_shard",
+    "use_deterministic_device",
     "weights_digest",
 ]
 
@@ -69,6 +77,7 @@ class ShardModel:
         samples_processed: examples run through the model (epochs x stage sizes), the
             compute measure of the schedule.
         seconds: wall time of training.
+        device: the kind of device it trained on (`cpu` or `cuda`).
     """
 
     shard_id: int
@@ -81,6 +90,7 @@ class ShardModel:
     seconds: float = 0.0
     stages_trained: list[int] = field(default_factory=list)
     dp_epsilon: float | None = None
+    device: str = "cpu"
 
 
 def resolve_device(requested: str) -> str:
@@ -89,6 +99,9 @@ def resolve_device(requested: str) -> str:
     Raises:
         DeviceUnavailableError: `cuda` asked for and none is visible.
     """
+    if requested != "cpu":
+        # cuBLAS reads it when its first handle is made: set before anything runs on CUDA.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
     import torch
 
     if requested == "auto":
@@ -96,6 +109,24 @@ def resolve_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailableError("cuda", "torch sees no CUDA device")
     return requested
+
+
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+"""What deterministic cuBLAS needs (PyTorch's "Reproducibility" notes)."""
+
+
+def device_kind(device: str) -> str:
+    """`cpu` or `cuda` (`cuda:1` is of kind `cuda`): what decides whether bits can match."""
+    return device.partition(":")[0]
+
+
+def device_name(device: str) -> str:
+    """A readable name of the device: `cpu`, or the GPU's model (`cuda: NVIDIA H200`)."""
+    if device_kind(device) != "cuda":
+        return "cpu"
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -126,7 +157,7 @@ def _deserialize(data: bytes) -> dict[str, torch.Tensor]:
 _INIT_LOCK = threading.Lock()
 
 
-def _use_deterministic_torch(threads: int) -> None:
+def _use_deterministic_torch(threads: int, device: str = "cpu") -> None:
     """Deterministic kernels and a fixed intra-op thread count, for the whole process.
 
     These are process-wide torch settings; shards train in parallel threads, so they are
@@ -135,10 +166,26 @@ def _use_deterministic_torch(threads: int) -> None:
     """
     import torch
 
+    if device_kind(device) == "cuda":
+        use_deterministic_device()
     if not torch.are_deterministic_algorithms_enabled():
         torch.use_deterministic_algorithms(True)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def use_deterministic_device() -> None:
+    """CUDA's part of determinism: cuBLAS's fixed workspace and cuDNN without autotuning.
+
+    `CUBLAS_WORKSPACE_CONFIG` only counts before cuBLAS starts; it is set (unless the
+    environment chose a value) by :func:`resolve_device`, and again here for callers that
+    pass `cuda` directly.
+    """
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def _seed_dropout(model: torch.nn.Module, seed: int) -> None:
@@ -218,6 +265,17 @@ def _train_stage(
     return processed
 
 
+def _keyed_training_hash(params: Params, device: str) -> str:
+    """What stage keys hash of the training: the params', and the device kind off the CPU.
+
+    A stage trained on CUDA is not the CPU's stage (other kernels, other bits): it gets
+    other keys, so that neither resumes from the other's checkpoints. CPU keys stay as
+    they were before devices counted (a workspace's checkpoints keep their names).
+    """
+    kind = device_kind(device)
+    return params.training_hash() + ("" if kind == "cpu" else f"@{kind}")
+
+
 def train_shard(
     table: pd.DataFrame,
     *,
@@ -255,7 +313,7 @@ def train_shard(
         table,
         shard_id=shard_id,
         num_slices=num_stages,
-        training_hash=params.training_hash(),
+        training_hash=_keyed_training_hash(params, device),
         id_column=columns.id_column,
         label_column=columns.label_column,
     )
@@ -265,7 +323,7 @@ def train_shard(
     # `resume` stages are cached: train stages resume..R-1.
 
     num_features = len(columns.feature_columns)
-    _use_deterministic_torch(threads)
+    _use_deterministic_torch(threads, device)
     # The initial weights come from torch's global RNG: seed it and build under a lock, so
     # shards built in parallel threads never draw from each other's sequence.
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):
@@ -309,6 +367,7 @@ def train_shard(
         seconds=time.perf_counter() - started,
         stages_trained=trained,
         dp_epsilon=epsilon,
+        device=device_kind(device),
     )
 
 

@@ -4,17 +4,20 @@ For each shard, train it from scratch on its current records in a fresh in-memor
 checkpoint store (no cached stage can leak in) and compare the SHA-256 of the weights with
 the served ones. Because training is deterministic, equality proves the served model is
 exactly the one that never saw the forgotten records (Bourtoule et al. 2021, section IV).
+Determinism holds on one kind of device: a certificate retrains on the kind the served
+weights were trained on (recorded with them), and refuses to run on another.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 
+from unlearn_ops.errors import DeviceMismatchError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
@@ -22,13 +25,24 @@ from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.training import (
     ShardColumns,
+    device_kind,
+    device_name,
     load_state,
     resolve_device,
     train_shard,
     weights_digest,
 )
 
-__all__ = ["Certificate", "ShardCertificate", "certify_exactness", "certify_tables"]
+__all__ = [
+    "Certificate",
+    "ScratchJob",
+    "ScratchMapper",
+    "ScratchResult",
+    "ShardCertificate",
+    "certify_exactness",
+    "certify_tables",
+    "retrain_from_scratch",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,7 @@ class Certificate:
     device: str
     torch_threads: int
     seconds: float
+    device_name: str = "cpu"
 
     @property
     def passed(self) -> bool:
@@ -87,10 +102,72 @@ class Certificate:
             "passed": self.passed,
             "training_hash": self.training_hash,
             "device": self.device,
+            "device_name": self.device_name,
             "torch_threads": self.torch_threads,
             "seconds": round(self.seconds, 3),
             "shards": [{**asdict(shard), "exact": shard.exact} for shard in self.shards],
         }
+
+
+@dataclass(frozen=True)
+class ScratchJob:
+    """One shard to retrain from scratch: all it needs, so that it can run in another process."""
+
+    shard_id: int
+    table: pd.DataFrame
+    params: Params
+    columns: ShardColumns
+    device: str
+    threads: int
+
+
+@dataclass(frozen=True)
+class ScratchResult:
+    """What a from-scratch retraining gives back: hashes and keys, never tensors."""
+
+    shard_id: int
+    weights_hash: str
+    stage_keys: tuple[str, ...]
+
+
+ScratchMapper = Callable[[Sequence[ScratchJob]], list[ScratchResult]]
+"""Runs the jobs (in order, or on a task runner) and returns their results in job order."""
+
+
+def retrain_from_scratch(job: ScratchJob) -> ScratchResult:
+    """Train one shard from scratch in a fresh in-memory store (no cached stage leaks in)."""
+    scratch = train_shard(
+        job.table,
+        shard_id=job.shard_id,
+        params=job.params,
+        columns=job.columns,
+        store=MemoryCheckpointStore(),
+        device=job.device,
+        threads=job.threads,
+    )
+    return ScratchResult(job.shard_id, scratch.weights_hash, tuple(scratch.stage_keys))
+
+
+def _in_order(jobs: Sequence[ScratchJob]) -> list[ScratchResult]:
+    return [retrain_from_scratch(job) for job in jobs]
+
+
+def _check_device_kind(device: str, served: Mapping[int, Mapping[str, Any]]) -> None:
+    """Refuse a certificate on another kind of device than the served weights' (CPU when
+    unrecorded: weights trained before devices were recorded all trained on the CPU).
+
+    Raises:
+        DeviceMismatchError: some served shard was trained on another kind of device.
+    """
+    asked = device_kind(device)
+    other: dict[str, list[int]] = {}
+    for shard_id, info in sorted(served.items()):
+        kind = device_kind(str(info.get("device") or "cpu"))
+        if kind != asked:
+            other.setdefault(kind, []).append(shard_id)
+    if other:
+        kind, shard_ids = min(other.items())
+        raise DeviceMismatchError(kind, asked, shard_ids)
 
 
 def certify_tables(
@@ -101,6 +178,7 @@ def certify_tables(
     settings: Settings,
     served: Mapping[int, Mapping[str, Any]],
     forgotten: Collection[str] = (),
+    mapper: ScratchMapper | None = None,
 ) -> Certificate:
     """Retrain each shard table from scratch and compare with what is served.
 
@@ -110,27 +188,31 @@ def certify_tables(
         columns: column names and class count.
         settings: device, threads and the record-id hash key.
         served: per shard, `weights_hash` of the weights actually served, and optionally
-            `recorded_hash` (what was recorded for them at training or registration) and
-            `stage_keys`.
+            `recorded_hash` (what was recorded for them at training or registration),
+            `stage_keys` and `device` (the kind they were trained on; `cpu` when absent).
         forgotten: keyed hashes of forgotten ids that must not be in the tables.
+        mapper: runs the retrainings (a Prefect task runner in `pipelines/verify.py`); one
+            after the other in this process when None.
+
+    Raises:
+        DeviceMismatchError: the settings' device is of another kind than some served
+            shard's; nothing is trained.
     """
     started = time.perf_counter()
     device = resolve_device(settings.device)
+    _check_device_kind(device, {s: served.get(s, {}) for s in tables})
+    jobs = [
+        ScratchJob(shard_id, tables[shard_id], params, columns, device, settings.torch_threads)
+        for shard_id in sorted(tables)
+    ]
+    scratches = {r.shard_id: r for r in (mapper or _in_order)(jobs)}
     results = []
     for shard_id in sorted(tables):
         table = tables[shard_id]
         present = sum(
             settings.hash_record_id(canonical_id(r)) in forgotten for r in table[columns.id_column]
         )
-        scratch = train_shard(
-            table,
-            shard_id=shard_id,
-            params=params,
-            columns=columns,
-            store=MemoryCheckpointStore(),
-            device=device,
-            threads=settings.torch_threads,
-        )
+        scratch = scratches[shard_id]
         info = served.get(shard_id, {})
         keys = info.get("stage_keys")
         served_hash = str(info.get("weights_hash", ""))
@@ -140,7 +222,7 @@ def certify_tables(
                 num_records=len(table),
                 served_hash=served_hash,
                 scratch_hash=scratch.weights_hash,
-                keys_match=keys is None or keys == scratch.stage_keys,
+                keys_match=keys is None or list(keys) == list(scratch.stage_keys),
                 forgotten_present=int(present),
                 recorded_match=info.get("recorded_hash", served_hash) == served_hash,
             )
@@ -148,20 +230,24 @@ def certify_tables(
     return Certificate(
         shards=tuple(results),
         training_hash=params.training_hash(),
-        device=device,
+        device=device_kind(device),
         torch_threads=settings.torch_threads,
         seconds=time.perf_counter() - started,
+        device_name=device_name(device),
     )
 
 
 def certify_exactness(
-    ensemble: SisaEnsemble, shard_ids: Iterable[int] | None = None
+    ensemble: SisaEnsemble,
+    shard_ids: Iterable[int] | None = None,
+    mapper: ScratchMapper | None = None,
 ) -> Certificate:
     """Retrain the ensemble's shards from scratch and compare with the served weights.
 
     Args:
         ensemble: the ensemble to check.
         shard_ids: the shards to check; all when None (the cost of a full retrain).
+        mapper: runs the retrainings (see :func:`certify_tables`).
 
     Returns:
         The certificate; `passed` is false when any shard differs, when a served model was
@@ -175,6 +261,7 @@ def certify_exactness(
         settings=ensemble.settings,
         served={shard_id: _served(ensemble, shard_id) for shard_id in ids},
         forgotten=ensemble.forgotten_hashes(),
+        mapper=mapper,
     )
 
 
@@ -187,4 +274,5 @@ def _served(ensemble: SisaEnsemble, shard_id: int) -> dict[str, Any]:
         "stage_keys": info.get("stage_keys"),
         "weights_hash": served_hash,
         "recorded_hash": info.get("weights_hash", ""),
+        "device": info.get("device", "cpu"),
     }

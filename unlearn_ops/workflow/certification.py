@@ -15,22 +15,29 @@ from unlearn_ops.errors import LineageError
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
-    from unlearn_ops.sisa.verification import Certificate
+    from unlearn_ops.sisa.verification import Certificate, ScratchMapper
+    from unlearn_ops.workflow.ports import DataLineage
 
 __all__ = ["certify_version"]
 
 
 def certify_version(
-    workspace: Workspace, version: str, shard_ids: Sequence[int] | None = None
+    workspace: Workspace,
+    version: str,
+    shard_ids: Sequence[int] | None = None,
+    mapper: ScratchMapper | None = None,
 ) -> Certificate:
     """The exactness certificate of a registered version, from its own data revision.
 
     Reads the version's params and shard files as of its git commit (through DVC), trains
-    the shards from scratch and compares with the weights hashes the version recorded.
+    the shards from scratch (through `mapper` when given: a task runner) on the kind of
+    device they were trained on, and compares with the weights hashes the version recorded.
 
     Raises:
         VersionNotFoundError: no such version.
         LineageError: the revision's data is no longer in the DVC cache or remote.
+        DeviceMismatchError: the version was trained on another kind of device than the
+            settings' (nothing is trained).
     """
     import io
 
@@ -74,5 +81,21 @@ def certify_version(
         params=params,
         columns=columns,
         settings=workspace.settings,
-        served={s: {"weights_hash": weights.get(str(s), "")} for s in ids},
+        served={
+            s: {"weights_hash": weights.get(str(s), ""), "device": _trained_on(lineage, sha, s)}
+            for s in ids
+        },
+        mapper=mapper,
     )
+
+
+def _trained_on(lineage: DataLineage, sha: str, shard_id: int) -> str:
+    """The device kind a shard of the revision was trained on (its models/ JSON in git).
+
+    Revisions from before devices were recorded (or without the file) trained on the CPU.
+    """
+    try:
+        info = json.loads(lineage.read_git_file(sha, f"models/shard-{shard_id:03d}.json"))
+    except (LineageError, json.JSONDecodeError):
+        return "cpu"
+    return str(info.get("device") or "cpu")

@@ -1,0 +1,1 @@
+"""Dask (distributed, prefect-dask): the task runner of shard tasks, and where they may run."""
