@@ -14,13 +14,26 @@ TINY = {
 
 
 def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -> None:
-    section = run_privacy_benchmark("digits", TINY, tmp_path, forget=30, references=2, weak_steps=2)
+    section = run_privacy_benchmark(
+        "digits",
+        TINY,
+        tmp_path,
+        also=(),
+        forget=30,
+        references=4,
+        weak_references=2,
+        weak_steps=2,
+    )
     exact, weak = section["rows"]
     assert (section["dataset"], section["shards"], section["forgotten"]) == ("digits", 4, 30)
+    assert [s["dataset"] for s in section["sections"]] == ["digits"]
     assert exact["case"] == "exact SISA forget"
     assert exact["forgotten"] == weak["forgotten"] == 30
-    assert exact["references"] == 3
+    assert exact["method"] == "online"  # 360 held-out records: enough to calibrate on
+    assert exact["references"] == 3 + 4  # the other shards and the trained references
+    assert weak["method"] == "offline"
     assert weak["references"] == 2
+    assert section["cold_seconds"] > exact["seconds"]  # warm reads the references' cache
     assert exact["verdict"] in {"pass", "inconclusive"}  # an exact forget never fails
     for row in (exact, weak):
         assert row["auc"]["low"] <= row["auc"]["value"] <= row["auc"]["high"]

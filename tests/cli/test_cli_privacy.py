@@ -49,13 +49,14 @@ def forgotten(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_audit_privacy_reports_tags_and_refuses_in_one_line(
     forgotten: Path, cli: CliRunner
 ) -> None:
-    code, out, err = cli(
-        ["audit-privacy", "2", "--resamples", "200", "-w", str(forgotten), "--json"]
-    )
+    fast = ["--resamples", "200", "--references", "4"]
+    code, out, err = cli(["audit-privacy", "2", *fast, "-w", str(forgotten), "--json"])
     report = json.loads(out)
     assert code == (1 if report["verdict"] == "fail" else 0), err
     assert report["forgotten"] == 12
-    assert report["references"] == 2
+    # digits' 360 held-out records calibrate the online test: 2 other shards + 4 trained.
+    assert report["method"] == "online"
+    assert report["references"] == 2 + 4
     assert set(report["auc"]) == {"value", "low", "high", "confidence"}
     assert report["positive_control_tpr_at_1pct_fpr"] is not None
 
@@ -64,8 +65,11 @@ def test_audit_privacy_reports_tags_and_refuses_in_one_line(
     assert tags["unlearn.privacy.verdict"] == report["verdict"]
     assert tags["unlearn.privacy.flagged"] == f"{report['flagged']}/12"
 
-    code, text, _ = cli(["audit-privacy", "2", "--resamples", "200", "-w", str(forgotten)])
+    code, text, _ = cli(["audit-privacy", "2", *fast, "-w", str(forgotten)])
     assert f"membership audit of version 2: {report['verdict'].upper()}" in text
+    assert "(online test)" in text
+    # The second audit read the references' scores from the workspace's cache.
+    assert list((forgotten / ".unlearn-ops" / "privacy-references").glob("*.npz"))
     assert "positive control (parent version) TPR at 1% FPR" in text
 
     code, _, err = cli(["audit-privacy", "1", "-w", str(forgotten)])

@@ -43,6 +43,10 @@ PAIR_WORKLOADS = ("digits-mlp", "mnist-mlp")
 """The workloads `make bench` measures the release-pair risk on (issue 12)."""
 
 RIDGE = 1.0
+# One-record forgets per configuration: the deleted records are the attack's positives.
+# 60 of them give an AUC interval of about +-0.07 near 0.5 on graded scores, much narrower
+# on label-only ones (most scores tie at 0): enough to tell 0.50 from the 0.55 target there.
+DRAWS = 60
 MITIGATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("none", {}),
     ("outputs: label", {"outputs": "label"}),
@@ -52,6 +56,7 @@ MITIGATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("weight noise sigma=0.01", {"weight_noise": 0.01}),
     ("weight noise sigma=0.03", {"weight_noise": 0.03}),
     ("min batch k (one release of k records)", {"min_batch": -1}),
+    ("outputs: label + weight noise sigma=0.003", {"outputs": "label", "weight_noise": 0.003}),
     ("outputs: label + weight noise sigma=0.01", {"outputs": "label", "weight_noise": 0.01}),
     ("DP-SGD epsilon=8 (seeded noise)", {"dp": 8.0}),
 )
@@ -87,8 +92,8 @@ def _outputs(ensemble: SisaEnsemble, features: np.ndarray, sigma: float, tag: st
 
 def _ridge_risk(
     parent: SisaEnsemble, deleted: Sequence[object], holdout: pd.DataFrame, sigma: float
-) -> list[tuple[float, float]]:
-    """(excess cosine, ranked first) of the ridge probe's reconstruction per shard touched."""
+) -> list[tuple[float, float, float]]:
+    """(excess cosine, ranked first, label recovered) of the ridge reconstruction per shard."""
     columns = parent.columns()
     features = list(columns.feature_columns)
     # Python's own hash of strings changes per process: a stable digest seeds the draws.
@@ -117,7 +122,9 @@ def _ridge_risk(
             deleted_features=x[gone],
             deleted_labels=y[gone],
         )
-        scores.append((result.excess_cosine, float(result.rank == 1)))
+        scores.append(
+            (result.excess_cosine, float(result.rank == 1), float(result.label_recovered))
+        )
     return scores
 
 
@@ -158,6 +165,15 @@ def _measure(
         children = [_pair(scratch / "parent", params, settings, r, scratch) for r in requests]
         rows = np.arange(len(y))
         measured = []
+        # The ridge probe reads weights, not served outputs: one draw of it per noise level
+        # and request serves every output switch (the same release, differently served).
+        ridge: dict[tuple[int, float], list[tuple[float, float, float]]] = {}
+
+        def ridge_risk(draw: int, chosen: Sequence[object], sigma: float) -> Any:
+            if (draw, sigma) not in ridge:
+                ridge[draw, sigma] = _ridge_risk(parent, chosen, holdout, sigma)
+            return ridge[draw, sigma]
+
         for sigma, release in configs:
             before = limit_outputs(_outputs(parent, x, sigma, "parent"), release)
             positives, negatives, accuracies, excess = [], [], [], []
@@ -166,31 +182,42 @@ def _measure(
                 deleted = np.isin(ids, [str(c) for c in chosen])
                 if draw == draws:  # the batch
                     batch_attack = difference_attack(before, after, y, deleted, rounds=200)
-                    batch_excess = _ridge_risk(parent, chosen, holdout, sigma)
+                    batch_excess = ridge_risk(draw, chosen, sigma)
                     continue
                 scores = before[rows, y] - after[rows, y]
                 positives.append(scores[deleted])
                 negatives.append(scores[~deleted])
                 served = _outputs(child, held_x, sigma, f"accuracy-{draw}")
                 accuracies.append(float((served.argmax(axis=1) == held_y).mean()))
-                excess += _ridge_risk(parent, chosen, holdout, sigma)
+                excess += ridge_risk(draw, chosen, sigma)
             pooled = score_attack(
                 "true_label", np.concatenate(positives), np.concatenate(negatives), rounds=200
             )
+            cosines = np.array([e for e, _, _ in excess])
             measured.append(
                 {
                     "single_auc": pooled.auc,
                     "single_auc_ci": list(pooled.auc_ci),
                     "single_tpr": pooled.tpr_at_1pct_fpr,
+                    "single_positives": int(sum(len(p) for p in positives)),
                     "batch_auc": batch_attack["true_label"].auc,
                     "batch_auc_ci": list(batch_attack["true_label"].auc_ci),
-                    "single_excess": float(np.median([e for e, _ in excess])),
-                    "single_rank1": float(np.mean([r for _, r in excess])),
-                    "batch_excess": float(np.median([e for e, _ in batch_excess])),
+                    "single_excess": float(np.median(cosines)),
+                    "single_excess_ci": _median_interval(cosines, seed),
+                    "single_rank1": float(np.mean([r for _, r, _ in excess])),
+                    "single_label": float(np.mean([k for _, _, k in excess])),
+                    "batch_excess": float(np.median([e for e, _, _ in batch_excess])),
                     "accuracy": float(np.mean(accuracies)),
                 }
             )
     return measured
+
+
+def _median_interval(values: np.ndarray, seed: int, rounds: int = 1000) -> list[float]:
+    """95% percentile-bootstrap interval of the median of `values` (seeded)."""
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(values, (rounds, len(values)), replace=True), axis=1)
+    return [float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))]
 
 
 def _release(switch: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +238,8 @@ def _row(
 def run_pair_risk(
     workloads: Sequence[str] = PAIR_WORKLOADS,
     *,
-    draws: int = 10,
+    draws: int = DRAWS,
+    dp_draws: int = 10,
     batch: int = 20,
     seed: int = 0,
     mitigations: Sequence[str] | None = None,
@@ -221,6 +249,8 @@ def run_pair_risk(
     Args:
         workloads: names from :data:`unlearn_ops.bench.workloads.WORKLOADS`.
         draws: one-record forgets per configuration (their scores are pooled).
+        dp_draws: one-record forgets of the DP-SGD row (DP-SGD's per-sample gradients
+            make each retraining slow).
         batch: records of the batch forget (and the `min batch` mitigation's k).
         seed: seeds the draws and the training.
         mitigations: names from :data:`MITIGATIONS` to run (all by default).
@@ -265,12 +295,15 @@ def run_pair_risk(
                 run = params.model_copy(
                     update={"training": params.training.model_copy(update={"dp": dp})}
                 )
-                (result,) = _measure(run, dataset, settings, sizes, [(0.0, ReleaseParams())])
+                dp_sizes = (min(draws, dp_draws), batch, seed)
+                (result,) = _measure(run, dataset, settings, dp_sizes, [(0.0, ReleaseParams())])
                 # The ridge probe is closed form, not trained by DP-SGD: nothing to say.
                 found[label] = {
                     **result,
                     "single_excess": NOT_ASSESSED,
+                    "single_excess_ci": NOT_ASSESSED,
                     "single_rank1": NOT_ASSESSED,
+                    "single_label": NOT_ASSESSED,
                     "batch_excess": NOT_ASSESSED,
                 }
             elif "min_batch" in switch:
@@ -281,8 +314,11 @@ def run_pair_risk(
                     "single_auc": none["batch_auc"],
                     "single_auc_ci": none["batch_auc_ci"],
                     "single_tpr": float("nan"),
+                    "single_positives": batch,
                     "single_excess": none["batch_excess"],
+                    "single_excess_ci": "-",
                     "single_rank1": float("nan"),
+                    "single_label": float("nan"),
                 }
         rows = [_row(label, found[label], found["none"], batch) for label, _ in selected]
         results[name] = {"description": workload.description, "rows": rows}
@@ -293,22 +329,30 @@ def _number(value: Any) -> str:
     return value if isinstance(value, str) else f"{value:.3f}"
 
 
+def _interval(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return f"[{value[0]:.3f}, {value[1]:.3f}]"
+
+
 def pair_risk_markdown(results: dict[str, Any]) -> str:
     """The trade-off table: per workload and mitigation, both risks and the accuracy cost."""
     lines = [
-        "| workload | mitigation | difference AUC, 1 record [95% CI] | TPR@1%FPR | "
-        "difference AUC, batch | excess cosine (ridge), 1 record | ranked first | "
-        "excess cosine, batch | "
+        "| workload | mitigation | difference AUC, 1 record [95% CI] (positives) | TPR@1%FPR | "
+        "difference AUC, batch | excess cosine (ridge), 1 record, median [95% CI] | "
+        "ranked first | label recovered | excess cosine, batch | "
         "held-out accuracy | cost (points) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in results.items():
         for row in result["rows"]:
             low, high = row["single_auc_ci"]
             lines.append(
-                f"| {name} | {row['mitigation']} | {row['single_auc']:.3f} [{low:.2f}, {high:.2f}]"
+                f"| {name} | {row['mitigation']} | {row['single_auc']:.3f} [{low:.3f}, {high:.3f}]"
+                f" ({row.get('single_positives', '?')})"
                 f" | {_number(row['single_tpr'])} | {row['batch_auc']:.3f} (k={row['batch']})"
-                f" | {_number(row['single_excess'])} | {_number(row['single_rank1'])}"
+                f" | {_number(row['single_excess'])} {_interval(row.get('single_excess_ci', '-'))}"
+                f" | {_number(row['single_rank1'])} | {_number(row.get('single_label', '-'))}"
                 f" | {_number(row['batch_excess'])}"
                 f" | {row['accuracy']:.4f} | {row['accuracy_cost_points']:+.2f} |"
             )

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.params import Params
+from unlearn_ops.privacy.references import DEFAULT_REFERENCES
 from unlearn_ops.settings import Settings
 
 if TYPE_CHECKING:
@@ -32,9 +33,17 @@ if TYPE_CHECKING:
     from unlearn_ops.privacy.membership import MembershipAudit
     from unlearn_ops.sisa.ensemble import SisaEnsemble
 
-__all__ = ["PRIVACY_WORKLOAD", "privacy_markdown", "run_privacy_benchmark"]
+__all__ = [
+    "ALSO_WORKLOADS",
+    "PRIVACY_WORKLOAD",
+    "privacy_markdown",
+    "privacy_section",
+    "run_privacy_benchmark",
+]
 
 PRIVACY_WORKLOAD = "mnist-mlp"
+# Measured beside it, in the same run: the weak baseline must be flagged on digits too.
+ALSO_WORKLOADS = ("digits-mlp",)
 
 
 def _monolithic(ensemble: SisaEnsemble, rows: Any, seed: int, epochs: int) -> torch.nn.Module:
@@ -99,8 +108,34 @@ def run_privacy_benchmark(
     work_dir: Path,
     *,
     seed: int = 0,
+    also: tuple[str, ...] = ALSO_WORKLOADS,
+    **options: Any,
+) -> dict[str, Any]:
+    """The privacy sections: the given workload's, then each workload named in `also`.
+
+    Returns the first section, with every section (itself included) under `sections`.
+    """
+    from unlearn_ops.bench.workloads import WORKLOADS
+
+    first = privacy_section(dataset, workload_params, work_dir / "privacy", seed=seed, **options)
+    sections = [first]
+    for workload in [w for w in WORKLOADS if w.name in also]:
+        folder = work_dir / f"privacy-{workload.name}"
+        sections.append(
+            privacy_section(workload.dataset, workload.params, folder, seed=seed, **options)
+        )
+    return {**first, "sections": sections}
+
+
+def privacy_section(
+    dataset: str,
+    workload_params: dict[str, Any],
+    work_dir: Path,
+    *,
+    seed: int = 0,
     forget: int = 100,
-    references: int = 4,
+    references: int = DEFAULT_REFERENCES,
+    weak_references: int = 4,
     weak_steps: int = 5,
 ) -> dict[str, Any]:
     """Train, forget exactly and weakly, audit both; the rows of the privacy table.
@@ -111,7 +146,8 @@ def run_privacy_benchmark(
         work_dir: scratch folder.
         seed: seed of the params and of the records drawn.
         forget: records forgotten.
-        references: OUT models retrained for the weak forget's audit.
+        references: IN/OUT reference models trained for the exact forget's online test.
+        weak_references: OUT models retrained for the weak forget's (offline) audit.
         weak_steps: fine-tuning steps of the weak forget.
     """
     import pandas as pd
@@ -133,7 +169,7 @@ def run_privacy_benchmark(
 
     params = Params.from_mapping({"seed": seed, **workload_params})
     settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
-    ensemble = SisaEnsemble(work_dir / "privacy", params, settings)
+    ensemble = SisaEnsemble(work_dir / "ensemble", params, settings)
     ensemble.prepare(BUILTIN_DATASETS[dataset]())
     ensemble.train()
     columns = ensemble.columns()
@@ -144,10 +180,12 @@ def run_privacy_benchmark(
     ensemble.forget(sorted(chosen))
     new = ensemble_models(ensemble)
     holdout = ensemble.read_holdout()
-    options = AuditOptions(seed=seed)
-    audit_shard_models(columns, new, parent, holdout, options)  # warm-up
+    options = AuditOptions(seed=seed, references=references, cache_dir=work_dir / "references")
     started = time.perf_counter()
-    exact = audit_shard_models(columns, new, parent, holdout, options)
+    audit_shard_models(columns, new, parent, holdout, options, params)  # cold: trains
+    cold_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    exact = audit_shard_models(columns, new, parent, holdout, options, params)
     exact_seconds = time.perf_counter() - started
     assert exact is not None  # noqa: S101 (the forget removed `forget` records)
 
@@ -155,7 +193,9 @@ def run_privacy_benchmark(
     epochs = math.ceil(params.training.epochs_per_stage * (params.sisa.slices + 1) / 2)
     original = _monolithic(ensemble, training, seed, epochs)
     weak = _fine_tune(original, training[~gone], ensemble, weak_steps)
-    outs = [_monolithic(ensemble, training[~gone], seed + 1 + k, epochs) for k in range(references)]
+    outs = [
+        _monolithic(ensemble, training[~gone], seed + 1 + k, epochs) for k in range(weak_references)
+    ]
 
     def samples(target: torch.nn.Module) -> AuditSamples:
         parts = []
@@ -171,6 +211,8 @@ def run_privacy_benchmark(
     weak_seconds = time.perf_counter() - started
     return {
         "dataset": dataset,
+        "accuracy": ensemble.evaluate(holdout),
+        "cold_seconds": cold_seconds,
         "shards": params.sisa.shards,
         "forgotten": forget,
         "rows": [
@@ -178,47 +220,58 @@ def run_privacy_benchmark(
                 "exact SISA forget",
                 exact,
                 exact_seconds,
-                f"S-1={params.sisa.shards - 1} references, warm",
+                f"online: S-1={params.sisa.shards - 1} shards + {references} trained IN/OUT "
+                f"references; warm (cold {cold_seconds:.1f} s, training them)",
             ),
             _row(
                 f"weak forget ({weak_steps} fine-tuning steps)",
                 weak_audit,
                 weak_seconds,
-                f"{references} retrained OUT references",
+                f"offline: {weak_references} retrained monolithic OUT references",
             ),
         ],
     }
 
 
-def privacy_markdown(section: dict[str, Any]) -> list[str]:
-    """The privacy table: verdict, flags, AUC, TPRs and the positive control, with CIs."""
-
-    def ci(value: dict[str, float] | None) -> str:
-        if value is None:
-            return "-"
-        return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
-
-    lines = [
-        "",
-        f"## Privacy: membership audit ({section['dataset']}, S={section['shards']}, "
-        f"{section['forgotten']} records forgotten)",
-        "",
-        "| case | verdict | flagged (allowed) | AUC | TPR@1% FPR | TPR@0.1% FPR | held-out flagged "
-        "| positive control TPR@1% | audit s | references |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in section["rows"]:
-        lines.append(
-            f"| {row['case']} | {row['verdict']} | {row['flagged']}/{row['forgotten']} "
-            f"({row['allowed']}) | {ci(row['auc'])} | {ci(row['tpr_at_1pct_fpr'])} "
-            f"| {ci(row['tpr_at_0.1pct_fpr'])} | {ci(row['heldout_fpr'])} "
-            f"| {ci(row['positive_control_tpr_at_1pct_fpr'])} | {row['seconds']:.2f} "
-            f"| {row['note']} |"
-        )
+def privacy_markdown(results: dict[str, Any]) -> list[str]:
+    """The privacy tables (one per section): verdict, flags, AUC, TPRs, controls, with CIs."""
+    lines: list[str] = []
+    for section in results.get("sections", [results]):
+        lines += _section_markdown(section)
     lines += [
         "",
         "95% bootstrap intervals (seeded). A pass needs at most the Binomial bar of flags and a "
         "positive control (the parent's models on the same records) with TPR@1% FPR of at "
         "least 10%; otherwise `inconclusive` (docs/PRIVACY_AUDIT.md).",
     ]
+    return lines
+
+
+def _section_markdown(section: dict[str, Any]) -> list[str]:
+    def ci(value: dict[str, float] | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+
+    accuracy = section.get("accuracy")
+    lines = [
+        "",
+        f"## Privacy: membership audit ({section['dataset']}, S={section['shards']}, "
+        f"{section['forgotten']} records forgotten"
+        + (f", ensemble held-out accuracy {accuracy:.3f}" if accuracy is not None else "")
+        + ")",
+        "",
+        "| case | verdict | flagged (allowed) | AUC | TPR@1% FPR | TPR@0.1% FPR | held-out flagged "
+        "| positive control AUC | positive control TPR@1% | audit s | references |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in section["rows"]:
+        lines.append(
+            f"| {row['case']} | {row['verdict']} | {row['flagged']}/{row['forgotten']} "
+            f"({row['allowed']}) | {ci(row['auc'])} | {ci(row['tpr_at_1pct_fpr'])} "
+            f"| {ci(row['tpr_at_0.1pct_fpr'])} | {ci(row['heldout_fpr'])} "
+            f"| {ci(row['positive_control_auc'])} "
+            f"| {ci(row['positive_control_tpr_at_1pct_fpr'])} | {row['seconds']:.2f} "
+            f"| {row['note']} |"
+        )
     return lines

@@ -9,6 +9,7 @@ import typer
 
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption
 from unlearn_ops.cli.output import emit, open_workspace
+from unlearn_ops.privacy.references import DEFAULT_REFERENCES
 
 __all__ = ["audit_privacy"]
 
@@ -21,20 +22,32 @@ def audit_privacy(
     resamples: Annotated[
         int, typer.Option(min=10, help="Bootstrap resamples per confidence interval.")
     ] = 1000,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the bootstrap and of the reference models.")
+    ] = 0,
+    references: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Reference models trained IN and OUT of each record (online LiRA; cached "
+            "by content key); 0: offline, against the other shards' models only.",
+        ),
+    ] = DEFAULT_REFERENCES,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Membership audit of a forget version: do its models still remember the records?
 
-    Offline LiRA against the other shards' models, with a positive control (the parent
-    version, which trained on the records) and a negative control (held-out records).
+    Online LiRA against reference models trained with and without each record (offline
+    against the other shards' models when the held-out set is too small), with a positive
+    control (the parent version, which trained on the records) and a negative control
+    (held-out records).
     Tags the version `unlearn.privacy.*`; exits 1 on a `fail` verdict.
     """
     from unlearn_ops.workflow.membership_audit import AuditOptions, audit_version
 
     ws = open_workspace(workspace)
-    options = AuditOptions(alpha=alpha, resamples=resamples, seed=seed)
+    options = AuditOptions(alpha=alpha, resamples=resamples, seed=seed, references=references)
     audit = audit_version(ws, version, options)
     data = {"version": version, **audit.to_dict()}
 
@@ -43,7 +56,8 @@ def audit_privacy(
         typer.echo(f"  {audit.reason}")
         typer.echo(
             f"  forgotten records: {audit.forgotten}, held-out records: {audit.heldout} "
-            f"(negative control), reference models per record: {audit.references}"
+            f"(negative control), reference models per record: {audit.references} "
+            f"({audit.method} test)"
         )
         typer.echo(f"  flagged at alpha={alpha}: {audit.flagged} (at most {audit.allowed})")
         typer.echo(f"  AUC forgotten vs held-out: {audit.auc}")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditSamples",
     "ConfidenceSample",
+    "ExtraReferences",
     "logit_confidence",
     "module_confidences",
     "shard_sample",
@@ -85,11 +86,14 @@ class ConfidenceSample:
         references: phi under models that never trained on the records, (models, records).
         groups: which target model scored each record (its shard under SISA); the
             offset of each target model is calibrated per group. Empty: one target.
+        inside: which reference models trained on each record ("IN" models), shape
+            (models, records). Empty: none did (every reference is OUT: the offline test).
     """
 
     target: FloatArray
     references: FloatArray
     groups: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    inside: NDArray[np.bool_] = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
     def __post_init__(self) -> None:
         refs = np.asarray(self.references, dtype=np.float64)
@@ -104,17 +108,44 @@ class ConfidenceSample:
             groups = np.zeros(target.size, dtype=np.int64)
         if groups.size != target.size:
             raise ValueError(f"groups must name one target per record, got {groups.size}")
+        inside = np.asarray(self.inside, dtype=bool)
+        if inside.size == 0:
+            inside = np.zeros(refs.shape, dtype=bool)
+        if inside.shape != refs.shape:
+            raise ValueError(
+                f"inside must have the references' shape {refs.shape}, got {inside.shape}"
+            )
         object.__setattr__(self, "target", target)
         object.__setattr__(self, "references", refs)
         object.__setattr__(self, "groups", groups)
+        object.__setattr__(self, "inside", inside)
+
+    @property
+    def online(self) -> bool:
+        """Whether every record has at least one IN reference (the online test applies)."""
+        return bool(self.inside.size) and bool(self.inside.any(axis=0).all())
 
     def residuals(self) -> FloatArray:
-        """``phi_t - mu``: the target's phi minus the references' mean, per record."""
-        return np.asarray(self.target - self.references.mean(axis=0))
+        """``phi_t - mu``: the target's phi minus the OUT references' mean, per record."""
+        if not self.inside.any():
+            return np.asarray(self.target - self.references.mean(axis=0))
+        out = np.where(self.inside, np.nan, self.references)
+        return np.asarray(self.target - np.nanmean(out, axis=0))
 
     def select(self, rows: NDArray[np.int64]) -> ConfidenceSample:
         """The sample restricted to `rows`."""
-        return ConfidenceSample(self.target[rows], self.references[:, rows], self.groups[rows])
+        return ConfidenceSample(
+            self.target[rows], self.references[:, rows], self.groups[rows], self.inside[:, rows]
+        )
+
+    def with_references(self, references: ArrayLike, inside: ArrayLike) -> ConfidenceSample:
+        """The sample with more reference models appended (their phi and IN mask)."""
+        return ConfidenceSample(
+            self.target,
+            np.vstack([self.references, np.asarray(references, dtype=np.float64)]),
+            self.groups,
+            np.vstack([self.inside, np.asarray(inside, dtype=bool)]),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,7 +170,10 @@ def split_heldout(sample: ConfidenceSample) -> tuple[ConfidenceSample, Confidenc
 
 
 def shard_samples(
-    forgotten: ArrayLike, forgotten_shards: ArrayLike, heldout: ArrayLike
+    forgotten: ArrayLike,
+    forgotten_shards: ArrayLike,
+    heldout: ArrayLike,
+    extra: ExtraReferences | None = None,
 ) -> AuditSamples:
     """The audit samples of a SISA ensemble, from phi under each of its S shard models.
 
@@ -151,11 +185,35 @@ def shard_samples(
         forgotten: phi of the forgotten records, (shards, records).
         forgotten_shards: the shard each forgotten record was in.
         heldout: phi of the held-out records, (shards, records).
+        extra: reference models trained for the audit, appended to every record's
+            references (:mod:`unlearn_ops.privacy.references`).
     """
     phi_heldout = np.asarray(heldout, dtype=np.float64)
     dealt = (np.arange(phi_heldout.shape[1]) // 2) % phi_heldout.shape[0]
-    calibration, control = split_heldout(shard_sample(phi_heldout, dealt))
-    return AuditSamples(shard_sample(forgotten, forgotten_shards), calibration, control)
+    candidates = shard_sample(forgotten, forgotten_shards)
+    held = shard_sample(phi_heldout, dealt)
+    if extra is not None:
+        candidates = candidates.with_references(extra.forgotten, extra.forgotten_inside)
+        held = held.with_references(extra.heldout, extra.heldout_inside)
+    calibration, control = split_heldout(held)
+    return AuditSamples(candidates, calibration, control)
+
+
+@dataclass(frozen=True)
+class ExtraReferences:
+    """phi under reference models trained for the audit, and which of them trained on what.
+
+    Attributes:
+        forgotten: phi of the forgotten records, (models, records).
+        forgotten_inside: whether each model trained on each forgotten record.
+        heldout: phi of the held-out records, (models, records).
+        heldout_inside: whether each model trained on each held-out record.
+    """
+
+    forgotten: FloatArray
+    forgotten_inside: NDArray[np.bool_]
+    heldout: FloatArray
+    heldout_inside: NDArray[np.bool_]
 
 
 def shard_sample(confidences: ArrayLike, shard_of: ArrayLike) -> ConfidenceSample:

@@ -24,7 +24,11 @@ Two controls (see docs/PRIVACY_AUDIT.md): the positive control applies the same 
 parent version's model of the shard, which did train on the records (if it cannot find
 them, the test has no power and the verdict is ``inconclusive``); the negative control
 scores held-out records, never trained on, and measures the false-positive rate.
-Pure numpy.
+
+With reference models trained for the audit, IN and OUT of each record
+(:mod:`unlearn_ops.privacy.references`), and enough held-out records to read its null off,
+the online test replaces the offline one (:mod:`unlearn_ops.privacy.scoring`); the
+controls and the verdict are the same. Pure numpy.
 """
 
 from __future__ import annotations
@@ -38,84 +42,26 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from unlearn_ops.privacy.confidence import AuditSamples, ConfidenceSample
+from unlearn_ops.privacy.confidence import AuditSamples
+from unlearn_ops.privacy.scoring import score_membership
 from unlearn_ops.privacy.statistics import (
     Estimate,
     bootstrap_interval,
     max_allowed_flags,
-    normal_sf,
     roc_auc,
     tpr_at_fpr,
 )
 
 __all__ = [
     "MembershipAudit",
-    "MembershipScores",
     "audit_membership",
     "audit_tags",
     "privacy_summary",
     "score_histogram",
-    "score_membership",
 ]
 
 FloatArray = NDArray[np.float64]
 Verdict = Literal["pass", "fail", "inconclusive"]
-
-
-@dataclass(frozen=True)
-class MembershipScores:
-    """One-sided scores of candidate and held-out records under one set of models.
-
-    Attributes:
-        candidates: z-scores of the records under test (higher: more like a member).
-        heldout: z-scores of held-out records (never trained on: the null).
-        sigma: the pooled standard deviation of the references' phi.
-    """
-
-    candidates: FloatArray
-    heldout: FloatArray
-    sigma: float
-
-    def p_values(self, which: Literal["candidates", "heldout"]) -> FloatArray:
-        """``P(Z > z)`` for each record of `which`."""
-        return normal_sf(self.candidates if which == "candidates" else self.heldout)
-
-
-def score_membership(samples: AuditSamples) -> MembershipScores:
-    """Offline LiRA z-scores of candidates and held-out records under one set of models.
-
-    One variance is pooled over every record the references score (few references:
-    Carlini et al. pool it), by the median of the per-record variances. Each target
-    model's offset, the median of ``phi_t - mu`` over the calibration records it scores, is
-    subtracted: a target trained longer or on more data than its references is more
-    confident on every record, member or not (a monolithic model against retrained
-    references), and that must not count as membership.
-    """
-    parts = [samples.candidates, samples.calibration, samples.heldout]
-    counts = {p.references.shape[0] for p in parts}
-    if len(counts) != 1:
-        raise ValueError(f"every sample needs the same references, got counts {sorted(counts)}")
-    m = counts.pop()
-    per_record = np.concatenate([p.references.var(axis=0, ddof=1) for p in parts])
-    # The median, not the mean: a few records on which the references disagree wildly
-    # (mislabelled, atypical) would otherwise set the scale for all. Under the Gaussian,
-    # s^2 ~ sigma^2 chi2_k / k (k = m - 1), whose median is about (1 - 2/(9k))^3 sigma^2
-    # (Wilson-Hilferty): divide it out.
-    k = m - 1
-    variance = float(np.median(per_record)) / (1.0 - 2.0 / (9.0 * k)) ** 3
-    sigma = math.sqrt(max(variance, 1e-12))
-    scale = sigma * math.sqrt(1.0 + 1.0 / m)
-    calibration = samples.calibration
-    offsets = {
-        int(g): float(np.median(calibration.residuals()[calibration.groups == g]))
-        for g in np.unique(calibration.groups)
-    }
-
-    def z(sample: ConfidenceSample) -> FloatArray:
-        offset = np.array([offsets.get(int(g), 0.0) for g in sample.groups], dtype=np.float64)
-        return np.asarray((sample.residuals() - offset) / scale)
-
-    return MembershipScores(z(samples.candidates), z(samples.heldout), sigma)
 
 
 @dataclass(frozen=True)
@@ -137,7 +83,9 @@ class MembershipAudit:
         heldout_fpr: share of held-out records flagged (negative control).
         control_auc: AUC of the positive control (parent model on the same records).
         control_tpr_1: TPR at 1% FPR of the positive control.
-        scores: z-scores kept for the plot: forgotten, positive control, negative control.
+        scores: scores kept for the plot: forgotten, positive control, negative control.
+        method: `offline` (OUT references: z-scores) or `online` (IN and OUT references:
+            log-likelihood ratios, p-values from the calibration records).
     """
 
     verdict: Verdict
@@ -155,6 +103,7 @@ class MembershipAudit:
     control_auc: Estimate | None
     control_tpr_1: Estimate | None
     scores: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
+    method: str = "offline"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (the scores as a histogram over fixed bins)."""
@@ -165,6 +114,7 @@ class MembershipAudit:
         return {
             "verdict": self.verdict,
             "reason": self.reason,
+            "method": self.method,
             "forgotten": self.forgotten,
             "heldout": self.heldout,
             "references": self.references,
@@ -215,6 +165,7 @@ def audit_tags(audit: dict[str, Any]) -> dict[str, str]:
     tags = {
         "privacy.verdict": str(audit["verdict"]),
         "privacy.reason": str(audit["reason"]),
+        "privacy.method": str(audit.get("method", "offline")),
         "privacy.auc": ci(audit.get("auc")),
         "privacy.tpr_at_1pct_fpr": ci(audit.get("tpr_at_1pct_fpr")),
         "privacy.flagged": f"{audit['flagged']}/{audit['forgotten']}",
@@ -269,7 +220,9 @@ def audit_membership(
         resamples: bootstrap resamples per interval.
         seed: seed of every bootstrap (the same inputs give the same numbers).
     """
-    scores = score_membership(new)
+    # The online test reads its null off the calibration records: it needs 1/alpha of them.
+    min_calibration = math.ceil(1.0 / alpha)
+    scores = score_membership(new, min_calibration)
     p_forgotten, p_heldout = scores.p_values("candidates"), scores.p_values("heldout")
     n, n_heldout = int(p_forgotten.size), int(p_heldout.size)
     flagged = int(np.sum(p_forgotten < alpha))
@@ -286,7 +239,7 @@ def audit_membership(
     control_auc = control_tpr = None
     plotted = {"forgotten": scores.candidates, "negative control": scores.heldout}
     if parent is not None:
-        control = score_membership(parent)
+        control = score_membership(parent, min_calibration)
         control_auc = interval(roc_auc, control.candidates, control.heldout)
         control_tpr = interval(_tpr(0.01), control.candidates, control.heldout)
         plotted["positive control"] = control.candidates
@@ -329,4 +282,5 @@ def audit_membership(
         control_auc=control_auc,
         control_tpr_1=control_tpr,
         scores=plotted,
+        method=scores.method,
     )

@@ -11,19 +11,24 @@ ensemble instead. Tags go under `unlearn.privacy.*`.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.errors import UnlearnOpsError, VersionNotFoundError
+from unlearn_ops.privacy.references import DEFAULT_REFERENCES
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
     import pandas as pd
     import torch
 
+    from unlearn_ops.params import Params
     from unlearn_ops.privacy.membership import MembershipAudit
     from unlearn_ops.serving.gates import GateResult
     from unlearn_ops.serving.ports import ModelRegistry
@@ -71,12 +76,26 @@ class NotAForgetVersionError(UnlearnOpsError, ValueError):
 
 @dataclass(frozen=True)
 class AuditOptions:
-    """The audit's knobs (see :func:`unlearn_ops.privacy.membership.audit_membership`)."""
+    """The audit's knobs (see :func:`unlearn_ops.privacy.membership.audit_membership`).
+
+    Attributes:
+        alpha: per-record level of the test.
+        min_control_tpr: the positive control's least TPR at 1% FPR for a pass.
+        resamples: bootstrap resamples per interval.
+        seed: seed of the bootstraps and of the reference models' inclusion plan.
+        references: reference models trained for the online test
+            (:mod:`unlearn_ops.privacy.references`); 0: the offline test against the
+            other shards' models only.
+        cache_dir: where the reference models' scores are cached by content key (None:
+            the workspace's `.unlearn-ops/privacy-references/`, or no cache outside one).
+    """
 
     alpha: float = 0.01
     min_control_tpr: float = 0.10
     resamples: int = 1000
     seed: int = 0
+    references: int = DEFAULT_REFERENCES
+    cache_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,27 +133,34 @@ def audit_shard_models(
     parent: ShardModels,
     holdout: pd.DataFrame,
     options: AuditOptions,
+    params: Params | None = None,
 ) -> MembershipAudit | None:
     """Audit the records of `parent`'s tables that `new`'s tables lost (None: there are none).
 
     Each forgotten record is tested in the model of its shard, against the other shards'
-    models, in both versions (the parent's is the positive control); the held-out records
-    are the negative control and calibrate each shard model's offset.
+    models and (with `params` and ``options.references > 0``) reference models trained
+    with and without it, in both versions (the parent's is the positive control); the
+    held-out records are the negative control and calibrate each shard model's offset.
     """
     import numpy as np
     import pandas as pd
 
-    from unlearn_ops.privacy.confidence import module_confidences, shard_samples
+    from unlearn_ops.privacy.confidence import ExtraReferences, module_confidences, shard_samples
     from unlearn_ops.privacy.membership import audit_membership
     from unlearn_ops.sisa.hashing import canonical_id
 
     features = list(columns.feature_columns)
-    gone, shards = [], []
+    gone, kept_rows, sizes, shards = [], [], [], []
     for shard_id, before in sorted(parent.tables.items()):
         kept = set(new.tables[shard_id][columns.id_column].map(canonical_id))
-        removed = before[~before[columns.id_column].map(canonical_id).isin(kept)]
-        gone.append(removed)
-        shards += [shard_id] * len(removed)
+        lost = ~before[columns.id_column].map(canonical_id).isin(kept)
+        if lost.any():
+            # Only the shards that lost records: the candidate (all shards at hand) and
+            # the registered version (the retrained shards) train the same references.
+            kept_rows.append(before[~lost])
+            sizes.append(len(before))
+        gone.append(before[lost])
+        shards += [shard_id] * int(lost.sum())
     forgotten = pd.concat(gone, ignore_index=True) if gone else holdout.iloc[:0]
     if forgotten.empty:
         return None
@@ -142,12 +168,38 @@ def audit_shard_models(
     y_gone = forgotten[columns.label_column].to_numpy()
     x_held = holdout[features].to_numpy(dtype=np.float32)
     y_held = holdout[columns.label_column].to_numpy()
+    extra = None
+    # The online test reads its null off the calibration half of the held-out records: it
+    # needs 1/alpha of them, else it falls back to the offline test (no models to train).
+    enough = len(holdout) // 2 >= math.ceil(1.0 / options.alpha)
+    if params is not None and options.references > 0 and enough:
+        from unlearn_ops.privacy.references import reference_confidences
+
+        audited = pd.concat([forgotten, holdout], ignore_index=True)
+        trained = reference_confidences(
+            audited,
+            pd.concat(kept_rows, ignore_index=True),
+            params=params,
+            columns=columns,
+            shard_size=round(float(np.mean(sizes))),
+            models=options.references,
+            seed=options.seed,
+            cache_dir=options.cache_dir,
+        )
+        count = len(forgotten)
+        extra = ExtraReferences(
+            trained.phi[:, :count],
+            trained.inside[:, :count],
+            trained.phi[:, count:],
+            trained.inside[:, count:],
+        )
 
     def samples(models: ShardModels) -> Any:
         return shard_samples(
             module_confidences(models.modules, x_gone, y_gone),
             shards,
             module_confidences(models.modules, x_held, y_held),
+            extra,
         )
 
     return audit_membership(
@@ -158,6 +210,15 @@ def audit_shard_models(
         resamples=options.resamples,
         seed=options.seed,
     )
+
+
+def _in_workspace(workspace: Workspace, options: AuditOptions | None) -> AuditOptions:
+    """The options, with the workspace's reference cache unless they name one."""
+    options = options or AuditOptions()
+    if options.cache_dir is None:
+        cache = workspace.root / ".unlearn-ops" / "privacy-references"
+        options = dataclasses.replace(options, cache_dir=cache)
+    return options
 
 
 def audit_version(
@@ -172,7 +233,7 @@ def audit_version(
     """
     import pandas as pd
 
-    options = options or AuditOptions()
+    options = _in_workspace(workspace, options)
     registry = workspace.registry()
     info = registry.get_version(version)
     if info.tag("kind") != "forget":
@@ -198,7 +259,8 @@ def audit_version(
     after = _registered(workspace, info.version, shard_ids)
     data = workspace.lineage().read_at_revision("data/holdout.parquet", info.tag("git_sha"))
     holdout = pd.read_parquet(io.BytesIO(data))
-    audit = audit_shard_models(workspace.ensemble.columns(), after, before, holdout, options)
+    columns = workspace.ensemble.columns()
+    audit = audit_shard_models(columns, after, before, holdout, options, workspace.params)
     if audit is None:
         raise NotAForgetVersionError(info.version, "it removed no record of its parent")
     if tag:
@@ -239,10 +301,11 @@ def audit_candidate(
     new = ensemble_models(ensemble)
     before = _registered(workspace, str(parent), ensemble.shard_ids)
     holdout = ensemble.read_holdout()
-    return audit_shard_models(columns, new, before, holdout, options or AuditOptions())
+    options = _in_workspace(workspace, options)
+    return audit_shard_models(columns, new, before, holdout, options, workspace.params)
 
 
-def privacy_gate(workspace: Workspace) -> GateResult | None:
+def privacy_gate(workspace: Workspace, options: AuditOptions | None = None) -> GateResult | None:
     """The privacy gate of a forget: fails when the membership verdict is `fail`.
 
     An `inconclusive` verdict passes the gate (the test had no power; nothing was shown to
@@ -257,7 +320,7 @@ def privacy_gate(workspace: Workspace) -> GateResult | None:
             "membership_audit_verdict_is_not_fail", None, True, None, reason
         )
         return GateResult(PRIVACY_GATE, True, (outcome,))
-    audit = audit_candidate(workspace)
+    audit = audit_candidate(workspace, options)
     if audit is None:
         return None
     outcome = ExpectationOutcome(
