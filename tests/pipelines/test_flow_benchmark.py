@@ -38,6 +38,17 @@ def test_flow_benchmark_measures_forgets_against_a_full_retrain(tmp_path: Path) 
     assert run["speedup_full_over_forget_warm"] == pytest.approx(
         run["full_retrain_flow"]["total"] / run["forget_warm"]["total"]
     )
+    # Issue 15: bytes a forget adds (one shard's weights and metadata), and the commands.
+    sizes = run["artifact_bytes"]
+    assert len(sizes["forgets"]) == 2
+    for row in sizes["forgets"]:
+        assert row["retrained"] == 1
+        assert 0 < row["added"] < sizes["full_version"]
+    commands = run["commands"]
+    assert len(commands["forgets"]) == 3
+    assert commands["train_over_forget"] == pytest.approx(
+        commands["train"] / commands["forget_mean"]
+    )
     lines = "\n".join(flow_markdown([run]))
     assert "| quick | forget 1 (cold CLI process) |" in lines
     assert "| quick | 2 x 2 | " in lines

@@ -11,6 +11,7 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.receipt`: receipt;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
 - :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
+- :mod:`~unlearn_ops.cli.server`: server start, status, stop (the local Prefect server);
 - :mod:`~unlearn_ops.cli.bench`: bench.
 """
 
@@ -29,6 +30,7 @@ from unlearn_ops.cli import (
     intake,
     privacy,
     receipt,
+    server,
     stages,
     versions,
     workspace,
@@ -76,6 +78,7 @@ COMMANDS: list[tuple[str | None, Callable[..., None]]] = [
 for name, command in COMMANDS:
     app.command(name)(command)
 app.add_typer(holds.app, name="hold")
+app.add_typer(server.app, name="server")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:
