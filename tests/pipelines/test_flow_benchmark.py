@@ -14,8 +14,11 @@ from unlearn_ops.cli.bench import bench_flows
 
 @pytest.mark.slow
 def test_flow_benchmark_measures_forgets_against_a_full_retrain(tmp_path: Path) -> None:
+    # The tiny model's per-class recall swings with one record: the fairness gate could
+    # refuse a forget command, and this test is about the harness, not the gate.
+    params = {**QUICK.params, "gates": {**QUICK.params["gates"], "fairness": {"enabled": False}}}
     run = run_flow_benchmark(
-        "quick", "digits", QUICK.params, tmp_path, seed=3, repeats=2, flows=bench_flows()
+        "quick", "digits", params, tmp_path, seed=3, repeats=2, flows=bench_flows()
     )
 
     assert len(run["forget_warm_draws"]) == 2
