@@ -20,6 +20,9 @@ import pytest
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Commands run by tests use Prefect's temporary server (or the harness), never a local
+# server left running after the test (issue 15); tests of that server start their own.
+os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
 
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings

@@ -154,6 +154,11 @@ class Settings(BaseSettings):
     intake_queue_url: str | None = Field(
         None, description="SQS queue receiving the bucket's object-created notifications."
     )
+    prefect_server: Literal["local", "ephemeral"] = Field(
+        "local",
+        description="Without PREFECT_API_URL, CLI flows use a Prefect server started once per "
+        "workspace in the background (`local`), or Prefect's temporary one per process.",
+    )
 
     def hash_record_id(self, record_id: object) -> str:
         """Keyed hash (HMAC-SHA256) of a record id: what ledgers keep instead of the id."""

@@ -92,3 +92,25 @@ def test_a_table_larger_than_one_batch_is_counted_whole(tmp_path: Path) -> None:
         index=CheckpointIndex(tmp_path / "index"),
     )
     assert [(f.kind, f.forgotten_records) for f in report.findings] == [("table", 4)]
+
+
+def test_shard_blobs_are_judged_by_every_version_that_references_them(tmp_path: Path) -> None:
+    # Blobs (issue 15) are shared by versions; weights with fresh release noise match no
+    # checkpoint, so their versions decide: a blob is dirty only if all of them are.
+    blobs = tmp_path / "mlartifacts" / "blobs" / "sha256" / "ab"
+    blobs.mkdir(parents=True)
+    names = {"only-old": "ab" + "1" * 62, "shared": "ab" + "2" * 62, "orphan": "ab" + "3" * 62}
+    for label, name in names.items():
+        (blobs / name).write_bytes(b"PK\x03\x04" + label.encode())
+    report = scan_files(
+        [("mlflow-artifacts", blobs / name) for name in names.values()],
+        forgotten={"h2"},
+        hash_record_id=hash_id,
+        id_columns=["record_id"],
+        index=CheckpointIndex(tmp_path / "index"),
+        superseded_versions={"1": "r1"},
+        blob_versions={names["only-old"]: ["1"], names["shared"]: ["1", "2"]},
+    )
+    assert [Path(f.path).name for f in report.findings] == [names["only-old"]]
+    assert "version(s) 1, none of which honours request r1" in report.findings[0].reason
+    assert [Path(u["path"]).name for u in report.unverified] == [names["orphan"]]

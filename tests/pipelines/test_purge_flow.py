@@ -57,6 +57,9 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
         "mlflow-artifacts",
     }
     assert not before_scan.unverified
+    # Shard weights are stored once (issue 15): 3 of version 1, then 1 per forget.
+    blobs = registry.blob_store()  # type: ignore[attr-defined]
+    assert len(blobs.digests()) == 3 + 1 + 1
     code, _out, _err = cli(["purge", "--scan", "-w", str(workspace)])
     assert code == 1
 
@@ -104,6 +107,10 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
     features = ws.ensemble.read_holdout()[list(ws.ensemble.columns().feature_columns)].head(3)
     assert len(model.predict(features)) == 3
 
+    # Only the blobs version 3 references are left: its two shared with older versions
+    # (they hold no forgotten record) and its own retrained shard.
+    assert blobs.digests() == set(registry.blob_references())  # type: ignore[attr-defined]
+    assert len(blobs.digests()) == 3
     after = scan_workspace(ws)
     assert after.clean, after.findings
     assert not after.unverified

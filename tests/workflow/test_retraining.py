@@ -77,3 +77,48 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
     # ... and the classes it no longer predicts are named by the fairness gate.
     assert not unfair.passed
     assert "recall drop" in summarise_failures([unfair])
+
+
+def test_evaluation_runs_only_the_shards_whose_weights_it_has_not_seen(
+    trained: Workspace,
+) -> None:
+    from unlearn_ops.workflow.held_out_outputs import held_out_outputs
+
+    ensemble = trained.ensemble
+    first = evaluate(trained)
+    # Exactly the figure of the ensemble's own evaluation (issue 15: identical metrics).
+    assert first["accuracy"] == ensemble.evaluate()
+    assert held_out_outputs(trained).computed == ()  # every shard cached now
+    cache = trained.root / ".unlearn-ops" / "held-out"
+    (folder,) = cache.iterdir()
+    before = {p.name for p in folder.iterdir()}
+    assert len(before) == len(ensemble.shard_ids)
+
+    apply_batch(trained, [request("r1", shard_records(trained, 2, 3))])
+    train_one_shard(trained, 2)
+    outputs = held_out_outputs(trained)
+    assert outputs.computed == (2,)
+    assert evaluate(trained)["accuracy"] == ensemble.evaluate()
+    after = {p.name for p in folder.iterdir()}
+    # The retrained shard's old outputs are gone; the others are the same entries.
+    assert len(after) == len(ensemble.shard_ids)
+    assert len(before - after) == len(after - before) == 1
+    features = outputs.holdout[list(ensemble.columns().feature_columns)].to_numpy()
+    assert (outputs.predictions == ensemble.predict(features)).all()
+
+
+def test_a_changed_held_out_table_is_evaluated_afresh_and_its_old_outputs_deleted(
+    trained: Workspace,
+) -> None:
+    from unlearn_ops.workflow.held_out_outputs import held_out_outputs
+
+    evaluate(trained)
+    cache = trained.root / ".unlearn-ops" / "held-out"
+    (old,) = cache.iterdir()
+    holdout_id = str(trained.ensemble.read_holdout()["record_id"].iloc[0])
+    apply_batch(trained, [request("r-held-out", [holdout_id])])  # a held-out record goes
+    outputs = held_out_outputs(trained)
+    assert outputs.computed == tuple(trained.ensemble.shard_ids)
+    assert [p.name for p in cache.iterdir()] != [old.name]
+    assert not old.exists()
+    assert evaluate(trained)["accuracy"] == trained.ensemble.evaluate()

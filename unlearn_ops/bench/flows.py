@@ -13,6 +13,13 @@ so the pipeline's fixed overhead over pure retraining is visible, cold and warm.
 train one at a time on one torch thread, as in the core benchmark, so that the times
 compare work with work rather than with how many cores the machine has.
 
+Costs that follow the shards (issue 15) are measured beside them: the artifact bytes
+each version adds to the MLflow store (a full version against a one-record forget, whose
+target is at most retrained/S of a full version plus 5% of it), and the commands as a
+user types them on a second workspace of the same workload: `unlearn-ops train`, then
+one-record `unlearn-ops forget` commands, each a new process on the embedded default,
+once the workspace has been used (its local Prefect server started first and timed apart).
+
 The flows come in as :class:`BenchFlows` from the composition root (the CLI): the library
 never imports `pipelines`.
 """
@@ -145,13 +152,16 @@ def run_flow_benchmark(
         write_workspace_files(root, full)
         init_repository(root)
 
+        artifacts = root / "mlartifacts"
         started = time.perf_counter()
         first = flows.train(str(root), settings)
         first_seconds = time.perf_counter() - started
+        full_bytes = _folder_bytes(artifacts)
 
         warm_draws = []
         for draw in range(repeats):
             record = _pick_record(root, rng)
+            before = _folder_bytes(artifacts)
             started = time.perf_counter()
             result = flows.forget(
                 str(root), [{"request_id": f"bench-warm-{draw}", "record_ids": [record]}], settings
@@ -164,6 +174,7 @@ def run_flow_benchmark(
                     "cost": result["plan"]["cost"],
                     "ensemble_cost": result["plan"]["ensemble_cost"],
                     "retrained": result["retrained"],
+                    "artifact_bytes_added": _folder_bytes(artifacts) - before,
                 }
             )
 
@@ -192,6 +203,10 @@ def run_flow_benchmark(
         started = time.perf_counter()
         retrain = flows.train(str(root), settings)
         retrain_seconds = time.perf_counter() - started
+        from unlearn_ops.adapters.prefect.server import stop_server
+
+        stop_server(root)  # the cold CLI forget started it
+        commands = _time_commands(root.with_name(root.name + "-cli"), full, rng)
 
     def mean(key: str) -> float:
         return statistics.fmean(d[key] for d in warm_draws)
@@ -220,6 +235,73 @@ def run_flow_benchmark(
         "speedup_full_over_forget_cold": retrain_seconds / cold_seconds,
         "one_shard_retraining_seconds": one_shard,
         "warm_overhead_below_one_shard": warm["overhead"] < one_shard,
+        "artifact_bytes": _artifact_bytes(full_bytes, warm_draws, full.sisa.shards),
+        "commands": commands,
+    }
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _artifact_bytes(full: int, draws: list[dict[str, Any]], shards: int) -> dict[str, Any]:
+    """Bytes a forget added against a full version, and the issue's limit for each."""
+    rows = []
+    for draw in draws:
+        retrained = len(draw["retrained"])
+        limit = retrained / shards * full + 0.05 * full
+        added = int(draw["artifact_bytes_added"])
+        rows.append({"retrained": retrained, "added": added, "limit": limit, "met": added <= limit})
+    return {"full_version": full, "forgets": rows}
+
+
+def _unlearn_ops(argv: list[str]) -> tuple[float, dict[str, Any]]:
+    """Run one `unlearn-ops` command in a new process; its wall time and JSON answer."""
+    command = [str(Path(sys.executable).parent / "unlearn-ops"), *argv]
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    environment["UNLEARN_OPS_PREFECT_SERVER"] = "local"
+    started = time.perf_counter()
+    completed = subprocess.run(  # noqa: S603 - our own console script
+        command, capture_output=True, text=True, check=False, env=environment
+    )
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {completed.stderr.strip()[-500:]}")
+    answer: dict[str, Any] = json.loads(completed.stdout)
+    return seconds, answer
+
+
+def _time_commands(root: Path, params: Params, rng: random.Random) -> dict[str, Any]:
+    """`train`, then one-record `forget` commands, each a new process, as a user types them."""
+    from unlearn_ops.adapters.dvc.lineage import init_repository
+    from unlearn_ops.workflow.workspace import write_workspace_files
+
+    write_workspace_files(root, params)
+    init_repository(root)
+    where = ["-w", str(root), "--json"]
+    try:
+        server_seconds, _ = _unlearn_ops(["server", "start", *where])
+        train_seconds, _ = _unlearn_ops(["train", *where, "--no-progress"])
+        forgets = []
+        for draw in range(3):
+            ids = ["--ids", _pick_record(root, rng), "--request-id", f"bench-cli-{draw}"]
+            seconds, answer = _unlearn_ops(["forget", *ids, *where, "--no-progress"])
+            retraining = float(answer["timings"].get("retraining", 0.0))
+            forgets.append(
+                {"total": seconds, "retraining": retraining, "overhead": seconds - retraining}
+            )
+    finally:
+        from unlearn_ops.adapters.prefect.server import stop_server
+
+        stop_server(root)
+    mean_forget = statistics.fmean(f["total"] for f in forgets)
+    return {
+        "server_start": server_seconds,
+        "train": train_seconds,
+        "forgets": forgets,
+        "forget_mean": mean_forget,
+        "forget_overhead_mean": statistics.fmean(f["overhead"] for f in forgets),
+        "train_over_forget": train_seconds / mean_forget,
     }
 
 
@@ -264,5 +346,37 @@ def flow_markdown(runs: list[dict[str, Any]]) -> list[str]:
         f"{run['one_shard_retraining_seconds']:.1f} s | "
         f"{'yes' if run['warm_overhead_below_one_shard'] else 'NO'} |"
         for run in runs
+    ]
+    lines += [
+        "",
+        "Artifact bytes a version adds to the MLflow store (shard weights stored once by "
+        "content): a one-record forget against the limit (retrained/S) x full + 5% of full.",
+        "",
+        "| workload | full version | forget: shards retrained | bytes added | limit | met |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for run in runs:
+        sizes = run.get("artifact_bytes", {"full_version": 0, "forgets": []})
+        lines += [
+            f"| {run['workload']} | {sizes['full_version']:,} | {row['retrained']} | "
+            f"{row['added']:,} | {row['limit']:,.0f} | {'yes' if row['met'] else 'NO'} |"
+            for row in sizes["forgets"]
+        ]
+    lines += [
+        "",
+        "Commands as a user types them, each a new process on the embedded default, once "
+        "the workspace's Prefect server runs (seconds; its start is timed apart). Target: "
+        "forget overhead <= 10 s, train / forget >= 5x.",
+        "",
+        "| workload | server start | train | forget (each) | forget overhead (mean) "
+        "| train / forget |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    lines += [
+        f"| {run['workload']} | {c['server_start']:.1f} | {c['train']:.1f} | "
+        f"{', '.join(format(f['total'], '.1f') for f in c['forgets'])} | "
+        f"{c['forget_overhead_mean']:.1f} | **{c['train_over_forget']:.1f}x** |"
+        for run in runs
+        if (c := run.get("commands"))
     ]
     return lines

@@ -11,8 +11,10 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.receipt`: receipt;
 - :mod:`~unlearn_ops.cli.intake`: sign, submit, inbox, listen, serve;
 - :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
-- :mod:`~unlearn_ops.cli.bench`: bench;
-- :mod:`~unlearn_ops.cli.approx`: adopt, retrain-exact (monolithic workspaces).
+- :mod:`~unlearn_ops.cli.approx`: adopt, retrain-exact (monolithic workspaces);
+- :mod:`~unlearn_ops.cli.server`: server start, status, stop (the local Prefect server);
+- :mod:`~unlearn_ops.cli.federated`: federation train, federation remove;
+- :mod:`~unlearn_ops.cli.bench`: bench, bench-data.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from unlearn_ops.cli import (
     intake,
     privacy,
     receipt,
+    server,
     stages,
     versions,
     workspace,
@@ -83,6 +86,7 @@ for name, command in COMMANDS:
 app.add_typer(holds.app, name="hold")
 app.add_typer(federated.app, name="federation")
 app.add_typer(bench.data_app, name="bench-data")
+app.add_typer(server.app, name="server")
 
 
 def _from_each_click(name: str) -> tuple[type[Exception], ...]:

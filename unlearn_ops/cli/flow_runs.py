@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
-__all__ = ["prefect_defaults", "run_flow"]
+__all__ = ["prefect_defaults", "run_flow", "use_workspace_server"]
 
 
 def prefect_defaults() -> None:
@@ -28,3 +30,29 @@ def run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:
 
     with quiet_expected_errors():
         return run_with_settings(flow, *args, **kwargs)
+
+
+def use_workspace_server(root: Path) -> None:
+    """Point Prefect at the workspace's local server, starting it once (issue 15).
+
+    Call it before anything imports Prefect, which reads `PREFECT_API_URL` once. Left as it
+    is: a `PREFECT_API_URL` the user set, `UNLEARN_OPS_PREFECT_SERVER=ephemeral`, and a
+    process that imported Prefect already (a test harness, an application embedding us).
+    """
+    import typer
+
+    from unlearn_ops.adapters.prefect.server import ensure_server
+    from unlearn_ops.settings import load_settings
+
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
+        return
+    if load_settings().prefect_server != "local":
+        return
+    server, started = ensure_server(root)
+    if started:
+        typer.echo(
+            f"started a Prefect server for this workspace at {server.ui_url} (pid {server.pid}); "
+            "later commands reuse it; `unlearn-ops server stop` stops it",
+            err=True,
+        )
+    os.environ["PREFECT_API_URL"] = server.api_url

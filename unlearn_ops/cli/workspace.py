@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from unlearn_ops.cli.flow_runs import run_flow
+from unlearn_ops.cli.flow_runs import run_flow, use_workspace_server
 from unlearn_ops.cli.options import JsonOption, ProgressOption, WorkspaceOption
 from unlearn_ops.cli.output import emit, fail, open_workspace, print_plan, shard_progress
 from unlearn_ops.errors import InvalidRequestError
@@ -105,10 +105,11 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train every shard from scratch through the `train-ensemble` flow; register version 1."""
+    ws = open_workspace(workspace)
+    use_workspace_server(ws.root)
     from pipelines.train import train_ensemble
     from unlearn_ops.sisa.progress import reporting
 
-    ws = open_workspace(workspace)
     with (
         shard_progress(
             progress and not as_json, ws.ensemble.shard_ids, ws.params.sisa.slices
@@ -206,6 +207,7 @@ def forget(
             ),
         )
         return
+    use_workspace_server(ws.root)
     from pipelines.forget import forget_records
     from unlearn_ops.sisa.progress import reporting
 
@@ -265,10 +267,11 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Point `champion` back at a version that honours every deletion (or a replay of one)."""
+    ws = open_workspace(workspace)
+    use_workspace_server(ws.root)
     from pipelines.rollback import rollback_model
     from unlearn_ops.sisa.progress import reporting
 
-    ws = open_workspace(workspace)
     bars = progress and not as_json and replay
     with shard_progress(bars, ws.ensemble.shard_ids, ws.params.sisa.slices) as bar, reporting(bar):
         result = run_flow(rollback_model, str(ws.root), to, replay)

@@ -9,7 +9,11 @@ the MLflow artifact store (local folders). Each file is judged by what it is:
 - a stage checkpoint: by the checkpoint index (:mod:`unlearn_ops.sisa.checkpoint_index`);
 - a weights file elsewhere (DVC cache, MLflow artifacts): by its MD5 in the index (the
   served weights are the last stage's checkpoint, byte for byte), else, for an MLflow
-  logged model, by its version: one that does not honour a forgotten request holds it.
+  logged model, by its version: one that does not honour a forgotten request holds it;
+  for a shard blob of the registry's content-addressed store (named by its SHA-256, and
+  shared by every version that references it), by those versions: it holds a forgotten
+  record only when every version that references it does not honour one (a version that
+  honours every deletion was trained without those records, issue 15).
 
 Files that cannot be judged (a checkpoint with no index entry, weights of no known
 version) are listed as `unverified`, not as findings. Other files (JSON, YAML, MLmodel)
@@ -131,6 +135,7 @@ def scan_files(
     index: CheckpointIndex,
     model_versions: Mapping[str, str] | None = None,
     superseded_versions: Mapping[str, str] | None = None,
+    blob_versions: Mapping[str, Iterable[str]] | None = None,
 ) -> ScanReport:
     """Judge each file; see the module docstring for how.
 
@@ -142,12 +147,14 @@ def scan_files(
         index: the checkpoint index.
         model_versions: MLflow logged model id -> registered version.
         superseded_versions: version -> a forgotten request it does not honour.
+        blob_versions: SHA-256 of a shard blob -> the versions that reference it.
     """
     report = ScanReport()
     columns = list(id_columns)
     by_md5 = index.keys_by_md5()
     model_versions = model_versions or {}
     superseded_versions = superseded_versions or {}
+    blob_holders = {k: list(v) for k, v in (blob_versions or {}).items()}
 
     def judge_key(
         store: StoreKind, path: Path, key: str, kind: Literal["checkpoint", "weights"]
@@ -183,6 +190,16 @@ def scan_files(
         elif head == _ZIP_MAGIC or path.suffix == ".pt":
             key = by_md5.get(_md5(path))
             if key is not None and judge_key(store, path, key, "weights"):
+                continue
+            if path.name in blob_holders:
+                holders = blob_holders[path.name]
+                stale = [v for v in holders if v in superseded_versions]
+                if holders and len(stale) == len(holders):
+                    reason = (
+                        f"shard blob of version(s) {', '.join(stale)}, none of which honours "
+                        f"request {superseded_versions[stale[0]]}"
+                    )
+                    report.findings.append(Finding(store, str(path), "weights", 0, reason))
                 continue
             model_id = next((p for p in path.parts if p.startswith("m-")), None)
             version = model_versions.get(model_id or "")
@@ -242,4 +259,6 @@ def scan_workspace(workspace: Workspace) -> ScanReport:
         index=index,
         model_versions=registry.logged_model_versions(),
         superseded_versions=superseded,
+        # Only MLflow's registry keeps a blob store; the in-memory fake has none.
+        blob_versions=getattr(registry, "blob_references", dict)(),
     )

@@ -51,10 +51,20 @@ def train_one_shard(workspace: Workspace, shard_id: int) -> ShardTrained:
 
 
 def evaluate(workspace: Workspace) -> dict[str, float]:
-    """Held-out accuracy of the served ensemble; written to metrics.json."""
+    """Held-out accuracy of the served ensemble; written to metrics.json.
+
+    Only shards whose weights have no cached held-out outputs run (issue 15: a forget
+    evaluates the shards it retrained); see :mod:`unlearn_ops.workflow.held_out_outputs`.
+    """
+    import numpy as np
+
+    from unlearn_ops.workflow.held_out_outputs import held_out_outputs
+
+    outputs = held_out_outputs(workspace)
+    labels = outputs.holdout[workspace.ensemble.columns().label_column].to_numpy()
     metrics = {
-        "accuracy": workspace.ensemble.evaluate(),
-        "holdout_records": float(len(workspace.ensemble.read_holdout())),
+        "accuracy": float(np.mean(outputs.predictions == labels)),
+        "holdout_records": float(len(outputs.holdout)),
     }
     workspace.write_json(workspace.metrics_path, metrics)
     return metrics
@@ -79,6 +89,7 @@ def run_gates(
     from unlearn_ops.privacy.fairness import collect_fairness_evidence, read_source_classes
     from unlearn_ops.serving.gates import DataGateEvidence, held_out_correctness
     from unlearn_ops.serving.versions import CHAMPION
+    from unlearn_ops.workflow.held_out_outputs import held_out_outputs
 
     runner = GxGateRunner() if gate_runner is None else gate_runner
     ensemble = workspace.ensemble
@@ -96,13 +107,15 @@ def run_gates(
         )
     )
     served = None if champion_accuracy is None else workspace.registry().load_pyfunc(CHAMPION)
-    holdout = ensemble.read_holdout()
+    # The candidate's held-out predictions, from the cache `evaluate` filled (issue 15).
+    outputs = held_out_outputs(workspace)
+    holdout = outputs.holdout
     correctness = held_out_correctness(
         holdout,
         id_column=columns.id_column,
         label_column=columns.label_column,
         feature_columns=columns.feature_columns,
-        predict_candidate=lambda frame: ensemble.predict(frame.to_numpy()),
+        predict_candidate=lambda frame: outputs.predictions,
         predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
     )
     metric = runner.run_metric_gate(correctness, workspace.params.gates)

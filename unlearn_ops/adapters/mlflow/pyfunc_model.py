@@ -3,8 +3,11 @@
 No `from __future__ import annotations` here: MLflow reads `predict`'s type hints at run time.
 
 MLflow executes this file when it logs and when it loads the model: it must end with
-`mlflow.models.set_model(...)` and is not imported by the package. Artifacts: the shard
-weights (`shard-000`, ...), `ensemble` (ensemble.json) and `params` (params.yaml).
+`mlflow.models.set_model(...)` and is not imported by the package. Artifacts: `shards`
+(the manifest naming each shard's weights in the content-addressed blob store of the
+experiment, :mod:`unlearn_ops.adapters.mlflow.blobs`), `ensemble` (ensemble.json) and
+`params` (params.yaml). Versions logged before the blob store carry the shard weights
+themselves (`shard-000`, ...) and load as before.
 
     model = mlflow.pyfunc.load_model("models:/NAME@champion")
     model.predict(pd.read_csv("new.csv"))  # DataFrame: prediction, probability_0..K-1
@@ -32,10 +35,16 @@ class SisaPyfuncModel(PythonModel):
     """The served ensemble (:class:`EnsemblePredictor`) behind MLflow's pyfunc interface."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Build the shard modules from the artifacts."""
+        """Build the shard modules from the artifacts (the shard blobs that `shards` names)."""
+        import tempfile
+        from pathlib import Path
+
+        from unlearn_ops.adapters.mlflow.blobs import local_artifacts
         from unlearn_ops.serving.predictor import EnsemblePredictor
 
-        self.predictor = EnsemblePredictor.from_artifacts(context.artifacts)
+        with tempfile.TemporaryDirectory(prefix="unlearn-shards-") as scratch:
+            artifacts = local_artifacts(context.artifacts, Path(scratch))
+            self.predictor = EnsemblePredictor.from_artifacts(artifacts)
 
     def predict(
         self,

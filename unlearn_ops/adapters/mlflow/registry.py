@@ -2,9 +2,12 @@
 
 A version is one MLflow run (params, metrics, the training data as a dataset input, the
 full provenance as `provenance.json`) and the pyfunc model logged from code
-(:mod:`unlearn_ops.adapters.mlflow.pyfunc_model`) with the shard weights as artifacts,
-registered under
-the workspace's model name with `unlearn.*` tags and a plain-words description. Aliases,
+(:mod:`unlearn_ops.adapters.mlflow.pyfunc_model`), registered under the workspace's model
+name with `unlearn.*` tags and a plain-words description. The shard weights are stored
+once by content in the experiment's blob store (:mod:`unlearn_ops.adapters.mlflow.blobs`)
+and the pyfunc holds a manifest of them: a version references the weights of the shards
+it did not retrain. Deleting a version deletes the blobs no remaining version references.
+Aliases,
 never stages: `champion` is what is served. MLflow errors become :class:`RegistryError`.
 :class:`MlflowRegistry` implements :class:`unlearn_ops.serving.ports.ModelRegistry`; the
 types it returns (:mod:`unlearn_ops.serving.versions`) belong to the core.
@@ -28,6 +31,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from unlearn_ops.adapters.mlflow.blobs import (
+    MANIFEST_ARTIFACT,
+    BlobStore,
+    read_manifest,
+    unreferenced_blobs,
+    write_manifest,
+)
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.provenance import TAG_PREFIX
 from unlearn_ops.serving.versions import CHAMPION, DeletedVersion, NewVersion
@@ -159,6 +169,7 @@ class MlflowRegistry:
             self._fluent() as mlflow,
             _translate("logging the model version"),
             warnings.catch_warnings(),
+            contextlib.ExitStack() as stack,
         ):
             # The prediction column is an integer class by design; MLflow hints otherwise.
             warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer")
@@ -197,22 +208,27 @@ class MlflowRegistry:
 
                 dataset.__dict__["schema"] = infer_signature(new.training_frame.head(64)).inputs
                 mlflow.log_input(dataset, context="training", tags=dvc_rev)
-                with tempfile.TemporaryDirectory() as scratch:
-                    provenance_path = Path(scratch) / "provenance.json"
-                    provenance_path.write_text(
-                        json.dumps(provenance.to_dict(), indent=2, sort_keys=True)
-                    )
-                    mlflow.log_artifact(str(provenance_path))
+                scratch = stack.enter_context(tempfile.TemporaryDirectory())
+                provenance_path = Path(scratch) / "provenance.json"
+                # Compact: every version logs it, and a forget should add little beside
+                # the retrained shards' weights (issue 15); MLflow's UI pretty-prints it.
+                provenance_path.write_text(
+                    json.dumps(provenance.to_dict(), sort_keys=True, separators=(",", ":"))
+                )
+                mlflow.log_artifact(str(provenance_path))
                 signature = input_example = None
                 if new.signature_frames is not None:
                     signature = _serving_signature(*new.signature_frames)
-                    input_example = new.signature_frames[0]
+                    # One row shows the shape; MLflow also stores it a second time as
+                    # the serving example, in every version.
+                    input_example = new.signature_frames[0].head(1)
                 import torch
 
+                artifacts = self._store_shards(experiment_id, new.model_files, Path(scratch))
                 model_info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(PYFUNC_FILE),
-                    artifacts={key: str(path) for key, path in new.model_files.items()},
+                    artifacts=artifacts,
                     pip_requirements=[
                         f"unlearn-ops=={__version__}",
                         f"torch=={torch.__version__.split('+')[0]}",
@@ -232,6 +248,33 @@ class MlflowRegistry:
                 description=description,
             )
         return self.get_version(str(version.version))
+
+    def blob_store(self, experiment_id: str | None = None) -> BlobStore:
+        """The content-addressed store of shard weights under the experiment's artifact root."""
+        with _translate("experiment lookup"):
+            experiment = self.client.get_experiment(experiment_id or self._experiment_id())
+        return BlobStore(f"{str(experiment.artifact_location).rstrip('/')}/blobs")
+
+    def _store_shards(
+        self, experiment_id: str, model_files: Mapping[str, Path], scratch: Path
+    ) -> dict[str, str]:
+        """The pyfunc artifacts of a version: its shard weights as blobs, named by a manifest.
+
+        Each shard file is uploaded only if no version stored the same bytes before
+        (:mod:`unlearn_ops.adapters.mlflow.blobs`); the other files are artifacts as before.
+        """
+        store = self.blob_store(experiment_id)
+        shards = {}
+        artifacts = {}
+        for key, path in model_files.items():
+            if key.startswith("shard-"):
+                shards[key], _uploaded = store.put(path)
+            else:
+                artifacts[key] = str(path)
+        if shards:
+            manifest = write_manifest(scratch / "shards.json", store, shards)
+            artifacts[MANIFEST_ARTIFACT] = str(manifest)
+        return artifacts
 
     def _ensure_registered_model(self) -> None:
         from mlflow.exceptions import MlflowException
@@ -423,8 +466,49 @@ class MlflowRegistry:
                 self.client.delete_logged_model(model_id)
             if run_id:
                 self.client.delete_run(run_id)
+            locations += self._sweep_blobs()
         hard = self._hard_delete([run_id] if run_id else [], [model_id] if model_id else [])
         return DeletedVersion(version, run_id, model_id, tuple(locations), hard)
+
+    def _manifest_of(self, model_id: str) -> dict[str, str]:
+        """Shard key -> blob of a logged model; empty for one logged before the blob store."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        location = self.client.get_logged_model(model_id).artifact_location
+        repository: Any = get_artifact_repository(location)
+        names = {Path(info.path).name for info in repository.list_artifacts("artifacts")}
+        if "shards.json" not in names:
+            return {}
+        with tempfile.TemporaryDirectory(prefix="unlearn-manifest-") as scratch:
+            path = repository.download_artifacts("artifacts/shards.json", scratch)
+            return read_manifest(path)[1]
+
+    def blob_references(self) -> dict[str, list[str]]:
+        """Blob SHA-256 -> the registered versions whose manifest names it."""
+        references: dict[str, list[str]] = {}
+        for info in self.versions():
+            model_id = self._model_id(info.version)
+            if not model_id:
+                continue
+            for digest in self._manifest_of(model_id).values():
+                references.setdefault(digest, []).append(info.version)
+        return references
+
+    def _sweep_blobs(self) -> list[str]:
+        """Delete every blob that no registered version references; their URIs.
+
+        The reference count is read from the manifests of the versions still registered
+        (never from a cache that could be stale): a blob a kept version serves is kept.
+        """
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is None:
+            return []
+        store = BlobStore(f"{str(experiment.artifact_location).rstrip('/')}/blobs")
+        stored = store.digests()
+        if not stored:
+            return []
+        referenced = self.blob_references()
+        return [store.delete(d) for d in sorted(unreferenced_blobs(stored, referenced))]
 
     def _hard_delete(self, run_ids: list[str], model_ids: list[str]) -> bool:
         """`mlflow gc` of soft-deleted runs and logged models; False without a database store."""
