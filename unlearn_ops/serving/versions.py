@@ -15,7 +15,7 @@ from typing import Any
 
 from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
 
-__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "NewVersion", "VersionInfo"]
+__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "NewVersion", "VersionInfo", "schema_example"]
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -75,7 +75,8 @@ class NewVersion:
         dataset_source: a real path or URL of the training data (the shard folder).
         params: flat params to log on the run.
         metrics: metrics to log on the run.
-        signature_frames: (input example, output) used to infer the model signature.
+        signature_frames: (input example, output) used to infer the model signature;
+            the example is never a record (see :func:`schema_example`).
     """
 
     provenance: VersionProvenance
@@ -86,6 +87,19 @@ class NewVersion:
     params: Mapping[str, Any]
     metrics: Mapping[str, float]
     signature_frames: tuple[Any, Any] | None = None
+
+
+def schema_example(features: Any) -> Any:
+    """One row of zeros with the columns and dtypes of `features` (a pandas frame).
+
+    Every version carries an input example (MLflow keeps it beside the model, and infers
+    the signature from it). It must not be a record: a version outlives the deletion of
+    any of its rows, and neither purge nor the scan looks inside the example.
+    """
+    import numpy as np
+    import pandas as pd
+
+    return pd.DataFrame({c: np.zeros(1, dtype=features[c].dtype) for c in features.columns})
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from unlearn_ops.errors import FederationError, InvalidRequestError
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.groups import assign_groups
 from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo
+from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo, schema_example
 from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -252,10 +252,11 @@ def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[fl
     from unlearn_ops.serving.predictor import EnsemblePredictor
 
     holdout = pd.read_parquet(_folder(workspace) / "holdout.parquet")
-    predicted = EnsemblePredictor.from_artifacts(model_files).predict(holdout)
+    predictor = EnsemblePredictor.from_artifacts(model_files)
+    predicted = predictor.predict(holdout)
     accuracy = float(np.mean(predicted["prediction"].to_numpy() == holdout[LABEL_COLUMN]))
-    sample = holdout.drop(columns=[LABEL_COLUMN]).head(5)
-    return accuracy, sample, predicted.head(5)
+    sample = schema_example(holdout.drop(columns=[LABEL_COLUMN]))
+    return accuracy, sample, predictor.predict(sample)
 
 
 def _model_files(workspace: Workspace, state: Mapping[str, Any], scratch: Path) -> dict[str, Path]:

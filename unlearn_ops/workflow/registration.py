@@ -17,7 +17,7 @@ from unlearn_ops.errors import GateFailedError
 from unlearn_ops.privacy.mitigations import noisy_model_files, release_tags
 from unlearn_ops.serving.promotion import honoured_requests, promote
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
-from unlearn_ops.serving.versions import NewVersion
+from unlearn_ops.serving.versions import NewVersion, schema_example
 from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.revisions import DataRevision, record_revision
 from unlearn_ops.workflow.workspace import Workspace
@@ -83,7 +83,7 @@ def register_version(
     )
     tables = [ensemble.read_shard(s) for s in ensemble.shard_ids]
     training_frame = pd.concat(tables, ignore_index=True)
-    sample = training_frame[list(columns.feature_columns)].head(5)
+    sample = schema_example(training_frame[list(columns.feature_columns)])
     output = ensemble.predict_proba(sample.to_numpy(dtype=np.float32))
     output_frame = pd.DataFrame(
         output, columns=[f"probability_{k}" for k in range(columns.num_classes)]
