@@ -19,8 +19,9 @@ across clients by Dirichlet(alpha):
   rounds of the remaining clients in the affected groups; wall time and accuracy
   against the full retrain (the oracle), cost in client-epochs.
 
-Times are wall-clock seconds on a shared machine: noisy; the client-round and
-client-epoch counts are the machine-independent costs.
+Times are wall-clock and CPU seconds of this process on a shared machine: wall time is
+noisy (the FedEraser speed-up target is judged on CPU seconds, the engine being
+one-threaded); the client-round and client-epoch counts are the machine-independent costs.
 """
 
 from __future__ import annotations
@@ -181,9 +182,10 @@ def _one_seed(
     poisoned_seconds = time.perf_counter() - started
 
     honest = data.with_clients([c for c in data.clients if c.client_id not in attackers])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     oracle = run_federation(honest, params, key=BENCH_KEY, assignment=poisoned.assignment)
     oracle_seconds = time.perf_counter() - started
+    oracle_cpu_seconds = time.process_time() - cpu_started
 
     flags = [
         f
@@ -218,9 +220,10 @@ def _one_seed(
         for g in oracle.groups
     ) and set(exact.groups) == set(oracle.groups)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     erased = erase_clients_approximately(poisoned, attacked.clients, attackers, history)
     eraser_seconds = time.perf_counter() - started
+    eraser_cpu_seconds = time.process_time() - cpu_started
 
     clean = _evaluate(oracle, data)
     attacked_metrics = _evaluate(poisoned, data)
@@ -252,10 +255,12 @@ def _one_seed(
             "client_epochs": erased.client_epochs,
             "retrain_client_epochs": retrain_epochs,
             "seconds": eraser_seconds,
+            "cpu_seconds": eraser_cpu_seconds,
             "provisional": erased.provisional,
             "stored_megabytes": history.stored_bytes() / 1e6,
         },
         "oracle_seconds": oracle_seconds,
+        "oracle_cpu_seconds": oracle_cpu_seconds,
         "poisoned_seconds": poisoned_seconds,
         "checkpoint_megabytes": sum(len(store.load(k)) for k in store.keys())  # noqa: SIM118
         / 1e6,
@@ -325,7 +330,10 @@ def _targets(rows: list[dict[str, Any]], num_groups: int) -> dict[str, Any]:
         [abs(r["exact"][m] - r["clean"][m]) for r in rows for m in ("accuracy", "source_recall")]
     )
     ratio = worst([q["cost_ratio"] for r in rows for q in r["exact"]["requests"]])
-    speedups = [r["oracle_seconds"] / r["federaser"]["seconds"] for r in rows]
+    # CPU seconds of this (one-threaded) process: on a machine shared with other jobs, wall
+    # time swings with their load (the wall-clock ratio is reported beside it).
+    speedups = [r["oracle_cpu_seconds"] / r["federaser"]["cpu_seconds"] for r in rows]
+    wall_speedups = [r["oracle_seconds"] / r["federaser"]["seconds"] for r in rows]
     eraser_gap = worst(
         [
             abs(r["federaser"][m] - r["clean"][m])
@@ -345,6 +353,7 @@ def _targets(rows: list[dict[str, Any]], num_groups: int) -> dict[str, Any]:
         "exact_cost_ratio_max": {"value": ratio, "met": ratio <= 1 / num_groups},
         "federaser_speedup_min": {"value": min(speedups), "met": min(speedups) >= 2.0},
         "federaser_speedup_median": statistics.median(speedups),
+        "federaser_wall_speedup_min": min(wall_speedups),
         "federaser_gap_to_retrain_max": {"value": eraser_gap, "met": eraser_gap <= 0.02},
     }
 
@@ -357,20 +366,21 @@ def federated_markdown(results: dict[str, Any]) -> str:
         "",
         "| seed | clean acc | clean recall | attacked recall | drop | flagged (round) "
         "| false pos. | exact acc | exact = oracle | exact cost / full | FedEraser acc "
-        "| FedEraser recall | FedEraser speed-up |",
+        "| FedEraser recall | FedEraser speed-up (CPU) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["seeds"]:
         ratios = ", ".join(f"{q['cost_ratio']:.2f}" for q in r["exact"]["requests"])
         flagged = ", ".join(str(f) for f in r["attackers_flagged_by_round"])
-        speedup = r["oracle_seconds"] / r["federaser"]["seconds"]
+        speedup = r["oracle_cpu_seconds"] / r["federaser"]["cpu_seconds"]
+        wall = r["oracle_seconds"] / r["federaser"]["seconds"]
         lines.append(
             f"| {r['seed']} | {r['clean']['accuracy']:.3f} | {r['clean']['source_recall']:.3f} "
             f"| {r['attacked']['source_recall']:.3f} | {r['recall_drop']:.3f} | {flagged} "
             f"| {len(r['false_positives'])} | {r['exact']['accuracy']:.3f} "
             f"| {r['exact']['bit_equal_to_oracle']} | {ratios} "
             f"| {r['federaser']['accuracy']:.3f} | {r['federaser']['source_recall']:.3f} "
-            f"| {speedup:.1f}x |"
+            f"| {speedup:.1f}x (wall {wall:.1f}x) |"
         )
     lines += ["", "| target | value | met |", "|---|---|---|"]
     for name, target in results["targets"].items():
