@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from unlearn_ops.bench.federated import (
     ENGINE,
     FEDERATED_PARAMS,
+    SOURCE_CLASS,
+    _attackers,
+    _give_source_to_attackers,
     federated_markdown,
     run_federated_benchmark,
 )
+from unlearn_ops.federated.data import FederatedData, load_mnist_standin, make_federated_data
 
 
 def test_the_federated_section_measures_attack_detection_and_both_removals() -> None:
-    params = FEDERATED_PARAMS.model_copy(update={"rounds": 2, "local_epochs": 1})
+    # 3 rounds of 2 epochs: FedEraser (1 calibration epoch, then 1 finishing round) is
+    # cheaper than the retrain only when local training is longer than its calibration.
+    params = FEDERATED_PARAMS.model_copy(update={"rounds": 3, "local_epochs": 2})
     results = run_federated_benchmark(seeds=(0,), num_clients=4, alpha=1.0, params=params)
     assert results["engine"] == ENGINE
     (row,) = results["seeds"]
@@ -26,3 +34,26 @@ def test_the_federated_section_measures_attack_detection_and_both_removals() -> 
     assert ENGINE in table
     assert "| 0 |" in table
     assert "exact_cost_ratio_max" in table
+
+
+def test_the_attackers_are_given_their_share_of_the_source_class_and_nothing_else_moves() -> None:
+    features, labels = load_mnist_standin()
+    data = make_federated_data(features, labels, num_clients=10, alpha=3.0, seed=7)
+    attackers = _attackers(data, 2)
+    moved = _give_source_to_attackers(data, attackers, 0.7, seed=7)
+
+    def source_rows(d: FederatedData, ids: list[str]) -> int:
+        return sum(int(np.sum(c.labels == SOURCE_CLASS)) for c in d.clients if c.client_id in ids)
+
+    everyone = [c.client_id for c in data.clients]
+    assert source_rows(moved, everyone) == source_rows(data, everyone)
+    before = source_rows(data, attackers) / source_rows(data, everyone)
+    after = source_rows(moved, attackers) / source_rows(moved, everyone)
+    assert before < 0.7 <= after + 0.01
+    for old, new in zip(data.clients, moved.clients, strict=True):
+        other = old.labels != SOURCE_CLASS
+        assert np.array_equal(
+            np.bincount(old.labels[other], minlength=10),
+            np.bincount(new.labels[new.labels != SOURCE_CLASS], minlength=10),
+        )
+    assert _give_source_to_attackers(moved, attackers, 0.5, seed=7) is moved

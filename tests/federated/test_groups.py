@@ -113,3 +113,16 @@ def test_server_side_keys_equal_the_simulation_keys(tiny_data: FederatedData) ->
     assert first == 2
     assert weights is not None
     np.testing.assert_array_equal(weights[0], np.ones(2, dtype=np.float32))
+
+
+def test_the_training_hash_ignores_finish_rounds_and_keeps_earlier_keys() -> None:
+    params = FederationParams(num_groups=2, local_epochs=3)
+    finishing = params.model_copy(
+        update={"erasure": params.erasure.model_copy(update={"finish_rounds": 2})}
+    )
+    # The digest the version before `finish_rounds` gave these params: checkpoints saved
+    # by it keep their keys.
+    before = "507b5837ce4eed8257f681b6e8141369f5b50cfd2bf532907d47742b8750b22c"
+    assert training_hash(params, 784, 10) == before
+    assert training_hash(finishing, 784, 10) == before
+    assert training_hash(params.model_copy(update={"local_epochs": 2}), 784, 10) != before

@@ -99,10 +99,10 @@ def assign_groups(
 
 def training_hash(params: FederationParams, num_features: int, num_classes: int) -> str:
     """Digest of everything besides the data that a group's weights depend on."""
-    text = json.dumps(
-        {"params": params.model_dump(mode="json"), "shape": [num_features, num_classes]},
-        sort_keys=True,
-    )
+    # `finish_rounds` (added later) acts only after training: left out, so that the keys of
+    # checkpoints saved before it existed stay the same.
+    dumped = params.model_dump(mode="json", exclude={"erasure": {"finish_rounds"}})
+    text = json.dumps({"params": dumped, "shape": [num_features, num_classes]}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
