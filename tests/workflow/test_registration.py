@@ -64,6 +64,10 @@ def test_a_version_carries_its_provenance_and_the_workspace_points_at_it(
     logged = registry.logged["1"]
     assert logged.model_files == ("ensemble", "params", "shard-000", "shard-001", "shard-002")
     assert logged.params["shards"] == 3
+    # The example kept beside the model is no record: a row of zeros of the features' dtypes.
+    columns = list(trained.ensemble.columns().feature_columns)
+    assert list(logged.input_example.columns) == columns
+    assert logged.input_example.to_numpy().tolist() == [[0] * len(columns)]
     assert logged.metrics["train_records"] == sum(
         len(trained.ensemble.read_shard(s)) for s in trained.ensemble.shard_ids
     )

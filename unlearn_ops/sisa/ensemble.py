@@ -651,7 +651,10 @@ class SisaEnsemble:
         """Ensemble class scores for a float feature matrix (rows x features)."""
         import torch
 
-        inputs = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        if not features.flags.writeable:  # pandas' copy-on-write arrays are read-only
+            features = features.copy()
+        inputs = torch.from_numpy(features)
         outputs = []
         with torch.no_grad():
             for shard_id in self.shard_ids:

@@ -35,6 +35,7 @@ class LoggedVersion:
         metrics: the run metrics it was given.
         model_files: the names of the model's artifacts.
         model_bytes: the artifacts' contents, kept so that the version can be loaded.
+        input_example: the example the version would carry beside its model (a frame).
     """
 
     run_id: str
@@ -46,6 +47,7 @@ class LoggedVersion:
     metrics: dict[str, float] = field(default_factory=dict)
     model_files: tuple[str, ...] = ()
     model_bytes: dict[str, bytes] = field(default_factory=dict)
+    input_example: Any = None
 
 
 class InMemoryRegistry:
@@ -75,6 +77,7 @@ class InMemoryRegistry:
             metrics=dict(new.metrics),
             model_files=tuple(sorted(new.model_files)),
             model_bytes={name: Path(path).read_bytes() for name, path in new.model_files.items()},
+            input_example=new.signature_frames[0] if new.signature_frames else None,
         )
         return self.get_version(number)
 
