@@ -98,7 +98,7 @@ def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console
     assert forgotten.returncode == 0, forgotten.stderr
     assert json.loads(forgotten.stdout)["provisional"] is True
     shown = console(["show", "champion"], ws)
-    assert "PROVISIONAL: honours req-1 only approximately (finetune)" in shown.stdout
+    assert "PROVISIONAL: honours req-1 only approximately (salun)" in shown.stdout
     audit = console(["audit", "req-1"], ws)
     assert "request req-1: served (approximate)" in audit.stdout
 
@@ -115,9 +115,7 @@ def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console
     assert json.loads(exact.stdout)["requests"] == ["req-1"]
     versions = json.loads(console(["versions", "--json"], ws).stdout)["versions"]
     words = {row["version"]: row["exactness"] for row in versions}
-    assert words["2"].startswith(
-        "provisional (approximate, finetune), superseded by exact version 3"
-    )
+    assert words["2"].startswith("provisional (approximate, salun), superseded by exact version 3")
     assert words["3"] == "exact retrain of a monolithic model"
 
 
@@ -177,7 +175,11 @@ def test_init_monolithic(tmp_path: Path, console: Console) -> None:
     params = yaml.safe_load((tmp_path / "ws" / "params.yaml").read_text())
     assert params["training"]["mode"] == "monolithic"
     assert (params["sisa"]["shards"], params["sisa"]["slices"]) == (1, 1)
-    assert params["unlearning"] == {"method": "finetune", "options": {}, "reference_models": 2}
+    assert params["unlearning"] == {
+        "method": "salun",
+        "options": {"lr": 0.001},
+        "reference_models": 2,
+    }
     bad = console(["init", "other", "--training", "federated"], tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
