@@ -238,3 +238,37 @@ def test_long_gate_results_are_trimmed_into_valid_json_below_the_tag_limit() -> 
     assert kept["passed"] is False
     assert "observed" not in kept["outcomes"][0]
     assert failed["description"] in [o["description"] for o in kept["outcomes"]]
+
+
+def test_provenance_json_leaves_out_what_the_tags_hold_whole() -> None:
+    provenance = make_provenance()
+    tags = provenance.tags()
+
+    artifact = json.loads(json.dumps(provenance.artifact_dict()))
+
+    assert "gates" not in artifact
+    assert "honoured_request_ids" not in artifact
+    assert artifact["in_tags"] == {
+        "gates": "unlearn.gates",
+        "honoured_request_ids": "unlearn.honoured_requests",
+    }
+    # File and tags together are the whole provenance.
+    assert json.loads(tags["unlearn.gates"]) == provenance.to_dict()["gates"]
+    assert parse_request_list(tags["unlearn.honoured_requests"]) == ["req-0", "req-1"]
+    whole = provenance.to_dict()
+    assert {k: v for k, v in whole.items() if k not in artifact["in_tags"]} == {
+        k: v for k, v in artifact.items() if k != "in_tags"
+    }
+
+
+def test_provenance_json_keeps_what_a_tag_had_to_shorten() -> None:
+    outcome = {"expectation": "e", "column": None, "success": True, "observed": "x" * 200}
+    gates = {"data": {"gate": "data", "passed": True, "outcomes": [outcome] * 60}}
+    ids = ids_dumping_to(LIMIT + 1)
+    provenance = make_provenance(gates=gates, honoured_request_ids=tuple(ids))
+
+    artifact = provenance.artifact_dict()
+
+    assert artifact["gates"] == gates
+    assert artifact["honoured_request_ids"] == ids
+    assert artifact["in_tags"] == {}

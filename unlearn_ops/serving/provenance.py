@@ -129,6 +129,27 @@ class VersionProvenance:
             "accuracy": self.accuracy,
         }
 
+    def artifact_dict(self) -> dict[str, Any]:
+        """What `provenance.json` holds: :meth:`to_dict` less what the tags hold whole.
+
+        The gate results and the cumulative list of honoured requests are version tags
+        already; the file repeats them only when a tag had to shorten them (issue 15: each
+        version's metadata was mostly these, twice). `in_tags` names the tags that hold
+        the keys left out, so the file and the tags together are always the whole.
+        """
+        full = self.to_dict()
+        tags = self.tags()
+        in_tags = {}
+        if tags[f"{TAG_PREFIX}gates"] == canonical_text(self.gates, ascii_only=True):
+            in_tags["gates"] = f"{TAG_PREFIX}gates"
+        if parse_request_list(tags[f"{TAG_PREFIX}honoured_requests"]) == list(
+            self.honoured_request_ids
+        ):
+            in_tags["honoured_request_ids"] = f"{TAG_PREFIX}honoured_requests"
+        for key in in_tags:
+            del full[key]
+        return {**full, "in_tags": in_tags}
+
 
 # MLflow truncates tag values past 8,000 characters (into invalid JSON): keep below that.
 _MAX_GATES_TAG_CHARS = 7_900

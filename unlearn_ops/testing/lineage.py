@@ -89,7 +89,12 @@ class InMemoryLineage:
         return self.head()
 
     def record_revision(
-        self, message: str, *, tags: Sequence[str] = (), shard_ids: Sequence[int] = ()
+        self,
+        message: str,
+        *,
+        tags: Sequence[str] = (),
+        shard_ids: Sequence[int] = (),
+        stages: Sequence[str] = (),
     ) -> DataRevision:
         """Record the versioned files as a new revision (none if nothing changed); tag it."""
         files = self._snapshot()

@@ -24,11 +24,18 @@ class DataLineage(Protocol):
         ...
 
     def record_revision(
-        self, message: str, *, tags: Sequence[str] = (), shard_ids: Sequence[int] = ()
+        self,
+        message: str,
+        *,
+        tags: Sequence[str] = (),
+        shard_ids: Sequence[int] = (),
+        stages: Sequence[str] = (),
     ) -> DataRevision:
         """Record the workspace's files as a new revision (none if nothing changed); tag it.
 
         Tags that exist are moved to the new head (a rerun completes the same request).
+        `stages` names the only pipeline stages whose outputs changed since the last
+        revision (their lock entries alone are refreshed); empty: every stage.
 
         Raises:
             LineageError: the backend could not record or push.

@@ -3,6 +3,8 @@
 The data revision is recorded before the version is registered (so every version points
 at a commit that exists); `promote_and_close` moves `champion` last, only when the gates
 pass, and records the outcome (`served` or `failed`) in the ledger and in a last commit.
+That commit follows the data revision of the same flow, after which only the ledger (git)
+and `registry.json` (the `register` stage's output) changed: DVC commits that stage alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from unlearn_ops.serving.promotion import honoured_requests, promote
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
 from unlearn_ops.serving.versions import NewVersion, schema_example
 from unlearn_ops.workflow.retraining import ShardTrained
-from unlearn_ops.workflow.revisions import DataRevision, record_revision
+from unlearn_ops.workflow.revisions import REGISTER_STAGE, DataRevision, record_revision
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -176,11 +178,17 @@ def promote_and_close(
                 version=version.version,
                 version_facts=facts,
             )
-        record_revision(workspace, f"unlearn-ops: version {version.version} failed its gates")
+        record_revision(
+            workspace,
+            f"unlearn-ops: version {version.version} failed its gates",
+            stages=[REGISTER_STAGE],
+        )
         raise
     for request in requests:
         workspace.ledger.append(
             "served", request.request_id, version=version.version, version_facts=facts
         )
-    record_revision(workspace, f"unlearn-ops: version {version.version} is champion")
+    record_revision(
+        workspace, f"unlearn-ops: version {version.version} is champion", stages=[REGISTER_STAGE]
+    )
     return version.version

@@ -16,7 +16,14 @@ from unlearn_ops.deletion.requests import ForgetRequest
 if TYPE_CHECKING:
     from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["VERSIONED_FILES", "DataRevision", "mark_applied", "record_revision", "request_tag"]
+__all__ = [
+    "REGISTER_STAGE",
+    "VERSIONED_FILES",
+    "DataRevision",
+    "mark_applied",
+    "record_revision",
+    "request_tag",
+]
 
 # The small files a revision versions as text (git), beside the pointers to DVC's outputs.
 VERSIONED_FILES = (
@@ -66,14 +73,27 @@ def request_tag(request_id: str) -> str:
     return f"unlearn/forget/{request_id}"
 
 
+# The pipeline stage whose output registering a version changes (`registry.json`).
+REGISTER_STAGE = "register"
+
+
 def record_revision(
-    workspace: Workspace, message: str, requests: Sequence[ForgetRequest] = ()
+    workspace: Workspace,
+    message: str,
+    requests: Sequence[ForgetRequest] = (),
+    *,
+    stages: Sequence[str] = (),
 ) -> DataRevision:
-    """`dvc commit` + git commit + a tag per request: the revision a version trains from."""
+    """`dvc commit` + git commit + a tag per request: the revision a version trains from.
+
+    `stages`: the only pipeline stages whose outputs changed since the last revision
+    (e.g. :data:`REGISTER_STAGE` once a version is registered); empty: every stage.
+    """
     return workspace.lineage().record_revision(
         message,
         tags=[request_tag(r.request_id) for r in requests],
         shard_ids=workspace.ensemble.shard_ids,
+        stages=stages,
     )
 
 

@@ -226,6 +226,27 @@ def test_a_rerun_with_nothing_new_commits_nothing_and_moves_the_tag(tmp_path: Pa
     assert git(root, "rev-parse", "unlearn/forget/req-a^{commit}") == second.git_sha
 
 
+def test_a_revision_of_the_register_stage_alone_leaves_the_pipeline_up_to_date(
+    tmp_path: Path,
+) -> None:
+    root = new_workspace(tmp_path / "ws")
+    write_outputs(root, {0: [1, 2], 1: [3]})
+    record_revision(root, "train", shard_ids=[0, 1])
+    lock_before = yaml.safe_load((root / "dvc.lock").read_text())
+    (root / "registry.json").write_text('{"version": "2"}\n')
+    assert stage_status(root) != {}  # the register stage's output changed
+
+    revision = record_revision(root, "version 2 is champion", stages=["register"])
+
+    assert revision.git_sha == git(root, "rev-parse", "HEAD")
+    assert is_clean(root)
+    assert stage_status(root) == {}
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    before = lock_before["stages"]
+    changed = {name for name, entry in lock["stages"].items() if entry != before.get(name)}
+    assert changed == {"register"}
+
+
 def test_changed_paths_names_the_shard_files_that_changed(history: History) -> None:
     assert changed_paths(history.root, history.first, history.second) == {
         "added": [],

@@ -48,6 +48,7 @@ PARAMS = Params.from_mapping(
 )
 SETTINGS = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
 FROZEN_PYFUNC = Path(__file__).parent / "data" / "pyfunc_model_before_blobs.py.txt"
+SELF_CONTAINED_PYFUNC = Path(__file__).parent / "data" / "pyfunc_model_self_contained.py.txt"
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -220,6 +221,36 @@ def test_every_version_loads_through_mlflow_and_predicts_its_own_weights(chain: 
             predicted["prediction"], chain.probabilities[version].argmax(axis=1)
         )
     assert not np.array_equal(chain.probabilities["1"], chain.probabilities["2"])
+
+
+def test_a_version_carries_the_model_code_by_import_and_older_code_files_still_load(
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from unlearn_ops.adapters.mlflow import registry as registry_module
+
+    # New versions log a few lines that import the class, not a copy of it (issue 15).
+    code = (model_folder(chain, "2") / "artifacts" / "pyfunc_model.py").read_text()
+    assert "from unlearn_ops.adapters.mlflow.pyfunc_ensemble import SisaPyfuncModel" in code
+    assert "class " not in code
+    # A version logged with the self-contained file of the blob store's first release.
+    frozen = tmp_path / "pyfunc_model.py"
+    frozen.write_text(SELF_CONTAINED_PYFUNC.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(registry_module, "PYFUNC_FILE", frozen)
+    files = snapshot_files(chain.ensemble, tmp_path / "files")
+    version = log(chain.registry, chain.ensemble, files)
+    assert (
+        "class SisaPyfuncModel"
+        in (model_folder(chain, version) / "artifacts" / "pyfunc_model.py").read_text()
+    )
+
+    with chain.registry._fluent():
+        model = mlflow.pyfunc.load_model(f"models:/{chain.registry.model_name}/{version}")
+    np.testing.assert_array_equal(
+        model.predict(chain.features).drop(columns="prediction").to_numpy(),
+        chain.probabilities["2"],
+    )
 
 
 @pytest.mark.slow

@@ -308,8 +308,13 @@ def _columns_outcome(result: ExpectationValidationResult, shard_id: int) -> Expe
     unrunnable = could_not_run(result, f"shard {shard_id}")
     if unrunnable is not None:
         return unrunnable
-    observed = [str(column) for column in result.result.get("observed_value", [])]
+    columns = [str(column) for column in result.result.get("observed_value", [])]
+    observed: int | list[str] = columns
     if result.success:
+        # The columns found are the expected set, the same for every shard: the count
+        # says it; listing them per shard made most of each version's gate results
+        # (8 x 67 names on digits, 8 x 787 on MNIST) (issue 15).
+        observed = len(columns)
         description = f"shard {shard_id} has exactly the expected columns"
     else:
         mismatched = result.result.get("details", {}).get("mismatched", {})

@@ -210,10 +210,11 @@ class MlflowRegistry:
                 mlflow.log_input(dataset, context="training", tags=dvc_rev)
                 scratch = stack.enter_context(tempfile.TemporaryDirectory())
                 provenance_path = Path(scratch) / "provenance.json"
-                # Compact: every version logs it, and a forget should add little beside
-                # the retrained shards' weights (issue 15); MLflow's UI pretty-prints it.
+                # Compact, and without what the version's tags hold whole: every version
+                # logs it, and a forget should add little beside the retrained shards'
+                # weights (issue 15); MLflow's UI pretty-prints it.
                 provenance_path.write_text(
-                    json.dumps(provenance.to_dict(), sort_keys=True, separators=(",", ":"))
+                    json.dumps(provenance.artifact_dict(), sort_keys=True, separators=(",", ":"))
                 )
                 mlflow.log_artifact(str(provenance_path))
                 signature = input_example = None
