@@ -9,11 +9,10 @@ The library side of the `federated-*` flows (:mod:`pipelines.federated`). Layout
 
 Clients appear only as keyed hashes (`client:<id>` under the id-hash key, as
 :func:`unlearn_ops.federated.groups.hash_client_id`); the clear id lives at its site (the
-SuperNode's node config) and, for the time of a request, in memory. A withdrawal
-(ledger reason `withdrawal`) or an expulsion (`poisoning`) retrains the client's group
-only, from scratch without it (KNOT's exact removal): every other group keeps its model.
-The served model is the group models' mean probability, registered like a SISA ensemble
-(one `shard-GGG` file per group), so the same pyfunc model serves it.
+SuperNode's node config) and, for the time of a request, in memory. A withdrawal (ledger reason
+`withdrawal`) or an expulsion (`poisoning`) retrains the client's group only, from scratch
+without it (KNOT's exact removal): every other group keeps its model. The served model (mean
+of the groups') is registered like a SISA ensemble, one `shard-GGG` file per group.
 """
 
 from __future__ import annotations
@@ -253,8 +252,8 @@ def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[fl
 
     holdout = pd.read_parquet(_folder(workspace) / "holdout.parquet")
     predictor = EnsemblePredictor.from_artifacts(model_files)
-    predicted = predictor.predict(holdout)
-    accuracy = float(np.mean(predicted["prediction"].to_numpy() == holdout[LABEL_COLUMN]))
+    predicted = predictor.predict(holdout)["prediction"].to_numpy()
+    accuracy = float(np.mean(predicted == holdout[LABEL_COLUMN]))
     sample = schema_example(holdout.drop(columns=[LABEL_COLUMN]))
     return accuracy, sample, predictor.predict(sample)
 
