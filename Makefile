@@ -54,7 +54,7 @@ format: install
 	$(BIN)/ruff format .
 
 test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP) $(FLOWER_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # Markers in pyproject.toml; tests/conftest.py marks all of tests/pipelines, integration, infra.
 test-fast: install
