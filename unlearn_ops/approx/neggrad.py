@@ -53,15 +53,7 @@ def neggrad_plus(
     steps = 0
     forget_loss = 0.0
     model.train()
-    for rows, keep in paired_batches(
-        model,
-        forgotten=len(data.forgotten_y),
-        retained=len(data.retained_y),
-        batch_size=batch,
-        epochs=int(options["epochs"]),
-        generator=generator,
-        seed=seed,
-    ):
+    for rows, keep in paired_batches(model, data, batch, int(options["epochs"]), generator, seed):
         optimizer.zero_grad()
         ascent = loss_fn(model(data.forgotten_x[rows]), data.forgotten_y[rows])
         descent = loss_fn(model(data.retained_x[keep]), data.retained_y[keep])

@@ -87,15 +87,7 @@ def salun(
     parameters = dict(model.named_parameters())
     steps = 0
     model.train()
-    for rows, keep in paired_batches(
-        model,
-        forgotten=len(data.forgotten_y),
-        retained=len(data.retained_y),
-        batch_size=batch,
-        epochs=int(options["epochs"]),
-        generator=generator,
-        seed=seed,
-    ):
+    for rows, keep in paired_batches(model, data, batch, int(options["epochs"]), generator, seed):
         x = torch.cat([data.forgotten_x[rows], data.retained_x[keep]])
         y = torch.cat([random_labels[rows], data.retained_y[keep]])
         optimizer.zero_grad()

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
+    from unlearn_ops.approx.base import UnlearnData
+
 __all__ = ["batches", "endless_batches", "paired_batches", "seed_dropout"]
 
 
@@ -35,9 +37,7 @@ def endless_batches(
 
 def paired_batches(
     model: torch.nn.Module,
-    *,
-    forgotten: int,
-    retained: int,
+    data: UnlearnData,
     batch_size: int,
     epochs: int,
     generator: torch.Generator,
@@ -48,10 +48,10 @@ def paired_batches(
     Seeds the model's dropout at the start of each epoch (``seed * 1000 + epoch``); the
     retained rows cycle through seeded passes of their own, drawn from the same generator.
     """
-    pool = endless_batches(retained, batch_size, generator)
+    pool = endless_batches(len(data.retained_y), batch_size, generator)
     for epoch in range(epochs):
         seed_dropout(model, seed * 1000 + epoch)
-        for rows in batches(forgotten, batch_size, generator):
+        for rows in batches(len(data.forgotten_y), batch_size, generator):
             yield rows, next(pool)
 
 
