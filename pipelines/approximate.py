@@ -19,18 +19,23 @@ Wiring only; the logic is :mod:`unlearn_ops.workflow.approximate`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import tasks
+from pipelines.sequence import admit_batch, evaluate_and_register
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
 from unlearn_ops.workflow import approx_adopt, approx_versions, approximate
 from unlearn_ops.workflow.membership_audit import PRIVACY_GATE
 from unlearn_ops.workflow.timing import Stopwatch
 from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from unlearn_ops.serving.gates import GateResult
+    from unlearn_ops.serving.versions import VersionInfo
 
 __all__ = [
     "adopt_model",
@@ -65,59 +70,51 @@ def forget_approximately(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[
     """
     watch = Stopwatch()
     with watch.phase("data"):
-        kept = tasks.hold_back(ws, batch)
-        if not kept.proceed:
-            return kept.answer()
-        batch = kept.proceed
-        check_method(ws)
-        outcome = tasks.check_batch(ws, batch)
-        tasks.receive_requests(ws, batch)
-        if outcome.is_noop:
-            answer = tasks.close_noop(ws, outcome)
-            tasks.record_revision(ws, "unlearn-ops: requests honoured already")
-            return answer
+        admitted = admit_batch(ws, batch, before_check=check_method)
+        if admitted.answer is not None:
+            return admitted.answer
+        batch = admitted.batch
         baseline = champion_accuracy(ws)
         forgotten = read_forgotten(ws, batch)
         plan = tasks.apply_batch(ws, batch)
     with watch.phase("unlearning"):
         unlearned = unlearn(ws, forgotten)
-    with watch.phase("evaluation"):
-        metrics = tasks.evaluate(ws)
-    with watch.phase("gates"):
-        gates = [g for g in tasks.run_gates(ws, metrics, baseline) if g.gate != PRIVACY_GATE]
-        gates.append(approximate.oracle_gate(unlearned))
-    names = ", ".join(r.request_id for r in batch)
-    with watch.phase("lineage"):
-        revision = tasks.record_revision(ws, f"unlearn-ops: forget {names} (approximate)", batch)
-        tasks.mark_applied(ws, batch, revision)
-    with watch.phase("registration"):
-        version = tasks.register_version(
-            ws,
-            kind="forget",
-            requests=batch,
-            trained=[],
-            revision=revision,
-            gates=gates,
-            metrics=metrics,
-            timings=dict(watch.seconds),
-        )
+
+    def judged_by(gates: list[GateResult]) -> list[GateResult]:
+        # The membership audit against the retrain oracles replaces the privacy gate.
+        return [g for g in gates if g.gate != PRIVACY_GATE] + [approximate.oracle_gate(unlearned)]
+
+    def close(version: VersionInfo, gates: list[GateResult]) -> None:
         close_provisional(ws, batch, version, gates, unlearned)
         tasks.mark_unsafe_versions(ws)
+
+    names = ", ".join(r.request_id for r in batch)
+    registered = evaluate_and_register(
+        ws,
+        watch,
+        trained=[],
+        baseline=baseline,
+        kind="forget",
+        message=f"unlearn-ops: forget {names} (approximate)",
+        close=close,
+        requests=batch,
+        gates_of=judged_by,
+    )
     due = approx_versions.exact_due(ws, approx_versions.pending_exact_requests(ws))
     return {
-        "version": version.version,
+        "version": registered.version.version,
         "provisional": True,
         "method": unlearned.method,
         "gradient_steps": unlearned.gradient_steps,
         "audit": None if unlearned.audit is None else unlearned.audit["verdict"],
-        "accuracy": metrics["accuracy"],
-        "git_sha": revision.git_sha,
-        "gates": {g.gate: g.passed for g in gates},
+        "accuracy": registered.metrics["accuracy"],
+        "git_sha": registered.revision.git_sha,
+        "gates": {g.gate: g.passed for g in registered.gates},
         "timings": watch.seconds,
         "requests": [r.request_id for r in batch],
         "plan": plan.to_dict(),
         "exact_retrain_due": None if due is None else due.isoformat(),
-        **({"held": kept.held} if kept.held else {}),
+        **admitted.held(),
     }
 
 
@@ -143,33 +140,28 @@ def retrain_exactly(workspace: str) -> dict[str, Any]:
         with watch.phase("retraining"):
             stale = tasks.stale_shards(ws)
             trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
-        with watch.phase("evaluation"):
-            metrics = tasks.evaluate(ws)
-        with watch.phase("gates"):
-            gates = tasks.run_gates(ws, metrics, baseline)
-        with watch.phase("lineage"):
-            revision = tasks.record_revision(ws, f"unlearn-ops: exact retrain for {pending}")
-        with watch.phase("registration"):
-            version = tasks.register_version(
-                ws,
-                kind="forget",
-                requests=[],
-                trained=trained,
-                revision=revision,
-                gates=gates,
-                metrics=metrics,
-                timings=dict(watch.seconds),
-                replayed=pending,
-            )
+
+        def close(version: VersionInfo, gates: list[GateResult]) -> None:
             close_exact(ws, pending, version, gates)
             tasks.mark_unsafe_versions(ws)
+
+        registered = evaluate_and_register(
+            ws,
+            watch,
+            trained=trained,
+            baseline=baseline,
+            kind="forget",
+            message=f"unlearn-ops: exact retrain for {pending}",
+            close=close,
+            replayed=pending,
+        )
     return {
-        "version": version.version,
+        "version": registered.version.version,
         "exact": True,
         "requests": pending,
-        "accuracy": metrics["accuracy"],
-        "git_sha": revision.git_sha,
-        "gates": {g.gate: g.passed for g in gates},
+        "accuracy": registered.metrics["accuracy"],
+        "git_sha": registered.revision.git_sha,
+        "gates": {g.gate: g.passed for g in registered.gates},
         "timings": watch.seconds,
     }
 
@@ -208,30 +200,25 @@ def adopt_model(workspace: str, weights: str, model_uri: str) -> dict[str, Any]:
         with watch.phase("data"):
             counts = tasks.prepare_data(ws)
             adopted = install_adopted(ws, weights, model_uri)
-        with watch.phase("evaluation"):
-            metrics = tasks.evaluate(ws)
-        with watch.phase("gates"):
-            gates = tasks.run_gates(ws, metrics, None)
-        with watch.phase("lineage"):
-            revision = tasks.record_revision(ws, f"unlearn-ops: adopt {model_uri}")
-        with watch.phase("registration"):
-            version = tasks.register_version(
-                ws,
-                kind="train",
-                requests=[],
-                trained=[adopted],
-                revision=revision,
-                gates=gates,
-                metrics=metrics,
-                timings=dict(watch.seconds),
-            )
+
+        def close(version: VersionInfo, gates: list[GateResult]) -> None:
             ws.registry().set_version_tag(version.version, "adopted_from", model_uri)
             tasks.promote_and_close(ws, [], version, gates)
+
+        registered = evaluate_and_register(
+            ws,
+            watch,
+            trained=[adopted],
+            baseline=None,
+            kind="train",
+            message=f"unlearn-ops: adopt {model_uri}",
+            close=close,
+        )
     return {
-        "version": version.version,
+        "version": registered.version.version,
         "adopted_from": model_uri,
         "records": sum(counts.values()),
-        "accuracy": metrics["accuracy"],
-        "git_sha": revision.git_sha,
-        "gates": {g.gate: g.passed for g in gates},
+        "accuracy": registered.metrics["accuracy"],
+        "git_sha": registered.revision.git_sha,
+        "gates": {g.gate: g.passed for g in registered.gates},
     }

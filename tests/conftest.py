@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
 
 from unlearn_ops.params import Params
+from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
+from unlearn_ops.sisa.training import ShardColumns
 from unlearn_ops.workflow.workspace import Workspace
 
 # Folders whose every test runs flows or starts servers: marked here, so that a test added
@@ -94,6 +97,30 @@ def synthetic_frame(
     frame.insert(0, "label", labels.astype(np.int64))
     frame.insert(0, "record_id", np.arange(num_records, dtype=np.int64))
     return frame
+
+
+def tagged_version(
+    number: str, tags: Mapping[str, str], *, at: datetime, aliases: tuple[str, ...] = ()
+) -> VersionInfo:
+    """A registry version made at `at`, its `tags` given by short key (`unlearn.` added)."""
+    return VersionInfo(
+        version=number,
+        run_id=f"run-{number}",
+        created_at=int(at.timestamp() * 1000),
+        description="",
+        tags={f"unlearn.{k}": v for k, v in tags.items()},
+        aliases=aliases,
+    )
+
+
+def columns_of(dataset: Dataset) -> ShardColumns:
+    """The column names and class count that training reads off `dataset`."""
+    return ShardColumns(
+        id_column=dataset.id_column,
+        label_column=dataset.label_column,
+        feature_columns=dataset.feature_columns,
+        num_classes=dataset.num_classes,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import synthetic_frame
+from tests.conftest import columns_of, synthetic_frame
 from unlearn_ops.approx.base import UnlearnData
 from unlearn_ops.approx.monolithic import train_monolithic
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.datasets import Dataset
-from unlearn_ops.sisa.training import ShardColumns
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +28,7 @@ def blobs() -> Dataset:
 @pytest.fixture(scope="session")
 def original(blobs: Dataset, tiny_params: Params) -> nn.Module:
     """An MLP [16] trained on the 300 records (never edit it: use `fresh_model`)."""
-    columns = ShardColumns(
-        id_column=blobs.id_column,
-        label_column=blobs.label_column,
-        feature_columns=blobs.feature_columns,
-        num_classes=blobs.num_classes,
-    )
-    return train_monolithic(blobs.frame, columns, tiny_params, seed=1)
+    return train_monolithic(blobs.frame, columns_of(blobs), tiny_params, seed=1)
 
 
 @pytest.fixture

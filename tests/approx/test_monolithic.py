@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import columns_of
 from unlearn_ops.approx.monolithic import (
     monolithic_epochs,
     monolithic_gradient_steps,
@@ -16,12 +17,7 @@ from unlearn_ops.sisa.training import ShardColumns, weights_digest
 
 @pytest.fixture(scope="module")
 def columns(synthetic_dataset: Dataset) -> ShardColumns:
-    return ShardColumns(
-        id_column=synthetic_dataset.id_column,
-        label_column=synthetic_dataset.label_column,
-        feature_columns=synthetic_dataset.feature_columns,
-        num_classes=synthetic_dataset.num_classes,
-    )
+    return columns_of(synthetic_dataset)
 
 
 def test_same_seed_gives_the_same_weights_and_another_seed_others(

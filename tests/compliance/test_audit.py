@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import tagged_version
 from unlearn_ops.compliance.audit import (
     RecordedVersion,
     RequestAudit,
@@ -57,14 +58,7 @@ def version(
         "shards_retrained": json.dumps(sorted(retrained)),
         "first_stages": json.dumps({str(k): v for k, v in retrained.items()}),
     }
-    return VersionInfo(
-        version=number,
-        run_id=f"run-{number}",
-        created_at=int(at.timestamp() * 1000),
-        description="",
-        tags={f"unlearn.{k}": v for k, v in tags.items()},
-        aliases=aliases,
-    )
+    return tagged_version(number, tags, at=at, aliases=aliases)
 
 
 class Clock:

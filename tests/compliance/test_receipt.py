@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from tests.conftest import tagged_version
 from unlearn_ops.compliance.audit import (
     RequestAudit,
     build_audit,
@@ -49,14 +50,7 @@ def version(number: str, honoured: list[str], aliases: tuple[str, ...] = ()) -> 
         "gates_passed": "true",
         "gates": json.dumps({"data": {"passed": True, "outcomes": []}}),
     }
-    return VersionInfo(
-        version=number,
-        run_id=f"run-{number}",
-        created_at=int(T0.timestamp() * 1000),
-        description="",
-        tags={f"unlearn.{k}": v for k, v in tags.items()},
-        aliases=aliases,
-    )
+    return tagged_version(number, tags, at=T0, aliases=aliases)
 
 
 def audit(tmp_path: Path, versions: list[VersionInfo], purged: bool = False) -> RequestAudit:

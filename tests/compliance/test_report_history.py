@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from tests.conftest import tagged_version
 from unlearn_ops.adapters.mlflow.registry import VersionInfo
 from unlearn_ops.compliance.audit import RecordedVersion, version_facts
 from unlearn_ops.compliance.report import version_rows
@@ -21,14 +22,7 @@ def registered(number: str, requests: list[str], at: datetime) -> VersionInfo:
         "gates_passed": "true",
         "accuracy": "0.93333",
     }
-    return VersionInfo(
-        number,
-        f"run-{number}",
-        int(at.timestamp() * 1000),
-        "",
-        {f"unlearn.{k}": v for k, v in tags.items()},
-        ("champion",) if number == "3" else (),
-    )
+    return tagged_version(number, tags, at=at, aliases=("champion",) if number == "3" else ())
 
 
 def as_recorded(info: VersionInfo, purged_at: datetime) -> RecordedVersion:

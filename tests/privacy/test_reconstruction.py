@@ -11,6 +11,7 @@ import pytest
 
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.privacy.reconstruction import (
+    ReconstructionResult,
     assess_reconstruction,
     fit_ridge,
     public_hessian,
@@ -38,6 +39,20 @@ def release_pair(deleted: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
+def assess(before: np.ndarray, after: np.ndarray, deleted: int | list[int]) -> ReconstructionResult:
+    """The attack on a release pair of `data()`, scored against the `deleted` record(s)."""
+    features, labels, public = data()
+    return assess_reconstruction(
+        before,
+        after,
+        public_features=public,
+        num_train=200,
+        ridge=RIDGE,
+        deleted_features=features[deleted],
+        deleted_labels=labels[deleted],
+    )
+
+
 def test_the_exact_hessian_recovers_the_deleted_record_exactly() -> None:
     features, labels, _ = data()
     before, after = release_pair([5])
@@ -52,21 +67,7 @@ def test_the_exact_hessian_recovers_the_deleted_record_exactly() -> None:
 
 
 def test_public_samples_recover_the_deleted_record_and_its_label() -> None:
-    features, labels, public = data()
-    results = []
-    for index in range(8):
-        before, after = release_pair([index])
-        results.append(
-            assess_reconstruction(
-                before,
-                after,
-                public_features=public,
-                num_train=200,
-                ridge=RIDGE,
-                deleted_features=features[index],
-                deleted_labels=labels[index],
-            )
-        )
+    results = [assess(*release_pair([index]), index) for index in range(8)]
 
     assert np.median([r.cosine for r in results]) > 0.9
     assert np.median([r.excess_cosine for r in results]) > 0.2
@@ -99,7 +100,6 @@ def test_the_label_of_a_deleted_digit_is_recovered() -> None:
 
 
 def test_fresh_noise_on_both_releases_hides_the_record() -> None:
-    features, labels, public = data()
     rng = np.random.default_rng(9)
     excess = []
     for index in range(8):
@@ -107,52 +107,25 @@ def test_fresh_noise_on_both_releases_hides_the_record() -> None:
         # Independent noise per release: it does not cancel in the difference.
         before = before + rng.normal(0, 0.02, before.shape)
         after = after + rng.normal(0, 0.02, after.shape)
-        result = assess_reconstruction(
-            before,
-            after,
-            public_features=public,
-            num_train=200,
-            ridge=RIDGE,
-            deleted_features=features[index],
-            deleted_labels=labels[index],
-        )
-        excess.append(result.excess_cosine)
+        excess.append(assess(before, after, index).excess_cosine)
 
     assert np.median(excess) < 0.1
 
 
 def test_noise_reused_by_both_releases_cancels_and_hides_nothing() -> None:
-    features, labels, public = data()
     before, after = release_pair([3])
     noise = np.random.default_rng(2).normal(0, 0.02, before.shape)
 
-    result = assess_reconstruction(
-        before + noise,
-        after + noise,
-        public_features=public,
-        num_train=200,
-        ridge=RIDGE,
-        deleted_features=features[3],
-        deleted_labels=labels[3],
-    )
+    result = assess(before + noise, after + noise, 3)
 
     assert result.rank == 1
     assert result.excess_cosine > 0.2
 
 
 def test_a_batch_is_scored_against_its_best_matching_record() -> None:
-    features, labels, public = data()
     before, after = release_pair([1, 2, 3, 4])
 
-    result = assess_reconstruction(
-        before,
-        after,
-        public_features=public,
-        num_train=200,
-        ridge=RIDGE,
-        deleted_features=features[[1, 2, 3, 4]],
-        deleted_labels=labels[[1, 2, 3, 4]],
-    )
+    result = assess(before, after, [1, 2, 3, 4])
 
     assert result.deleted == 4
     assert -1.0 <= result.cosine <= 1.0

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import columns_of
 from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.checkpoints import CheckpointStore, MemoryCheckpointStore
@@ -39,12 +40,7 @@ def shard(synthetic_dataset: Dataset, tiny_params: Params) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def columns(synthetic_dataset: Dataset) -> ShardColumns:
-    return ShardColumns(
-        id_column=synthetic_dataset.id_column,
-        label_column=synthetic_dataset.label_column,
-        feature_columns=synthetic_dataset.feature_columns,
-        num_classes=synthetic_dataset.num_classes,
-    )
+    return columns_of(synthetic_dataset)
 
 
 def train(

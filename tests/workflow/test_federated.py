@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from unlearn_ops.federated.client import initial_weights, local_update, weights_
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import ClientData
 from unlearn_ops.params import Params
+from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryRegistry
 from unlearn_ops.workflow import federated
@@ -123,6 +125,36 @@ def _train(ws: Workspace, runner: InProcessRunner) -> str:
     return federated.register_federated_version(ws, kind="train").version
 
 
+class _Removal(NamedTuple):
+    client_hash: str
+    group: int
+    result: dict[str, Any]
+    version: VersionInfo
+
+
+def _remove(
+    ws: Workspace,
+    runner: InProcessRunner,
+    client_id: str,
+    *,
+    request_id: str = "w1",
+    reason: str = "withdrawal",
+) -> _Removal:
+    """Withdraw `client_id`, retrain its group without it, register the version."""
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, client_id, request_id), reason)
+    group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}")
+    result = federated.run_plan(ws, plan, runner)
+    version = federated.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=(request_id,),
+        removed={client_hash: reason},
+        method="exact-group-retrain",
+        groups_retrained=(group,),
+    )
+    return _Removal(client_hash, group, result, version)
+
+
 def test_the_federation_file_names_clients_by_keyed_hash_only(
     federation: tuple[Workspace, InProcessRunner],
 ) -> None:
@@ -141,18 +173,7 @@ def test_removal_retrains_only_the_group_and_equals_a_federation_without_the_cli
 ) -> None:
     ws, runner = federation
     first = _train(ws, runner)
-    request = _withdrawal(ws, CLIENTS[2])
-    client_hash = federated.receive_withdrawal(ws, request, "withdrawal")
-    group, plan = federated.plan_removal(ws, client_hash, "remove-w1")
-    result = federated.run_plan(ws, plan, runner)
-    version = federated.register_federated_version(
-        ws,
-        kind="forget",
-        request_ids=("w1",),
-        removed={client_hash: "withdrawal"},
-        method="exact-group-retrain",
-        groups_retrained=(group,),
-    )
+    client_hash, group, result, version = _remove(ws, runner, CLIENTS[2])
     # Only the client's group trained again, without partition 2.
     assert list(result["groups"]) == [str(group)]
     assert 2 not in result["groups"][str(group)]["partitions"]
@@ -189,12 +210,7 @@ def test_a_removed_client_stays_out_of_later_trainings(
 ) -> None:
     ws, runner = federation
     _train(ws, runner)
-    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[0]), "poisoning")
-    _group, plan = federated.plan_removal(ws, client_hash, "remove")
-    federated.run_plan(ws, plan, runner)
-    federated.register_federated_version(
-        ws, kind="forget", request_ids=("w1",), removed={client_hash: "poisoning"}, method="x"
-    )
+    _remove(ws, runner, CLIENTS[0], reason="poisoning")
     later = json.loads(federated.plan_training(ws, "later").read_text())
     assert 0 not in [p for ps in later["groups"].values() for p in ps]
     served = [e for e in ws.ledger.entries() if e.event == "served"]
@@ -261,17 +277,7 @@ def test_the_audit_shows_a_client_removal_beside_record_deletions(
 
     ws, runner = federation
     _train(ws, runner)
-    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[3]), "withdrawal")
-    group, plan = federated.plan_removal(ws, client_hash, "remove")
-    federated.run_plan(ws, plan, runner)
-    version = federated.register_federated_version(
-        ws,
-        kind="forget",
-        request_ids=("w1",),
-        removed={client_hash: "withdrawal"},
-        method="exact-group-retrain",
-        groups_retrained=(group,),
-    )
+    client_hash, _group, _result, version = _remove(ws, runner, CLIENTS[3])
     (audit,) = audit_requests(ws)
     assert audit.client_hashes == (client_hash,)
     assert (audit.state, audit.served_version) == ("served", version.version)
@@ -329,19 +335,7 @@ def test_the_champion_keeps_honouring_earlier_withdrawals(
     group_of = dict(zip(CLIENTS, (c["group"] for c in state["clients"]), strict=True))
     other = next(c for c in CLIENTS if group_of[c] != group_of[CLIENTS[0]])
     for request_id, client in (("w1", CLIENTS[0]), ("w2", other)):
-        client_hash = federated.receive_withdrawal(
-            ws, _withdrawal(ws, client, request_id), "withdrawal"
-        )
-        group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}")
-        federated.run_plan(ws, plan, runner)
-        federated.register_federated_version(
-            ws,
-            kind="forget",
-            request_ids=(request_id,),
-            removed={client_hash: "withdrawal"},
-            method="exact-group-retrain",
-            groups_retrained=(group,),
-        )
+        _remove(ws, runner, client, request_id=request_id)
     champion = ws.registry().get_version("champion")
     assert champion.honoured_requests == ["w1", "w2"]
     assert len(json.loads(champion.tags["unlearn.clients_removed"])) == 2

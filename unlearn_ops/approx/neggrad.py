@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.approx.base import UnlearnData, UnlearnOutcome, register_method
 from unlearn_ops.approx.options import check_fraction, check_positive
-from unlearn_ops.approx.sampling import batches, endless_batches, seed_dropout
+from unlearn_ops.approx.sampling import paired_batches
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,21 +50,17 @@ def neggrad_plus(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(options["momentum"]))
     loss_fn = torch.nn.CrossEntropyLoss()
-    retained = endless_batches(len(data.retained_y), batch, generator)
     steps = 0
     forget_loss = 0.0
     model.train()
-    for epoch in range(int(options["epochs"])):
-        seed_dropout(model, seed * 1000 + epoch)
-        for rows in batches(len(data.forgotten_y), batch, generator):
-            keep = next(retained)
-            optimizer.zero_grad()
-            ascent = loss_fn(model(data.forgotten_x[rows]), data.forgotten_y[rows])
-            descent = loss_fn(model(data.retained_x[keep]), data.retained_y[keep])
-            (alpha * descent - (1.0 - alpha) * ascent).backward()
-            optimizer.step()
-            forget_loss = float(ascent.detach())
-            steps += 1
+    for rows, keep in paired_batches(model, data, batch, int(options["epochs"]), generator, seed):
+        optimizer.zero_grad()
+        ascent = loss_fn(model(data.forgotten_x[rows]), data.forgotten_y[rows])
+        descent = loss_fn(model(data.retained_x[keep]), data.retained_y[keep])
+        (alpha * descent - (1.0 - alpha) * ascent).backward()
+        optimizer.step()
+        forget_loss = float(ascent.detach())
+        steps += 1
     model.eval()
     return UnlearnOutcome(
         model=model, gradient_steps=steps, details={"last_forget_loss": forget_loss}

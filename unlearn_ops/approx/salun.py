@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.approx.base import UnlearnData, UnlearnOutcome, register_method
 from unlearn_ops.approx.options import check_fraction, check_positive
-from unlearn_ops.approx.sampling import batches, endless_batches, seed_dropout
+from unlearn_ops.approx.sampling import paired_batches
 
 if TYPE_CHECKING:
     import torch
@@ -84,23 +84,19 @@ def salun(
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=float(options["momentum"]))
     loss_fn = torch.nn.CrossEntropyLoss()
-    retained = endless_batches(len(data.retained_y), batch, generator)
     parameters = dict(model.named_parameters())
     steps = 0
     model.train()
-    for epoch in range(int(options["epochs"])):
-        seed_dropout(model, seed * 1000 + epoch)
-        for rows in batches(len(data.forgotten_y), batch, generator):
-            keep = next(retained)
-            x = torch.cat([data.forgotten_x[rows], data.retained_x[keep]])
-            y = torch.cat([random_labels[rows], data.retained_y[keep]])
-            optimizer.zero_grad()
-            loss_fn(model(x), y).backward()
-            for name, parameter in parameters.items():
-                if parameter.grad is not None:
-                    parameter.grad.mul_(masks[name])
-            optimizer.step()
-            steps += 1
+    for rows, keep in paired_batches(model, data, batch, int(options["epochs"]), generator, seed):
+        x = torch.cat([data.forgotten_x[rows], data.retained_x[keep]])
+        y = torch.cat([random_labels[rows], data.retained_y[keep]])
+        optimizer.zero_grad()
+        loss_fn(model(x), y).backward()
+        for name, parameter in parameters.items():
+            if parameter.grad is not None:
+                parameter.grad.mul_(masks[name])
+        optimizer.step()
+        steps += 1
     model.eval()
     return UnlearnOutcome(
         model=model,

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["batches", "endless_batches", "seed_dropout"]
+    from unlearn_ops.approx.base import UnlearnData
+
+__all__ = ["batches", "endless_batches", "paired_batches", "seed_dropout"]
 
 
 def batches(count: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
@@ -31,6 +33,26 @@ def endless_batches(
     """Seeded passes over `count` rows one after another, for pairing with another loader."""
     while True:
         yield from batches(count, batch_size, generator)
+
+
+def paired_batches(
+    model: torch.nn.Module,
+    data: UnlearnData,
+    batch_size: int,
+    epochs: int,
+    generator: torch.Generator,
+    seed: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`epochs` seeded passes over the forgotten rows, each batch paired with retained rows.
+
+    Seeds the model's dropout at the start of each epoch (``seed * 1000 + epoch``); the
+    retained rows cycle through seeded passes of their own, drawn from the same generator.
+    """
+    pool = endless_batches(len(data.retained_y), batch_size, generator)
+    for epoch in range(epochs):
+        seed_dropout(model, seed * 1000 + epoch)
+        for rows in batches(len(data.forgotten_y), batch_size, generator):
+            yield rows, next(pool)
 
 
 def seed_dropout(model: torch.nn.Module, seed: int) -> None:

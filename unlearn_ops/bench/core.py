@@ -16,7 +16,6 @@ Training is sequential on one thread so that times compare like with like.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import random
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from unlearn_ops.approx.monolithic import monolithic_params
 from unlearn_ops.bench.tables import markdown_table
 from unlearn_ops.bench.workloads import FLOW_WORKLOADS, QUICK, SWEEPS, WORKLOADS, Workload
 from unlearn_ops.errors import ConfigError
@@ -62,18 +62,7 @@ def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, in
     columns = ensemble.columns()
     table = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
     table[SLICE_COLUMN] = 0
-    mono = params.model_copy(
-        update={
-            "sisa": params.sisa.model_copy(update={"shards": 1, "slices": 1}),
-            "training": params.training.model_copy(
-                update={
-                    "epochs_per_stage": math.ceil(
-                        params.training.epochs_per_stage * (params.sisa.slices + 1) / 2
-                    )
-                }
-            ),
-        }
-    )
+    mono = monolithic_params(params, params.seed)
     started = time.perf_counter()
     model = train_shard(
         table,

@@ -15,7 +15,7 @@ A parquet file can also be read in chunks (:mod:`unlearn_ops.sisa.dataset_chunks
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -184,30 +184,14 @@ class Dataset:
 
     def subset(self, mask: np.ndarray | pd.Series) -> Dataset:
         """The records where `mask` is true, with the same columns and class count."""
-        frame = self.frame[np.asarray(mask)].reset_index(drop=True)
-        return Dataset(
-            frame,
-            self.id_column,
-            self.label_column,
-            self.feature_columns,
-            self.num_classes,
-            self.source,
-            self.sensitive_column,
-        )
+        return replace(self, frame=self.frame[np.asarray(mask)].reset_index(drop=True))
 
     def without_sensitive_column(self) -> Dataset:
         """The same records without the sensitive column (what training gets)."""
         if self.sensitive_column is None:
             return self
         frame = self.frame.drop(columns=[self.sensitive_column])
-        return Dataset(
-            frame,
-            self.id_column,
-            self.label_column,
-            self.feature_columns,
-            self.num_classes,
-            self.source,
-        )
+        return replace(self, frame=frame, sensitive_column=None)
 
 
 #: The group of a record whose sensitive column is empty.

@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from unlearn_ops.errors import GateFailedError
 from unlearn_ops.workflow.approx_tags import (
     APPROXIMATE_REQUESTS_TAG,
     approximate_requests,
     is_provisional,
     superseded_by,
 )
+from unlearn_ops.workflow.gated_promotion import promote_or_record_failure
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -95,8 +95,6 @@ def close_provisional(
     Raises:
         GateFailedError: a gate failed; `champion` stays where it was, the ledger says failed.
     """
-    from unlearn_ops.serving.promotion import promote
-    from unlearn_ops.serving.records import version_facts
     from unlearn_ops.workflow.revisions import record_revision
 
     registry = workspace.registry()
@@ -105,20 +103,7 @@ def close_provisional(
     approximate = [*pending_exact_requests(workspace), *(r.request_id for r in requests)]
     tag_provisional(registry, version.version, unlearned, list(dict.fromkeys(approximate)))
     version = registry.get_version(version.version)
-    facts = version_facts(version)
-    try:
-        promote(workspace, version, gates)
-    except GateFailedError as exc:
-        for request in requests:
-            workspace.ledger.append(
-                "failed",
-                request.request_id,
-                reason=exc.summary,
-                version=version.version,
-                version_facts=facts,
-            )
-        record_revision(workspace, f"unlearn-ops: version {version.version} failed its gates")
-        raise
+    facts = promote_or_record_failure(workspace, [r.request_id for r in requests], version, gates)
     due = exact_due(workspace, [r.request_id for r in requests])
     for request in requests:
         workspace.ledger.append(
@@ -148,27 +133,12 @@ def close_exact(
     Raises:
         GateFailedError: a gate failed; the provisional champion stays, the ledger says failed.
     """
-    from unlearn_ops.serving.promotion import promote
-    from unlearn_ops.serving.records import version_facts
     from unlearn_ops.workflow.revisions import record_revision
 
     registry = workspace.registry()
     registry.set_version_tag(version.version, "exact", "true")
     version = registry.get_version(version.version)
-    facts = version_facts(version)
-    try:
-        promote(workspace, version, gates)
-    except GateFailedError as exc:
-        for request_id in request_ids:
-            workspace.ledger.append(
-                "failed",
-                request_id,
-                reason=f"exact retrain: {exc.summary}",
-                version=version.version,
-                version_facts=facts,
-            )
-        record_revision(workspace, f"unlearn-ops: exact retrain {version.version} failed its gates")
-        raise
+    facts = promote_or_record_failure(workspace, request_ids, version, gates, label="exact retrain")
     honoured = set(version.honoured_requests)
     for other in registry.versions():
         if (
