@@ -28,6 +28,7 @@ def promote_or_record_failure(
     gates: Sequence[GateResult],
     *,
     label: str = "",
+    stages: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Move `champion` to `version` if its gates passed; return the version's facts.
 
@@ -38,6 +39,7 @@ def promote_or_record_failure(
         gates: its gate results.
         label: what the version is called in the failure's reason and commit message
             (`exact retrain`); plain `version` when empty.
+        stages: the DVC stages the failure's revision commits (empty: all of them).
 
     Raises:
         GateFailedError: a gate failed; `champion` stays where it was, the ledger says
@@ -60,6 +62,7 @@ def promote_or_record_failure(
                 version_facts=facts,
             )
         name = label or "version"
-        record_revision(workspace, f"unlearn-ops: {name} {version.version} failed its gates")
+        message = f"unlearn-ops: {name} {version.version} failed its gates"
+        record_revision(workspace, message, stages=stages)
         raise
     return facts

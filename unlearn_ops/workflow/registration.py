@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from unlearn_ops.deletion.requests import ForgetRequest
-from unlearn_ops.errors import GateFailedError
 from unlearn_ops.privacy.mitigations import noisy_model_files, release_tags
-from unlearn_ops.serving.promotion import honoured_requests, promote
+from unlearn_ops.serving.promotion import honoured_requests
 from unlearn_ops.serving.provenance import VersionProvenance, describe_version
 from unlearn_ops.serving.versions import NewVersion, schema_example
+from unlearn_ops.workflow.gated_promotion import promote_or_record_failure
 from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.revisions import REGISTER_STAGE, DataRevision, record_revision
 from unlearn_ops.workflow.workspace import Workspace
@@ -163,27 +163,13 @@ def promote_and_close(
     Raises:
         GateFailedError: a gate failed; `champion` stays where it was.
     """
-    from unlearn_ops.serving.records import version_facts
-
-    # The version's facts go into the ledger: a purge may delete the version later.
-    facts = version_facts(version)
-    try:
-        promote(workspace, version, gates)
-    except GateFailedError as exc:
-        for request in requests:
-            workspace.ledger.append(
-                "failed",
-                request.request_id,
-                reason=exc.summary,
-                version=version.version,
-                version_facts=facts,
-            )
-        record_revision(
-            workspace,
-            f"unlearn-ops: version {version.version} failed its gates",
-            stages=[REGISTER_STAGE],
-        )
-        raise
+    facts = promote_or_record_failure(
+        workspace,
+        [request.request_id for request in requests],
+        version,
+        gates,
+        stages=[REGISTER_STAGE],
+    )
     for request in requests:
         workspace.ledger.append(
             "served", request.request_id, version=version.version, version_facts=facts
