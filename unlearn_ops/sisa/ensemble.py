@@ -51,6 +51,7 @@ from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
 from unlearn_ops.sisa.record_index import RecordIndex
+from unlearn_ops.sisa.shard_arrays import ShardArrays, read_shard_arrays
 from unlearn_ops.sisa.sharding import (
     SLICE_COLUMN,
     assign_shards,
@@ -418,7 +419,10 @@ class SisaEnsemble:
         """Train (or resume) one shard on its current table and serve the result."""
         columns = self.columns()
         data_md5 = _file_md5(self.shard_path(shard_id))
-        table = self.read_shard(shard_id)
+        # Arrays read column by column, never a pandas frame: the shard is held once
+        # (issue 15, memory bounded by a shard); same keys and weights as from the frame.
+        path = self.shard_path(shard_id)
+        table = read_shard_arrays(path, columns.id_column, columns.label_column)
         model = train_shard(
             table,
             shard_id=shard_id,
@@ -444,7 +448,7 @@ class SisaEnsemble:
         self._index_checkpoints(shard_id, table, model.stage_keys)
         return model
 
-    def _index_checkpoints(self, shard_id: int, table: pd.DataFrame, keys: list[str]) -> None:
+    def _index_checkpoints(self, shard_id: int, table: ShardArrays, keys: list[str]) -> None:
         """Note which records each new stage checkpoint saw (what `purge` and `scan` judge by)."""
         from unlearn_ops.sisa.checkpoint_index import CheckpointIndex, index_shard_checkpoints
 
@@ -453,7 +457,6 @@ class SisaEnsemble:
             self.checkpoint_store,
             table,
             shard_id=shard_id,
-            id_column=self.columns().id_column,
             stage_keys=keys,
             hash_record_id=self.settings.hash_record_id,
         )
