@@ -220,3 +220,25 @@ def test_index_entries_streamed_from_arrays_are_the_entries_written_whole(
         whole.root / "ab" / "abc123.json"
     ).read_bytes()
     assert streamed.entry("abc123") == entry
+
+
+def test_a_forget_rewrites_a_file_batch_by_batch_to_the_frame_without_its_rows(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1, id_hash_key="k")
+    ensemble = SisaEnsemble(tmp_path, Params.from_mapping(PIN_PARAMS), settings)
+    ensemble.prepare(Dataset.from_frame(pin_frame("text"), source="pin", sensitive_column="group"))
+    before = {s: ensemble.read_shard(s) for s in ensemble.shard_ids}
+    holdout = ensemble.read_holdout()
+    gone = ["r-35x", "r-161x", str(holdout["record_id"].iloc[3])]
+
+    ensemble.remove_records(gone)
+
+    for shard_id, table in before.items():
+        expected = table[~table["record_id"].isin(gone)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(ensemble.read_shard(shard_id), expected)
+    expected = holdout[~holdout["record_id"].isin(gone)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ensemble.read_holdout(), expected)
+    assert sum(len(t) for t in before.values()) - 2 == sum(
+        len(ensemble.read_shard(s)) for s in ensemble.shard_ids
+    )

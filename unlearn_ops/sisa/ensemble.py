@@ -51,7 +51,12 @@ from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
 from unlearn_ops.sisa.record_index import RecordIndex
-from unlearn_ops.sisa.shard_arrays import ShardArrays, read_shard_arrays
+from unlearn_ops.sisa.shard_arrays import (
+    ShardArrays,
+    canonical_ids,
+    read_shard_arrays,
+    release_arrow_memory,
+)
 from unlearn_ops.sisa.sharding import (
     SLICE_COLUMN,
     assign_shards,
@@ -74,6 +79,8 @@ from unlearn_ops.sisa.training import (
 __all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
 
 _FORMAT = 1
+_COPY_ROWS = 16_384
+"""Rows copied at a time when a forget rewrites a data file (a few MiB of arrow memory)."""
 
 
 def _file_md5(path: Path) -> str:
@@ -621,13 +628,41 @@ class SisaEnsemble:
 
     @staticmethod
     def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> list[str]:
-        """Rewrite a data file without the given ids; returns the canonical ids removed."""
-        table = read_shard(path)
-        keys = set(record_ids.map(canonical_id))
-        ids = table[id_column].map(canonical_id)
-        drop = ids.isin(keys).to_numpy()
-        write_shard(table[~drop].reset_index(drop=True), path)
-        gone: list[str] = ids[drop].tolist()
+        """Rewrite a data file without the given ids; returns the canonical ids removed.
+
+        Only the id column is decoded whole; the rows are copied batch by batch with
+        pyarrow (the file's schema, pandas' metadata included, kept as it is), so that a
+        forget holds a fraction of the file, not its table twice (issue 15, item 4).
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keys = np.array(sorted(set(record_ids.map(canonical_id))), dtype=str)
+        try:
+            parquet = pq.ParquetFile(path)
+            ids = parquet.read(columns=[id_column], use_pandas_metadata=False).column(0)
+        except FileNotFoundError as exc:
+            raise StoreError(path, "data file is missing", "run `unlearn-ops train` first") from exc
+        except (OSError, ValueError) as exc:
+            raise StoreError(path, f"data file cannot be read ({exc})") from exc
+        canonical = canonical_ids(ids.to_numpy())
+        drop = np.isin(canonical, keys)
+
+        def write(temp: Path) -> None:
+            with pq.ParquetWriter(temp, parquet.schema_arrow) as writer:
+                offset = 0
+                batches = parquet.iter_batches(batch_size=_COPY_ROWS, use_pandas_metadata=False)
+                for batch in batches:
+                    keep = ~drop[offset : offset + batch.num_rows]
+                    offset += batch.num_rows
+                    if keep.any():  # one row group per batch kept; none for nothing
+                        writer.write_batch(batch.filter(pa.array(keep)))
+
+        try:
+            write_atomic(path, write)
+        finally:
+            release_arrow_memory()
+        gone: list[str] = canonical[drop].tolist()
         return gone
 
     # ------------------------------------------------------------------------- predict

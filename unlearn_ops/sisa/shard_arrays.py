@@ -26,13 +26,13 @@ from unlearn_ops.sisa.sharding import SLICE_COLUMN, read_shard
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ShardArrays", "read_shard_arrays"]
+__all__ = ["ShardArrays", "canonical_ids", "read_shard_arrays", "release_arrow_memory"]
 
 _BLOCK_ROWS = 8192
 """Rows converted or hashed at a time: a few hundred KiB of temporaries, whatever the shard."""
 
 
-def _canonical_ids(ids: np.ndarray) -> np.ndarray:
+def canonical_ids(ids: np.ndarray) -> np.ndarray:
     """Canonical ids as a numpy text array as narrow as the longest id, built in blocks."""
     if len(ids) == 0:
         return np.array([], dtype=str)
@@ -77,7 +77,7 @@ class ShardArrays:
             str(c) for c in table.columns if c not in (id_column, label_column, SLICE_COLUMN)
         )
         return cls(
-            record_ids=_canonical_ids(table[id_column].to_numpy()),
+            record_ids=canonical_ids(table[id_column].to_numpy()),
             slices=table[SLICE_COLUMN].to_numpy(dtype=np.int64, copy=True),
             labels=table[label_column].to_numpy(dtype=np.int64, copy=True),
             values=table[list(value_columns)].to_numpy(dtype=np.float32, copy=True),
@@ -125,6 +125,17 @@ class ShardArrays:
             previous = digest_text("stage", previous, str(stage), self._slice_digest(stage))
             keys.append(previous)
         return keys
+
+
+def release_arrow_memory() -> None:
+    """Hand arrow's freed memory back to the system after a file is read or written.
+
+    Arrow's default pool (mimalloc) keeps what it freed: without this, each shard file a
+    forget reads and rewrites leaves a few MiB resident, and they add up across files.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
 
 
 def _plain_numeric(field_type: object) -> bool:
@@ -176,10 +187,12 @@ def read_shard_arrays(path: Path, id_column: str, label_column: str) -> ShardArr
         raise StoreError(path, "shard file is missing", "run `unlearn-ops train` first") from exc
     except (OSError, ValueError) as exc:
         raise StoreError(path, f"shard file cannot be read ({exc})") from exc
+    finally:
+        release_arrow_memory()
     if ids is None or slices is None or labels is None:
         return ShardArrays.from_frame(read_shard(path), id_column, label_column)
     return ShardArrays(
-        record_ids=_canonical_ids(ids),
+        record_ids=canonical_ids(ids),
         slices=slices.astype(np.int64),
         labels=labels.astype(np.int64),
         values=values,
