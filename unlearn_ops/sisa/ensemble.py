@@ -80,7 +80,7 @@ __all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
 
 _FORMAT = 1
 _COPY_ROWS = 16_384
-"""Rows copied at a time when a forget rewrites a data file (a few MiB of arrow memory)."""
+"""Rows per row group of a data file a forget rewrites."""
 
 
 def _file_md5(path: Path) -> str:
@@ -630,9 +630,9 @@ class SisaEnsemble:
     def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> list[str]:
         """Rewrite a data file without the given ids; returns the canonical ids removed.
 
-        Only the id column is decoded whole; the rows are copied batch by batch with
-        pyarrow (the file's schema, pandas' metadata included, kept as it is), so that a
-        forget holds a fraction of the file, not its table twice (issue 15, item 4).
+        Read and filtered column by column with pyarrow, written in row groups of
+        :data:`_COPY_ROWS` (the file's schema, pandas' metadata included, kept as it is):
+        a forget holds the kept rows once, never a pandas frame beside them (issue 15).
         """
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -648,15 +648,20 @@ class SisaEnsemble:
         canonical = canonical_ids(ids.to_numpy())
         drop = np.isin(canonical, keys)
 
+        keep = pa.array(~drop)
+
         def write(temp: Path) -> None:
-            with pq.ParquetWriter(temp, parquet.schema_arrow) as writer:
-                offset = 0
-                batches = parquet.iter_batches(batch_size=_COPY_ROWS, use_pandas_metadata=False)
-                for batch in batches:
-                    keep = ~drop[offset : offset + batch.num_rows]
-                    offset += batch.num_rows
-                    if keep.any():  # one row group per batch kept; none for nothing
-                        writer.write_batch(batch.filter(pa.array(keep)))
+            # Column by column: a row group is decoded one column at a time, and only
+            # the kept rows (one copy of the table, in arrow) are held until written.
+            kept = [
+                parquet.read(columns=[name], use_threads=False, use_pandas_metadata=False)
+                .column(0)
+                .filter(keep)
+                for name in parquet.schema_arrow.names
+            ]
+            table = pa.Table.from_arrays(kept, schema=parquet.schema_arrow)
+            del kept
+            pq.write_table(table, temp, row_group_size=_COPY_ROWS)
 
         try:
             write_atomic(path, write)
