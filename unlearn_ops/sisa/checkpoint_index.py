@@ -24,8 +24,10 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from unlearn_ops.atomic import write_atomic
@@ -33,9 +35,13 @@ from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoints import CheckpointStore, KeyedFolder
 from unlearn_ops.sisa.hashing import canonical_id
+from unlearn_ops.sisa.shard_arrays import ShardArrays
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
 __all__ = ["CheckpointIndex", "IndexEntry", "index_shard_checkpoints"]
+
+_BLOCK = 8192
+"""Ids hashed, and hashes written, at a time."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,33 @@ class CheckpointIndex(KeyedFolder):
 
     suffix = ".json"
 
-    def write(self, entry: IndexEntry) -> None:
-        """Write an entry atomically (a key always names the same records)."""
-        write_atomic(self._path(entry.key), json.dumps(entry.to_dict(), sort_keys=True))
+    def write(self, entry: IndexEntry, record_hashes: np.ndarray | None = None) -> None:
+        """Write an entry atomically (a key always names the same records).
+
+        Args:
+            entry: the entry.
+            record_hashes: when given, the entry's hashes as sorted ASCII bytes (`S64`), in
+                place of `entry.record_hashes`: written block by block, so that a slice of
+                a large shard is never held as Python strings and one JSON text at once.
+                The file's bytes are those of the entry with these hashes.
+        """
+        if record_hashes is None:
+            write_atomic(self._path(entry.key), json.dumps(entry.to_dict(), sort_keys=True))
+        else:
+            hashes = record_hashes
+            head = json.dumps({**entry.to_dict(), "record_hashes": ["@"]}, sort_keys=True)
+            before, after = head.split('["@"]')
+
+            def write(temp: Path) -> None:
+                with temp.open("w", encoding="utf-8") as file:
+                    file.write(before + "[")
+                    for start in range(0, len(hashes), _BLOCK):
+                        block = hashes[start : start + _BLOCK].tolist()
+                        text = ", ".join(f'"{h.decode()}"' for h in block)
+                        file.write((", " if start else "") + text)
+                    file.write("]" + after)
+
+            write_atomic(self._path(entry.key), write)
         self.__dict__.pop("_entries", None)
 
     def entry(self, key: str) -> IndexEntry | None:
@@ -113,26 +143,36 @@ class CheckpointIndex(KeyedFolder):
         return {entry.bytes_md5: key for key, entry in self._entries.items()}
 
 
+def _slice_hashes(record_ids: np.ndarray, hash_record_id: Callable[[str], str]) -> np.ndarray:
+    """Sorted distinct keyed hashes of canonical ids (hex as ASCII bytes), block by block."""
+    hashes = np.empty(len(record_ids), dtype="S64")
+    for start in range(0, len(record_ids), _BLOCK):
+        block = record_ids[start : start + _BLOCK].tolist()
+        hashes[start : start + len(block)] = [hash_record_id(r).encode() for r in block]
+    unique: np.ndarray = np.unique(hashes)  # sorted as the text would be: ASCII hex
+    return unique
+
+
 def index_shard_checkpoints(
     index: CheckpointIndex,
     store: CheckpointStore,
-    table: pd.DataFrame,
+    table: pd.DataFrame | ShardArrays,
     *,
     shard_id: int,
-    id_column: str,
     stage_keys: Sequence[str],
     hash_record_id: Callable[[str], str],
+    id_column: str | None = None,
 ) -> int:
     """Index the stage checkpoints of one trained shard (keys already indexed are skipped).
 
     Args:
         index: where entries go.
         store: the store holding the checkpoints (read once per new key, for its MD5).
-        table: the shard's table the checkpoints were trained on.
+        table: the shard's table the checkpoints were trained on (a frame, or its arrays).
         shard_id: the shard.
-        id_column: the record-id column.
         stage_keys: the key after each stage (as :func:`~unlearn_ops.sisa.checkpoints.stage_keys`).
         hash_record_id: the keyed hash of a canonical id.
+        id_column: the record-id column (for a frame).
 
     Returns:
         How many entries were written.
@@ -141,18 +181,24 @@ def index_shard_checkpoints(
     for stage, key in enumerate(stage_keys):
         if index.contains(key) or not store.contains(key):
             continue
-        rows = table.loc[table[SLICE_COLUMN] == stage, id_column]
-        hashes = sorted({hash_record_id(canonical_id(r)) for r in rows})
+        if isinstance(table, ShardArrays):
+            ids = table.slice_ids(stage)
+        else:
+            if id_column is None:
+                raise TypeError("id_column is needed to index from a frame")
+            rows = table.loc[table[SLICE_COLUMN] == stage, id_column]
+            ids = np.array([canonical_id(r) for r in rows], dtype=object)
+        hashes = _slice_hashes(ids, hash_record_id)
         data = store.load(key)
-        index.write(
-            IndexEntry(
-                key=key,
-                shard_id=shard_id,
-                stage=stage,
-                parent=stage_keys[stage - 1] if stage > 0 else None,
-                record_hashes=tuple(hashes),
-                bytes_md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
-            )
+        entry = IndexEntry(
+            key=key,
+            shard_id=shard_id,
+            stage=stage,
+            parent=stage_keys[stage - 1] if stage > 0 else None,
+            record_hashes=(),
+            bytes_md5=hashlib.md5(data, usedforsecurity=False).hexdigest(),
         )
+        del data
+        index.write(entry, hashes)
         written += 1
     return written

@@ -51,6 +51,12 @@ from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
 from unlearn_ops.sisa.record_index import RecordIndex
+from unlearn_ops.sisa.shard_arrays import (
+    ShardArrays,
+    canonical_ids,
+    read_shard_arrays,
+    release_arrow_memory,
+)
 from unlearn_ops.sisa.sharding import (
     SLICE_COLUMN,
     assign_shards,
@@ -73,6 +79,8 @@ from unlearn_ops.sisa.training import (
 __all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
 
 _FORMAT = 1
+_COPY_ROWS = 16_384
+"""Rows per row group of a data file a forget rewrites."""
 
 
 def _file_md5(path: Path) -> str:
@@ -418,7 +426,10 @@ class SisaEnsemble:
         """Train (or resume) one shard on its current table and serve the result."""
         columns = self.columns()
         data_md5 = _file_md5(self.shard_path(shard_id))
-        table = self.read_shard(shard_id)
+        # Arrays read column by column, never a pandas frame: the shard is held once
+        # (issue 15, memory bounded by a shard); same keys and weights as from the frame.
+        path = self.shard_path(shard_id)
+        table = read_shard_arrays(path, columns.id_column, columns.label_column)
         model = train_shard(
             table,
             shard_id=shard_id,
@@ -444,7 +455,7 @@ class SisaEnsemble:
         self._index_checkpoints(shard_id, table, model.stage_keys)
         return model
 
-    def _index_checkpoints(self, shard_id: int, table: pd.DataFrame, keys: list[str]) -> None:
+    def _index_checkpoints(self, shard_id: int, table: ShardArrays, keys: list[str]) -> None:
         """Note which records each new stage checkpoint saw (what `purge` and `scan` judge by)."""
         from unlearn_ops.sisa.checkpoint_index import CheckpointIndex, index_shard_checkpoints
 
@@ -453,7 +464,6 @@ class SisaEnsemble:
             self.checkpoint_store,
             table,
             shard_id=shard_id,
-            id_column=self.columns().id_column,
             stage_keys=keys,
             hash_record_id=self.settings.hash_record_id,
         )
@@ -618,13 +628,46 @@ class SisaEnsemble:
 
     @staticmethod
     def _remove_rows(path: Path, id_column: str, record_ids: pd.Series) -> list[str]:
-        """Rewrite a data file without the given ids; returns the canonical ids removed."""
-        table = read_shard(path)
-        keys = set(record_ids.map(canonical_id))
-        ids = table[id_column].map(canonical_id)
-        drop = ids.isin(keys).to_numpy()
-        write_shard(table[~drop].reset_index(drop=True), path)
-        gone: list[str] = ids[drop].tolist()
+        """Rewrite a data file without the given ids; returns the canonical ids removed.
+
+        Read and filtered column by column with pyarrow, written in row groups of
+        :data:`_COPY_ROWS` (the file's schema, pandas' metadata included, kept as it is):
+        a forget holds the kept rows once, never a pandas frame beside them (issue 15).
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keys = np.array(sorted(set(record_ids.map(canonical_id))), dtype=str)
+        try:
+            parquet = pq.ParquetFile(path)
+            ids = parquet.read(columns=[id_column], use_pandas_metadata=False).column(0)
+        except FileNotFoundError as exc:
+            raise StoreError(path, "data file is missing", "run `unlearn-ops train` first") from exc
+        except (OSError, ValueError) as exc:
+            raise StoreError(path, f"data file cannot be read ({exc})") from exc
+        canonical = canonical_ids(ids.to_numpy())
+        drop = np.isin(canonical, keys)
+
+        keep = pa.array(~drop)
+
+        def write(temp: Path) -> None:
+            # Column by column: a row group is decoded one column at a time, and only
+            # the kept rows (one copy of the table, in arrow) are held until written.
+            kept = [
+                parquet.read(columns=[name], use_threads=False, use_pandas_metadata=False)
+                .column(0)
+                .filter(keep)
+                for name in parquet.schema_arrow.names
+            ]
+            table = pa.Table.from_arrays(kept, schema=parquet.schema_arrow)
+            del kept
+            pq.write_table(table, temp, row_group_size=_COPY_ROWS)
+
+        try:
+            write_atomic(path, write)
+        finally:
+            release_arrow_memory()
+        gone: list[str] = canonical[drop].tolist()
         return gone
 
     # ------------------------------------------------------------------------- predict

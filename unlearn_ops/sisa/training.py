@@ -22,15 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
 from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
-from unlearn_ops.sisa.checkpoints import CheckpointStore, stage_keys
+from unlearn_ops.sisa.checkpoints import CheckpointStore
 from unlearn_ops.sisa.dp import dp_calibration
-from unlearn_ops.sisa.hashing import canonical_id, derive_seed
+from unlearn_ops.sisa.hashing import derive_seed
 from unlearn_ops.sisa.models import build_model
+from unlearn_ops.sisa.shard_arrays import ShardArrays
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
 
 if TYPE_CHECKING:
@@ -200,25 +200,22 @@ def _seed_dropout(model: torch.nn.Module, seed: int) -> None:
         module.generator = torch.Generator(device=device).manual_seed(seed + offset)
 
 
-def _stage_order(table: pd.DataFrame, id_column: str, stage: int) -> np.ndarray:
-    """Row positions of slices 0..stage, in canonical id order: the fixed data order."""
-    rows = np.flatnonzero(table[SLICE_COLUMN].to_numpy() <= stage)
-    keys = table[id_column].to_numpy()[rows]
-    order = np.argsort(np.array([canonical_id(k) for k in keys], dtype=str), kind="stable")
-    return rows[order]
-
-
 def _train_stage(
     model: torch.nn.Module,
-    features: torch.Tensor,
-    labels: torch.Tensor,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     params: Params,
     seeds: tuple[int, int, int],
     noise_multiplier: float = 0.0,
 ) -> int:
-    """Train one stage from `model`'s current weights; returns examples processed."""
+    """Train one stage from `model`'s current weights; returns examples processed.
+
+    `data` is (features, labels, rows): the shard's tensors and the stage's row positions
+    in their fixed order. Batches gather through `rows`, so the stage's rows are never
+    copied out of the shard (issue 15: memory bounded by one copy of a shard).
+    """
     import torch
 
+    features, labels, rows = data
     seed, shard_id, stage = seeds
     training = params.training
     if training.optimizer == "adam":
@@ -233,7 +230,7 @@ def _train_stage(
             momentum=0.9,
         )
     loss_function = torch.nn.CrossEntropyLoss()
-    count = len(labels)
+    count = len(rows)
     processed = 0
     forward: torch.nn.Module = model
     if training.dp.enabled:
@@ -253,7 +250,7 @@ def _train_stage(
         _seed_dropout(model, derive_seed(seed, shard_id, stage, epoch, "dropout") >> 8)
         permutation = torch.randperm(count, generator=generator).to(features.device)
         for start in range(0, count, training.batch_size):
-            batch = permutation[start : start + training.batch_size]
+            batch = rows[permutation[start : start + training.batch_size]]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_function(forward(features[batch]), labels[batch])
             loss.backward()
@@ -277,7 +274,7 @@ def _keyed_training_hash(params: Params, device: str) -> str:
 
 
 def train_shard(
-    table: pd.DataFrame,
+    table: pd.DataFrame | ShardArrays,
     *,
     shard_id: int,
     params: Params,
@@ -293,7 +290,9 @@ def train_shard(
     is stage k-1, so only stages k..R-1 run. With an empty store it trains from scratch.
 
     Args:
-        table: the shard's records with `slice_id` (as written by `split_into_shards`).
+        table: the shard's records with `slice_id` (as written by `split_into_shards`), as
+            a frame or as the arrays :func:`~unlearn_ops.sisa.shard_arrays.read_shard_arrays`
+            reads from its file (the same weights and keys; the arrays hold it once).
         shard_id: the shard index (seeds the initial weights).
         params: the pipeline params.
         columns: column names and class count.
@@ -308,14 +307,16 @@ def train_shard(
     import torch
 
     started = time.perf_counter()
+    arrays = (
+        table
+        if isinstance(table, ShardArrays)
+        else ShardArrays.from_frame(table, columns.id_column, columns.label_column)
+    )
     num_stages = params.sisa.slices
-    keys = stage_keys(
-        table,
+    keys = arrays.stage_keys(
         shard_id=shard_id,
         num_slices=num_stages,
         training_hash=_keyed_training_hash(params, device),
-        id_column=columns.id_column,
-        label_column=columns.label_column,
     )
     resume = num_stages
     while resume > 0 and not store.contains(keys[resume - 1]):
@@ -332,20 +333,23 @@ def train_shard(
     if resume > 0:
         model.load_state_dict(_deserialize(store.load(keys[resume - 1])))
     model.to(device)
-    all_features = torch.from_numpy(
-        table[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
-    )
-    all_labels = torch.from_numpy(table[columns.label_column].to_numpy(dtype=np.int64, copy=True))
     processed = 0
     trained: list[int] = []
-    noise_multiplier, epsilon = dp_calibration(table, params)
+    noise_multiplier, epsilon = 0.0, None
+    if params.training.dp.enabled:
+        noise_multiplier, epsilon = dp_calibration(
+            pd.DataFrame({SLICE_COLUMN: arrays.slices}), params
+        )
+    if resume < num_stages:
+        # One tensor over the shard's values (no copy on the CPU), gathered batch by batch.
+        all_features = torch.from_numpy(arrays.features(columns.feature_columns)).to(device)
+        all_labels = torch.from_numpy(arrays.labels).to(device)
     for stage in range(resume, num_stages):
-        rows = torch.from_numpy(_stage_order(table, columns.id_column, stage))
+        rows = torch.from_numpy(arrays.stage_rows(stage)).to(device)
         if len(rows):
             processed += _train_stage(
                 model,
-                all_features[rows].to(device),
-                all_labels[rows].to(device),
+                (all_features, all_labels, rows),
                 params,
                 (params.seed, shard_id, stage),
                 noise_multiplier,
@@ -361,7 +365,7 @@ def train_shard(
         stage_keys=keys,
         state=state,
         weights_hash=weights_digest(state),
-        num_records=len(table),
+        num_records=len(arrays),
         resumed_from_stage=resume,
         samples_processed=processed,
         seconds=time.perf_counter() - started,
