@@ -88,6 +88,38 @@ def test_an_entry_is_rebuilt_when_its_file_changes_or_the_key_does(tmp_path: Pat
     assert other_key.rebuilt == ["shard-000.parquet"]
 
 
+def test_same_bytes_with_a_new_mtime_keep_their_entry_and_a_revision_restamps_it(
+    tmp_path: Path,
+) -> None:
+    # `dvc commit` copies a data file into its cache and back: same bytes, new times.
+    data = tmp_path / "holdout.parquet"
+    pd.DataFrame({"record_id": [1, 2]}).to_parquet(data)
+
+    def read(path: Path) -> tuple[list[str], None]:
+        return pd.read_parquet(path)["record_id"].astype(str).tolist(), None
+
+    index = RecordIndex(tmp_path / "index", b"k", read)
+    index.entry(data)
+    entry = tmp_path / "index" / "holdout.npz"
+    stored = entry.read_bytes()
+    copy = tmp_path / "copy.parquet"
+    shutil.copyfile(data, copy)
+    os.replace(copy, data)
+    os.utime(data, ns=(1, 1))
+    assert len(index.entry(data)) == 2
+    assert index.rebuilt == ["holdout.parquet"]  # not rebuilt: the digest matched
+    assert entry.read_bytes() == stored  # and nothing written on a read
+    index.restamp([data])
+    assert entry.read_bytes() != stored
+    with np.load(entry) as restamped:
+        assert restamped["stamp"].tolist() == [data.stat().st_size, 1]
+    pd.DataFrame({"record_id": [1, 2, 3]}).to_parquet(data)
+    os.utime(data, ns=(2, 2))
+    index.restamp([data])  # other bytes: left for entry() to rebuild
+    assert len(index.entry(data)) == 3
+    assert index.rebuilt == ["holdout.parquet", "holdout.parquet"]
+
+
 def test_planning_reads_no_shard_file(prepared: SisaEnsemble) -> None:
     victims = shard_ids_of(prepared, 0)[:5] + shard_ids_of(prepared, 2)[:3]
     expected = prepared.plan_forget(victims)

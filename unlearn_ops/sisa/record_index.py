@@ -6,11 +6,14 @@ and the file's stamp (size and mtime in ns) when it was indexed. Planning a forg
 up here and reads no shard file at all (issue 15, item 3); a forget that rewrites a shard
 file rewrites that file's entry.
 
-An entry whose stamp no longer matches its data file is rebuilt from that file alone on
-first use: a workspace made before the index existed, a file restored by `dvc checkout` or
-a rollback, a crash between the data write and the index write. The entries are a cache
-derived from the data files and never the truth: a forget removes rows by exact id, so the
-index can only decide which files to open.
+Each entry also keeps a BLAKE2b digest of the file's bytes: DVC's `commit` copies a file
+into its cache and back (a new mtime for the same bytes), so an entry whose stamp no longer
+matches but whose digest does is still right; it is used as it is (no write on a read path)
+and re-stamped after each data revision (:meth:`RecordIndex.restamp`). An entry whose bytes
+changed is rebuilt from that file alone on first use: a workspace made before the index
+existed, a file restored by `dvc checkout` or a rollback, a crash between the data write and
+the index write. The entries are a cache derived from the data files and never the truth: a
+forget removes rows by exact id, so the index can only decide which files to open.
 
 The key is BLAKE2b-64 under a key derived from `UNLEARN_OPS_ID_HASH_KEY` (so the index
 tells nothing to whoever lacks the key). With a million records, the chance that an id
@@ -108,6 +111,12 @@ class FileIndex:
         return FileIndex(self.keys[keep], self.slices[keep])
 
 
+def _digest(path: Path) -> bytes:
+    """BLAKE2b-128 of a data file's bytes: the same data whatever its mtime."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=16)).digest()
+
+
 def _stamp(path: Path) -> np.ndarray:
     """What tells one write of a file from another without reading it: size and mtime (ns).
 
@@ -158,36 +167,69 @@ class RecordIndex:
         """
         stamp = _stamp(data_path)
         path = self._entry_path(data_path)
+        stored = self._load(path)
+        if stored is not None:
+            index, stored_stamp, digest = stored
+            if np.array_equal(stored_stamp, stamp):
+                return index
+            if digest is not None and digest == _digest(data_path):
+                return index  # same bytes, new mtime (DVC): restamp() records it later
+        ids, slices = self._read_file(data_path)
+        index = FileIndex.from_keys(self.keys(ids), slices)
+        self.rebuilt.append(data_path.name)
+        self._save(path, index, data_path)
+        return index
+
+    def restamp(self, data_paths: Iterable[Path]) -> None:
+        """Record the current stamp of files whose bytes their entries still describe.
+
+        Called after a data revision, whose `dvc commit` gives unchanged files new times; an
+        entry of changed bytes (or none) is left for :meth:`entry` to rebuild.
+        """
+        for data_path in data_paths:
+            path = self._entry_path(data_path)
+            stored = self._load(path) if data_path.exists() else None
+            if stored is None:
+                continue
+            index, stored_stamp, digest = stored
+            if np.array_equal(stored_stamp, _stamp(data_path)):
+                continue
+            if digest is not None and digest == _digest(data_path):
+                self._save(path, index, data_path, digest)
+
+    def _load(self, path: Path) -> tuple[FileIndex, np.ndarray, bytes | None] | None:
+        """An entry (index, stamp, digest or None for entries made before digests), if any.
+
+        Raises:
+            StoreError: the entry cannot be read.
+        """
         try:
             with np.load(path) as stored:
-                if (
-                    np.array_equal(stored["stamp"], stamp)
-                    and int(stored["fingerprint"]) == self._fingerprint
-                ):
-                    return FileIndex(stored["keys"], stored["slices"])
+                if int(stored["fingerprint"]) != self._fingerprint:
+                    return None
+                digest = bytes(stored["digest"]) if "digest" in stored.files else None
+                return FileIndex(stored["keys"], stored["slices"]), stored["stamp"], digest
         except FileNotFoundError:
-            pass
+            return None
         except (OSError, ValueError, KeyError) as exc:
             raise StoreError(
                 path, f"record index entry unreadable ({exc})", "delete it; it is rebuilt"
             ) from exc
-        ids, slices = self._read_file(data_path)
-        index = FileIndex.from_keys(self.keys(ids), slices)
-        self.rebuilt.append(data_path.name)
-        self._save(path, index, stamp)
-        return index
 
     def store(self, data_path: Path, index: FileIndex) -> None:
         """Keep `index` as the entry of `data_path`, just written (stamped now)."""
-        self._save(self._entry_path(data_path), index, _stamp(data_path))
+        self._save(self._entry_path(data_path), index, data_path)
 
-    def _save(self, path: Path, index: FileIndex, stamp: np.ndarray) -> None:
+    def _save(
+        self, path: Path, index: FileIndex, data_path: Path, digest: bytes | None = None
+    ) -> None:
         buffer = io.BytesIO()
         np.savez(
             buffer,
             keys=index.keys,
             slices=index.slices,
-            stamp=stamp,
+            stamp=_stamp(data_path),
+            digest=np.frombuffer(digest or _digest(data_path), dtype=np.uint8),
             fingerprint=np.array(self._fingerprint, dtype=np.uint64),
         )
         write_atomic(path, buffer.getvalue())

@@ -89,12 +89,17 @@ def record_revision(
     `stages`: the only pipeline stages whose outputs changed since the last revision
     (e.g. :data:`REGISTER_STAGE` once a version is registered); empty: every stage.
     """
-    return workspace.lineage().record_revision(
+    ensemble = workspace.ensemble
+    revision = workspace.lineage().record_revision(
         message,
         tags=[request_tag(r.request_id) for r in requests],
-        shard_ids=workspace.ensemble.shard_ids,
+        shard_ids=ensemble.shard_ids,
         stages=stages,
     )
+    # `dvc commit` copies the data files into its cache and back: same bytes, new times.
+    data_files = [ensemble.shard_path(s) for s in ensemble.shard_ids] + [ensemble.holdout_path]
+    ensemble.record_index.restamp(data_files)
+    return revision
 
 
 def mark_applied(
