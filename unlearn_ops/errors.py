@@ -112,6 +112,7 @@ class DatasetError(UnlearnOpsError, ValueError):
     def __init__(self, source: str, problem: str, hint: str = "") -> None:
         self.source = source
         self.problem = problem
+        self.hint = hint
         message = f"dataset {source}: {problem}"
         super().__init__(f"{message}. {hint}" if hint else message)
 

@@ -167,6 +167,21 @@ def test_a_table_with_ids_missing_is_refused(tmp_path: Path, console: Console) -
     assert not (tmp_path / "ws").exists()
 
 
+def test_a_table_without_the_id_column_names_the_options(tmp_path: Path, console: Console) -> None:
+    frame = BUILTIN_DATASETS["digits"]().frame.rename(columns={"record_id": "customer"})
+    table = tmp_path / "customers.csv"
+    frame.head(50).to_csv(table, index=False)
+    done = console(
+        ["adopt", "models:/whatever/1", "--data", str(table), "--into", "ws"], cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "missing column(s) 'record_id' (columns present: customer" in done.stderr
+    assert "--id-column" in done.stderr
+    assert "params.yaml" not in done.stderr
+    assert not (tmp_path / "ws").exists()
+
+
 def test_init_monolithic(tmp_path: Path, console: Console) -> None:
     done = console(["init", "ws", "--training", "monolithic", "--shards", "8", "--json"], tmp_path)
     assert done.returncode == 0, done.stderr

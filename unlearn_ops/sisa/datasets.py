@@ -74,10 +74,10 @@ class Dataset:
         """
         missing = [c for c in (id_column, label_column) if c not in frame.columns]
         if missing:
+            present = ", ".join(map(str, frame.columns[:12]))
             raise DatasetError(
                 source,
-                f"missing column(s) {', '.join(map(repr, missing))}",
-                f"columns present: {', '.join(map(str, frame.columns[:12]))}; "
+                f"missing column(s) {', '.join(map(repr, missing))} (columns present: {present})",
                 "set dataset.id_column and dataset.label_column in params.yaml",
             )
         _check_sensitive_column(frame, sensitive_column, feature_columns, source)

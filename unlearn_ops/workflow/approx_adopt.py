@@ -58,8 +58,11 @@ def read_adopted_table(model_uri: str, path: Path, id_column: str, label_column:
     try:
         return load_dataset(str(path), id_column=id_column, label_column=label_column)
     except DatasetError as exc:
+        # The loader's hint names params.yaml, which `adopt` has not written yet.
         raise AdoptionError(
-            model_uri, f"its table {path.name}: {exc}", "every row needs its own id"
+            model_uri,
+            f"its table {path.name}: {exc.problem}",
+            "name its columns with --id-column and --label-column; every row needs its own id",
         ) from exc
 
 
