@@ -13,9 +13,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Unpack
 
 from unlearn_ops.errors import LineageError
 from unlearn_ops.workflow.revisions import VERSIONED_FILES, DataRevision
+
+if TYPE_CHECKING:
+    from unlearn_ops.workflow.ports import RevisionScope
 
 __all__ = ["InMemoryLineage"]
 
@@ -88,22 +92,19 @@ class InMemoryLineage:
             self._commit("unlearn-ops: new workspace", files)
         return self.head()
 
-    def record_revision(
-        self,
-        message: str,
-        *,
-        tags: Sequence[str] = (),
-        shard_ids: Sequence[int] = (),
-        stages: Sequence[str] = (),
-    ) -> DataRevision:
-        """Record the versioned files as a new revision (none if nothing changed); tag it."""
+    def record_revision(self, message: str, **scope: Unpack[RevisionScope]) -> DataRevision:
+        """Record the versioned files as a new revision (none if nothing changed); tag it.
+
+        Every revision is whole: `stages` (which outputs changed) is not needed here.
+        """
         files = self._snapshot()
         if not self.revisions or self.revisions[-1].files != files:
             self._commit(message, files)
+        tags = tuple(scope.get("tags", ()))
         for tag in tags:
             self.tags[tag] = self.head()
-        revision = self.current_revision(shard_ids)
-        return DataRevision(revision.git_sha, revision.shards_md5, revision.shard_md5s, tuple(tags))
+        revision = self.current_revision(scope.get("shard_ids", ()))
+        return DataRevision(revision.git_sha, revision.shards_md5, revision.shard_md5s, tags)
 
     def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
         """The head, with md5s of the shard files as they are."""

@@ -9,11 +9,30 @@ text ("git files"); shard tables, the manifest and the weights as bytes (DVC out
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypedDict, Unpack
 
 from unlearn_ops.workflow.revisions import DataRevision
 
-__all__ = ["DataLineage"]
+__all__ = ["DataLineage", "RevisionScope"]
+
+
+class RevisionScope(TypedDict, total=False):
+    """What a recorded revision is tagged with and reports; an absent key is empty.
+
+    The keywords of :meth:`DataLineage.record_revision`, declared once for the port and
+    every implementation of it.
+
+    Attributes:
+        tags: tags to point at the new revision (moved there if they exist: a rerun after
+            a crash completes the same request).
+        shard_ids: the shards whose file md5 the revision reports.
+        stages: the only pipeline stages whose outputs changed since the last revision
+            (their lock entries alone are refreshed); empty: every stage.
+    """
+
+    tags: Sequence[str]
+    shard_ids: Sequence[int]
+    stages: Sequence[str]
 
 
 class DataLineage(Protocol):
@@ -23,19 +42,11 @@ class DataLineage(Protocol):
         """Start the history (kept if it exists) and record the files present; the head sha."""
         ...
 
-    def record_revision(
-        self,
-        message: str,
-        *,
-        tags: Sequence[str] = (),
-        shard_ids: Sequence[int] = (),
-        stages: Sequence[str] = (),
-    ) -> DataRevision:
+    def record_revision(self, message: str, **scope: Unpack[RevisionScope]) -> DataRevision:
         """Record the workspace's files as a new revision (none if nothing changed); tag it.
 
-        Tags that exist are moved to the new head (a rerun completes the same request).
-        `stages` names the only pipeline stages whose outputs changed since the last
-        revision (their lock entries alone are refreshed); empty: every stage.
+        `scope`: the tags, the shards to report and the stages that changed
+        (:class:`RevisionScope`).
 
         Raises:
             LineageError: the backend could not record or push.

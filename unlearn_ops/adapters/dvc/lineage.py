@@ -22,10 +22,13 @@ import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from unlearn_ops.errors import LineageError
 from unlearn_ops.workflow.revisions import VERSIONED_FILES, DataRevision
+
+if TYPE_CHECKING:
+    from unlearn_ops.workflow.ports import RevisionScope
 
 __all__ = [
     "DvcLineage",
@@ -312,16 +315,9 @@ class DvcLineage:
         """See :func:`init_repository`."""
         return init_repository(self.root)
 
-    def record_revision(
-        self,
-        message: str,
-        *,
-        tags: Sequence[str] = (),
-        shard_ids: Sequence[int] = (),
-        stages: Sequence[str] = (),
-    ) -> DataRevision:
+    def record_revision(self, message: str, **scope: Unpack[RevisionScope]) -> DataRevision:
         """See :func:`record_revision`."""
-        return record_revision(self.root, message, tags=tags, shard_ids=shard_ids, stages=stages)
+        return record_revision(self.root, message, **scope)
 
     def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
         """See :func:`current_revision`."""
