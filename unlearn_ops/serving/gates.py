@@ -29,7 +29,7 @@ argument, read together with the results and the protocol they produce.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -95,6 +95,12 @@ class GateResult:
     gate: str
     passed: bool
     outcomes: tuple[ExpectationOutcome, ...]
+
+    @classmethod
+    def from_outcomes(cls, gate: str, outcomes: Iterable[ExpectationOutcome]) -> GateResult:
+        """The result of a gate whose expectations had these outcomes: passed if all did."""
+        kept = tuple(outcomes)
+        return cls(gate, all(outcome.success for outcome in kept), kept)
 
     def failures(self) -> list[ExpectationOutcome]:
         """The outcomes that did not succeed."""

@@ -157,7 +157,7 @@ class FakeGateRunner:
             outcomes.append(
                 ExpectationOutcome("fake", None, False, None, f"the {gate} gate fails on purpose")
             )
-        return GateResult(gate, all(o.success for o in outcomes), tuple(outcomes))
+        return GateResult.from_outcomes(gate, outcomes)
 
 
 def _outcome(expectation: str, column: str | None, failing: int) -> ExpectationOutcome:

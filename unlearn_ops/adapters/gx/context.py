@@ -1,4 +1,4 @@
-"""The great-expectations plumbing both gates share: an ephemeral context, validations,
+"""The great-expectations plumbing the gates share: an ephemeral context, validations,
 errors translated at the boundary, and reading results back.
 
 great_expectations is imported inside the functions (it costs seconds to import).
@@ -7,7 +7,7 @@ great_expectations is imported inside the functions (it costs seconds to import)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,13 @@ def translated_errors(gate: str) -> Iterator[None]:
         ) from exc
 
 
+@contextmanager
+def validating(gate: str) -> Iterator[AbstractDataContext]:
+    """A fresh ephemeral context, in which great-expectations' errors become the gate's."""
+    with translated_errors(gate):
+        yield ephemeral_context()
+
+
 def gate_error(gate: str, problem: str, hint: str) -> UnlearnOpsError:
     """The error of a gate that could not run."""
     # A gate that cannot run is not a gate that failed (that is GateFailedError).
@@ -128,6 +135,30 @@ def could_not_run(result: ExpectationValidationResult, where: str) -> Expectatio
         observed=None,
         description=f"{subject} could not be checked in {where}: {message}",
     )
+
+
+def outcome_of(
+    result: ExpectationValidationResult,
+    where: str,
+    *,
+    column: str | None,
+    observed: object,
+    describe: Callable[[bool], str],
+) -> ExpectationOutcome:
+    """A result's outcome: the sentence `describe` gives its success, or why it could not run.
+
+    Args:
+        result: what great-expectations found for one expectation.
+        where: the data it checked, for the sentence of an expectation that raised.
+        column: the column the outcome names.
+        observed: what was measured (JSON-ready).
+        describe: the sentence for a success (True) or a failure (False).
+    """
+    unrunnable = could_not_run(result, where)
+    if unrunnable is not None:
+        return unrunnable
+    success = bool(result.success)
+    return ExpectationOutcome(type_of(result), column, success, observed, describe(success))
 
 
 def count(number: int, noun: str) -> str:

@@ -22,11 +22,10 @@ from unlearn_ops.adapters.gx.context import (
     column_of,
     could_not_run,
     count,
-    ephemeral_context,
     gate_error,
     results_by_type,
-    translated_errors,
     type_of,
+    validating,
     validation_definition,
     verb,
 )
@@ -134,8 +133,7 @@ def run_data_gate(evidence: DataGateEvidence) -> GateResult:
         ExpectTableRowCountToEqual,
     )
 
-    with translated_errors("data"):
-        context = ephemeral_context()
+    with validating("data") as context:
         records_validation = validation_definition(
             context,
             "records",
@@ -180,11 +178,7 @@ def run_data_gate(evidence: DataGateEvidence) -> GateResult:
             outcomes.append(
                 _row_count_outcome(shard_results[_ROW_COUNT], shard_id, expected_rows[shard_id])
             )
-    return GateResult(
-        gate="data",
-        passed=all(outcome.success for outcome in outcomes),
-        outcomes=tuple(outcomes),
-    )
+    return GateResult.from_outcomes("data", outcomes)
 
 
 # ------------------------------------------------------------------------------- outcomes
@@ -278,30 +272,31 @@ def _records_outcomes(
         _row_outcome(
             by_type[_NOT_IN_SET],
             passed=f"no forgotten record remains in {any_shard}",
-            failed=lambda n: f"{count(n, 'forgotten record')} {verb(n, 'remains', 'remain')}",
+            failed=_failing("forgotten record", "remains", "remain"),
         ),
         _row_outcome(
             by_type[_UNIQUE],
             passed=f"every {id_column} is unique across {all_shards}",
-            failed=lambda n: (
-                f"{count(n, 'row')} {verb(n, 'shares its', 'share their')} {id_column} "
-                "with another row"
-            ),
+            failed=_failing("row", "shares its", "share their", f" {id_column} with another row"),
         ),
         _row_outcome(
             by_type[_NOT_NULL],
             passed=f"every row of {all_shards} has a {id_column}",
-            failed=lambda n: f"{count(n, 'row')} {verb(n, 'has', 'have')} no {id_column}",
+            failed=_failing("row", "has", "have", f" no {id_column}"),
         ),
         _row_outcome(
             by_type[_BETWEEN],
             passed=f"every {label_column} in {all_shards} lies in [0, {highest_label}]",
-            failed=lambda n: (
-                f"{count(n, f'{label_column} value')} "
-                f"{verb(n, 'lies', 'lie')} outside [0, {highest_label}]"
+            failed=_failing(
+                f"{label_column} value", "lies", "lie", f" outside [0, {highest_label}]"
             ),
         ),
     ]
+
+
+def _failing(noun: str, singular: str, plural: str, rest: str = "") -> Callable[[int], str]:
+    """What is wrong with `n` failing rows: "1 row has no id", "2 rows have no id"."""
+    return lambda n: f"{count(n, noun)} {verb(n, singular, plural)}{rest}"
 
 
 def _columns_outcome(result: ExpectationValidationResult, shard_id: int) -> ExpectationOutcome:

@@ -18,10 +18,10 @@ import pandas as pd
 
 from unlearn_ops.adapters.gx.context import (
     could_not_run,
-    ephemeral_context,
     gate_error,
-    translated_errors,
+    outcome_of,
     type_of,
+    validating,
     validation_definition,
 )
 from unlearn_ops.params import GateParams
@@ -96,8 +96,7 @@ def run_fairness_gate(evidence: FairnessEvidence, gates: GateParams) -> GateResu
     )
     from great_expectations.expectations.row_conditions import Column
 
-    with translated_errors("fairness"):
-        context = ephemeral_context()
+    with validating("fairness") as context:
         expectations: list[Expectation] = []
         for cell in cells:
             selected = Column(cell.column) == cell.value
@@ -154,11 +153,7 @@ def run_fairness_gate(evidence: FairnessEvidence, gates: GateParams) -> GateResu
                 describe_sensitive_column(evidence.sensitive_column, bool(exists.success)),
             )
         )
-    return GateResult(
-        gate="fairness",
-        passed=all(outcome.success for outcome in outcomes),
-        outcomes=tuple(outcomes),
-    )
+    return GateResult.from_outcomes("fairness", outcomes)
 
 
 def _selection(result: ExpectationValidationResult) -> tuple[str | None, Any]:
@@ -173,11 +168,10 @@ def _selection(result: ExpectationValidationResult) -> tuple[str | None, Any]:
 
 
 def _cell_outcome(result: ExpectationValidationResult, cell: FairnessCell) -> ExpectationOutcome:
-    unrunnable = could_not_run(result, f"the held-out records of {cell.label}")
-    if unrunnable is not None:
-        return unrunnable
-    success = bool(result.success)
-    column = CORRECT_COLUMN if cell.comparison is None else DROP_COLUMN
-    return ExpectationOutcome(
-        type_of(result), column, success, cell.observed(), cell.describe(success)
+    return outcome_of(
+        result,
+        f"the held-out records of {cell.label}",
+        column=CORRECT_COLUMN if cell.comparison is None else DROP_COLUMN,
+        observed=cell.observed(),
+        describe=cell.describe,
     )

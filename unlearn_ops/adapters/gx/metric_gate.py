@@ -11,7 +11,6 @@ how many records changed (a drop that chance explains passes).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,16 +18,13 @@ import pandas as pd
 
 from unlearn_ops.adapters.gx.context import (
     column_of,
-    could_not_run,
-    ephemeral_context,
     gate_error,
-    translated_errors,
-    type_of,
+    outcome_of,
+    validating,
     validation_definition,
 )
 from unlearn_ops.params import GateParams
 from unlearn_ops.serving.gates import (
-    ExpectationOutcome,
     GateResult,
     HeldOutCorrectness,
     compare_with_champion,
@@ -36,15 +32,13 @@ from unlearn_ops.serving.gates import (
 )
 
 if TYPE_CHECKING:
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationValidationResult,
-    )
     from great_expectations.expectations.expectation import Expectation
 
 __all__ = ["run_metric_gate"]
 
 _CORRECT = "correct"
 _DROP = "accuracy_drop"
+_WHERE = "the held-out records"
 
 
 def run_metric_gate(correctness: HeldOutCorrectness, gates: GateParams) -> GateResult:
@@ -94,8 +88,7 @@ def run_metric_gate(correctness: HeldOutCorrectness, gates: GateParams) -> GateR
         ExpectColumnMeanToBeBetween,
     )
 
-    with translated_errors("metric"):
-        context = ephemeral_context()
+    with validating("metric") as context:
         expectations: list[Expectation] = [
             ExpectColumnMeanToBeBetween(column=_CORRECT, min_value=gates.min_accuracy)
         ]
@@ -109,30 +102,22 @@ def run_metric_gate(correctness: HeldOutCorrectness, gates: GateParams) -> GateR
     results = {column_of(result): result for result in run.results}
     accuracy = correctness.accuracy
     outcomes = [
-        _outcome(
+        outcome_of(
             results[_CORRECT],
+            _WHERE,
+            column=_CORRECT,
             observed=accuracy,
             describe=lambda passed: describe_floor(accuracy, gates, passed),
         )
     ]
     if comparison is not None:
         outcomes.append(
-            _outcome(results[_DROP], observed=comparison.drop, describe=comparison.describe)
+            outcome_of(
+                results[_DROP],
+                _WHERE,
+                column=_DROP,
+                observed=comparison.drop,
+                describe=comparison.describe,
+            )
         )
-    return GateResult(
-        gate="metric",
-        passed=all(outcome.success for outcome in outcomes),
-        outcomes=tuple(outcomes),
-    )
-
-
-def _outcome(
-    result: ExpectationValidationResult, *, observed: float, describe: Callable[[bool], str]
-) -> ExpectationOutcome:
-    unrunnable = could_not_run(result, "the held-out records")
-    if unrunnable is not None:
-        return unrunnable
-    success = bool(result.success)
-    return ExpectationOutcome(
-        type_of(result), column_of(result), success, observed, describe(success)
-    )
+    return GateResult.from_outcomes("metric", outcomes)
