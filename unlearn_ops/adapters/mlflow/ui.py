@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from unlearn_ops.adapters.process import ServerProcess
@@ -64,6 +65,7 @@ def _port_in_use(host: str, port: int) -> bool:
         return False
 
 
+@dataclass(eq=False)  # a live process: equal only to itself
 class MlflowUiServer:
     """`mlflow server` on a backend store, started and stopped as one process group.
 
@@ -79,24 +81,15 @@ class MlflowUiServer:
         log_path: where the server's output goes; a temporary file (removed on stop) if None.
     """
 
-    def __init__(
-        self,
-        backend_store_uri: str,
-        artifact_root: str,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 5000,
-        registry_store_uri: str | None = None,
-        log_path: Path | None = None,
-    ) -> None:
-        self.backend_store_uri = backend_store_uri
-        self.artifact_root = artifact_root
-        self.host = host
-        self.port = port
-        self.registry_store_uri = registry_store_uri
-        self.log_path = log_path
-        self._server: ServerProcess | None = None
-        self._own_log: Path | None = None
+    backend_store_uri: str
+    artifact_root: str
+    _: KW_ONLY
+    host: str = "127.0.0.1"
+    port: int = 5000
+    registry_store_uri: str | None = None
+    log_path: Path | None = None
+    _server: ServerProcess | None = field(default=None, init=False, repr=False)
+    _own_log: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
