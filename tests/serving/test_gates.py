@@ -22,6 +22,7 @@ from unlearn_ops.params import GateParams, Params
 from unlearn_ops.privacy.fairness import FairnessEvidence
 from unlearn_ops.serving.gates import (
     DataGateEvidence,
+    ExpectationOutcome,
     GateResult,
     GateRunner,
     HeldOutCorrectness,
@@ -335,6 +336,18 @@ class TestGateRunnerContract:
             ("expect_column_mean_to_be_between", "correct"),
             ("expect_column_mean_to_be_between", "accuracy_drop"),
         ]
+
+
+def test_a_gate_passes_when_every_outcome_succeeded() -> None:
+    ok = ExpectationOutcome("expect_column_values_to_be_unique", "id", True, 0, "all unique")
+    bad = ExpectationOutcome("expect_table_row_count_to_equal", None, False, 9, "9 rows")
+
+    passed = GateResult.from_outcomes("data", iter([ok]))
+    failed = GateResult.from_outcomes("data", [ok, bad])
+
+    assert passed == GateResult("data", True, (ok,))
+    assert failed == GateResult("data", False, (ok, bad))
+    assert GateResult.from_outcomes("data", []).passed
 
 
 def test_the_fake_fails_a_gate_on_purpose() -> None:
