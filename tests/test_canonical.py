@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import PlainSerializer
 
-from unlearn_ops.canonical import canonical_json, canonical_text, json_ready
+from unlearn_ops.canonical import JsonReady, canonical_json, canonical_text, json_ready
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -83,3 +83,14 @@ def test_json_ready_is_the_fields_in_order_as_json_would_read_them_back() -> Non
     assert list(ready) == ["version", "ids", "per_shard", "gates", "at", "parent", "notes"]
     assert json.loads(json.dumps(ready)) == ready
     assert json_ready(Gate("metric", False)) == {"name": "metric", "passed": False}
+
+
+@dataclass(frozen=True)
+class Summary(JsonReady):
+    version: str
+    shards: tuple[int, ...]
+
+
+def test_a_json_ready_dataclass_gives_its_json_ready_view() -> None:
+    summary = Summary("3", (0, 2))
+    assert summary.to_dict() == json_ready(summary) == {"version": "3", "shards": [0, 2]}

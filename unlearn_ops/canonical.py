@@ -10,7 +10,8 @@ and neither may change, or old signatures and hash chains stop verifying:
 
 :func:`json_ready` is the JSON-ready view (``to_dict``) of a dataclass, made by pydantic
 from its field types: tuples become lists, mapping keys strings, and a field annotated
-with a `PlainSerializer` is written its own way.
+with a `PlainSerializer` is written its own way. A dataclass that derives from
+:class:`JsonReady` has it as its ``to_dict``.
 
 Example::
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-__all__ = ["canonical_json", "canonical_text", "json_ready"]
+__all__ = ["JsonReady", "canonical_json", "canonical_text", "json_ready"]
 
 
 def canonical_text(value: object, *, ascii_only: bool = False) -> str:
@@ -65,3 +66,13 @@ def json_ready(value: object) -> dict[str, Any]:
         adapter = _ADAPTERS[kind] = TypeAdapter(kind)
     dumped: dict[str, Any] = adapter.dump_python(value, mode="json")
     return dumped
+
+
+class JsonReady:
+    """A dataclass whose :meth:`to_dict` is its :func:`json_ready` view."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return json_ready(self)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import PlainSerializer
 
-from unlearn_ops.canonical import json_ready
+from unlearn_ops.canonical import JsonReady
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.timestamps import parse_datetime
 
@@ -141,7 +141,7 @@ class VersionSummary:
 
 
 @dataclass(frozen=True)
-class VersionFate:
+class VersionFate(JsonReady):
     """What a purge does to one version.
 
     Attributes:
@@ -159,13 +159,9 @@ class VersionFate:
     due_at: _IsoSeconds | None = None
     missing: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return json_ready(self)
-
 
 @dataclass(frozen=True)
-class RequestFate:
+class RequestFate(JsonReady):
     """Where a forgotten request stands with retention.
 
     Attributes:
@@ -180,10 +176,6 @@ class RequestFate:
     status: Literal["purge", "purged", "pending", "blocked"]
     due_at: _IsoSeconds
     versions: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return json_ready(self)
 
 
 def plan_versions(

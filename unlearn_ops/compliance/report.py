@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import PlainSerializer
 
-from unlearn_ops.canonical import json_ready
+from unlearn_ops.canonical import JsonReady
 from unlearn_ops.compliance.audit import (
     ChainStatus,
     GateSummary,
@@ -61,7 +61,7 @@ ReportFormat = Literal["html", "markdown"]
 
 
 @dataclass(frozen=True)
-class VersionRow:
+class VersionRow(JsonReady):
     """One version, as the report lists it: registered, or purged (`purged_at` set)."""
 
     version: str
@@ -74,10 +74,6 @@ class VersionRow:
     created_at: Annotated[datetime, PlainSerializer(datetime.isoformat)]
     accuracy: str
     purged_at: Annotated[datetime, PlainSerializer(datetime.isoformat)] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return json_ready(self)
 
 
 def version_rows(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from unlearn_ops.canonical import json_ready
+from unlearn_ops.canonical import JsonReady, json_ready
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
 from unlearn_ops.sisa.hashing import canonical_id
@@ -47,7 +47,7 @@ _SCAN_BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
-class Finding:
+class Finding(JsonReady):
     """A file that holds forgotten records.
 
     Attributes:
@@ -63,10 +63,6 @@ class Finding:
     kind: Literal["table", "checkpoint", "weights"]
     forgotten_records: int
     reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return json_ready(self)
 
 
 @dataclass

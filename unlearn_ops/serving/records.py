@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from unlearn_ops.canonical import json_ready
+from unlearn_ops.canonical import JsonReady
 from unlearn_ops.timestamps import parse_datetime_or_none
 
 if TYPE_CHECKING:
@@ -34,17 +34,13 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class GateSummary:
+class GateSummary(JsonReady):
     """One gate's verdict on a version, as recorded in its `unlearn.gates` tag."""
 
     gate: str
     passed: bool
     expectations: int
     failed: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return json_ready(self)
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"

@@ -25,13 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from unlearn_ops.atomic import write_atomic
-from unlearn_ops.canonical import json_ready
+from unlearn_ops.canonical import JsonReady
 from unlearn_ops.errors import StoreError
 from unlearn_ops.sisa.checkpoints import CheckpointStore, KeyedFolder
 from unlearn_ops.sisa.hashing import canonical_id
@@ -45,7 +44,7 @@ _BLOCK = 8192
 
 
 @dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(JsonReady):
     """What one stage checkpoint was trained on."""
 
     key: str
@@ -54,10 +53,6 @@ class IndexEntry:
     parent: str | None
     record_hashes: tuple[str, ...]
     bytes_md5: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view (the entry's file)."""
-        return json_ready(self)
 
 
 class CheckpointIndex(KeyedFolder):
