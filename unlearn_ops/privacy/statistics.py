@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -60,12 +60,7 @@ class Estimate:
 
     def as_dict(self) -> dict[str, float]:
         """The estimate as a JSON-friendly mapping."""
-        return {
-            "value": self.value,
-            "low": self.low,
-            "high": self.high,
-            "confidence": self.confidence,
-        }
+        return asdict(self)
 
 
 def _as_scores(values: ArrayLike, name: str) -> FloatArray:
