@@ -343,10 +343,7 @@ class Stack:
         settings = {
             "UNLEARN_OPS_TRACKING_URI": mlflow.url,
             "PREFECT_API_URL": f"{prefect.url}/api",
-            "AWS_ENDPOINT_URL": moto.url,
-            "AWS_ACCESS_KEY_ID": AWS_KEY,
-            "AWS_SECRET_ACCESS_KEY": AWS_KEY,
-            "AWS_DEFAULT_REGION": AWS_REGION,
+            **_s3_env(moto.url),
             "UNLEARN_OPS_INTAKE_BUCKET": self.bucket,
             "UNLEARN_OPS_INTAKE_PREFIX": self.prefix,
             "UNLEARN_OPS_INTAKE_QUEUE_URL": self.queue_url or "",
@@ -400,10 +397,7 @@ class Stack:
             env.update(
                 MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                 MLFLOW_S3_ENDPOINT_URL=moto_url,
-                AWS_ENDPOINT_URL=moto_url,
-                AWS_ACCESS_KEY_ID=AWS_KEY,
-                AWS_SECRET_ACCESS_KEY=AWS_KEY,
-                AWS_DEFAULT_REGION=AWS_REGION,
+                **_s3_env(moto_url),
             )
         elif name == "prefect":
             home = self.directory / "prefect"
@@ -599,6 +593,16 @@ def _child_env() -> dict[str, str]:
     no_proxy = ",".join(x for x in (env.get("NO_PROXY", ""), "127.0.0.1,localhost") if x)
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     return env
+
+
+def _s3_env(endpoint: str) -> dict[str, str]:
+    """The AWS variables that point boto3 at moto on ``endpoint``, with moto's test keys."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": AWS_KEY,
+        "AWS_SECRET_ACCESS_KEY": AWS_KEY,
+        "AWS_DEFAULT_REGION": AWS_REGION,
+    }
 
 
 def _choose_ports(fixed: Mapping[str, int]) -> dict[str, int]:

@@ -31,6 +31,9 @@ The tree::
     └── FederationError                 the Flower federation failed (deployment, run, removal)
 
 Every message says what was wrong, what was given, what is allowed and what to do next.
+The errors that say what they concern, the problem and a hint (datasets, requests, stores,
+rollbacks, receipts, the federation, adoption) build it through one private base,
+`_ProblemError`, which keeps `problem` and `hint` and joins the hint where there is one.
 The CLI prints `str(error)` as one line and exits non-zero.
 
 Why this module is long: it is the one home of every error the package raises (the CLI,
@@ -86,6 +89,24 @@ class UnlearnOpsError(Exception):
         return str(self.args[0]) if self.args else self.__class__.__name__
 
 
+class _ProblemError(UnlearnOpsError):
+    """An error that names what it concerns and the problem, then what to do, if anything.
+
+    The message is `headline`, then `separator` and `hint` where there is a hint.
+
+    Args:
+        headline: what it concerns and the problem, in words.
+        problem: the problem alone (kept for callers that reword it).
+        hint: what to do about it; empty where there is nothing to say.
+        separator: what stands between the headline and the hint.
+    """
+
+    def __init__(self, headline: str, problem: str, hint: str, separator: str = "; ") -> None:
+        self.problem = problem
+        self.hint = hint
+        super().__init__(f"{headline}{separator}{hint}" if hint else headline)
+
+
 class ConfigError(UnlearnOpsError, ValueError):
     """Params or settings do not validate.
 
@@ -100,7 +121,7 @@ class ConfigError(UnlearnOpsError, ValueError):
         super().__init__(f"invalid configuration in {source}: {'; '.join(self.problems)}")
 
 
-class DatasetError(UnlearnOpsError, ValueError):
+class DatasetError(_ProblemError, ValueError):
     """A table cannot be used as a dataset.
 
     Args:
@@ -111,10 +132,7 @@ class DatasetError(UnlearnOpsError, ValueError):
 
     def __init__(self, source: str, problem: str, hint: str = "") -> None:
         self.source = source
-        self.problem = problem
-        self.hint = hint
-        message = f"dataset {source}: {problem}"
-        super().__init__(f"{message}. {hint}" if hint else message)
+        super().__init__(f"dataset {source}: {problem}", problem, hint, separator=". ")
 
 
 class UnknownDatasetError(UnlearnOpsError, KeyError):
@@ -152,7 +170,7 @@ class UnknownMethodError(UnlearnOpsError, KeyError):
         super().__init__(f"unlearning method {name!r}: {detail}")
 
 
-class InvalidRequestError(UnlearnOpsError, ValueError):
+class InvalidRequestError(_ProblemError, ValueError):
     """A request to forget that cannot be acted on; nothing is changed.
 
     Args:
@@ -166,9 +184,7 @@ class InvalidRequestError(UnlearnOpsError, ValueError):
     kind = "malformed"
 
     def __init__(self, problem: str, hint: str = "") -> None:
-        self.problem = problem
-        message = f"invalid request: {problem}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(f"invalid request: {problem}", problem, hint)
 
 
 class ReplayedRequestError(InvalidRequestError):
@@ -220,14 +236,12 @@ class UnknownRecordsError(UnlearnOpsError, KeyError):
         )
 
 
-class StoreError(UnlearnOpsError):
+class StoreError(_ProblemError):
     """The ensemble's files are missing or inconsistent with each other."""
 
     def __init__(self, path: object, problem: str, hint: str = "") -> None:
         self.path = path
-        self.problem = problem
-        message = f"{path}: {problem}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(f"{path}: {problem}", problem, hint)
 
 
 class CheckpointNotFoundError(UnlearnOpsError, KeyError):
@@ -352,7 +366,7 @@ class UnsafeVersionError(UnlearnOpsError):
         )
 
 
-class RollbackError(UnlearnOpsError):
+class RollbackError(_ProblemError):
     """A rollback that cannot be done as asked; nothing was changed.
 
     Args:
@@ -363,12 +377,10 @@ class RollbackError(UnlearnOpsError):
 
     def __init__(self, target: str, problem: str, hint: str = "") -> None:
         self.target = target
-        self.problem = problem
-        message = f"cannot roll back to {target}: {problem}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(f"cannot roll back to {target}: {problem}", problem, hint)
 
 
-class ReceiptError(UnlearnOpsError):
+class ReceiptError(_ProblemError):
     """A data subject's receipt that cannot be issued, or a file that is not one.
 
     Args:
@@ -379,12 +391,10 @@ class ReceiptError(UnlearnOpsError):
 
     def __init__(self, request_id: str, problem: str, hint: str = "") -> None:
         self.request_id = request_id
-        self.problem = problem
-        message = f"receipt for {request_id}: {problem}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(f"receipt for {request_id}: {problem}", problem, hint)
 
 
-class FederationError(UnlearnOpsError):
+class FederationError(_ProblemError):
     """The Flower federation could not do what was asked (deployment, run, or a removal).
 
     Args:
@@ -395,12 +405,11 @@ class FederationError(UnlearnOpsError):
 
     def __init__(self, operation: str, problem: str, hint: str = "") -> None:
         self.operation = operation
-        self.problem = problem
-        message = f"federation: {operation} failed: {' '.join(problem.split()) or 'no detail'}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        detail = " ".join(problem.split()) or "no detail"
+        super().__init__(f"federation: {operation} failed: {detail}", problem, hint)
 
 
-class AdoptionError(UnlearnOpsError, ValueError):
+class AdoptionError(_ProblemError, ValueError):
     """A registered model, or its table, that `unlearn-ops adopt` cannot take over (issue 14).
 
     Nothing is created when it is raised.
@@ -413,9 +422,7 @@ class AdoptionError(UnlearnOpsError, ValueError):
 
     def __init__(self, model_uri: str, problem: str, hint: str = "") -> None:
         self.model_uri = model_uri
-        self.problem = problem
-        message = f"cannot adopt {model_uri}: {problem}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(f"cannot adopt {model_uri}: {problem}", problem, hint)
 
 
 class DeviceMismatchError(UnlearnOpsError, RuntimeError):

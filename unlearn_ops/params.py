@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -42,6 +42,10 @@ __all__ = [
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# A share of a whole, from 0 to 1: an accuracy, a drop of one, a part of a full training.
+_Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class DatasetParams(_Frozen):
@@ -145,14 +149,11 @@ class FairnessGateParams(_Frozen):
     """
 
     enabled: bool = Field(True, description="Run the fairness gate in every flow that gates.")
-    max_class_recall_drop: float = Field(
-        0.1, ge=0.0, le=1.0, description="Largest recall drop of any class against the champion."
+    max_class_recall_drop: _Share = Field(
+        0.1, description="Largest recall drop of any class against the champion."
     )
-    max_group_accuracy_drop: float = Field(
-        0.05,
-        ge=0.0,
-        le=1.0,
-        description="Largest accuracy drop of any group (dataset.sensitive_column).",
+    max_group_accuracy_drop: _Share = Field(
+        0.05, description="Largest accuracy drop of any group (dataset.sensitive_column)."
     )
     min_group_size: int = Field(
         30,
@@ -169,9 +170,9 @@ class GateParams(_Frozen):
     (see :mod:`unlearn_ops.serving.gates`).
     """
 
-    min_accuracy: float = Field(0.8, ge=0.0, le=1.0, description="Held-out accuracy floor.")
-    max_accuracy_drop: float = Field(
-        0.02, ge=0.0, le=1.0, description="Largest accuracy drop against the champion."
+    min_accuracy: _Share = Field(0.8, description="Held-out accuracy floor.")
+    max_accuracy_drop: _Share = Field(
+        0.02, description="Largest accuracy drop against the champion."
     )
     significance: float = Field(
         0.05,
@@ -228,11 +229,11 @@ class ApprovalCondition(_Frozen):
     unknown (no forget version yet) fails `max_accuracy_change`.
     """
 
-    max_retrain_share: float | None = Field(
-        None, ge=0.0, le=1.0, description="At most this share of a full training retrains."
+    max_retrain_share: _Share | None = Field(
+        None, description="At most this share of a full training retrains."
     )
-    max_accuracy_change: float | None = Field(
-        None, ge=0.0, le=1.0, description="The expected accuracy drop is at most this."
+    max_accuracy_change: _Share | None = Field(
+        None, description="The expected accuracy drop is at most this."
     )
     min_records: int | None = Field(None, ge=1, description="The batch forgets at least this.")
     max_records: int | None = Field(None, ge=1, description="The batch forgets at most this.")

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +23,18 @@ ENV_PREFIX = "UNLEARN_OPS_"
 
 # Only for local use; a deployment sets UNLEARN_OPS_ID_HASH_KEY (see docs/ARCHITECTURE.md).
 _DEVELOPMENT_ID_HASH_KEY = "unlearn-ops-development-key"
+
+
+def _cpu_count() -> int:
+    """The number of CPUs here, at most 1024."""
+    return min(os.cpu_count() or 1, 1024)
+
+
+# How many things run at once: 1 to 1024, the number of CPUs when unset.
+_Concurrency = Annotated[int, Field(default_factory=_cpu_count, ge=1, le=1024)]
+
+# A secret that a feature needs: never empty; the feature is refused while it is unset.
+_FeatureSecret = Annotated[SecretStr | None, Field(min_length=1)]
 
 
 class Settings(BaseSettings):
@@ -40,10 +52,7 @@ class Settings(BaseSettings):
         description="Intra-op threads per shard training. Bit-exact certificates compare "
         "trainings made with the same value.",
     )
-    max_parallel_shards: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 1024),
-        ge=1,
-        le=1024,
+    max_parallel_shards: _Concurrency = Field(
         description="Shards trained at once (threads, one torch thread each by default); "
         "the number of CPUs when unset.",
     )
@@ -59,10 +68,7 @@ class Settings(BaseSettings):
         description="Scheduler address of an existing Dask cluster (tcp://HOST:PORT); a "
         "LocalCluster of processes is started for each flow when unset.",
     )
-    dask_workers: int = Field(
-        default_factory=lambda: min(os.cpu_count() or 1, 1024),
-        ge=1,
-        le=1024,
+    dask_workers: _Concurrency = Field(
         description="Worker processes of the LocalCluster (one thread each); the number of "
         "CPUs when unset (of GPUs, at most, when training on cuda).",
     )
@@ -97,9 +103,8 @@ class Settings(BaseSettings):
         description="HMAC key for the keyed hashes that stand in for record ids in ledgers.",
     )
 
-    request_signing_key: SecretStr | None = Field(
+    request_signing_key: _FeatureSecret = Field(
         None,
-        min_length=1,
         description="Shared secret of the HMAC-SHA256 signatures that deletion requests carry; "
         "requests are refused while it is unset.",
     )
@@ -109,15 +114,13 @@ class Settings(BaseSettings):
         "valid_until, revoked_at: one key per producing system, rotated and revoked there "
         "(mode 0600; see unlearn_ops.deletion.keys). Read at each verification.",
     )
-    receipt_signing_key: SecretStr | None = Field(
+    receipt_signing_key: _FeatureSecret = Field(
         None,
-        min_length=1,
         description="HMAC-SHA256 key of the receipts given to data subjects "
         "(`unlearn-ops receipt`); receipts are refused while it is unset.",
     )
-    request_bearer_token: SecretStr | None = Field(
+    request_bearer_token: _FeatureSecret = Field(
         None,
-        min_length=1,
         description="Bearer token accepted instead of a signature on the HTTP intake; "
         "unset: only signed requests are accepted there too.",
     )

@@ -29,18 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from unlearn_ops.approx.monolithic import monolithic_params
+from unlearn_ops.approx.monolithic import monolithic_epochs, train_monolithic
 from unlearn_ops.bench.tables import markdown_table
 from unlearn_ops.bench.workloads import FLOW_WORKLOADS, QUICK, SWEEPS, WORKLOADS, Workload
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
-from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
 from unlearn_ops.sisa.datasets import BUILTIN_DATASETS
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.planning import plan_retraining
 from unlearn_ops.sisa.sharding import SLICE_COLUMN
-from unlearn_ops.sisa.training import ShardColumns, train_shard
+from unlearn_ops.sisa.training import ShardColumns
 
 if TYPE_CHECKING:
     from unlearn_ops.bench.flows import BenchFlows
@@ -54,6 +53,8 @@ def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, in
     Same model family, optimizer and batch size, and the same training budget as the whole
     ensemble: the SISA schedule runs `epochs_per_stage x (R + 1) / 2` epochs' worth of examples
     over the training set, so the monolithic model trains for that many epochs (rounded up).
+    The model is the one a monolithic workspace trains
+    (:func:`unlearn_ops.approx.monolithic.train_monolithic`).
     """
     import numpy as np
     import pandas as pd
@@ -61,24 +62,13 @@ def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, in
 
     columns = ensemble.columns()
     table = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
-    table[SLICE_COLUMN] = 0
-    mono = monolithic_params(params, params.seed)
     started = time.perf_counter()
-    model = train_shard(
-        table,
-        shard_id=0,
-        params=mono,
-        columns=columns,
-        store=MemoryCheckpointStore(),
-        threads=ensemble.settings.torch_threads,
+    module = train_monolithic(
+        table, columns, params, params.seed, threads=ensemble.settings.torch_threads
     )
     seconds = time.perf_counter() - started
-
-    from unlearn_ops.sisa.models import build_model
-
-    module = build_model(params.model, len(columns.feature_columns), columns.num_classes)
-    module.load_state_dict(model.state)
-    module.eval()
+    # One stage of one slice: every record, every epoch.
+    samples = monolithic_epochs(params) * len(table)
     holdout = ensemble.read_holdout()
     features = torch.from_numpy(
         holdout[list(columns.feature_columns)].to_numpy(dtype=np.float32, copy=True)
@@ -86,7 +76,7 @@ def _train_monolithic(ensemble: SisaEnsemble, params: Params) -> tuple[float, in
     with torch.no_grad():
         predicted = module(features).argmax(dim=1).numpy()
     accuracy = float((predicted == holdout[columns.label_column].to_numpy()).mean())
-    return seconds, model.samples_processed, accuracy
+    return seconds, samples, accuracy
 
 
 def _forget_draws(

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from unlearn_ops.cli.options import command_group
+
 if TYPE_CHECKING:
     from unlearn_ops.bench.flows import BenchFlows
     from unlearn_ops.settings import Settings
@@ -68,9 +70,7 @@ def bench(
     typer.echo(table)
 
 
-data_app = typer.Typer(
-    help="Write generated datasets for benchmarks (never committed).", no_args_is_help=True
-)
+data_app = command_group("Write generated datasets for benchmarks (never committed).")
 
 
 @data_app.command("million")

@@ -13,16 +13,12 @@ from typing import Annotated, Literal
 import typer
 
 from unlearn_ops.cli.flow_runs import run_flow
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
 from unlearn_ops.cli.output import emit, open_workspace
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    name="federation",
-    help="A Flower federation: train its client groups, remove a client (issue 13).",
-    no_args_is_help=True,
-)
+app = command_group("A Flower federation: train its client groups, remove a client (issue 13).")
 
 HomeOption = Annotated[
     Path,

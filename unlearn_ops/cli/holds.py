@@ -8,15 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
 from unlearn_ops.cli.output import emit, open_workspace
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    name="hold",
-    help="Legal holds (GDPR art. 17(3)): records that deletion requests must not erase yet.",
-    no_args_is_help=True,
+app = command_group(
+    "Legal holds (GDPR art. 17(3)): records that deletion requests must not erase yet."
 )
 
 ActorOption = Annotated[

@@ -1,4 +1,4 @@
-"""Options that many commands share, and how a path the user typed is read.
+"""Options that many commands share, how a path the user typed is read, and command groups.
 
 Every path option is resolved against the current directory when the command line is
 parsed (`resolve_path=True`), before anything runs: later steps may run inside the
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["JsonOption", "ProgressOption", "WorkspaceOption"]
+__all__ = ["JsonOption", "ProgressOption", "WorkspaceOption", "command_group"]
 
 WorkspaceOption = Annotated[
     Path,
@@ -27,3 +27,12 @@ WorkspaceOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A group of sub-commands (`hold`, `server`, ...): called bare, it lists them.
+
+    Args:
+        help_text: the group's line in `unlearn-ops --help` and the head of its own help.
+    """
+    return typer.Typer(help=help_text, no_args_is_help=True)

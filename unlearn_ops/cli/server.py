@@ -10,14 +10,12 @@ from pathlib import Path
 
 import typer
 
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
 from unlearn_ops.cli.output import emit, open_workspace
 
 __all__ = ["app"]
 
-app = typer.Typer(
-    help="The workspace's local Prefect server (flows reuse it).", no_args_is_help=True
-)
+app = command_group("The workspace's local Prefect server (flows reuse it).")
 
 
 def _view(server: object | None) -> dict[str, object]:
