@@ -98,6 +98,13 @@ def log(
     )
 
 
+def assert_not_found(registry: ModelRegistry, *names: str) -> None:
+    """`get_version` refuses each of `names` (versions or aliases): not in model `contract`."""
+    for name in names:
+        with pytest.raises(VersionNotFoundError, match="contract"):
+            registry.get_version(name)
+
+
 class TestModelRegistryContract:
     def test_an_empty_registry_has_no_versions_aliases_or_honouring(
         self, registry: ModelRegistry
@@ -107,10 +114,7 @@ class TestModelRegistryContract:
         assert registry.alias_version(CHAMPION) is None
         assert registry.first_honouring("r1") is None
         assert registry.logged_model_versions() == {}
-        with pytest.raises(VersionNotFoundError, match="contract"):
-            registry.get_version("1")
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version(CHAMPION)
+        assert_not_found(registry, "1", CHAMPION)
 
     def test_logged_versions_are_numbered_from_1_and_carry_their_provenance(
         self, registry: ModelRegistry, tmp_path: Path
@@ -204,10 +208,7 @@ class TestModelRegistryContract:
         assert registry.aliases() == {CHAMPION: "2"}
         assert registry.first_honouring("r1") == registry.get_version(kept.version)
         assert list(registry.logged_model_versions().values()) == ["2"]
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version("1")
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version(PREVIOUS)
+        assert_not_found(registry, "1", PREVIOUS)
 
     def test_artifact_dirs_are_local_folders_that_exist(
         self, registry: ModelRegistry, tmp_path: Path
