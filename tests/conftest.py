@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -235,3 +236,18 @@ def arrive(
     }
     envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
     assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+
+
+def signed_withdrawal(client_id: str, request_id: str, key: str) -> dict[str, Any]:
+    """A federation client's withdrawal of consent, requested now, signed with `key`."""
+    from datetime import UTC, datetime
+
+    from unlearn_ops.deletion.envelope import sign_request
+
+    body = {
+        "request_id": request_id,
+        "client_id": client_id,
+        "reason": "consent withdrawn",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }
+    return sign_request(body, key)
