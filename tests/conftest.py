@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # server left running after the test (issue 15); tests of that server start their own.
 os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
 
+from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.params import Params
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
@@ -220,6 +221,7 @@ def arrive(
     request_id: str,
     records: list[str],
     *,
+    reason: str = "GDPR art. 17",
     requested_at: str = "2026-11-20T09:30:00+00:00",
 ) -> None:
     """A signed request received into the workspace's inbox, as an intake records it."""
@@ -231,11 +233,25 @@ def arrive(
     body = {
         "request_id": request_id,
         "record_ids": records,
-        "reason": "GDPR art. 17",
+        "reason": reason,
         "requested_at": requested_at,
     }
     envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
     assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+
+
+class RecordingForget:
+    """A forget seam of the drain that records each batch's request ids instead of training.
+
+    Answers as the forget pipeline does: a version (one more than the batches so far).
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
+        self.batches.append([r.request_id for r in batch])
+        return {"version": str(len(self.batches) + 1)}
 
 
 def signed_withdrawal(client_id: str, request_id: str, key: str) -> dict[str, Any]:
