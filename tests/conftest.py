@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 # Before anything imports Prefect (it reads its settings once): its INFO lines would also
 # be written after pytest has closed the captured streams ("Stopping temporary server").
@@ -191,6 +192,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
 
 # ------------------------------------------------ a prepared workspace and signed arrivals
 SIGNING_KEY = "tests-request-signing-key"
+
+
+def intake_settings(key: str, token: str, id_hash_key: str, **limits: int) -> Settings:
+    """Settings with a request signing key, a bearer token and an id hash key (as secrets).
+
+    `limits` sets others by name, e.g. `request_max_age_seconds`.
+    """
+    return Settings(
+        request_signing_key=SecretStr(key),
+        request_bearer_token=SecretStr(token),
+        id_hash_key=SecretStr(id_hash_key),
+        **limits,
+    )
 
 
 @pytest.fixture
