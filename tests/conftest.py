@@ -6,6 +6,7 @@ so that a whole ensemble trains in well under a second on one CPU thread.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
 
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.params import Params
+from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
@@ -114,6 +116,40 @@ def tagged_version(
         tags={f"unlearn.{k}": v for k, v in tags.items()},
         aliases=aliases,
     )
+
+
+def made_up_provenance(
+    kind: str = "train", shards: int = 0, *, params: Params | None = None, **changes: Any
+) -> VersionProvenance:
+    """A version's provenance with made-up hashes, for registry tests.
+
+    Args:
+        kind: the version's kind.
+        shards: how many shards, all trained from stage 0 (md5s `m0`..., weights `w0`...).
+        params: the training hash and seed come from them (made up if None).
+        changes: fields to set otherwise (as :func:`dataclasses.replace`); by default no
+            request, both gates passed, no timings, accuracy 0.9.
+    """
+    shard_ids = range(shards)
+    made_up = VersionProvenance(
+        kind=kind,  # type: ignore[arg-type]
+        request_ids=(),
+        honoured_request_ids=(),
+        parent_version=None,
+        git_sha="0123456789abcdef0123456789abcdef01234567",
+        data_md5="0f343b0931126a20f133d67c2b018a3b.dir",
+        shard_md5s={s: f"m{s}" for s in shard_ids},
+        shards_retrained=tuple(shard_ids),
+        first_stages=dict.fromkeys(shard_ids, 0),
+        records_forgotten=0,
+        training_hash="h" if params is None else params.training_hash(),
+        seed=1 if params is None else params.seed,
+        weights={s: f"w{s}" for s in shard_ids},
+        gates={"data": {"passed": True}, "metric": {"passed": True}},
+        timings={},
+        accuracy=0.9,
+    )
+    return dataclasses.replace(made_up, **changes)
 
 
 def columns_of(dataset: Dataset) -> ShardColumns:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import made_up_provenance
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.ports import ModelRegistry
@@ -21,24 +22,7 @@ from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
 from unlearn_ops.testing import InjectedCrashError, InMemoryRegistry, fail_at
 
-PROVENANCE = VersionProvenance(
-    kind="forget",
-    request_ids=(),
-    honoured_request_ids=(),
-    parent_version=None,
-    git_sha="0123456789abcdef0123456789abcdef01234567",
-    data_md5="0f343b0931126a20f133d67c2b018a3b.dir",
-    shard_md5s={0: "m0"},
-    shards_retrained=(0,),
-    first_stages={0: 0},
-    records_forgotten=0,
-    training_hash="h",
-    seed=1,
-    weights={0: "w0"},
-    gates={"data": {"passed": True}, "metric": {"passed": True}},
-    timings={},
-    accuracy=0.9,
-)
+PROVENANCE = made_up_provenance("forget", 1)
 
 
 @pytest.fixture(scope="module")
