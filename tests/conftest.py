@@ -1,7 +1,9 @@
 """Shared fixtures of the core tests: tiny params, a small synthetic dataset, a trained ensemble.
 
 Everything is seeded and small (S=3, R=3, an MLP with 16 hidden units, 2 epochs per stage)
-so that a whole ensemble trains in well under a second on one CPU thread.
+so that a whole ensemble trains in well under a second on one CPU thread. Beside them, the
+helpers several folders use: registry versions and provenance made up, intake settings,
+a prepared workspace with signed arrivals, a recording forget seam, client withdrawals.
 """
 
 from __future__ import annotations
