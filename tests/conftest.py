@@ -1,20 +1,25 @@
 """Shared fixtures of the core tests: tiny params, a small synthetic dataset, a trained ensemble.
 
 Everything is seeded and small (S=3, R=3, an MLP with 16 hidden units, 2 epochs per stage)
-so that a whole ensemble trains in well under a second on one CPU thread.
+so that a whole ensemble trains in well under a second on one CPU thread. Beside them, the
+helpers several folders use: registry versions and provenance made up, intake settings,
+a prepared workspace with signed arrivals, a recording forget seam, client withdrawals.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
 # Before anything imports Prefect (it reads its settings once): its INFO lines would also
 # be written after pytest has closed the captured streams ("Stopping temporary server").
@@ -25,7 +30,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # server left running after the test (issue 15); tests of that server start their own.
 os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
 
+from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.params import Params
+from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
@@ -113,6 +120,40 @@ def tagged_version(
     )
 
 
+def made_up_provenance(
+    kind: str = "train", shards: int = 0, *, params: Params | None = None, **changes: Any
+) -> VersionProvenance:
+    """A version's provenance with made-up hashes, for registry tests.
+
+    Args:
+        kind: the version's kind.
+        shards: how many shards, all trained from stage 0 (md5s `m0`..., weights `w0`...).
+        params: the training hash and seed come from them (made up if None).
+        changes: fields to set otherwise (as :func:`dataclasses.replace`); by default no
+            request, both gates passed, no timings, accuracy 0.9.
+    """
+    shard_ids = range(shards)
+    made_up = VersionProvenance(
+        kind=kind,  # type: ignore[arg-type]
+        request_ids=(),
+        honoured_request_ids=(),
+        parent_version=None,
+        git_sha="0123456789abcdef0123456789abcdef01234567",
+        data_md5="0f343b0931126a20f133d67c2b018a3b.dir",
+        shard_md5s={s: f"m{s}" for s in shard_ids},
+        shards_retrained=tuple(shard_ids),
+        first_stages=dict.fromkeys(shard_ids, 0),
+        records_forgotten=0,
+        training_hash="h" if params is None else params.training_hash(),
+        seed=1 if params is None else params.seed,
+        weights={s: f"w{s}" for s in shard_ids},
+        gates={"data": {"passed": True}, "metric": {"passed": True}},
+        timings={},
+        accuracy=0.9,
+    )
+    return dataclasses.replace(made_up, **changes)
+
+
 def columns_of(dataset: Dataset) -> ShardColumns:
     """The column names and class count that training reads off `dataset`."""
     return ShardColumns(
@@ -191,6 +232,19 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CliRunner:
 SIGNING_KEY = "tests-request-signing-key"
 
 
+def intake_settings(key: str, token: str, id_hash_key: str, **limits: int) -> Settings:
+    """Settings with a request signing key, a bearer token and an id hash key (as secrets).
+
+    `limits` sets others by name, e.g. `request_max_age_seconds`.
+    """
+    return Settings(
+        request_signing_key=SecretStr(key),
+        request_bearer_token=SecretStr(token),
+        id_hash_key=SecretStr(id_hash_key),
+        **limits,
+    )
+
+
 @pytest.fixture
 def prepared_workspace(
     tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
@@ -219,6 +273,7 @@ def arrive(
     request_id: str,
     records: list[str],
     *,
+    reason: str = "GDPR art. 17",
     requested_at: str = "2026-11-20T09:30:00+00:00",
 ) -> None:
     """A signed request received into the workspace's inbox, as an intake records it."""
@@ -230,8 +285,37 @@ def arrive(
     body = {
         "request_id": request_id,
         "record_ids": records,
-        "reason": "GDPR art. 17",
+        "reason": reason,
         "requested_at": requested_at,
     }
     envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
     assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+
+
+class RecordingForget:
+    """A forget seam of the drain that records each batch's request ids instead of training.
+
+    Answers as the forget pipeline does: a version (one more than the batches so far).
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
+        self.batches.append([r.request_id for r in batch])
+        return {"version": str(len(self.batches) + 1)}
+
+
+def signed_withdrawal(client_id: str, request_id: str, key: str) -> dict[str, Any]:
+    """A federation client's withdrawal of consent, requested now, signed with `key`."""
+    from datetime import UTC, datetime
+
+    from unlearn_ops.deletion.envelope import sign_request
+
+    body = {
+        "request_id": request_id,
+        "client_id": client_id,
+        "reason": "consent withdrawn",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }
+    return sign_request(body, key)

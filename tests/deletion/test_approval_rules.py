@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import RecordingForget, arrive, shard_record_ids
 from unlearn_ops.deletion.approval import ALWAYS_ASK, Decision, decide_approval
 from unlearn_ops.deletion.drain import drain
-from unlearn_ops.deletion.envelope import sign_request
-from unlearn_ops.deletion.receive import Accepted, receive
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import ApprovalParams, Params
 from unlearn_ops.testing import InMemoryRegistry
 from unlearn_ops.testing.registry import LoggedVersion
 from unlearn_ops.workflow.workspace import Workspace
-
-if TYPE_CHECKING:
-    from tests.conftest import CliRunner
-
-KEY = "approval-rules-signing-key"
 
 
 def rules(*items: dict[str, Any], default: str = "ask") -> ApprovalParams:
@@ -128,17 +120,9 @@ def test_the_environment_switch_still_means_always_ask() -> None:
 
 # ------------------------------------------------------------------ through the drain
 @pytest.fixture
-def root(tmp_path: Path, cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", KEY)
+def root(prepared_workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("UNLEARN_OPS_APPROVAL_REQUIRED", raising=False)
-    path = tmp_path / "ws"
-    for argv in (
-        ["init", str(path), "--shards", "2", "--slices", "2"],
-        ["prepare", "-w", str(path)],
-    ):
-        code, _, err = cli(argv)
-        assert code == 0, err
-    return path
+    return prepared_workspace.root
 
 
 def with_rules(root: Path, approval: dict[str, Any]) -> Workspace:
@@ -148,30 +132,11 @@ def with_rules(root: Path, approval: dict[str, Any]) -> Workspace:
     return Workspace.open(root, registry=InMemoryRegistry())
 
 
-def arrive(ws: Workspace, request_id: str, records: list[str], reason: str = "GDPR") -> None:
-    body = {
-        "request_id": request_id,
-        "record_ids": records,
-        "reason": reason,
-        "requested_at": "2026-11-20T09:30:00+00:00",
-    }
-    envelope = sign_request(body, KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
-    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
-
-
-def records_of(ws: Workspace, shard: int) -> list[str]:
-    table = pd.read_parquet(ws.root / "data" / "shards" / f"shard-{shard:03d}.parquet")
-    return [str(r) for r in table["record_id"]]
-
-
-class Registers:
-    """A forget seam that registers an (empty) version in the in-memory registry."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
+class Registers(RecordingForget):
+    """A forget seam that records its batches and registers an (empty) version for each."""
 
     def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
-        self.batches.append([r.request_id for r in batch])
+        super().__call__(ws, batch)
         registry = ws.registry()
         assert isinstance(registry, InMemoryRegistry)
         number = str(len(registry.logged) + 1)
@@ -207,7 +172,7 @@ def test_a_retrain_share_rule_passes_or_pauses_in_the_drain(
         {"rules": [{"name": "small", "when": {"max_retrain_share": limit}, "then": "auto"}]}
         | {"default": "ask"},
     )
-    arrive(ws, "r1", records_of(ws, 0)[:1])
+    arrive(ws, "r1", shard_record_ids(ws, 0)[:1])
     person = Approver((True, "fine", "Dana DPO"))
     forgets = Registers()
     drain(ws, forgets, approver=person)
@@ -227,7 +192,7 @@ def test_a_reason_rule_asks_and_a_rejection_changes_nothing(root: Path) -> None:
         root,
         {"rules": [{"name": "court", "when": {"reasons": ["court order"]}, "then": "ask"}]},
     )
-    arrive(ws, "r-court", records_of(ws, 1)[:1], reason="court order")
+    arrive(ws, "r-court", shard_record_ids(ws, 1)[:1], reason="court order")
     before = {p.name: p.read_bytes() for p in (ws.root / "data" / "shards").iterdir()}
     person = Approver((False, "order under appeal", "Dana DPO"))
     forgets = Registers()
@@ -247,7 +212,7 @@ def test_a_reason_rule_asks_and_a_rejection_changes_nothing(root: Path) -> None:
     assert ws.registry().versions() == []
     assert ws.inbox.get("r-court").state == "failed"  # type: ignore[union-attr]
 
-    arrive(ws, "r-plain", records_of(ws, 1)[1:2])  # another reason: the default, auto
+    arrive(ws, "r-plain", shard_record_ids(ws, 1)[1:2])  # another reason: the default, auto
     drain(ws, forgets, approver=person)
     assert forgets.batches == [["r-plain"]]
     assert person.asked == [["r-court"]]
@@ -257,10 +222,10 @@ def test_a_min_records_rule_asks_for_big_batches_only(root: Path) -> None:
     ws = with_rules(root, {"rules": [{"when": {"min_records": 3}, "then": "ask"}]})
     person = Approver((True, "", "Ola"))
     forgets = Registers()
-    arrive(ws, "small", records_of(ws, 0)[:2])
+    arrive(ws, "small", shard_record_ids(ws, 0)[:2])
     drain(ws, forgets, approver=person)
     assert person.asked == []
-    arrive(ws, "big", records_of(ws, 0)[2:5])
+    arrive(ws, "big", shard_record_ids(ws, 0)[2:5])
     drain(ws, forgets, approver=person)
     assert person.asked == [["big"]]
     assert approvals(ws, "big")[0]["rule"] == "rule 1"
@@ -278,7 +243,7 @@ def test_a_request_approved_before_it_is_received_is_received_as_new(root: Path)
     from unlearn_ops.workflow.batch import receive_requests
 
     ws = with_rules(root, {})
-    request = ForgetRequest.build(records_of(ws, 0)[:1], "first-approved", "GDPR")
+    request = ForgetRequest.build(shard_record_ids(ws, 0)[:1], "first-approved", "GDPR")
     record_approval(ws, [request], Decision("ask", "rule 1"), summary(), approver="Ola")
     receive_requests(ws, [request])  # the forget pipeline receives it after the approval
     events = [e.event for e in ws.ledger.entries() if e.request_id == "first-approved"]

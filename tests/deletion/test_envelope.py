@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from tests.conftest import intake_settings
 from unlearn_ops.deletion.envelope import (
     ALGORITHM,
     MAX_REQUEST_BYTES,
@@ -89,12 +90,8 @@ RING = KeyRing(
 SECRETS = (KEY, OTHER_KEY, TOKEN, ID_HASH_KEY, *PRODUCER_SECRETS.values())
 MAX_AGE = 3600
 SKEW = 300
-SETTINGS = Settings(
-    request_signing_key=SecretStr(KEY),
-    request_bearer_token=SecretStr(TOKEN),
-    request_max_age_seconds=MAX_AGE,
-    request_clock_skew_seconds=SKEW,
-    id_hash_key=SecretStr(ID_HASH_KEY),
+SETTINGS = intake_settings(
+    KEY, TOKEN, ID_HASH_KEY, request_max_age_seconds=MAX_AGE, request_clock_skew_seconds=SKEW
 )
 NO_TOKEN = SETTINGS.model_copy(update={"request_bearer_token": None})
 NO_KEY = SETTINGS.model_copy(update={"request_signing_key": None})

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr
 
+from tests.conftest import intake_settings
 from unlearn_ops.deletion.envelope import VerifiedRequest, sign_request, verify_request
 from unlearn_ops.deletion.inbox import Accepted, Inbox, InboxEntry, Rejection
 from unlearn_ops.errors import ReplayedRequestError, RequestNotFoundError, StoreError
@@ -34,12 +34,7 @@ from unlearn_ops.settings import Settings
 KEY = "sk-test-inbox-3c9e"
 TOKEN = "tok-test-inbox-77a1"
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-SETTINGS = Settings(
-    request_signing_key=SecretStr(KEY),
-    request_bearer_token=SecretStr(TOKEN),
-    request_max_age_seconds=3600,
-    id_hash_key=SecretStr("idk-test-inbox-hash-key"),
-)
+SETTINGS = intake_settings(KEY, TOKEN, "idk-test-inbox-hash-key", request_max_age_seconds=3600)
 RECORDS = ["patient-4711-xyz", "patient-0815-xyz"]
 REQUEST: dict[str, Any] = {
     "request_id": "dsr-2026-0042",

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
+from tests.conftest import intake_settings
 from unlearn_ops.deletion.envelope import sign_request
 from unlearn_ops.deletion.inbox import Inbox
 from unlearn_ops.deletion.receive import (
@@ -24,15 +24,10 @@ from unlearn_ops.deletion.receive import (
     receive,
     refuse,
 )
-from unlearn_ops.settings import Settings
 
 KEY = "receive-test-key"
 TOKEN = "receive-test-token"
-SETTINGS = Settings(
-    request_signing_key=SecretStr(KEY),
-    request_bearer_token=SecretStr(TOKEN),
-    id_hash_key=SecretStr("receive-test-id-key"),
-)
+SETTINGS = intake_settings(KEY, TOKEN, "receive-test-id-key")
 
 
 def envelope(request_id: str = "dsr-1", records: tuple[str, ...] = ("r1",), **kw: Any) -> Any:

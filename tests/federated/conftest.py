@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -32,13 +34,13 @@ def tiny_data() -> FederatedData:
     )
 
 
+def mlp_federation(hidden: int, **fields: Any) -> FederationParams:
+    """A federation of MLPs with one hidden layer of `hidden` units; `fields` set the rest."""
+    return FederationParams(model=ModelParams(name="mlp", hidden_sizes=(hidden,)), **fields)
+
+
 @pytest.fixture
 def tiny_params() -> FederationParams:
-    return FederationParams(
-        rounds=4,
-        local_epochs=2,
-        batch_size=16,
-        learning_rate=0.2,
-        model=ModelParams(name="mlp", hidden_sizes=(8,)),
-        num_groups=2,
+    return mlp_federation(
+        8, rounds=4, local_epochs=2, batch_size=16, learning_rate=0.2, num_groups=2
     )

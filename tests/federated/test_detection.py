@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.federated.conftest import KEY, blobs
-from unlearn_ops.federated.config import FederationParams
+from tests.federated.conftest import KEY, blobs, mlp_federation
 from unlearn_ops.federated.data import ClientData, flip_labels, make_federated_data
 from unlearn_ops.federated.detection import (
     PoisoningMonitor,
@@ -16,7 +15,6 @@ from unlearn_ops.federated.detection import (
     rescale_to_reference,
 )
 from unlearn_ops.federated.simulation import run_federation
-from unlearn_ops.params import ModelParams
 
 
 def _w(*values: float) -> list[np.ndarray]:
@@ -64,13 +62,7 @@ def test_label_flippers_are_flagged_and_honest_clients_are_not(seed: int) -> Non
             for c in data.clients
         ]
     )
-    params = FederationParams(
-        rounds=5,
-        local_epochs=1,
-        batch_size=16,
-        learning_rate=0.1,
-        model=ModelParams(name="mlp", hidden_sizes=(16,)),
-    )
+    params = mlp_federation(16, rounds=5, local_epochs=1, batch_size=16, learning_rate=0.1)
     root = ClientData("server-root", data.root_features, data.root_labels)
     monitor = PoisoningMonitor(root, params, data.num_classes)
     run_federation(attacked, params, key=KEY, observers=[monitor])

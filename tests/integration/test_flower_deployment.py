@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unlearn_ops.deletion.envelope import sign_request
+from tests.conftest import signed_withdrawal
 from unlearn_ops.params import Params
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
@@ -146,15 +145,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
 def _withdraw(federation: Federation, client: str, request_id: str, method: str) -> str:
     from pipelines.federated import remove_client
 
-    envelope = sign_request(
-        {
-            "request_id": request_id,
-            "client_id": client,
-            "reason": "consent withdrawn",
-            "requested_at": datetime.now(UTC).isoformat(),
-        },
-        SIGNING_KEY,
-    )
+    envelope = signed_withdrawal(client, request_id, SIGNING_KEY)
     return remove_client(
         str(federation.ws.root), envelope, federation.home, federation.flower_bin, method=method
     )

@@ -181,6 +181,12 @@ class History:
         assert self.data is not None, "a drawn step needs hypothesis's data"
         return self.data.draw(strategy, label=label)
 
+    def draw_indices(self, length: int, most: int, label: str) -> list[int]:
+        """One to `most` distinct indices into a list of `length` items."""
+        return self.draw(
+            st.lists(st.integers(0, length - 1), min_size=1, max_size=most, unique=True), label
+        )
+
     def forget_ids(self, record_ids: list[str]) -> None:
         """A request for given records (a fixed history)."""
         self._forget(record_ids)
@@ -188,11 +194,7 @@ class History:
     def forget(self) -> None:
         """New records, sometimes with one forgotten before (a partly served request)."""
         pool = current_ids(self.root)
-        picks = self.draw(
-            st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=3, unique=True),
-            label="indices",
-        )
-        record_ids = [pool[i] for i in picks]
+        record_ids = [pool[i] for i in self.draw_indices(len(pool), 3, "indices")]
         old = sorted(self.forgotten)
         with_old = bool(old) and self.draw(st.booleans(), "with a forgotten record")
         if with_old:
@@ -202,11 +204,7 @@ class History:
     def forget_again(self) -> None:
         """Only records forgotten before: served already, by the versions that honour them."""
         old = sorted(self.forgotten)
-        picks = self.draw(
-            st.lists(st.integers(0, len(old) - 1), min_size=1, max_size=2, unique=True),
-            label="old indices",
-        )
-        self._forget([old[i] for i in picks])
+        self._forget([old[i] for i in self.draw_indices(len(old), 2, "old indices")])
 
     def retrain(self) -> None:
         """params.yaml edited (weight decay), then the train flow: every shard anew."""

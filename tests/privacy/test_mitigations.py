@@ -9,17 +9,16 @@ shard training and opacus (skipped where the `dp` extra is not installed).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import arrive
+from tests.conftest import RecordingForget, arrive, shard_record_ids
 from unlearn_ops.deletion.drain import drain
 from unlearn_ops.errors import ConfigError
 from unlearn_ops.params import Params, ReleaseParams
@@ -30,9 +29,6 @@ from unlearn_ops.privacy.mitigations import (
     release_due,
 )
 from unlearn_ops.workflow.workspace import Workspace
-
-if TYPE_CHECKING:
-    from unlearn_ops.deletion.requests import ForgetRequest
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PROBABILITIES = np.array([[0.1, 0.62, 0.28], [0.5, 0.2, 0.3], [0.33, 0.33, 0.34]])
@@ -73,26 +69,12 @@ def with_release(ws: Workspace, **release: Any) -> Workspace:
     return Workspace.open(ws.root)
 
 
-def shard_records(ws: Workspace) -> list[str]:
-    table = pd.read_parquet(ws.root / "data" / "shards" / "shard-000.parquet")
-    return [str(r) for r in table["record_id"]]
-
-
-class Forgets:
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
-
-    def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:
-        self.batches.append([r.request_id for r in batch])
-        return {"version": str(len(self.batches) + 1)}
-
-
 def test_the_drain_holds_requests_until_the_minimum_batch_waits(ws: Workspace) -> None:
     ws = with_release(ws, min_batch=3)
-    records = shard_records(ws)
+    records = shard_record_ids(ws, 0)
     arrive(ws, "dsr-1", records[:1], requested_at=datetime.now(UTC).isoformat())
     arrive(ws, "dsr-2", records[1:2], requested_at=datetime.now(UTC).isoformat())
-    forgets = Forgets()
+    forgets = RecordingForget()
 
     held = drain(ws, forgets)
 
@@ -110,8 +92,8 @@ def test_the_drain_holds_requests_until_the_minimum_batch_waits(ws: Workspace) -
 def test_the_drain_releases_a_short_batch_when_the_deadline_forces_it(ws: Workspace) -> None:
     # A 1-day deadline with a 1-day margin: the oldest request cannot wait at all.
     ws = with_release(ws, min_batch=10, deadline_days=1, deadline_margin_days=1.0)
-    arrive(ws, "dsr-1", shard_records(ws)[:1], requested_at=datetime.now(UTC).isoformat())
-    forgets = Forgets()
+    arrive(ws, "dsr-1", shard_record_ids(ws, 0)[:1], requested_at=datetime.now(UTC).isoformat())
+    forgets = RecordingForget()
 
     drain(ws, forgets)
 
@@ -119,7 +101,7 @@ def test_the_drain_releases_a_short_batch_when_the_deadline_forces_it(ws: Worksp
 
 
 def test_the_default_drain_answer_has_no_release_count(ws: Workspace) -> None:
-    assert "awaiting_release" not in drain(ws, Forgets())
+    assert "awaiting_release" not in drain(ws, RecordingForget())
 
 
 # -------------------------------------------------------------------- outputs that leak less

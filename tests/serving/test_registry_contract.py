@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import made_up_provenance
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.ports import ModelRegistry
@@ -21,24 +22,7 @@ from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
 from unlearn_ops.testing import InjectedCrashError, InMemoryRegistry, fail_at
 
-PROVENANCE = VersionProvenance(
-    kind="forget",
-    request_ids=(),
-    honoured_request_ids=(),
-    parent_version=None,
-    git_sha="0123456789abcdef0123456789abcdef01234567",
-    data_md5="0f343b0931126a20f133d67c2b018a3b.dir",
-    shard_md5s={0: "m0"},
-    shards_retrained=(0,),
-    first_stages={0: 0},
-    records_forgotten=0,
-    training_hash="h",
-    seed=1,
-    weights={0: "w0"},
-    gates={"data": {"passed": True}, "metric": {"passed": True}},
-    timings={},
-    accuracy=0.9,
-)
+PROVENANCE = made_up_provenance("forget", 1)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +82,13 @@ def log(
     )
 
 
+def assert_not_found(registry: ModelRegistry, *names: str) -> None:
+    """`get_version` refuses each of `names` (versions or aliases): not in model `contract`."""
+    for name in names:
+        with pytest.raises(VersionNotFoundError, match="contract"):
+            registry.get_version(name)
+
+
 class TestModelRegistryContract:
     def test_an_empty_registry_has_no_versions_aliases_or_honouring(
         self, registry: ModelRegistry
@@ -107,10 +98,7 @@ class TestModelRegistryContract:
         assert registry.alias_version(CHAMPION) is None
         assert registry.first_honouring("r1") is None
         assert registry.logged_model_versions() == {}
-        with pytest.raises(VersionNotFoundError, match="contract"):
-            registry.get_version("1")
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version(CHAMPION)
+        assert_not_found(registry, "1", CHAMPION)
 
     def test_logged_versions_are_numbered_from_1_and_carry_their_provenance(
         self, registry: ModelRegistry, tmp_path: Path
@@ -204,10 +192,7 @@ class TestModelRegistryContract:
         assert registry.aliases() == {CHAMPION: "2"}
         assert registry.first_honouring("r1") == registry.get_version(kept.version)
         assert list(registry.logged_model_versions().values()) == ["2"]
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version("1")
-        with pytest.raises(VersionNotFoundError):
-            registry.get_version(PREVIOUS)
+        assert_not_found(registry, "1", PREVIOUS)
 
     def test_artifact_dirs_are_local_folders_that_exist(
         self, registry: ModelRegistry, tmp_path: Path

@@ -119,34 +119,28 @@ FRAMES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(FRAMES))
-def test_array_stage_keys_are_the_frames(name: str) -> None:
-    table = FRAMES[name]()
+def assert_same_stage_keys(table: pd.DataFrame, shard_id: int) -> None:
+    """The stage keys of `table`'s arrays are those of the frame (3 slices)."""
     arrays = ShardArrays.from_frame(table, "record_id", "label")
     expected = stage_keys(
         table,
-        shard_id=1,
+        shard_id=shard_id,
         num_slices=3,
         training_hash="h",
         id_column="record_id",
         label_column="label",
     )
-    assert arrays.stage_keys(shard_id=1, num_slices=3, training_hash="h") == expected
+    assert arrays.stage_keys(shard_id=shard_id, num_slices=3, training_hash="h") == expected
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
+def test_array_stage_keys_are_the_frames(name: str) -> None:
+    assert_same_stage_keys(FRAMES[name](), shard_id=1)
 
 
 def test_stage_keys_of_an_empty_slice_are_the_frames() -> None:
     table = shard_of(pin_frame("int"))
-    table = table[table[SLICE_COLUMN] != 1].reset_index(drop=True)
-    arrays = ShardArrays.from_frame(table, "record_id", "label")
-    keys = stage_keys(
-        table,
-        shard_id=0,
-        num_slices=3,
-        training_hash="h",
-        id_column="record_id",
-        label_column="label",
-    )
-    assert arrays.stage_keys(shard_id=0, num_slices=3, training_hash="h") == keys
+    assert_same_stage_keys(table[table[SLICE_COLUMN] != 1].reset_index(drop=True), shard_id=0)
 
 
 def assert_same_arrays(left: ShardArrays, right: ShardArrays) -> None:

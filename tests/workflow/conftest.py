@@ -8,8 +8,9 @@ tables, the trained ensemble, the ledger, `forgotten.json`.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -22,7 +23,9 @@ from unlearn_ops.serving.versions import NewVersion, VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
 from unlearn_ops.workflow.preparation import prepare_data
-from unlearn_ops.workflow.retraining import evaluate, train_one_shard
+from unlearn_ops.workflow.registration import register_version
+from unlearn_ops.workflow.retraining import ShardTrained, evaluate, train_one_shard
+from unlearn_ops.workflow.revisions import record_revision
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
 WORKSPACE_PARAMS = Params.from_mapping(
@@ -107,4 +110,36 @@ def log_provenance_only(ws: Workspace, provenance: VersionProvenance) -> Version
             params={},
             metrics={},
         )
+    )
+
+
+def register_unrequested(
+    ws: Workspace,
+    kind: Literal["train", "forget"],
+    gates: Sequence[GateResult],
+    *,
+    message: str | None = None,
+    trained: Sequence[ShardTrained] = (),
+    metrics: dict[str, float] | None = None,
+) -> VersionInfo:
+    """Record a revision, then register the ensemble as a `kind` version made for no request.
+
+    Args:
+        ws: the workspace.
+        kind: the version's kind.
+        gates: the gate results it carries.
+        message: the revision's message (default: `kind`).
+        trained: the shards trained for it.
+        metrics: its metrics (default: evaluated once the revision is recorded).
+    """
+    revision = record_revision(ws, message or kind, [])
+    return register_version(
+        ws,
+        kind=kind,
+        requests=[],
+        trained=trained,
+        revision=revision,
+        gates=gates,
+        metrics=evaluate(ws) if metrics is None else metrics,
+        timings={},
     )

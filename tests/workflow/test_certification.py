@@ -6,28 +6,15 @@ import json
 
 import pytest
 
-from tests.workflow.conftest import gate
+from tests.workflow.conftest import gate, register_unrequested
 from unlearn_ops.errors import DeviceMismatchError, LineageError, VersionNotFoundError
 from unlearn_ops.workflow.certification import certify_version
-from unlearn_ops.workflow.registration import register_version
 from unlearn_ops.workflow.retraining import evaluate
-from unlearn_ops.workflow.revisions import record_revision
 from unlearn_ops.workflow.workspace import Workspace
 
 
 def register_trained(ws: Workspace) -> str:
-    metrics = evaluate(ws)
-    version = register_version(
-        ws,
-        kind="train",
-        requests=[],
-        trained=[],
-        revision=record_revision(ws, "train"),
-        gates=[gate("data", True)],
-        metrics=metrics,
-        timings={},
-    )
-    return version.version
+    return register_unrequested(ws, "train", [gate("data", True)], metrics=evaluate(ws)).version
 
 
 def test_a_version_certifies_from_its_revision_even_after_the_data_changed(

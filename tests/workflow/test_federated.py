@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import signed_withdrawal
 from tests.workflow.conftest import SETTINGS
 from unlearn_ops.deletion.envelope import VerifiedRequest, sign_request, verify_request
 from unlearn_ops.errors import FederationError, GateFailedError, InvalidRequestError
@@ -108,21 +109,22 @@ def federation(tmp_path: Path) -> tuple[Workspace, InProcessRunner]:
 
 
 def _withdrawal(ws: Workspace, client_id: str, request_id: str = "w1") -> VerifiedRequest:
-    envelope = sign_request(
-        {
-            "request_id": request_id,
-            "client_id": client_id,
-            "reason": "consent withdrawn",
-            "requested_at": datetime.now(UTC).isoformat(),
-        },
-        KEY,
-    )
-    return verify_request(envelope, ws.settings)
+    return verify_request(signed_withdrawal(client_id, request_id, KEY), ws.settings)
 
 
 def _train(ws: Workspace, runner: InProcessRunner) -> str:
     federated.run_plan(ws, federated.plan_training(ws, "initial"), runner)
     return federated.register_federated_version(ws, kind="train").version
+
+
+Trained = tuple[Workspace, InProcessRunner, str]
+
+
+@pytest.fixture
+def trained(federation: tuple[Workspace, InProcessRunner]) -> Trained:
+    """The federation once trained: its workspace, the runner and the version registered."""
+    ws, runner = federation
+    return ws, runner, _train(ws, runner)
 
 
 class _Removal(NamedTuple):
@@ -169,10 +171,9 @@ def test_the_federation_file_names_clients_by_keyed_hash_only(
 
 
 def test_removal_retrains_only_the_group_and_equals_a_federation_without_the_client(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    first = _train(ws, runner)
+    ws, runner, first = trained
     client_hash, group, result, version = _remove(ws, runner, CLIENTS[2])
     # Only the client's group trained again, without partition 2.
     assert list(result["groups"]) == [str(group)]
@@ -206,10 +207,9 @@ def test_removal_retrains_only_the_group_and_equals_a_federation_without_the_cli
 
 
 def test_a_removed_client_stays_out_of_later_trainings(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    _train(ws, runner)
+    ws, runner, _ = trained
     _remove(ws, runner, CLIENTS[0], reason="poisoning")
     later = json.loads(federated.plan_training(ws, "later").read_text())
     assert 0 not in [p for ps in later["groups"].values() for p in ps]
@@ -244,10 +244,9 @@ def test_a_record_request_is_not_a_withdrawal(
 
 
 def test_removing_the_last_client_of_a_group_is_refused(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    _train(ws, runner)
+    ws, _, _ = trained
     state = json.loads((ws.root / "federation" / "federation.json").read_text())
     group0 = [c["client_hash"] for c in state["clients"] if c["group"] == 0]
     federated.plan_removal(ws, group0[0], "a")  # one left: allowed
@@ -258,10 +257,9 @@ def test_removing_the_last_client_of_a_group_is_refused(
 
 
 def test_a_candidate_that_loses_accuracy_is_not_promoted(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    first = _train(ws, runner)
+    ws, _, first = trained
     registry = ws.registry()
     registry.set_version_tag(first, "accuracy", "1.5")  # an impossible bar
     with pytest.raises(GateFailedError):
@@ -270,13 +268,12 @@ def test_a_candidate_that_loses_accuracy_is_not_promoted(
 
 
 def test_the_audit_shows_a_client_removal_beside_record_deletions(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
     from unlearn_ops.compliance.audit import audit_requests
     from unlearn_ops.compliance.audit_text import describe_audit
 
-    ws, runner = federation
-    _train(ws, runner)
+    ws, runner, _ = trained
     client_hash, _group, _result, version = _remove(ws, runner, CLIENTS[3])
     (audit,) = audit_requests(ws)
     assert audit.client_hashes == (client_hash,)
@@ -289,10 +286,9 @@ def test_the_audit_shows_a_client_removal_beside_record_deletions(
 
 
 def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisional(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    _train(ws, runner)
+    ws, _, _ = trained
     client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1]), "withdrawal")
     group, plan_path = federated.plan_removal(ws, client_hash, "erase", "federaser")
     plan = json.loads(plan_path.read_text())
@@ -311,10 +307,9 @@ def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisiona
 
 
 def test_federaser_needs_a_group_served_by_a_training_run(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
-    ws, runner = federation
-    _train(ws, runner)
+    ws, _, _ = trained
     served = json.loads((ws.root / "federation" / "served.json").read_text())
     for facts in served["groups"].values():
         facts["method"] = "federaser"
@@ -325,12 +320,11 @@ def test_federaser_needs_a_group_served_by_a_training_run(
 
 
 def test_the_champion_keeps_honouring_earlier_withdrawals(
-    federation: tuple[Workspace, InProcessRunner],
+    trained: Trained,
 ) -> None:
     from unlearn_ops.compliance.audit import audit_requests
 
-    ws, runner = federation
-    _train(ws, runner)
+    ws, runner, _ = trained
     state = json.loads((ws.root / "federation" / "federation.json").read_text())
     group_of = dict(zip(CLIENTS, (c["group"] for c in state["clients"]), strict=True))
     other = next(c for c in CLIENTS if group_of[c] != group_of[CLIENTS[0]])

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.workflow.conftest import WORKSPACE_PARAMS, new_root, open_with_fakes, request
+from tests.workflow.conftest import (
+    WORKSPACE_PARAMS,
+    new_root,
+    open_with_fakes,
+    register_unrequested,
+    request,
+)
 from unlearn_ops.errors import GateFailedError
 from unlearn_ops.params import Params
 from unlearn_ops.serving.promotion import promote
@@ -90,17 +96,7 @@ def test_a_forget_that_still_remembers_fails_the_privacy_gate_and_champion_stays
     assert privacy.gate == "privacy"  # type: ignore[attr-defined]
     assert privacy.passed is False, privacy.outcomes[0].description  # type: ignore[attr-defined]
     assert "fail" in privacy.outcomes[0].description  # type: ignore[attr-defined]
-    revision = record_revision(ws, "forget", [])
-    version = register_version(
-        ws,
-        kind="forget",
-        requests=[],
-        trained=[],
-        revision=revision,
-        gates=gates,  # type: ignore[arg-type]
-        metrics=evaluate(ws),
-        timings={},
-    )
+    version = register_unrequested(ws, "forget", gates)  # type: ignore[arg-type]
     assert version.tag("privacy.verdict") == "fail"
     with pytest.raises(GateFailedError, match="privacy"):
         promote(ws, version, gates)  # type: ignore[arg-type]

@@ -6,13 +6,11 @@ import json
 
 import torch
 
-from tests.workflow.conftest import request, shard_records
+from tests.workflow.conftest import register_unrequested, request, shard_records
 from unlearn_ops.serving.gates import summarise_failures
 from unlearn_ops.serving.versions import CHAMPION
 from unlearn_ops.workflow.batch import apply_batch
-from unlearn_ops.workflow.registration import register_version
 from unlearn_ops.workflow.retraining import evaluate, run_gates, stale_shards, train_one_shard
-from unlearn_ops.workflow.revisions import record_revision
 from unlearn_ops.workflow.workspace import Workspace
 
 
@@ -49,16 +47,8 @@ def test_the_gates_judge_the_data_and_the_accuracy_against_the_champion(
     assert (data.gate, data.passed, metric.gate, metric.passed) == ("data", True, "metric", True)
     assert (fairness.gate, fairness.passed) == ("fairness", True)
     # The champion is this very ensemble: record by record, nothing dropped.
-    revision = record_revision(trained, "version 1", [])
-    champion = register_version(
-        trained,
-        kind="train",
-        requests=[],
-        trained=[],
-        revision=revision,
-        gates=[data, metric, fairness],
-        metrics=metrics,
-        timings={},
+    champion = register_unrequested(
+        trained, "train", [data, metric, fairness], message="version 1", metrics=metrics
     )
     trained.registry().set_alias(CHAMPION, champion.version)
     _, same, same_fairness = run_gates(trained, metrics, champion_accuracy=metrics["accuracy"])

@@ -22,22 +22,17 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
+from tests.conftest import intake_settings
 from unlearn_ops.adapters.http.intake import HEALTH_PATH, INTAKE_PATH, HttpIntake
 from unlearn_ops.deletion.envelope import MAX_REQUEST_BYTES, sign_request
 from unlearn_ops.deletion.inbox import Inbox
 from unlearn_ops.deletion.receive import ReceiveCounts
 from unlearn_ops.errors import ConfigError
-from unlearn_ops.settings import Settings
 
 KEY = "sk-test-http-5d21"
 TOKEN = "tok-test-http-e0f4"
-SETTINGS = Settings(
-    request_signing_key=SecretStr(KEY),
-    request_bearer_token=SecretStr(TOKEN),
-    id_hash_key=SecretStr("idk-test-http-hash-key"),
-)
+SETTINGS = intake_settings(KEY, TOKEN, "idk-test-http-hash-key")
 REQUEST: dict[str, Any] = {
     "request_id": "dsr-http-1",
     "record_ids": ["patient-4711-xyz", "patient-0815-xyz"],

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import synthetic_frame
+from tests.adapters.mlflow.conftest import SETTINGS, tiny_params, training_and_signature
+from tests.conftest import made_up_provenance, synthetic_frame
 from unlearn_ops.adapters.mlflow.blobs import (
     MANIFEST_FORMAT,
     BlobStore,
@@ -31,46 +32,14 @@ from unlearn_ops.adapters.mlflow.blobs import (
 )
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError
-from unlearn_ops.params import Params
-from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, NewVersion
-from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 
-PARAMS = Params.from_mapping(
-    {
-        "seed": 8,
-        "sisa": {"shards": 3, "slices": 1, "salt": "blob-tests"},
-        "model": {"name": "mlp", "hidden_sizes": [8]},
-        "training": {"epochs_per_stage": 2, "batch_size": 32, "learning_rate": 0.01},
-    }
-)
-SETTINGS = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+PARAMS = tiny_params(8, 3, "blob-tests")
 FROZEN_PYFUNC = Path(__file__).parent / "data" / "pyfunc_model_before_blobs.py.txt"
 SELF_CONTAINED_PYFUNC = Path(__file__).parent / "data" / "pyfunc_model_self_contained.py.txt"
 _ZIP_MAGIC = b"PK\x03\x04"
-
-
-def provenance(kind: str, accuracy: float) -> VersionProvenance:
-    return VersionProvenance(
-        kind=kind,  # type: ignore[arg-type]
-        request_ids=(),
-        honoured_request_ids=(),
-        parent_version=None,
-        git_sha="0" * 40,
-        data_md5="d" * 32,
-        shard_md5s={},
-        shards_retrained=(),
-        first_stages={},
-        records_forgotten=0,
-        training_hash=PARAMS.training_hash(),
-        seed=PARAMS.seed,
-        weights={},
-        gates={},
-        timings={},
-        accuracy=accuracy,
-    )
 
 
 def snapshot_files(ensemble: SisaEnsemble, folder: Path) -> dict[str, Path]:
@@ -88,21 +57,17 @@ def snapshot_files(ensemble: SisaEnsemble, folder: Path) -> dict[str, Path]:
 
 
 def log(registry: MlflowRegistry, ensemble: SisaEnsemble, files: dict[str, Path]) -> str:
-    training = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
-    sample = training[list(ensemble.columns().feature_columns)].head(5)
-    probabilities = ensemble.predict_proba(sample.to_numpy(dtype=np.float32))
-    output = pd.DataFrame(probabilities, columns=[f"probability_{k}" for k in range(3)])
-    output.insert(0, "prediction", probabilities.argmax(axis=1))
+    training, signature_frames = training_and_signature(ensemble)
     version = registry.log_version(
         NewVersion(
-            provenance=provenance("train", ensemble.evaluate()),
+            provenance=made_up_provenance(params=PARAMS, accuracy=ensemble.evaluate()),
             description="blob test",
             model_files=files,
             training_frame=training,
             dataset_source=str(ensemble.shards_dir),
             params={},
             metrics={},
-            signature_frames=(sample, output),
+            signature_frames=signature_frames,
         )
     )
     return version.version

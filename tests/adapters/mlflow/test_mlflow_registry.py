@@ -19,43 +19,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import synthetic_frame
+from tests.adapters.mlflow.conftest import SETTINGS, tiny_params, training_and_signature
+from tests.conftest import made_up_provenance, synthetic_frame
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
-from unlearn_ops.params import Params
 from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
-from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 
-PARAMS = Params.from_mapping(
-    {
-        "seed": 5,
-        "sisa": {"shards": 2, "slices": 1, "salt": "registry-tests"},
-        "model": {"name": "mlp", "hidden_sizes": [8]},
-        "training": {"epochs_per_stage": 2, "batch_size": 32, "learning_rate": 0.01},
-    }
-)
-SETTINGS = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
-PROVENANCE = VersionProvenance(
-    kind="train",
-    request_ids=(),
-    honoured_request_ids=(),
-    parent_version=None,
-    git_sha="0123456789abcdef0123456789abcdef01234567",
-    data_md5="0f343b0931126a20f133d67c2b018a3b.dir",
-    shard_md5s={0: "m0", 1: "m1"},
-    shards_retrained=(0, 1),
-    first_stages={0: 0, 1: 0},
-    records_forgotten=0,
-    training_hash=PARAMS.training_hash(),
-    seed=PARAMS.seed,
-    weights={0: "w0", 1: "w1"},
-    gates={"data": {"passed": True}, "metric": {"passed": True}},
-    timings={"retraining": 0.5},
-    accuracy=0.9,
-)
+PARAMS = tiny_params(5, 2, "registry-tests")
+PROVENANCE = made_up_provenance("train", 2, params=PARAMS, timings={"retraining": 0.5})
 
 
 def sqlite_uri(path: Path) -> str:
@@ -105,12 +79,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
     ensemble.fit(Dataset.from_frame(blobs, source="blobs"))
     params_path = root / "params.yaml"
     params_path.write_text(PARAMS.to_yaml())
-    columns = ensemble.columns()
-    training = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
-    sample = training[list(columns.feature_columns)].head(5)
-    probabilities = ensemble.predict_proba(sample.to_numpy(dtype=np.float32))
-    output = pd.DataFrame(probabilities, columns=[f"probability_{k}" for k in range(3)])
-    output.insert(0, "prediction", probabilities.argmax(axis=1))
+    training, signature_frames = training_and_signature(ensemble)
     registry = MlflowRegistry(
         uri, uri, "adapter-test", artifact_location=(root / "mlartifacts").as_uri()
     )
@@ -130,7 +99,7 @@ def logged(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Logge
             dataset_source=str(ensemble.shards_dir),
             params={"seed": PARAMS.seed, "shards": 2},
             metrics={"accuracy": provenance.accuracy, "train_records": float(len(training))},
-            signature_frames=(sample, output),
+            signature_frames=signature_frames,
         )
     )
     registry.set_alias(CHAMPION, version.version)

@@ -17,23 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.adapters.mlflow.conftest import SETTINGS, tiny_params, training_and_signature
+from tests.conftest import made_up_provenance
 from unlearn_ops.adapters.mlflow.registry import CHAMPION, MlflowRegistry
-from unlearn_ops.params import Params
-from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import NewVersion
-from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 
-PARAMS = Params.from_mapping(
-    {
-        "seed": 11,
-        "sisa": {"shards": 2, "slices": 1, "salt": "pyfunc-tests"},
-        "model": {"name": "mlp", "hidden_sizes": [8]},
-        "training": {"epochs_per_stage": 3, "batch_size": 32, "learning_rate": 0.02},
-    }
-)
-SETTINGS = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
+PARAMS = tiny_params(11, 2, "pyfunc-tests", epochs=3, learning_rate=0.02)
 FEATURES = ["alcohol", "ash", "hue", "proline"]
 MODEL_NAME = "pandas-users"
 
@@ -66,32 +57,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     ensemble = SisaEnsemble(root / "ensemble", PARAMS, SETTINGS)
     ensemble.fit(Dataset.from_frame(table(), source="blobs"))
     (root / "params.yaml").write_text(PARAMS.to_yaml())
-    training = pd.concat([ensemble.read_shard(s) for s in ensemble.shard_ids], ignore_index=True)
-    sample = training[FEATURES].head(5)
-    probabilities = ensemble.predict_proba(sample.to_numpy(dtype=np.float32))
-    output = pd.DataFrame(probabilities, columns=[f"probability_{k}" for k in range(3)])
-    output.insert(0, "prediction", probabilities.argmax(axis=1))
+    training, signature_frames = training_and_signature(ensemble)
     registry = MlflowRegistry(uri, uri, MODEL_NAME, artifact_location=(root / "art").as_uri())
     version = registry.log_version(
         NewVersion(
-            provenance=VersionProvenance(
-                kind="train",
-                request_ids=(),
-                honoured_request_ids=(),
-                parent_version=None,
-                git_sha="0" * 40,
-                data_md5="d" * 32,
-                shard_md5s={0: "m0", 1: "m1"},
-                shards_retrained=(0, 1),
-                first_stages={0: 0, 1: 0},
-                records_forgotten=0,
-                training_hash=PARAMS.training_hash(),
-                seed=PARAMS.seed,
-                weights={0: "w0", 1: "w1"},
-                gates={},
-                timings={},
-                accuracy=ensemble.evaluate(),
-            ),
+            provenance=made_up_provenance("train", 2, params=PARAMS, accuracy=ensemble.evaluate()),
             description="pandas users",
             model_files={
                 **{f"shard-{s:03d}": ensemble.model_path(s) for s in ensemble.shard_ids},
@@ -102,7 +72,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
             dataset_source=str(ensemble.shards_dir),
             params={},
             metrics={},
-            signature_frames=(sample, output),
+            signature_frames=signature_frames,
         )
     )
     registry.set_alias(CHAMPION, version.version)
