@@ -54,9 +54,11 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 
-# 64 models (about 32 IN and 32 OUT per record): on MNIST-5k's default MLP the positive
-# control finds 11-12% of the records at 1% FPR with 32 to 64 (docs/PRIVACY_AUDIT.md),
-# 4-5% with 16; the per-record variances need the models.
+# 64 models (about 28 IN and 36 OUT per record on MNIST-5k): the test's power has
+# saturated there. With the references themselves as targets (leave one out), members are
+# found at 1% FPR 13% (24 models), 14% (32), 15% (48 and 64) of the time on MNIST-5k's
+# default MLP, 8-9% of the forgotten records alone, which the positive control on 100
+# records reads as 5-7% (docs/PRIVACY_AUDIT.md, "Can a stronger test...").
 DEFAULT_REFERENCES = 64
 # Reference models' shard ids start here (their initial weights and data order are seeded
 # by the shard id): far from any ensemble's own shards.
