@@ -17,10 +17,11 @@ from unlearn_ops.federated.data import FederatedData, load_mnist_standin, make_f
 
 
 def test_the_federated_section_measures_attack_detection_and_both_removals() -> None:
-    # 3 rounds of 2 epochs: FedEraser (1 calibration epoch, then 1 finishing round) is
-    # cheaper than the retrain only when local training is longer than its calibration.
-    params = FEDERATED_PARAMS.model_copy(update={"rounds": 3, "local_epochs": 2})
-    results = run_federated_benchmark(seeds=(0,), num_clients=4, alpha=1.0, params=params)
+    # 4 rounds of 3 epochs, 6 clients: the attackers land in both groups, so FedEraser
+    # (every 2nd round retained, 2 calibration epochs, then 1 finishing round) has clients
+    # to calibrate in each; with 4 clients one group empties and it does no work at all.
+    params = FEDERATED_PARAMS.model_copy(update={"rounds": 4, "local_epochs": 3})
+    results = run_federated_benchmark(seeds=(0,), num_clients=6, alpha=1.0, params=params)
     assert results["engine"] == ENGINE
     (row,) = results["seeds"]
     assert len(row["attackers"]) == 2
@@ -28,7 +29,7 @@ def test_the_federated_section_measures_attack_detection_and_both_removals() -> 
     for request in row["exact"]["requests"]:
         assert request["client_rounds"] < request["full_retrain_client_rounds"]
     assert row["federaser"]["provisional"] is True
-    assert row["federaser"]["client_epochs"] < row["federaser"]["retrain_client_epochs"]
+    assert 0 < row["federaser"]["client_epochs"] < row["federaser"]["retrain_client_epochs"]
     assert results["targets"]["exact_bit_equal"]["met"] is True
     table = federated_markdown(results)
     assert ENGINE in table
