@@ -15,7 +15,6 @@ import typer
 if TYPE_CHECKING:
     from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.sisa.planning import RetrainingPlan
-    from unlearn_ops.sisa.training import StageProgress
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = ["emit", "fail", "open_workspace", "print_plan", "shard_progress", "version_row"]
@@ -43,10 +42,17 @@ def open_workspace(start: Path) -> Workspace:
 
 
 @contextmanager
-def shard_progress(enabled: bool, shard_ids: list[int], stages: int) -> Iterator[StageProgress]:
-    """A progress bar per shard on stderr (stages done of R); nothing when not a terminal."""
+def shard_progress(enabled: bool, shard_ids: list[int], stages: int) -> Iterator[None]:
+    """A progress bar per shard on stderr (stages done of R); nothing when not a terminal.
+
+    For the duration, the stages that training reports (:mod:`unlearn_ops.sisa.progress`)
+    advance the bars; with no bars, they go nowhere.
+    """
+    from unlearn_ops.sisa.progress import reporting
+
     if not enabled or not shard_ids or not sys.stderr.isatty():
-        yield lambda shard_id, stage, total: None
+        with reporting(None):
+            yield
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -64,7 +70,8 @@ def shard_progress(enabled: bool, shard_ids: list[int], stages: int) -> Iterator
         def advance(shard_id: int, stage: int, total: int) -> None:
             progress.update(tasks[shard_id], completed=stage + 1)
 
-        yield advance
+        with reporting(advance):
+            yield
 
 
 def print_plan(plan: RetrainingPlan) -> None:

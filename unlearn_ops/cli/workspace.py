@@ -108,14 +108,8 @@ def train(
     ws = open_workspace(workspace)
     use_workspace_server(ws.root)
     from pipelines.train import train_ensemble
-    from unlearn_ops.sisa.progress import reporting
 
-    with (
-        shard_progress(
-            progress and not as_json, ws.ensemble.shard_ids, ws.params.sisa.slices
-        ) as bar,
-        reporting(bar),
-    ):
+    with shard_progress(progress and not as_json, ws.ensemble.shard_ids, ws.params.sisa.slices):
         result = run_flow(train_ensemble, str(ws.root))
     emit(
         as_json,
@@ -209,12 +203,11 @@ def forget(
         return
     use_workspace_server(ws.root)
     from pipelines.forget import forget_records
-    from unlearn_ops.sisa.progress import reporting
 
     if resumed and not as_json:
         typer.echo(_resume_line(resumed[request.request_id], stale))
     bars = progress and not as_json
-    with shard_progress(bars, stale, ws.params.sisa.slices) as bar, reporting(bar):
+    with shard_progress(bars, stale, ws.params.sisa.slices):
         result = run_flow(forget_records, str(ws.root), [request.model_dump(mode="json")])
 
     def lines() -> None:
@@ -270,10 +263,9 @@ def rollback(
     ws = open_workspace(workspace)
     use_workspace_server(ws.root)
     from pipelines.rollback import rollback_model
-    from unlearn_ops.sisa.progress import reporting
 
     bars = progress and not as_json and replay
-    with shard_progress(bars, ws.ensemble.shard_ids, ws.params.sisa.slices) as bar, reporting(bar):
+    with shard_progress(bars, ws.ensemble.shard_ids, ws.params.sisa.slices):
         result = run_flow(rollback_model, str(ws.root), to, replay)
 
     def lines() -> None:
