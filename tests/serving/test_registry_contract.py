@@ -19,7 +19,13 @@ from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.ports import ModelRegistry
 from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, PREVIOUS, NewVersion, VersionInfo
+from unlearn_ops.serving.versions import (
+    CHAMPION,
+    PREVIOUS,
+    NewVersion,
+    ServedShards,
+    VersionInfo,
+)
 from unlearn_ops.testing import InjectedCrashError, InMemoryRegistry, fail_at
 
 PROVENANCE = made_up_provenance("forget", 1)
@@ -242,6 +248,45 @@ class TestModelRegistryContract:
         assert predicted.equals(registry.load_pyfunc(version.version).predict(frame))
         with pytest.raises(RegistryError):
             registry.load_pyfunc("7")
+
+    def test_served_shards_name_each_shards_weights_by_sha256_beside_the_params(
+        self, registry: ModelRegistry, tmp_path: Path
+    ) -> None:
+        import hashlib
+
+        log(registry, tmp_path)  # a model without params: nothing to compute it from
+        assert registry.served_shards("1") is None
+        params_file = tmp_path / "params.yaml"
+        params_file.write_text("model:\n  name: mlp\n", encoding="utf-8")
+        contents = {"shard-001": b"second shard", "shard-000": b"first shard"}
+        files = {"params": params_file}
+        for name, data in contents.items():
+            files[name] = tmp_path / f"{name}.pt"
+            files[name].write_bytes(data)
+        version = registry.log_version(
+            NewVersion(
+                provenance=PROVENANCE,
+                description="two shards",
+                model_files=files,
+                training_frame=pd.DataFrame({"record_id": [1], "f0": [0.5]}),
+                dataset_source=str(tmp_path),
+                params={"seed": 1},
+                metrics={"accuracy": 0.9},
+            )
+        )
+        registry.set_alias(CHAMPION, version.version)
+        served = registry.served_shards(CHAMPION)
+        assert served == ServedShards(
+            version.version,
+            (  # in shard order, whatever order the files came in
+                hashlib.sha256(b"first shard").hexdigest(),
+                hashlib.sha256(b"second shard").hexdigest(),
+            ),
+            "model:\n  name: mlp\n",
+        )
+        assert registry.served_shards(version.version) == served
+        with pytest.raises(VersionNotFoundError, match="contract"):
+            registry.served_shards("9")
 
     def test_a_failure_injected_at_a_call_fails_that_call_only(
         self, registry: ModelRegistry, tmp_path: Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tests.workflow.conftest import register_unrequested, request, shard_records
@@ -112,3 +113,57 @@ def test_a_changed_held_out_table_is_evaluated_afresh_and_its_old_outputs_delete
     assert [p.name for p in cache.iterdir()] != [old.name]
     assert not old.exists()
     assert evaluate(trained)["accuracy"] == trained.ensemble.evaluate()
+
+
+def test_the_champions_held_out_predictions_come_from_the_cache_not_its_loaded_model(
+    trained: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from unlearn_ops.workflow.held_out_outputs import held_out_outputs, keep_served_only
+
+    metrics = evaluate(trained)
+    registry = trained.registry()
+    champion = register_unrequested(trained, "train", run_gates(trained, metrics, None))
+    registry.set_alias(CHAMPION, champion.version)
+    served = registry.served_shards(CHAMPION)
+    assert served is not None
+    # A forget retrains shard 2: the champion's shard 2 is no longer the workspace's.
+    apply_batch(trained, [request("r1", shard_records(trained, 2, 3))])
+    train_one_shard(trained, 2)
+    candidate = evaluate(trained)
+    outputs = held_out_outputs(trained, served)
+    assert outputs.computed == ()  # evaluate ran shard 2 and kept the champion's entries
+    features = outputs.holdout[list(trained.ensemble.columns().feature_columns)]
+    loaded = registry.load_pyfunc(CHAMPION).predict(features)
+    assert outputs.champion_scores is not None
+    # Bit for bit what the registered model serves.
+    assert np.array_equal(outputs.champion_predictions, loaded["prediction"].to_numpy())
+    assert np.array_equal(outputs.champion_scores, loaded.drop(columns="prediction").to_numpy())
+    assert not np.array_equal(outputs.champion_scores, outputs.scores)
+
+    def not_loaded(alias_or_version: str = CHAMPION) -> None:
+        raise AssertionError("the champion's model was loaded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(registry, "load_pyfunc", not_loaded)
+        from_cache = run_gates(trained, candidate, champion_accuracy=metrics["accuracy"])
+    folder = next((trained.root / ".unlearn-ops" / "held-out").iterdir())
+    shards = len(trained.ensemble.shard_ids)
+    assert len(list(folder.iterdir())) == shards + 1  # and the champion's shard 2
+    # Promoting the candidate drops the previous champion's entries (its shard 2 held r1).
+    keep_served_only(trained)
+    assert len(list(folder.iterdir())) == shards
+    # Without the champion's entries (here: after that; or a rollback, a cleared cache)
+    # its model is loaded, and the gates say the same.
+    loaded_calls = []
+    load = registry.load_pyfunc
+
+    def counted(alias_or_version: str = CHAMPION) -> object:
+        loaded_calls.append(alias_or_version)
+        return load(alias_or_version)
+
+    monkeypatch.setattr(registry, "load_pyfunc", counted)
+    from_model = run_gates(trained, candidate, champion_accuracy=metrics["accuracy"])
+    assert loaded_calls == [CHAMPION]
+    assert from_cache == from_model

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from unlearn_ops.serving.versions import DeletedVersion, NewVersion, VersionInfo
+from unlearn_ops.serving.versions import DeletedVersion, NewVersion, ServedShards, VersionInfo
 
 __all__ = ["ModelRegistry"]
 
@@ -81,6 +81,18 @@ class ModelRegistry(Protocol):
 
         Raises:
             RegistryError: no such version or alias, or its model cannot be loaded.
+        """
+        ...
+
+    def served_shards(self, alias_or_version: str = "champion") -> ServedShards | None:
+        """The shard weights' SHA-256 and the params of a version, without loading its model.
+
+        None for a version whose model names no shard blobs (one logged before the blob
+        store, an adopted or monolithic model): load it with `load_pyfunc` instead.
+
+        Raises:
+            VersionNotFoundError: no such version or alias.
+            RegistryError: the backend refused.
         """
         ...
 

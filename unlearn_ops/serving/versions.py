@@ -15,7 +15,15 @@ from typing import Any
 
 from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
 
-__all__ = ["CHAMPION", "PREVIOUS", "DeletedVersion", "NewVersion", "VersionInfo", "schema_example"]
+__all__ = [
+    "CHAMPION",
+    "PREVIOUS",
+    "DeletedVersion",
+    "NewVersion",
+    "ServedShards",
+    "VersionInfo",
+    "schema_example",
+]
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -87,6 +95,26 @@ class NewVersion:
     params: Mapping[str, Any]
     metrics: Mapping[str, float]
     signature_frames: tuple[Any, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ServedShards:
+    """What a version's ensemble computes, named by content rather than loaded.
+
+    Two shard models with the same weights file and model params compute the same outputs,
+    so a version's held-out outputs can come from the cache of the workspace's own shards
+    (:mod:`unlearn_ops.workflow.held_out_outputs`) instead of loading the version.
+
+    Attributes:
+        version: the version's number.
+        digests: SHA-256 of each shard's weights file as served, in shard order.
+        params_text: the version's params file as registered (its model family and
+            aggregation are what turn the shards' weights into its scores).
+    """
+
+    version: str
+    digests: tuple[str, ...]
+    params_text: str
 
 
 def schema_example(features: Any) -> Any:

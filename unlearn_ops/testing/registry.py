@@ -16,7 +16,7 @@ from typing import Any
 
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.provenance import TAG_PREFIX
-from unlearn_ops.serving.versions import DeletedVersion, NewVersion, VersionInfo
+from unlearn_ops.serving.versions import DeletedVersion, NewVersion, ServedShards, VersionInfo
 
 __all__ = ["InMemoryRegistry", "LoggedVersion"]
 
@@ -176,6 +176,25 @@ class InMemoryRegistry:
                 (Path(folder) / name).write_bytes(data)
                 artifacts[name] = Path(folder) / name
             return EnsemblePredictor.from_artifacts(artifacts)
+
+    def served_shards(self, alias_or_version: str = "champion") -> ServedShards | None:
+        """The SHA-256 of each shard's bytes kept at logging, and its params file.
+
+        Raises:
+            VersionNotFoundError: no such version or alias.
+        """
+        import hashlib
+
+        number = self.get_version(alias_or_version).version
+        stored = self.logged[number]
+        shards = sorted(name for name in stored.model_bytes if name.startswith("shard-"))
+        if not shards or "params" not in stored.model_bytes:
+            return None
+        return ServedShards(
+            number,
+            tuple(hashlib.sha256(stored.model_bytes[name]).hexdigest() for name in shards),
+            stored.model_bytes["params"].decode("utf-8"),
+        )
 
     def logged_model_versions(self) -> dict[str, str]:
         """Logged model id -> its version."""

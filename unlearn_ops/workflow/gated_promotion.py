@@ -47,11 +47,15 @@ def promote_or_record_failure(
     """
     from unlearn_ops.serving.promotion import promote
     from unlearn_ops.serving.records import version_facts
+    from unlearn_ops.workflow.held_out_outputs import keep_served_only
     from unlearn_ops.workflow.revisions import record_revision
 
     facts = version_facts(version)
     try:
         promote(workspace, version, gates)
+        # The previous champion's held-out outputs go with it (its shards may have held
+        # records this version forgot).
+        keep_served_only(workspace)
     except GateFailedError as exc:
         for request_id in request_ids:
             workspace.ledger.append(

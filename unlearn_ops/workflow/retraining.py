@@ -8,14 +8,19 @@ its fairness (per-class recall, per-group accuracy) against the champion's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from unlearn_ops.serving.gates import GateResult, GateRunner
+    from unlearn_ops.serving.versions import ServedShards
+    from unlearn_ops.workflow.held_out_outputs import HeldOutOutputs
 
 __all__ = ["ShardTrained", "evaluate", "run_gates", "stale_shards", "train_one_shard"]
 
@@ -60,7 +65,7 @@ def evaluate(workspace: Workspace) -> dict[str, float]:
 
     from unlearn_ops.workflow.held_out_outputs import held_out_outputs
 
-    outputs = held_out_outputs(workspace)
+    outputs = held_out_outputs(workspace, _served_champion(workspace))
     labels = outputs.holdout[workspace.ensemble.columns().label_column].to_numpy()
     metrics = {
         "accuracy": float(np.mean(outputs.predictions == labels)),
@@ -68,6 +73,30 @@ def evaluate(workspace: Workspace) -> dict[str, float]:
     }
     workspace.write_json(workspace.metrics_path, metrics)
     return metrics
+
+
+def _served_champion(workspace: Workspace) -> ServedShards | None:
+    """The serving version's shards by content (None without a champion or a manifest)."""
+    from unlearn_ops.serving.versions import CHAMPION
+
+    registry = workspace.registry()
+    if registry.alias_version(CHAMPION) is None:
+        return None
+    return registry.served_shards(CHAMPION)
+
+
+def _champion_predictor(
+    workspace: Workspace, outputs: HeldOutOutputs
+) -> Callable[[pd.DataFrame], Any]:
+    """The champion's predictions: from the cache when all its shards' entries are there,
+    else from its model, loaded from the registry."""
+    from unlearn_ops.serving.versions import CHAMPION
+
+    cached = outputs.champion_predictions
+    if cached is not None:
+        return lambda frame: cached
+    served = workspace.registry().load_pyfunc(CHAMPION)
+    return lambda frame: served.predict(frame)["prediction"]
 
 
 def run_gates(
@@ -88,7 +117,6 @@ def run_gates(
     from unlearn_ops.adapters.gx.gates import GxGateRunner
     from unlearn_ops.privacy.fairness import collect_fairness_evidence, read_source_classes
     from unlearn_ops.serving.gates import DataGateEvidence, held_out_correctness
-    from unlearn_ops.serving.versions import CHAMPION
     from unlearn_ops.workflow.held_out_outputs import held_out_outputs
 
     runner = GxGateRunner() if gate_runner is None else gate_runner
@@ -106,17 +134,22 @@ def run_gates(
             hash_record_id=lambda r: workspace.settings.hash_record_id(canonical_id(r)),
         )
     )
-    served = None if champion_accuracy is None else workspace.registry().load_pyfunc(CHAMPION)
-    # The candidate's held-out predictions, from the cache `evaluate` filled (issue 15).
-    outputs = held_out_outputs(workspace)
+    # Both versions' held-out predictions, from the cache `evaluate` filled (issue 15); the
+    # champion's model is loaded only when its shards' outputs are not all there.
+    outputs = held_out_outputs(
+        workspace, None if champion_accuracy is None else _served_champion(workspace)
+    )
     holdout = outputs.holdout
+    predict_champion = None
+    if champion_accuracy is not None:
+        predict_champion = _champion_predictor(workspace, outputs)
     correctness = held_out_correctness(
         holdout,
         id_column=columns.id_column,
         label_column=columns.label_column,
         feature_columns=columns.feature_columns,
         predict_candidate=lambda frame: outputs.predictions,
-        predict_champion=None if served is None else lambda f: served.predict(f)["prediction"],
+        predict_champion=predict_champion,
     )
     metric = runner.run_metric_gate(correctness, workspace.params.gates)
     results = [data, metric]

@@ -197,6 +197,23 @@ def test_a_missing_or_extra_column_fails(change: object, description: str) -> No
     assert sorted(failure.observed) == sorted(change(make_shards(SHARD_IDS)[1]).columns)  # type: ignore[operator]
 
 
+def test_shards_that_share_the_wrong_columns_each_fail_by_name() -> None:
+    # The column check runs once per distinct column list: each shard still gets its own.
+    shards = make_shards(SHARD_IDS)
+    for shard_id in (0, 2):
+        shards[shard_id] = shards[shard_id].assign(extra=1)
+
+    result = data_gate(shards)
+
+    assert [f.description for f in result.failures()] == [
+        "shard 0 has unexpected column 'extra'",
+        "shard 2 has unexpected column 'extra'",
+    ]
+    columns = [o for o in result.outcomes if o.expectation == "expect_table_columns_to_match_set"]
+    assert [o.success for o in columns] == [False, True, False]
+    assert columns[1].description == "shard 1 has exactly the expected columns"
+
+
 def test_a_label_out_of_range_fails() -> None:
     shards = make_shards(SHARD_IDS)
     shards[2].loc[[0, 2], "label"] = [NUM_CLASSES, -1]

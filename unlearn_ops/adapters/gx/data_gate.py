@@ -7,7 +7,9 @@ are valid classes, and each shard has exactly its columns and, when known, its r
 Each call builds one ephemeral context. The record-level checks run once over all shards
 together: the forgotten hashes become an expectation's `value_set`, and great-expectations
 walks it many times per run, so one run instead of one per shard keeps a long ledger
-affordable. The column and row-count checks run shard by shard (about 15 ms each).
+affordable. The column check runs once per distinct column list (it reads nothing else;
+each run also serialises the list, 787 names on MNIST, about 0.15 s), so once in all
+when the shards agree; with expected row counts, the layout runs shard by shard.
 """
 
 from __future__ import annotations
@@ -160,15 +162,27 @@ def run_data_gate(evidence: DataGateEvidence) -> GateResult:
         records_run = records_validation.run(
             batch_parameters={"dataframe": records}, result_format=_RECORDS_RESULT_FORMAT
         )
-        layout_runs = {
-            shard_id: layout_validation.run(
-                batch_parameters={"dataframe": shard_tables[shard_id]},
-                expectation_parameters=(
-                    None if expected_rows is None else {"expected_rows": expected_rows[shard_id]}
-                ),
-            )
-            for shard_id in shard_ids
-        }
+        if expected_rows is None:
+            # The column check reads a table's columns and nothing else: one run per
+            # distinct column list (a single one when the shards are as they should be)
+            # answers for every shard that has it.
+            by_columns: dict[tuple[object, ...], list[int]] = {}
+            for shard_id in shard_ids:
+                by_columns.setdefault(tuple(shard_tables[shard_id].columns), []).append(shard_id)
+            layout_runs = {}
+            for members in by_columns.values():
+                run = layout_validation.run(
+                    batch_parameters={"dataframe": shard_tables[members[0]]}
+                )
+                layout_runs.update(dict.fromkeys(members, run))
+        else:
+            layout_runs = {
+                shard_id: layout_validation.run(
+                    batch_parameters={"dataframe": shard_tables[shard_id]},
+                    expectation_parameters={"expected_rows": expected_rows[shard_id]},
+                )
+                for shard_id in shard_ids
+            }
 
     outcomes = _records_outcomes(records_run, shard_ids, id_column, label_column, highest_label)
     for shard_id in shard_ids:

@@ -40,7 +40,7 @@ from unlearn_ops.adapters.mlflow.blobs import (
 )
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.provenance import TAG_PREFIX
-from unlearn_ops.serving.versions import CHAMPION, DeletedVersion, NewVersion
+from unlearn_ops.serving.versions import CHAMPION, DeletedVersion, NewVersion, ServedShards
 from unlearn_ops.serving.versions import VersionInfo as VersionInfo  # old import path
 
 __all__ = ["MlflowRegistry"]
@@ -483,6 +483,41 @@ class MlflowRegistry:
         with tempfile.TemporaryDirectory(prefix="unlearn-manifest-") as scratch:
             path = repository.download_artifacts("artifacts/shards.json", scratch)
             return read_manifest(path)[1]
+
+    def served_shards(self, alias_or_version: str = CHAMPION) -> ServedShards | None:
+        """A version's shard blobs (from its manifest) and params file, without loading it.
+
+        Reads two small files of the logged model (`MLmodel` names where its `params`
+        artifact lies); None for a model with no shard manifest.
+        """
+        import yaml
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        number = self.get_version(alias_or_version).version
+        with _translate(f"reading the shards of version {number}"):
+            model_id = self._model_id(number)
+            if not model_id:
+                return None
+            location = self.client.get_logged_model(model_id).artifact_location
+            repository: Any = get_artifact_repository(location)
+            with tempfile.TemporaryDirectory(prefix="unlearn-manifest-") as scratch:
+                mlmodel = yaml.safe_load(
+                    Path(repository.download_artifacts("MLmodel", scratch)).read_text("utf-8")
+                )
+                artifacts = mlmodel.get("flavors", {}).get("python_function", {})
+                artifacts = artifacts.get("artifacts") or {}
+                if MANIFEST_ARTIFACT not in artifacts or "params" not in artifacts:
+                    return None
+                manifest = repository.download_artifacts(
+                    artifacts[MANIFEST_ARTIFACT]["path"], scratch
+                )
+                params = repository.download_artifacts(artifacts["params"]["path"], scratch)
+                shards = read_manifest(manifest)[1]
+                return ServedShards(
+                    number,
+                    tuple(shards[key] for key in sorted(shards)),
+                    Path(params).read_text(encoding="utf-8"),
+                )
 
     def blob_references(self) -> dict[str, list[str]]:
         """Blob SHA-256 -> the registered versions whose manifest names it."""
