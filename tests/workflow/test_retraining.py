@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -167,3 +168,17 @@ def test_the_champions_held_out_predictions_come_from_the_cache_not_its_loaded_m
     from_model = run_gates(trained, candidate, champion_accuracy=metrics["accuracy"])
     assert loaded_calls == [CHAMPION]
     assert from_cache == from_model
+
+
+def test_dropping_entries_at_promotion_never_fails_the_promotion(trained: Workspace) -> None:
+    from unlearn_ops.workflow.held_out_outputs import keep_served_only
+
+    cache = trained.root / ".unlearn-ops" / "held-out"
+    (folder,) = cache.iterdir()
+    entries = sorted(p.name for p in folder.iterdir())
+    trained.ensemble.model_path(1).unlink()  # a shard model gone: nothing can be named
+    keep_served_only(trained)
+    assert sorted(p.name for p in folder.iterdir()) == entries  # left for the next evaluation
+    shutil.rmtree(cache)
+    keep_served_only(trained)  # nothing cached: nothing to do
+    assert not cache.exists()

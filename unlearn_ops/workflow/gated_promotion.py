@@ -53,9 +53,6 @@ def promote_or_record_failure(
     facts = version_facts(version)
     try:
         promote(workspace, version, gates)
-        # The previous champion's held-out outputs go with it (its shards may have held
-        # records this version forgot).
-        keep_served_only(workspace)
     except GateFailedError as exc:
         for request_id in request_ids:
             workspace.ledger.append(
@@ -69,4 +66,7 @@ def promote_or_record_failure(
         message = f"unlearn-ops: {name} {version.version} failed its gates"
         record_revision(workspace, message, stages=stages)
         raise
+    # The previous champion's held-out outputs go with it (its shards may have held records
+    # this version forgot).
+    keep_served_only(workspace)
     return facts

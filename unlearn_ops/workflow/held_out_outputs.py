@@ -200,14 +200,21 @@ def keep_served_only(workspace: Workspace) -> None:
 
     Called when a version is promoted (the workspace's shards are the champion's then):
     the previous champion's entries, whose models may have been trained on records a
-    forget removed, go with it.
+    forget removed, go with it. Never raises for a missing file: the promotion has
+    happened, and the next evaluation prunes what this could not.
     """
+    from unlearn_ops.errors import StoreError
+
     cache = workspace.root / ".unlearn-ops" / "held-out"
     if not cache.is_dir():  # nothing cached: a monolithic workspace, or none evaluated yet
         return
-    folder = cache / _md5(workspace.ensemble.holdout_path)
+    try:
+        folder = cache / _md5(workspace.ensemble.holdout_path)
+        keep = {f"{key}.npy" for key in _shard_keys(workspace).values()}
+    except (StoreError, OSError):
+        return
     if folder.is_dir():
-        _prune(folder, {f"{key}.npy" for key in _shard_keys(workspace).values()})
+        _prune(folder, keep)
 
 
 def _run_shard(
