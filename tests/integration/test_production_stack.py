@@ -196,13 +196,20 @@ def honoured(env: dict[str, str], workspace: Path) -> set[str]:
     return set(json.loads(champion_tags(env, workspace).get("unlearn.honoured_requests", "[]")))
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, logs: Path | None = None
+) -> float:
+    """Seconds until `condition` held; on a timeout, the tails of the CLIs' logs in `logs`."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         if condition():
             return time.monotonic() - start
         time.sleep(1.0)
-    raise AssertionError(f"not within {timeout} s: {what}")
+    tails = [
+        f"--- {log.name}:\n{log.read_text(errors='replace')[-2000:]}"
+        for log in sorted(logs.glob("*.log") if logs else [])
+    ]
+    raise AssertionError("\n".join([f"not within {timeout} s: {what}", *tails]))
 
 
 def ledger_states(workspace: Path) -> dict[str, list[str]]:
@@ -247,6 +254,7 @@ def test_a_signed_file_in_s3_becomes_a_champion(
             lambda: request_id in honoured(env, workspace),
             240,
             "a champion tagged with the request",
+            logs=tmp_path,
         )
         print(f"S3 file -> champion in {took:.1f} s")
     finally:
@@ -286,7 +294,7 @@ def test_a_prefect_event_becomes_a_champion_through_the_served_deployment(
             with urllib.request.urlopen(request, timeout=5) as response:
                 return any(d["name"].startswith("forget-on") for d in json.load(response))
 
-        wait_for(deployed, 120, "the deployment")
+        wait_for(deployed, 120, "the deployment", logs=tmp_path)
         time.sleep(3)  # the automation is created right after the deployment
         ids = [f"ev-{uuid.uuid4().hex[:8]}" for _ in range(6)]
         events = []
@@ -313,6 +321,7 @@ def test_a_prefect_event_becomes_a_champion_through_the_served_deployment(
             lambda: set(ids) <= honoured(env, workspace),
             300,
             "a champion honouring every event's request",
+            logs=tmp_path,
         )
         print(f"7 events -> champion in {took:.1f} s")
     finally:
@@ -369,9 +378,11 @@ def test_a_burst_of_200_requests_is_a_few_retraining_runs(
         for envelope in envelopes[:20]:  # delivered twice: the privacy system retried
             drop(env, envelope, f"retry-{envelope['request']['request_id']}.json")
         ids = {request_id for request_id, _ in distinct}
-        wait_for(lambda: done(workspace, ids) == 180, 600, "every burst request done")
+        wait_for(
+            lambda: done(workspace, ids) == 180, 600, "every burst request done", logs=tmp_path
+        )
         took = time.monotonic() - start
-        wait_for(lambda: queue_depth(env) == 0, 60, "every message acknowledged")
+        wait_for(lambda: queue_depth(env) == 0, 60, "every message acknowledged", logs=tmp_path)
     finally:
         assert stop(listener) == 0, (tmp_path / "b.log").read_text()[-3000:]
     assert_each_served_once(workspace, ids)
@@ -407,22 +418,37 @@ def test_a_listener_killed_mid_way_finishes_every_request_exactly_once(
 
     # Killed while taking messages in: some recorded, the rest still in the queue.
     first = spawn(env, *args, log=tmp_path / "1.log")
-    wait_for(lambda: sum(inbox_states(workspace).values()) > entries_before, 120, "intake started")
+    wait_for(
+        lambda: sum(inbox_states(workspace).values()) > entries_before,
+        120,
+        "intake started",
+        logs=tmp_path,
+    )
     stop(first, signal.SIGKILL)
     # Killed again in the middle of the drain (requests claimed, version not registered).
     second = spawn(env, *args, log=tmp_path / "2.log")
-    wait_for(lambda: inbox_states(workspace).get("processing", 0) > 0, 180, "a drain started")
+    wait_for(
+        lambda: inbox_states(workspace).get("processing", 0) > 0,
+        180,
+        "a drain started",
+        logs=tmp_path,
+    )
     time.sleep(2)
     stop(second, signal.SIGKILL)
     assert done(workspace, ids) < 40
     # Restarted: it finishes everything, exactly once.
     third = spawn(env, *args, log=tmp_path / "3.log")
     try:
-        wait_for(lambda: done(workspace, ids) == 40, 400, "every request done after restarts")
+        wait_for(
+            lambda: done(workspace, ids) == 40,
+            400,
+            "every request done after restarts",
+            logs=tmp_path,
+        )
     finally:
         assert stop(third) == 0, (tmp_path / "3.log").read_text()[-3000:]
     assert_each_served_once(workspace, ids)
     assert ids <= honoured(env, workspace)
     made = forget_versions(env, workspace, ids)
     assert sum(len(set(v["requests"].split(",")) & ids) for v in made) == 40
-    wait_for(lambda: queue_depth(env) == 0, 30, "the queue empty")
+    wait_for(lambda: queue_depth(env) == 0, 30, "the queue empty", logs=tmp_path)

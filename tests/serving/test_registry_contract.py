@@ -1,14 +1,18 @@
-"""The ModelRegistry contract, run over MLflow (a sqlite store in tmp_path) and the fake.
+"""The ModelRegistry contract, run over MLflow and the fake.
 
-Every test runs once per implementation: what the workflow relies on must hold for both,
-so that tests using :class:`InMemoryRegistry` say something about MLflow too.
+MLflow twice: an embedded sqlite store in tmp_path, and a real `mlflow server` on loopback
+whose artifacts are proxied (`mlflow-artifacts:` URIs, as in production). Every test runs
+once per implementation: what the workflow relies on must hold for all, so that tests
+using :class:`InMemoryRegistry` say something about MLflow too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Sequence
+import sys
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +20,8 @@ import pytest
 
 from tests.conftest import made_up_provenance
 from unlearn_ops.adapters.mlflow.registry import MlflowRegistry
+from unlearn_ops.adapters.mlflow.ui import find_free_port
+from unlearn_ops.adapters.process import ServerProcess
 from unlearn_ops.errors import RegistryError, VersionNotFoundError
 from unlearn_ops.serving.ports import ModelRegistry
 from unlearn_ops.serving.provenance import VersionProvenance
@@ -42,15 +48,55 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(params=["mlflow", "memory"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path, empty_store: Path) -> ModelRegistry:
-    if request.param == "memory":
-        return InMemoryRegistry("contract")
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return MlflowRegistry(
-        uri, uri, "contract", artifact_location=(tmp_path / "mlartifacts").as_uri()
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 with proxied artifacts; its URL."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = find_free_port()
+    server = ServerProcess(
+        [
+            *(sys.executable, "-m", "mlflow", "server", "--workers", "1"),
+            *("--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"),
+            *("--artifacts-destination", str(folder / "artifacts")),
+            *("--host", "127.0.0.1", "--port", str(port)),
+        ],
+        health_url=f"http://127.0.0.1:{port}/health",
+        log_path=folder / "server.log",
     )
+    server.start()
+    try:
+        outcome = server.wait_healthy(120)
+        assert outcome == "healthy", (folder / "server.log").read_text()[-3000:]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["mlflow", "memory", pytest.param("server", marks=pytest.mark.servers)])
+def registry(
+    request: pytest.FixtureRequest, tmp_path: Path, empty_store: Path
+) -> Iterator[ModelRegistry]:
+    if request.param == "memory":
+        yield InMemoryRegistry("contract")
+    elif request.param == "server":
+        # One server for the module; a model (and experiment) of its own per test. MLflow's
+        # global tracking URI points elsewhere, as in a process that also talks to another
+        # store: the registry must never fall back to it.
+        import mlflow
+
+        url = request.getfixturevalue("mlflow_server")
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+        try:
+            yield MlflowRegistry(url, url, f"contract-{uuid.uuid4().hex[:8]}")
+        finally:
+            mlflow.set_tracking_uri(previous)
+    else:
+        shutil.copy(empty_store, tmp_path / "mlflow.db")
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        yield MlflowRegistry(
+            uri, uri, "contract", artifact_location=(tmp_path / "mlartifacts").as_uri()
+        )
 
 
 def provenance_for(
@@ -193,7 +239,8 @@ class TestModelRegistryContract:
         assert deleted.version == "1"
         assert deleted.run_id
         assert deleted.model_id.startswith("m-")
-        assert deleted.hard  # a database store (and the fake) delete for good
+        # A database store (and the fake) delete for good; a server's client cannot.
+        assert deleted.hard == (not getattr(registry, "tracking_uri", "").startswith("http"))
         assert [v.version for v in registry.versions()] == ["2"]
         assert registry.aliases() == {CHAMPION: "2"}
         assert registry.first_honouring("r1") == registry.get_version(kept.version)

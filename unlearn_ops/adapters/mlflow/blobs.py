@@ -67,13 +67,16 @@ class BlobStore:
 
     Args:
         uri: the store's root, `<experiment artifact location>/blobs`.
+        tracking_uri: the MLflow store or server the URI belongs to (an `mlflow-artifacts:`
+            URI is resolved against it); MLflow's global tracking URI when None.
 
     Construction does no I/O; MLflow's artifact repository is made on first use (it
     speaks every scheme MLflow does: local paths, S3, `mlflow-artifacts:` of a server).
     """
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, tracking_uri: str | None = None) -> None:
         self.uri = uri.rstrip("/")
+        self.tracking_uri = tracking_uri
         self._repository: Any = None
 
     @property
@@ -84,7 +87,7 @@ class BlobStore:
                 get_artifact_repository,
             )
 
-            self._repository = get_artifact_repository(self.uri)
+            self._repository = get_artifact_repository(self.uri, self.tracking_uri)
         return self._repository
 
     def uri_of(self, digest: str) -> str:

@@ -254,7 +254,9 @@ class MlflowRegistry:
         """The content-addressed store of shard weights under the experiment's artifact root."""
         with _translate("experiment lookup"):
             experiment = self.client.get_experiment(experiment_id or self._experiment_id())
-        return BlobStore(f"{str(experiment.artifact_location).rstrip('/')}/blobs")
+        return BlobStore(
+            f"{str(experiment.artifact_location).rstrip('/')}/blobs", self.tracking_uri
+        )
 
     def _store_shards(
         self, experiment_id: str, model_files: Mapping[str, Path], scratch: Path
@@ -448,8 +450,6 @@ class MlflowRegistry:
         good by `mlflow gc` (run in-process); a client of a tracking server cannot
         hard-delete, which is left to the server's operator (`hard` is False then).
         """
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         with _translate(f"deleting version {version}"):
             found = self.client.get_model_version(self.model_name, version)
             run_id = str(found.run_id or "")
@@ -460,8 +460,7 @@ class MlflowRegistry:
             if run_id:
                 locations.append(self.client.get_run(run_id).info.artifact_uri)
             for location in locations:
-                repository: Any = get_artifact_repository(location)
-                repository.delete_artifacts()
+                self._artifacts(location).delete_artifacts()
             self.client.delete_model_version(self.model_name, version)
             if model_id:
                 self.client.delete_logged_model(model_id)
@@ -471,12 +470,20 @@ class MlflowRegistry:
         hard = self._hard_delete([run_id] if run_id else [], [model_id] if model_id else [])
         return DeletedVersion(version, run_id, model_id, tuple(locations), hard)
 
-    def _manifest_of(self, model_id: str) -> dict[str, str]:
-        """Shard key -> blob of a logged model; empty for one logged before the blob store."""
+    def _artifacts(self, location: str) -> Any:
+        """MLflow's artifact repository of `location`, resolved against this store.
+
+        An `mlflow-artifacts:` location (a tracking server's proxied artifacts) is served
+        by *this* registry's server, never by whatever MLflow's global tracking URI is.
+        """
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+        return get_artifact_repository(location, self.tracking_uri, self.registry_uri)
+
+    def _manifest_of(self, model_id: str) -> dict[str, str]:
+        """Shard key -> blob of a logged model; empty for one logged before the blob store."""
         location = self.client.get_logged_model(model_id).artifact_location
-        repository: Any = get_artifact_repository(location)
+        repository = self._artifacts(location)
         names = {Path(info.path).name for info in repository.list_artifacts("artifacts")}
         if "shards.json" not in names:
             return {}
@@ -491,7 +498,6 @@ class MlflowRegistry:
         artifact lies); None for a model with no shard manifest.
         """
         import yaml
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         number = self.get_version(alias_or_version).version
         with _translate(f"reading the shards of version {number}"):
@@ -499,7 +505,7 @@ class MlflowRegistry:
             if not model_id:
                 return None
             location = self.client.get_logged_model(model_id).artifact_location
-            repository: Any = get_artifact_repository(location)
+            repository = self._artifacts(location)
             with tempfile.TemporaryDirectory(prefix="unlearn-manifest-") as scratch:
                 mlmodel = yaml.safe_load(
                     Path(repository.download_artifacts("MLmodel", scratch)).read_text("utf-8")
@@ -539,7 +545,9 @@ class MlflowRegistry:
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             return []
-        store = BlobStore(f"{str(experiment.artifact_location).rstrip('/')}/blobs")
+        store = BlobStore(
+            f"{str(experiment.artifact_location).rstrip('/')}/blobs", self.tracking_uri
+        )
         stored = store.digests()
         if not stored:
             return []
