@@ -28,6 +28,8 @@ The tree::
     ├── DeviceUnavailableError          `cuda` asked for where there is none
     ├── DeviceMismatchError             a certificate asked on another kind of device
     ├── ClusterUnreachableError (ConnectionError) no Dask scheduler at the configured address
+    ├── HoldError (ValueError)          a legal hold that cannot be placed or released as asked
+    ├── NotAForgetVersionError (ValueError) a version the membership audit cannot audit
     └── FederationError                 the Flower federation failed (deployment, run, removal)
 
 Every message says what was wrong, what was given, what is allowed and what to do next.
@@ -55,8 +57,10 @@ __all__ = [
     "DeviceUnavailableError",
     "FederationError",
     "GateFailedError",
+    "HoldError",
     "InvalidRequestError",
     "LineageError",
+    "NotAForgetVersionError",
     "OrchestratorError",
     "ReceiptError",
     "RegistryError",
@@ -447,3 +451,36 @@ class ClusterUnreachableError(UnlearnOpsError, ConnectionError):
             f"no Dask scheduler answers at {address} ({' '.join(reason.split())}); start one "
             "there, fix UNLEARN_OPS_DASK_ADDRESS, or unset it to start a local cluster"
         )
+
+
+class HoldError(UnlearnOpsError, ValueError):
+    """A hold that cannot be placed or released as asked; nothing is changed.
+
+    Args:
+        problem: what is wrong.
+        hint: what to do instead.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        self.problem = problem
+        super().__init__(f"legal hold: {problem}" + (f"; {hint}" if hint else ""))
+
+
+class NotAForgetVersionError(UnlearnOpsError, ValueError):
+    """A version that the membership audit cannot audit (not a forget, no parent, S < 3).
+
+    Args:
+        version: the version asked for.
+        problem: why it cannot be audited.
+        remedy: what to do instead.
+    """
+
+    def __init__(
+        self,
+        version: str,
+        problem: str,
+        remedy: str = "audit a version made by `unlearn-ops forget` whose parent is "
+        "still registered",
+    ) -> None:
+        super().__init__(f"cannot audit version {version} for membership: {problem}; {remedy}")
+        self.version = version

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.ledger import LedgerEntry
-from unlearn_ops.errors import UnlearnOpsError
+from unlearn_ops.errors import HoldError as HoldError  # its home is errors.py
 from unlearn_ops.sisa.hashing import canonical_id
 
 if TYPE_CHECKING:
@@ -46,19 +46,6 @@ __all__ = [
 
 HoldStatus = Literal["active", "released", "expired"]
 EXPIRY_ACTOR = "unlearn-ops (end date reached)"
-
-
-class HoldError(UnlearnOpsError, ValueError):
-    """A hold that cannot be placed or released as asked; nothing is changed.
-
-    Args:
-        problem: what is wrong.
-        hint: what to do instead.
-    """
-
-    def __init__(self, problem: str, hint: str = "") -> None:
-        self.problem = problem
-        super().__init__(f"legal hold: {problem}" + (f"; {hint}" if hint else ""))
 
 
 @dataclass(frozen=True)

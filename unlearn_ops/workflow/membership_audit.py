@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from unlearn_ops.errors import UnlearnOpsError, VersionNotFoundError
+from unlearn_ops.errors import NotAForgetVersionError as NotAForgetVersionError  # errors.py
+from unlearn_ops.errors import VersionNotFoundError
 from unlearn_ops.privacy.references import DEFAULT_REFERENCES
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -52,26 +53,6 @@ PRIVACY_GATE = "privacy"
 
 
 MIN_SHARDS = 3  # a record needs at least two reference models (the other shards)
-
-
-class NotAForgetVersionError(UnlearnOpsError, ValueError):
-    """A version that the membership audit cannot audit (not a forget, no parent, S < 3).
-
-    Args:
-        version: the version asked for.
-        problem: why it cannot be audited.
-        remedy: what to do instead.
-    """
-
-    def __init__(
-        self,
-        version: str,
-        problem: str,
-        remedy: str = "audit a version made by `unlearn-ops forget` whose parent is "
-        "still registered",
-    ) -> None:
-        super().__init__(f"cannot audit version {version} for membership: {problem}; {remedy}")
-        self.version = version
 
 
 @dataclass(frozen=True)
