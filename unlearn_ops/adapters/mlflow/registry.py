@@ -545,9 +545,7 @@ class MlflowRegistry:
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         if experiment is None:
             return []
-        store = BlobStore(
-            f"{str(experiment.artifact_location).rstrip('/')}/blobs", self.tracking_uri
-        )
+        store = self.blob_store(experiment.experiment_id)
         stored = store.digests()
         if not stored:
             return []
