@@ -29,6 +29,8 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # Commands run by tests use Prefect's temporary server (or the harness), never a local
 # server left running after the test (issue 15); tests of that server start their own.
 os.environ.setdefault("UNLEARN_OPS_PREFECT_SERVER", "ephemeral")
+# ... and run in their own process, never in a warm runner (tests of the runner start one).
+os.environ.setdefault("UNLEARN_OPS_WARM_RUNNER", "false")
 
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.params import Params

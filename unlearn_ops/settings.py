@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         description="Without PREFECT_API_URL, CLI flows use a Prefect server started once per "
         "workspace in the background (`local`), or Prefect's temporary one per process.",
     )
+    warm_runner: bool = Field(
+        True,
+        description="`train`, `forget`, `rollback` and `retrain-exact` run in a child of the "
+        "workspace's warm runner, a background process with the libraries imported "
+        "(unlearn_ops.cli.warm); false runs them in the command's own process.",
+    )
 
     def hash_record_id(self, record_id: object) -> str:
         """Keyed hash (HMAC-SHA256) of a record id: what ledgers keep instead of the id."""

@@ -49,6 +49,7 @@ def test_flow_benchmark_measures_forgets_against_a_full_retrain(tmp_path: Path) 
         assert 0 < row["added"] < sizes["full_version"]
     commands = run["commands"]
     assert len(commands["forgets"]) == 3
+    assert len(commands["forgets_own_process"]) == 3  # side by side: without the warm runner
     assert commands["train_over_forget"] == pytest.approx(
         commands["train"] / commands["forget_mean"]
     )

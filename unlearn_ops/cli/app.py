@@ -114,8 +114,18 @@ def _usage_line(error: Exception) -> str:
     return f"error: {message}{where}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; library and usage errors become one line and exit code 2."""
+def main(argv: list[str] | None = None, *, delegate_to_runner: bool = True) -> None:
+    """Entry point: run the app; library and usage errors become one line and exit code 2.
+
+    Commands that run flows go to the workspace's warm runner (:mod:`unlearn_ops.cli.warm`)
+    unless `delegate_to_runner` is false (the runner's own children pass false).
+    """
+    if delegate_to_runner:
+        from unlearn_ops.cli.warm import delegate
+
+        status = delegate(sys.argv[1:] if argv is None else list(argv))
+        if status is not None:
+            sys.exit(status)
     prefect_defaults()  # before anything imports Prefect, which reads them once
     click_errors = _from_each_click("ClickException")
     try:

@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["prefect_defaults", "run_flow", "use_workspace_server"]
+__all__ = ["prefect_defaults", "refresh_prefect_settings", "run_flow", "use_workspace_server"]
+
+# True in a warm runner's command (:mod:`unlearn_ops.cli.warm`): Prefect was imported before
+# the command's environment was set, and its settings are read again from it.
+refresh_prefect_settings = False
 
 
 def prefect_defaults() -> None:
@@ -35,16 +39,19 @@ def run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:
 def use_workspace_server(root: Path) -> None:
     """Point Prefect at the workspace's local server, starting it once (issue 15).
 
-    Call it before anything imports Prefect, which reads `PREFECT_API_URL` once. Left as it
-    is: a `PREFECT_API_URL` the user set, `UNLEARN_OPS_PREFECT_SERVER=ephemeral`, and a
-    process that imported Prefect already (a test harness, an application embedding us).
+    Call it before anything imports Prefect, which reads `PREFECT_API_URL` once (a warm
+    runner's command, which imported it ahead, has Prefect read its settings again). Left
+    as it is: a `PREFECT_API_URL` the user set, `UNLEARN_OPS_PREFECT_SERVER=ephemeral`, and
+    a process that imported Prefect already (a test harness, an application embedding us).
     """
     import typer
 
-    from unlearn_ops.adapters.prefect.server import ensure_server
+    from unlearn_ops.adapters.prefect.server import ensure_server, reload_prefect_settings
     from unlearn_ops.settings import load_settings
 
-    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    if "prefect" in sys.modules and not refresh_prefect_settings:
         return
     if load_settings().prefect_server != "local":
         return
@@ -56,3 +63,5 @@ def use_workspace_server(root: Path) -> None:
             err=True,
         )
     os.environ["PREFECT_API_URL"] = server.api_url
+    if refresh_prefect_settings:
+        reload_prefect_settings()

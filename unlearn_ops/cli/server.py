@@ -1,7 +1,8 @@
 """`unlearn-ops server`: the workspace's local Prefect server (start, status, stop).
 
 `train`, `forget` and `rollback` start it on first use when `PREFECT_API_URL` is unset
-(:mod:`unlearn_ops.adapters.prefect.server`); these commands show and stop it.
+(:mod:`unlearn_ops.adapters.prefect.server`); these commands show and stop it, and the
+workspace's warm runner with it (:mod:`unlearn_ops.cli.warm`).
 """
 
 from __future__ import annotations
@@ -47,30 +48,42 @@ def start(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -
 def status(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
     """Whether the server runs, and where."""
     from unlearn_ops.adapters.prefect.server import running_server
+    from unlearn_ops.cli.warm import running_runner
 
     ws = open_workspace(workspace)
-    view = _view(running_server(ws.root))
-    emit(
-        as_json,
-        view,
-        lambda: typer.echo(
+    runner = running_runner(ws.root)
+    view = {**_view(running_server(ws.root)), "warm_runner_pid": runner and runner.pid}
+
+    def lines() -> None:
+        typer.echo(
             f"running: {view['url']} (pid {view['pid']})" if view["running"] else "not running"
-        ),
-    )
+        )
+        if runner is not None:
+            typer.echo(f"warm runner: pid {runner.pid}")
+
+    emit(as_json, view, lines)
 
 
 @app.command()
 def stop(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False) -> None:
-    """Stop the server (its whole process group)."""
+    """Stop the server (its whole process group) and the workspace's warm runner."""
     from unlearn_ops.adapters.prefect.server import stop_server
+    from unlearn_ops.cli.warm import stop_runner
 
     ws = open_workspace(workspace)
+    runner = stop_runner(ws.root)
     stopped = stop_server(ws.root)
-    view = {"stopped": stopped is not None, **({"pid": stopped.pid} if stopped else {})}
-    emit(
-        as_json,
-        view,
-        lambda: typer.echo(
+    view = {
+        "stopped": stopped is not None,
+        **({"pid": stopped.pid} if stopped else {}),
+        "warm_runner_stopped": runner is not None,
+    }
+
+    def lines() -> None:
+        typer.echo(
             f"stopped the server (pid {stopped.pid})" if stopped else "no server was running"
-        ),
-    )
+        )
+        if runner is not None:
+            typer.echo(f"stopped the warm runner (pid {runner.pid})")
+
+    emit(as_json, view, lines)

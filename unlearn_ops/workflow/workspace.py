@@ -39,6 +39,7 @@ from unlearn_ops.params import Params, load_params
 from unlearn_ops.settings import Settings, load_settings
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
+from unlearn_ops.workflow.location import PARAMS_FILE, find_workspace
 
 if TYPE_CHECKING:
     from unlearn_ops.serving.ports import ModelRegistry
@@ -51,8 +52,6 @@ __all__ = [
     "find_workspace",
     "write_workspace_files",
 ]
-
-PARAMS_FILE = "params.yaml"
 
 GITIGNORE = """\
 # unlearn-ops: caches and the embedded MLflow store stay out of git
@@ -250,19 +249,6 @@ class Workspace:
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         """Write a JSON file of the workspace (sorted keys, so git diffs stay small)."""
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def find_workspace(start: str | Path) -> Path:
-    """The workspace containing `start`: it or its nearest parent with a params.yaml.
-
-    Raises:
-        WorkspaceNotFoundError: none up to the filesystem root.
-    """
-    start = Path(start).resolve()
-    for candidate in (start, *start.parents):
-        if (candidate / PARAMS_FILE).is_file() and (candidate / "dvc.yaml").is_file():
-            return candidate
-    raise WorkspaceNotFoundError(start)
 
 
 def dataset_source_for(root: Path, source: str, builtin: Collection[str]) -> str:

@@ -81,6 +81,7 @@ def test_commands_share_one_server_per_workspace_and_stop_it(tmp_path: Path) -> 
             "pid": server.pid,
             "url": server.ui_url,
             "api_url": server.api_url,
+            "warm_runner_pid": None,  # this test runs its commands without one
         }
 
         # A record naming a process that is not the server (a reused pid): a new server.
@@ -99,4 +100,4 @@ def test_commands_share_one_server_per_workspace_and_stop_it(tmp_path: Path) -> 
     assert not group_alive(server.pid)
     assert running_server(root) is None
     again = unlearn_ops(["server", "stop", "-w", str(root), "--json"], environment)
-    assert json.loads(again.stdout) == {"stopped": False}
+    assert json.loads(again.stdout) == {"stopped": False, "warm_runner_stopped": False}

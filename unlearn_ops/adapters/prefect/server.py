@@ -10,7 +10,7 @@ is replaced by a new server. `unlearn-ops server stop` stops it.
 
 It serves Prefect's default database (`PREFECT_HOME`), the one the temporary servers use
 too: the flow runs of every command stay visible in one UI, whichever way they ran.
-Nothing here imports Prefect: it runs as a command.
+Nothing here imports Prefect but :func:`reload_prefect_settings`: the server runs as a command.
 """
 
 from __future__ import annotations
@@ -35,7 +35,13 @@ from unlearn_ops.adapters.process import (
 from unlearn_ops.atomic import write_atomic
 from unlearn_ops.errors import OrchestratorError
 
-__all__ = ["LocalServer", "ensure_server", "running_server", "stop_server"]
+__all__ = [
+    "LocalServer",
+    "ensure_server",
+    "reload_prefect_settings",
+    "running_server",
+    "stop_server",
+]
 
 # Servers this process started: they outlive it by design, and holding them here keeps
 # Python from warning that a child it started is still running when the handle goes.
@@ -179,3 +185,14 @@ def stop_server(root: Path, timeout: float = 20.0) -> LocalServer | None:
             return None  # gone already (or its pid now belongs to another process)
         stop_groups([server.pid], timeout=timeout)
         return server
+
+
+def reload_prefect_settings() -> None:
+    """Have an imported Prefect read its settings from the environment again.
+
+    Prefect reads them once, at import; a warm runner's command (:mod:`unlearn_ops.cli.warm`)
+    imported it before its environment (and `PREFECT_API_URL`) was set.
+    """
+    from prefect.context import refresh_global_settings_context
+
+    refresh_global_settings_context()
