@@ -16,6 +16,7 @@ from unlearn_ops.errors import InvalidRequestError
 if TYPE_CHECKING:
     from unlearn_ops.deletion.ledger import RequestState
     from unlearn_ops.params import Params
+    from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = ["demo", "forget", "init", "parse_ids", "rollback", "train"]
 
@@ -99,14 +100,20 @@ def init(
     )
 
 
+def _open_for_flows(workspace: Path) -> Workspace:
+    """The workspace, with Prefect pointed at its server before a flow imports Prefect."""
+    ws = open_workspace(workspace)
+    use_workspace_server(ws.root)
+    return ws
+
+
 def train(
     workspace: WorkspaceOption = Path("."),
     progress: ProgressOption = True,
     as_json: JsonOption = False,
 ) -> None:
     """Train every shard from scratch through the `train-ensemble` flow; register version 1."""
-    ws = open_workspace(workspace)
-    use_workspace_server(ws.root)
+    ws = _open_for_flows(workspace)
     from pipelines.train import train_ensemble
 
     with shard_progress(progress and not as_json, ws.ensemble.shard_ids, ws.params.sisa.slices):
@@ -260,8 +267,7 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Point `champion` back at a version that honours every deletion (or a replay of one)."""
-    ws = open_workspace(workspace)
-    use_workspace_server(ws.root)
+    ws = _open_for_flows(workspace)
     from pipelines.rollback import rollback_model
 
     bars = progress and not as_json and replay
