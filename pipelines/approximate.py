@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow, task, unmapped
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import tasks
-from pipelines.sequence import admit_batch, evaluate_and_register
+from pipelines.sequence import admit_batch, evaluate_and_register, train_shards
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
 from unlearn_ops.workflow import approx_adopt, approx_versions, approximate
@@ -139,7 +139,7 @@ def retrain_exactly(workspace: str) -> dict[str, Any]:
         baseline = champion_accuracy(ws)
         with watch.phase("retraining"):
             stale = tasks.stale_shards(ws)
-            trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), stale)]
+            trained = train_shards(ws, stale)
 
         def close(version: VersionInfo, gates: list[GateResult]) -> None:
             close_exact(ws, pending, version, gates)

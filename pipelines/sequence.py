@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from prefect import unmapped
+
 from pipelines import tasks
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.workflow.retraining import ShardTrained
@@ -26,7 +28,27 @@ if TYPE_CHECKING:
     from unlearn_ops.workflow.batch import HeldBack
     from unlearn_ops.workflow.revisions import DataRevision
 
-__all__ = ["Admitted", "Registered", "admit_batch", "evaluate_and_register"]
+__all__ = ["Admitted", "Registered", "admit_batch", "evaluate_and_register", "train_shards"]
+
+
+def train_shards(ws: Workspace, shard_ids: Sequence[int]) -> list[ShardTrained]:
+    """Train `shard_ids` as tasks of the flow's task runner, in parallel.
+
+    Workers read and write the workspace; with `UNLEARN_OPS_SHARD_EXCHANGE` they get the
+    shard files and checkpoints through it instead (staged and collected here, in the
+    flow's process; the run's prefix is deleted at the end, whatever happened).
+    """
+    from unlearn_ops.workflow.shard_exchange import exchange_for_run
+
+    exchange = exchange_for_run(ws.settings)
+    if exchange is None:
+        return [f.result() for f in tasks.train_shard.map(unmapped(ws), list(shard_ids))]
+    try:
+        staged = [tasks.stage_shard(ws, exchange, shard_id) for shard_id in shard_ids]
+        results = [f.result() for f in tasks.train_staged_shard.map(staged)]
+        return [tasks.collect_shard(ws, exchange, result) for result in results]
+    finally:
+        exchange.clear()
 
 
 @dataclass(frozen=True)

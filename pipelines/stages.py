@@ -13,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from prefect import unmapped
-
 from pipelines import tasks
-from pipelines.sequence import Registered, admit_batch, evaluate_and_register
+from pipelines.sequence import Registered, admit_batch, evaluate_and_register, train_shards
 from unlearn_ops.adapters.dask.runner import shard_placement
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.serving.promotion import champion_accuracy
@@ -47,7 +45,7 @@ def retrain_and_register(
         GateFailedError: the version is registered with its gate results, not promoted.
     """
     with watch.phase("retraining"), shard_placement(ws.settings):
-        trained = [f.result() for f in tasks.train_shard.map(unmapped(ws), list(shard_ids))]
+        trained = train_shards(ws, shard_ids)
 
     def close(version: VersionInfo, gates: list[GateResult]) -> None:
         tasks.promote_and_close(ws, requests, version, gates)

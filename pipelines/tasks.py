@@ -20,6 +20,7 @@ from unlearn_ops.workflow import (
     retraining,
     revisions,
     rollback,
+    shard_exchange,
 )
 
 P = ParamSpec("P")
@@ -38,6 +39,10 @@ close_noop = _task(batch.close_noop, "close-served-requests")
 apply_batch = _task(batch.apply_batch, "remove-records")
 stale_shards = _task(retraining.stale_shards, "find-stale-shards")
 train_shard = _task(retraining.train_one_shard, "train-shard")
+# Shards on workers without the workspace's disk (unlearn_ops.workflow.shard_exchange).
+stage_shard = _task(shard_exchange.stage_shard, "stage-shard")
+train_staged_shard = _task(shard_exchange.train_staged_shard, "train-staged-shard")
+collect_shard = _task(shard_exchange.collect_shard, "collect-shard")
 evaluate = _task(retraining.evaluate, "evaluate")
 run_gates = _task(retraining.run_gates, "run-gates")
 record_revision = _task(revisions.record_revision, "record-data-revision")

@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         description="Worker processes of the LocalCluster (one thread each); the number of "
         "CPUs when unset (of GPUs, at most, when training on cuda).",
     )
+    shard_exchange: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?$",
+        description="s3://BUCKET/PREFIX where shard files and checkpoints travel to workers "
+        "that do not share the workspace's disk, and back; each flow run uses a prefix of "
+        "its own and deletes it at the end. Unset: workers read and write the workspace. "
+        "See docs/SCALE.md.",
+    )
     tracking_uri: str | None = Field(
         None,
         description="MLflow tracking URI; a sqlite store inside the workspace when unset.",

@@ -76,14 +76,14 @@ from unlearn_ops.sisa.training import (
     train_shard,
 )
 
-__all__ = ["ForgetReport", "SisaEnsemble", "TrainReport"]
+__all__ = ["ForgetReport", "SisaEnsemble", "TrainReport", "file_md5"]
 
 _FORMAT = 1
 _COPY_ROWS = 16_384
 """Rows per row group of a data file a forget rewrites."""
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     """MD5 of a file's bytes, or "" when it is missing (then every model counts as stale)."""
     try:
         with path.open("rb") as file:
@@ -416,7 +416,7 @@ class SisaEnsemble:
             if (
                 info is None
                 or not self.model_path(shard_id).is_file()
-                or info.get("data_md5") != _file_md5(self.shard_path(shard_id))
+                or info.get("data_md5") != file_md5(self.shard_path(shard_id))
                 or info.get("training_hash") != training_hash
             ):
                 stale.append(shard_id)
@@ -425,7 +425,7 @@ class SisaEnsemble:
     def train_shard(self, shard_id: int, progress: StageProgress | None = None) -> ShardModel:
         """Train (or resume) one shard on its current table and serve the result."""
         columns = self.columns()
-        data_md5 = _file_md5(self.shard_path(shard_id))
+        data_md5 = file_md5(self.shard_path(shard_id))
         # Arrays read column by column, never a pandas frame: the shard is held once
         # (issue 15, memory bounded by a shard); same keys and weights as from the frame.
         path = self.shard_path(shard_id)
@@ -440,6 +440,17 @@ class SisaEnsemble:
             threads=self.settings.torch_threads,
             progress=progress,
         )
+        self.serve_trained(model, table, data_md5)
+        return model
+
+    def serve_trained(self, model: ShardModel, table: ShardArrays, data_md5: str) -> None:
+        """Serve weights trained on the shard's `table` (file MD5 `data_md5`): write them and
+        their metadata, and index the new stage checkpoints, which the store must hold.
+
+        :meth:`train_shard` calls it; so does a shard trained elsewhere and brought back
+        (:mod:`unlearn_ops.workflow.shard_exchange`).
+        """
+        shard_id = model.shard_id
         write_atomic(self.model_path(shard_id), serialize_state(model.state))
         info = {
             "shard_id": shard_id,
@@ -453,7 +464,6 @@ class SisaEnsemble:
         write_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
         self._model_cache.pop(shard_id, None)
         self._index_checkpoints(shard_id, table, model.stage_keys)
-        return model
 
     def _index_checkpoints(self, shard_id: int, table: ShardArrays, keys: list[str]) -> None:
         """Note which records each new stage checkpoint saw (what `purge` and `scan` judge by)."""

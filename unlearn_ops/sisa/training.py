@@ -18,7 +18,7 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,9 +41,11 @@ __all__ = [
     "ShardColumns",
     "ShardModel",
     "StageProgress",
+    "cached_stages",
     "device_kind",
     "device_name",
     "resolve_device",
+    "shard_stage_keys",
     "train_shard",
     "use_deterministic_device",
     "weights_digest",
@@ -273,6 +275,25 @@ def _keyed_training_hash(params: Params, device: str) -> str:
     return params.training_hash() + ("" if kind == "cpu" else f"@{kind}")
 
 
+def shard_stage_keys(
+    arrays: ShardArrays, *, shard_id: int, params: Params, device: str = "cpu"
+) -> list[str]:
+    """The checkpoint key after each stage of the shard (the last names its weights)."""
+    return arrays.stage_keys(
+        shard_id=shard_id,
+        num_slices=params.sisa.slices,
+        training_hash=_keyed_training_hash(params, device),
+    )
+
+
+def cached_stages(keys: Sequence[str], store: CheckpointStore) -> int:
+    """How many first stages `store` holds (training resumes from `keys[n - 1]`)."""
+    resume = len(keys)
+    while resume > 0 and not store.contains(keys[resume - 1]):
+        resume -= 1
+    return resume
+
+
 def train_shard(
     table: pd.DataFrame | ShardArrays,
     *,
@@ -313,14 +334,8 @@ def train_shard(
         else ShardArrays.from_frame(table, columns.id_column, columns.label_column)
     )
     num_stages = params.sisa.slices
-    keys = arrays.stage_keys(
-        shard_id=shard_id,
-        num_slices=num_stages,
-        training_hash=_keyed_training_hash(params, device),
-    )
-    resume = num_stages
-    while resume > 0 and not store.contains(keys[resume - 1]):
-        resume -= 1
+    keys = shard_stage_keys(arrays, shard_id=shard_id, params=params, device=device)
+    resume = cached_stages(keys, store)
     # `resume` stages are cached: train stages resume..R-1.
 
     num_features = len(columns.feature_columns)
