@@ -23,12 +23,13 @@ another process (:func:`stop_groups`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
 import os
 import signal
 import subprocess
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +40,7 @@ from unlearn_ops.waiting import wait_until
 __all__ = [
     "HealthOutcome",
     "ServerProcess",
+    "file_lock",
     "group_alive",
     "http_ok",
     "process_started_at",
@@ -52,6 +54,18 @@ HealthOutcome = Literal["healthy", "exited", "timed out"]
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # After SIGKILL, how long init may take to collect the orphaned members of a group.
 _REAP_SECONDS = 5.0
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (created if needed): one process at a time decides
+    whether to start a background process, so that two are never started."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

@@ -26,7 +26,6 @@ and the runner also checks each caller's uid: it runs commands for its own user 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -67,22 +66,6 @@ _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Variables that differ between shells without changing what a process imports.
 _VOLATILE = ("PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "PS1", "PS2", "LS_COLORS")
 _VOLATILE_PREFIXES = ("TERM", "COLORTERM", "SSH_", "TMUX", "PYTEST_", "HISTFILE", "WINDOWID")
-# What the runner imports before it forks: the flows and the libraries they load.
-_WARM_MODULES = (
-    "unlearn_ops.cli.app",
-    "pipelines.forget",
-    "pipelines.train",
-    "pipelines.rollback",
-    "pipelines.approximate",
-    "torch",
-    "mlflow",
-    "mlflow.pyfunc",
-    "great_expectations",
-    "dvc.repo",
-    "unlearn_ops.adapters.gx.gates",
-    "unlearn_ops.adapters.mlflow.registry",
-    "unlearn_ops.adapters.dvc.lineage",
-)
 
 
 @dataclass(frozen=True)
@@ -162,15 +145,11 @@ def read_record(root: Path) -> WarmRunner | None:
         return None
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def _locked(root: Path) -> contextlib.AbstractContextManager[None]:
     """One command at a time decides whether to start or replace the runner."""
-    with (state_dir(root) / _LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    from unlearn_ops.adapters.process import file_lock
+
+    return file_lock(state_dir(root) / _LOCK)
 
 
 def running_runner(root: Path) -> WarmRunner | None:

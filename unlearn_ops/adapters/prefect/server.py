@@ -16,18 +16,17 @@ Nothing here imports Prefect but :func:`reload_prefect_settings`: the server run
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from unlearn_ops.adapters.process import (
     ServerProcess,
+    file_lock,
     http_ok,
     process_started_at,
     stop_groups,
@@ -99,15 +98,9 @@ def _read(root: Path) -> LocalServer | None:
         return None
 
 
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def _locked(root: Path) -> contextlib.AbstractContextManager[None]:
     """One command at a time decides whether to start the server (never two servers)."""
-    with (_state_dir(root) / _LOCK).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(_state_dir(root) / _LOCK)
 
 
 def _free_port() -> int:
