@@ -19,14 +19,26 @@ import pytest
 
 from unlearn_ops.adapters.process import process_started_at
 from unlearn_ops.cli import warm
+from unlearn_ops.cli.app import _workspace_option
 
 EXECUTABLE = Path(sys.executable).parent / "unlearn-ops"
 
 
-def test_only_flow_commands_name_their_workspace() -> None:
-    assert warm._command_and_workspace(["forget", "--ids", "7", "-w", "a"]) == ("forget", "a")
-    assert warm._command_and_workspace(["train", "--workspace=b/c"]) == ("train", "b/c")
-    assert warm._command_and_workspace(["--help"]) == (None, ".")
+def test_a_command_line_names_its_workspace_only_when_it_parses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UNLEARN_OPS_WORKSPACE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert _workspace_option(["forget", "--ids", "7", "-w", "a"]) == str(tmp_path / "a")
+    assert _workspace_option(["train", "--workspace=b/c"]) == str(tmp_path / "b" / "c")
+    assert _workspace_option(["rollback", "--to", "3"]) == str(tmp_path)
+    assert _workspace_option(["forget", "--no-such-option"]) is None
+    assert _workspace_option(["forget", "--ids"]) is None  # an option without its value
+    assert _workspace_option(["train", "extra"]) is None
+    assert _workspace_option(["no-such-command"]) is None
+    assert _workspace_option([]) is None
+    monkeypatch.setenv("UNLEARN_OPS_WORKSPACE", "from/env")
+    assert _workspace_option(["forget", "--ids", "7"]) == str(tmp_path / "from" / "env")
     assert {"train", "forget", "rollback", "retrain-exact"} == warm.COMMANDS
 
 
@@ -41,13 +53,32 @@ def test_commands_stay_here_when_they_do_not_run_flows_or_the_runner_is_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no workspace here: nothing may be started for it
-    assert warm.delegate(["versions"]) is None
-    assert warm.delegate(["forget", "--help"]) is None
+    monkeypatch.delenv("UNLEARN_OPS_WORKSPACE", raising=False)
+    assert warm.delegate(["versions"], _workspace_option) is None
+    assert warm.delegate(["forget", "--help"], _workspace_option) is None
     monkeypatch.setenv("UNLEARN_OPS_WARM_RUNNER", "false")
-    assert warm.delegate(["forget", "--ids", "1"]) is None
+    assert warm.delegate(["forget", "--ids", "1"], _workspace_option) is None
     monkeypatch.setenv("UNLEARN_OPS_WARM_RUNNER", "true")
-    assert warm.delegate(["forget", "--ids", "1"]) is None  # no workspace: the command says so
+    # no workspace: the command says so
+    assert warm.delegate(["forget", "--ids", "1"], _workspace_option) is None
     assert not list(tmp_path.iterdir())
+
+
+def test_a_mistyped_command_starts_no_runner_in_a_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "params.yaml").write_text("{}\n", encoding="utf-8")
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("UNLEARN_OPS_WORKSPACE", raising=False)
+    monkeypatch.setenv("UNLEARN_OPS_WARM_RUNNER", "true")
+    monkeypatch.delitem(sys.modules, "prefect", raising=False)  # as in a command's process
+    try:
+        assert warm.delegate(["forget", "--no-such-option"], _workspace_option) is None
+        assert warm.delegate(["train", "--workspace"], _workspace_option) is None
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]
+    finally:
+        warm.stop_runner(tmp_path)  # should the assertions fail, leave no runner behind
 
 
 def _cli(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

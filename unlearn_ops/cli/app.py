@@ -114,6 +114,26 @@ def _usage_line(error: Exception) -> str:
     return f"error: {message}{where}"
 
 
+def _workspace_option(argv: list[str]) -> str | None:
+    """The `--workspace` of the command line `argv` if it parses; None if it does not.
+
+    Parses as `app` would (options, types, the `UNLEARN_OPS_WORKSPACE` variable, defaults)
+    without running the command, so a mistyped command starts nothing (no warm runner).
+    """
+    group = typer.main.get_command(app)
+    command = group.commands.get(argv[0]) if argv else None  # type: ignore[attr-defined]
+    if command is None:
+        return None
+    parent = group.context_class(group, info_name=app.info.name)
+    refused = _from_each_click("ClickException") + _from_each_click("Exit")
+    try:
+        with command.make_context(argv[0], list(argv[1:]), parent=parent) as context:
+            workspace = context.params.get("workspace")
+    except refused:
+        return None
+    return None if workspace is None else str(workspace)
+
+
 def main(argv: list[str] | None = None, *, delegate_to_runner: bool = True) -> None:
     """Entry point: run the app; library and usage errors become one line and exit code 2.
 
@@ -123,7 +143,7 @@ def main(argv: list[str] | None = None, *, delegate_to_runner: bool = True) -> N
     if delegate_to_runner:
         from unlearn_ops.cli.warm import delegate
 
-        status = delegate(sys.argv[1:] if argv is None else list(argv))
+        status = delegate(sys.argv[1:] if argv is None else list(argv), _workspace_option)
         if status is not None:
             sys.exit(status)
     prefect_defaults()  # before anything imports Prefect, which reads them once

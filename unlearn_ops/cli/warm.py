@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -179,18 +179,6 @@ def stop_runner(root: Path) -> WarmRunner | None:
 # --- the client: a command that hands itself to the runner -----------------------------
 
 
-def _command_and_workspace(argv: list[str]) -> tuple[str | None, str]:
-    """The command named first in `argv`, and the `--workspace` it gives (else `.`)."""
-    command = argv[0] if argv and not argv[0].startswith("-") else None
-    workspace = "."
-    for index, token in enumerate(argv):
-        if token in ("-w", "--workspace") and index + 1 < len(argv):
-            workspace = argv[index + 1]
-        elif token.startswith("--workspace="):
-            workspace = token.partition("=")[2]
-    return command, workspace
-
-
 def _enabled() -> bool:
     from unlearn_ops.errors import ConfigError
     from unlearn_ops.settings import load_settings
@@ -201,17 +189,23 @@ def _enabled() -> bool:
         return False  # the command itself reports the setting
 
 
-def delegate(argv: list[str]) -> int | None:
+def delegate(argv: list[str], workspace_of: Callable[[list[str]], str | None]) -> int | None:
     """Run the command `argv` in the workspace's warm runner; its exit status, or None.
 
-    None means "run it here": the command does not run flows, the runner is off or cannot
-    start, or this process embeds us (Prefect imported already). Call it before anything
-    changes `os.environ`: the runner is chosen by the environment the user gave.
+    None means "run it here": the command does not run flows, its command line does not
+    parse (`workspace_of` gives None: the command itself reports the mistake, and nothing
+    is started for it), the runner is off or cannot start, or this process embeds us
+    (Prefect imported already). `workspace_of` parses `argv` as the application would and
+    gives its `--workspace` (option, environment variable or default). Call it before
+    anything changes `os.environ`: the runner is chosen by the environment the user gave.
     """
-    command, workspace = _command_and_workspace(argv)
+    command = argv[0] if argv else None
     if command not in COMMANDS or "--help" in argv or "prefect" in sys.modules:
         return None
     if not _enabled():
+        return None
+    workspace = workspace_of(argv)
+    if workspace is None:
         return None
     from unlearn_ops.errors import WorkspaceNotFoundError
     from unlearn_ops.workflow.location import find_workspace
