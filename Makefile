@@ -58,7 +58,7 @@ test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP) $(FLOWER_STAMP)
 
 # Markers in pyproject.toml; tests/conftest.py marks all of tests/pipelines, integration, infra.
 test-fast: install
-	$(BIN)/python -m pytest -q -n auto -m "not flows and not servers and not browser"
+	$(BIN)/python -m pytest -q -n auto -m "not flows and not servers and not browser and not slow"
 
 # With CI=true a browser or compose client that cannot be installed fails `make test`
 # (and the tests fail rather than skip); elsewhere their tests are skipped, with a warning.

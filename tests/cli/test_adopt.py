@@ -42,7 +42,10 @@ def trained_mlp(inputs: int = 64, hidden: int = 16, classes: int = 10) -> Any:
 
 
 def register(tmp_path: Path, name: str, model: Any, flavor: str = "pytorch") -> str:
-    """Log `model` into a sqlite MLflow store in tmp_path as `name` version 1; the store URI."""
+    """Log `model` into a sqlite MLflow store in tmp_path as `name` version 1; the store URI.
+
+    The requirements are given: inferring them loads the model in a subprocess (about 10 s).
+    """
     import warnings
 
     with warnings.catch_warnings():
@@ -65,10 +68,16 @@ def register(tmp_path: Path, name: str, model: Any, flavor: str = "pytorch") -> 
                 # The documented layout: the module itself (MLflow's 'pt2' graph format
                 # gives back a traced graph specialised to its example, not the module).
                 mlflow.pytorch.log_model(
-                    model, name="model", registered_model_name=name, serialization_format="pickle"
+                    model,
+                    name="model",
+                    registered_model_name=name,
+                    serialization_format="pickle",
+                    pip_requirements=["torch"],
                 )
             else:
-                mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
+                mlflow.sklearn.log_model(
+                    model, name="model", registered_model_name=name, pip_requirements=["sklearn"]
+                )
     finally:
         mlflow.set_tracking_uri("")
         mlflow.set_registry_uri("")
@@ -76,6 +85,7 @@ def register(tmp_path: Path, name: str, model: Any, flavor: str = "pytorch") -> 
 
 
 @pytest.mark.slow
+@pytest.mark.flows  # forget and retrain-exact run their flows
 def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console) -> None:
     uri = register(tmp_path, "team-digits", trained_mlp())
     table = digits_table(tmp_path)

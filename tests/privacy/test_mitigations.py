@@ -236,6 +236,7 @@ def shard_table() -> pd.DataFrame:
     return table
 
 
+@pytest.mark.slow  # trains a DP-SGD shard twice (about 20 s)
 def test_a_dp_shard_trains_reproducibly_within_its_epsilon() -> None:
     pytest.importorskip("opacus")
     from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["load_torch_classifier"]
 
+# The loader of a custom `mlflow.pyfunc.PythonModel` (the only pyfunc that may hold a module).
+_PYTHON_MODEL = "mlflow.pyfunc.model"
 NOT_TORCH_HINT = (
     "log it with mlflow.pytorch.log_model, or as a pyfunc whose python model has a "
     "`.module` attribute holding the torch.nn.Module"
@@ -58,7 +60,9 @@ def load_torch_classifier(model_uri: str, tracking_uri: str | None = None) -> nn
             import mlflow.pytorch
 
             module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-        elif "python_function" in flavors:
+        elif flavors.get("python_function", {}).get("loader_module") == _PYTHON_MODEL:
+            # A custom PythonModel may wrap a module; another flavour's pyfunc (sklearn,
+            # xgboost, ...) holds none, and is refused without unpickling it.
             loaded = mlflow.pyfunc.load_model(model_uri)
             try:
                 wrapper = loaded.unwrap_python_model()
