@@ -53,6 +53,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The tests write bytecode caches (__pycache__, git-ignored) even where the environment
+# sets PYTHONDONTWRITEBYTECODE: without them each run, and each xdist worker, compiles and
+# rewrites every test module again (collection 24 s instead of 7 s).
+test test-fast: export PYTHONDONTWRITEBYTECODE :=
+
 test: lint $(CHROMIUM_STAMP) $(COMPOSE_STAMP) $(FLOWER_STAMP)
 	$(BIN)/python -m pytest -q --durations=25
 

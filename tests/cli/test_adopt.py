@@ -129,6 +129,7 @@ def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console
     assert words["3"] == "exact retrain of a monolithic model"
 
 
+@pytest.mark.slow
 def test_a_model_that_is_not_torch_is_refused(tmp_path: Path, console: Console) -> None:
     from sklearn.linear_model import LogisticRegression
 
@@ -151,6 +152,7 @@ def test_a_model_that_is_not_torch_is_refused(tmp_path: Path, console: Console) 
     assert not (tmp_path / "ws").exists()
 
 
+@pytest.mark.slow
 def test_features_that_do_not_match_are_refused(tmp_path: Path, console: Console) -> None:
     uri = register(tmp_path, "team-30", trained_mlp(inputs=30))
     done = console(

@@ -101,6 +101,7 @@ def test_init_refuses_a_dataset_that_train_could_not_read(
     assert not (tmp_path / "ws").exists()  # nothing created
 
 
+@pytest.mark.slow
 def test_workspace_ids_file_and_reports_relative_to_another_folder(
     tmp_path: Path, console: Console
 ) -> None:

@@ -128,6 +128,7 @@ def test_an_exact_sisa_forget_passes_with_a_working_positive_control(
     assert alone.verdict == "inconclusive"
 
 
+@pytest.mark.slow
 def test_a_weak_forget_is_reported_as_remembering(digits: dict[str, np.ndarray]) -> None:
     x, y, train, gone = digits["x"], digits["y"], digits["train"], digits["forgotten"]
     retained = train[~gone]

@@ -249,6 +249,7 @@ def test_a_new_mlflow_process_loads_the_champion_by_its_uri(chain: Chain, tmp_pa
 
 
 # ------------------------------------------------------------------------ deleting
+@pytest.mark.slow
 def test_deleting_a_version_deletes_only_blobs_no_kept_version_references(
     tmp_path: Path,
 ) -> None:
