@@ -163,3 +163,5 @@ def test_a_runner_serves_the_workspace_commands_as_new_processes_would(tmp_path:
         stopped = _cli(["server", "stop", "--json"], env, root)
     assert json.loads(stopped.stdout)["warm_runner_stopped"] is True
     assert warm.running_runner(root) is None
+    assert not Path(runner.socket).exists()  # a stopped runner leaves no socket behind
+    assert _log_lines(root)[-1].endswith("exits (stopped)")

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 
 from unlearn_ops.cli.warm import (
     RECORD,
@@ -63,6 +64,7 @@ def serve(root: Path, path: Path) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     os.chmod(path, 0o600)
+    bound = path.stat().st_ino
     listener.listen(16)
     listener.settimeout(30.0)
     from unlearn_ops.adapters.process import process_started_at
@@ -72,23 +74,35 @@ def serve(root: Path, path: Path) -> None:
     me = WarmRunner(os.getpid(), started_at, str(path), own_stamp)
     write_atomic(state_dir(root) / RECORD, json.dumps(asdict(me)) + "\n")
     print(f"warm runner {me.pid} ready on {path}", flush=True)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `server stop`: leave no socket behind
     last_used = time.monotonic()
-    while time.monotonic() - last_used < IDLE_EXIT_SECONDS and read_record(root) == me:
-        with contextlib.suppress(ChildProcessError):
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass  # reap the commands that finished
-        try:
-            connection, _ = listener.accept()
-        except TimeoutError:
-            continue
-        last_used = time.monotonic()
-        if os.fork() == 0:
-            listener.close()
-            _child(connection)  # never returns
-        connection.close()
+    try:
+        while time.monotonic() - last_used < IDLE_EXIT_SECONDS and read_record(root) == me:
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass  # reap the commands that finished
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            last_used = time.monotonic()
+            if os.fork() == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                listener.close()
+                _child(connection)  # never returns
+            connection.close()
+        reason = "idle, or its workspace is gone or replaced"
+    except SystemExit:
+        reason = "stopped"
     listener.close()
-    path.unlink(missing_ok=True)
-    print(f"warm runner {me.pid} exits (idle, or its workspace is gone or replaced)", flush=True)
+    with contextlib.suppress(OSError):
+        if path.stat().st_ino == bound:  # not a later runner's socket at the same path
+            path.unlink()
+    print(f"warm runner {me.pid} exits ({reason})", flush=True)
+
+
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _child(connection: socket.socket) -> None:
