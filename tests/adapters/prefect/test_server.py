@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from unlearn_ops.adapters.prefect.server import (
     running_server,
     stop_server,
 )
-from unlearn_ops.adapters.process import group_alive
+from unlearn_ops.adapters.process import group_alive, stop_groups
 
 pytestmark = [pytest.mark.servers, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -101,3 +103,26 @@ def test_commands_share_one_server_per_workspace_and_stop_it(tmp_path: Path) -> 
     assert running_server(root) is None
     again = unlearn_ops(["server", "stop", "-w", str(root), "--json"], environment)
     assert json.loads(again.stdout) == {"stopped": False, "warm_runner_stopped": False}
+
+
+def test_a_deleted_workspace_takes_its_server_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unlearn_ops.adapters.prefect import server as module
+
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    monkeypatch.setattr(module, "WATCH_SECONDS", 0.5)
+    root = tmp_path / "ws"
+    root.mkdir()
+    server, started = ensure_server(root, timeout=300)
+    assert started
+    try:
+        time.sleep(2.0)  # a few of the watcher's looks: the workspace is there, it stays
+        assert running_server(root) == server
+        shutil.rmtree(root)
+        deadline = time.monotonic() + 60
+        while group_alive(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert not group_alive(server.pid)
+    finally:
+        stop_groups([server.pid], timeout=20.0)

@@ -6,7 +6,9 @@ starts `prefect server start` once per workspace, on a free loopback port, in it
 process group, and records it in `WS/.unlearn-ops/prefect-server.json` (pid, start time,
 port); later commands find it there, check that the same process still answers its
 health URL, and point Prefect's client at it. A dead or foreign process (a reused pid)
-is replaced by a new server. `unlearn-ops server stop` stops it.
+is replaced by a new server. `unlearn-ops server stop` stops it; so does deleting (or
+moving) the workspace: a small watcher process stops a server that nothing can find any
+more, within :data:`WATCH_SECONDS`.
 
 It serves Prefect's default database (`PREFECT_HOME`), the one the temporary servers use
 too: the flow runs of every command stay visible in one UI, whichever way they ran.
@@ -19,6 +21,7 @@ import contextlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,11 +43,15 @@ __all__ = [
     "reload_prefect_settings",
     "running_server",
     "stop_server",
+    "watch",
 ]
 
 # Servers this process started: they outlive it by design, and holding them here keeps
 # Python from warning that a child it started is still running when the handle goes.
 _STARTED: list[ServerProcess] = []
+_WATCHERS: list[subprocess.Popen[bytes]] = []
+# How often a server's watcher looks for its workspace.
+WATCH_SECONDS = 10.0
 _RECORD = "prefect-server.json"
 _LOG = "prefect-server.log"
 _LOCK = "prefect-server.lock"
@@ -76,12 +83,7 @@ class LocalServer:
 
     def alive(self) -> bool:
         """The recorded process is the one running, and the API answers."""
-        started = process_started_at(self.pid)
-        return (
-            started is not None
-            and abs(started - self.started_at) < 1.0
-            and http_ok(f"{self.api_url}/health")
-        )
+        return _same_process(self) and http_ok(f"{self.api_url}/health")
 
 
 def _state_dir(root: Path) -> Path:
@@ -163,7 +165,42 @@ def ensure_server(root: Path, timeout: float = 120.0) -> tuple[LocalServer, bool
             raise OrchestratorError(f"starting a local server ({outcome})", tail)
         server = LocalServer(process.pid, process_started_at(process.pid) or time.time(), port)
         write_atomic(_state_dir(root) / _RECORD, json.dumps(asdict(server)) + "\n")
+        _start_watcher(root, server)
         return server, True
+
+
+def _start_watcher(root: Path, server: LocalServer) -> None:
+    """A process that stops `server` once its workspace's state folder is gone (:func:`watch`)."""
+    argv = [sys.executable, "-m", __name__, str(root), str(server.pid), repr(server.started_at)]
+    _WATCHERS.append(
+        subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            [*argv, repr(WATCH_SECONDS)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    )
+
+
+def watch(root: Path, server: LocalServer, interval: float) -> bool:
+    """Stop `server` once `root/.unlearn-ops` is gone; return when the server has ended.
+
+    Without that folder no command can find the server again (the workspace was deleted or
+    moved): it would run on, unused, until the machine stops. Whether it was stopped here.
+    """
+    while _same_process(server):
+        if not (root / ".unlearn-ops").is_dir():
+            stop_groups([server.pid], timeout=20.0)
+            return True
+        time.sleep(interval)
+    return False
+
+
+def _same_process(server: LocalServer) -> bool:
+    started = process_started_at(server.pid)
+    return started is not None and abs(started - server.started_at) < 1.0
 
 
 def stop_server(root: Path, timeout: float = 20.0) -> LocalServer | None:
@@ -173,8 +210,7 @@ def stop_server(root: Path, timeout: float = 20.0) -> LocalServer | None:
         (root / ".unlearn-ops" / _RECORD).unlink(missing_ok=True)
         if server is None:
             return None
-        started = process_started_at(server.pid)
-        if started is None or abs(started - server.started_at) >= 1.0:
+        if not _same_process(server):
             return None  # gone already (or its pid now belongs to another process)
         stop_groups([server.pid], timeout=timeout)
         return server
@@ -189,3 +225,11 @@ def reload_prefect_settings() -> None:
     from prefect.context import refresh_global_settings_context
 
     refresh_global_settings_context()
+
+
+if __name__ == "__main__":  # the watcher: ROOT PID STARTED_AT INTERVAL
+    watch(
+        Path(sys.argv[1]),
+        LocalServer(int(sys.argv[2]), float(sys.argv[3]), port=0),
+        float(sys.argv[4]),
+    )
