@@ -19,6 +19,7 @@ The tree::
     ├── RegistryError                   MLflow refused an operation
     ├── OrchestratorError               Prefect's API refused an operation (or is unreachable)
     ├── VersionNotFoundError (KeyError) a model version or alias that does not exist
+    │   └── VersionPurgedError          a version that a purge deleted (it held forgotten records)
     ├── GateFailedError                 a new version failed its gates (it stays unpromoted)
     ├── UnsafeVersionError              a version that misses a recorded deletion (never champion)
     ├── RollbackError                   a rollback that cannot be done as asked
@@ -75,6 +76,7 @@ __all__ = [
     "UnlearnOpsError",
     "UnsafeVersionError",
     "VersionNotFoundError",
+    "VersionPurgedError",
     "WorkspaceNotFoundError",
 ]
 
@@ -309,8 +311,32 @@ class VersionNotFoundError(UnlearnOpsError, KeyError):
     def __init__(self, model_name: str, version: str, known: Sequence[str] = ()) -> None:
         self.model_name = model_name
         self.version = version
+        self.known = tuple(known)
         hint = f"; versions are: {_preview(known, 10)}" if known else "; train a first version"
         super().__init__(f"model {model_name!r} has no version {version!r}{hint}")
+
+
+class VersionPurgedError(VersionNotFoundError):
+    """A version that a purge deleted: it held records that requests asked to forget.
+
+    Args:
+        missing: the registry's error for the version.
+        purged_at: when the purge deleted it (the ledger's time).
+        request_ids: the requests whose records it held.
+    """
+
+    def __init__(
+        self, missing: VersionNotFoundError, purged_at: str, request_ids: Sequence[str]
+    ) -> None:
+        super().__init__(missing.model_name, missing.version, missing.known)
+        self.purged_at = purged_at
+        self.request_ids = tuple(request_ids)
+        known = f"; versions are: {_preview(self.known, 10)}" if self.known else ""
+        self.args = (
+            f"version {missing.version} of model {missing.model_name!r} was purged at "
+            f"{purged_at}: it held records of {_preview(self.request_ids, 5)}, and a purged "
+            f"version never comes back{known}",
+        )
 
 
 class GateFailedError(UnlearnOpsError):

@@ -348,3 +348,24 @@ def test_interrupted_requests_are_those_removed_and_never_served(ledger: Ledger)
     assert sorted(found) == ["gates", "killed"]
     assert found["killed"].state == "received"
     assert ledger.interrupted(["killed"], set()) == {}
+
+
+def test_purged_versions_say_when_and_for_whom(tmp_path: Path) -> None:
+    from unlearn_ops.errors import VersionNotFoundError, VersionPurgedError
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    assert ledger.purged_versions() == {}
+    ledger.append("received", "r1", record_hashes=["a"])
+    first = ledger.append("purged", "r1", versions=["1"])
+    second = ledger.append("purged", "r2", versions=["1", "2"])
+    assert ledger.purged_versions() == {
+        "1": (first.at, ("r1", "r2")),
+        "2": (second.at, ("r2",)),
+    }
+    missing = VersionNotFoundError("m", "1", ["3"])
+    error = VersionPurgedError(missing, *ledger.purged_versions()["1"])
+    assert isinstance(error, VersionNotFoundError)
+    assert str(error) == (
+        f"version 1 of model 'm' was purged at {first.at}: it held records of r1, r2, and a "
+        "purged version never comes back; versions are: 3"
+    )

@@ -118,6 +118,23 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
     code, out, _err = cli(["purge", "--scan", "-w", str(workspace)])
     assert (code, out.strip().endswith("clean")) == (0, True)
 
+    # A purged version is named as purged, not as unknown, wherever a user names it.
+    for argv in (["show", "1"], ["verify", "2"], ["rollback", "--to", "1"]):
+        code, _out, err = cli([*argv, "-w", str(workspace)])
+        assert code == 2, err
+        assert f"version {argv[-1]} of model " in err
+        assert "was purged at" in err
+        assert "a purged version never comes back" in err
+    code, out, _err = cli(["versions", "--json", "-w", str(workspace)])
+    listed = json.loads(out)
+    assert [row["version"] for row in listed["versions"]] == ["3"]
+    assert [(p["version"], p["requests"]) for p in listed["purged"]] == [
+        ("1", ["r1", "r2"]),
+        ("2", ["r2"]),
+    ]
+    code, out, _err = cli(["versions", "-w", str(workspace)])
+    assert "purged: version(s) 1, 2, which held records" in out
+
     states = ws.ledger.requests()
     assert states["r1"].state == states["r2"].state == "purged"
     assert states["r2"].purged is not None

@@ -52,8 +52,25 @@ def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
             table.add_row(*(str(v) for v in row.values()))
         # Not a terminal (a pipe, a log): wide enough that no column is cut.
         Console(width=None if sys.stdout.isatty() else 160).print(table)
+        if purged:
+            typer.echo(
+                f"purged: version(s) {', '.join(sorted(purged, key=int))}, which held "
+                "records that requests asked to forget (`unlearn-ops audit REQUEST`)"
+            )
 
-    emit(as_json, {"model_name": ws.model_name, "versions": rows}, lines)
+    purged = ws.ledger.purged_versions()
+    emit(
+        as_json,
+        {
+            "model_name": ws.model_name,
+            "versions": rows,
+            "purged": [
+                {"version": v, "purged_at": at, "requests": list(requests)}
+                for v, (at, requests) in sorted(purged.items(), key=lambda item: int(item[0]))
+            ],
+        },
+        lines,
+    )
 
 
 def show(
@@ -65,7 +82,7 @@ def show(
 
     from unlearn_ops.workflow.approx_tags import describe_exactness
 
-    info = open_workspace(workspace).registry().get_version(version)
+    info = open_workspace(workspace).find_version(version)
     exactness = describe_exactness(info)
 
     def lines() -> None:

@@ -310,6 +310,17 @@ class Ledger:
                 found[request_id] = state
         return found
 
+    def purged_versions(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """The model versions purges deleted: version -> (when, the requests they held)."""
+        found: dict[str, tuple[str, tuple[str, ...]]] = {}
+        for entry in self.entries():
+            if entry.event != "purged":
+                continue
+            for version in entry.data.get("versions", []):
+                at, requests = found.get(str(version), (entry.at, ()))
+                found[str(version)] = (at, (*requests, entry.request_id))
+        return found
+
     def request(self, request_id: str) -> RequestState | None:
         """One request's state, or None if the ledger never received it."""
         return self.requests().get(request_id)

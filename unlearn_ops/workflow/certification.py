@@ -34,7 +34,7 @@ def certify_version(
     device they were trained on, and compares with the weights hashes the version recorded.
 
     Raises:
-        VersionNotFoundError: no such version.
+        VersionNotFoundError: no such version (VersionPurgedError: purged).
         LineageError: the revision's data is no longer in the DVC cache or remote.
         DeviceMismatchError: the version was trained on another kind of device than the
             settings' (nothing is trained).
@@ -48,7 +48,7 @@ def certify_version(
     from unlearn_ops.sisa.training import ShardColumns
     from unlearn_ops.sisa.verification import certify_tables
 
-    info = workspace.registry().get_version(version)
+    info = workspace.find_version(version)
     lineage = workspace.lineage()
     sha = info.tag("git_sha")
     weights = json.loads(info.tag("weights") or "{}")

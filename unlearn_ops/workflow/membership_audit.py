@@ -102,7 +102,7 @@ def _table_at(workspace: Workspace, shard_id: int, sha: str) -> pd.DataFrame:
 
 
 def _registered(workspace: Workspace, version: str, shard_ids: Sequence[int]) -> ShardModels:
-    info = workspace.registry().get_version(version)
+    info = workspace.find_version(version)
     sha = info.tag("git_sha")
     tables = {s: _table_at(workspace, s, sha) for s in shard_ids}
     return ShardModels(_served_modules(workspace.registry(), info.version), tables)

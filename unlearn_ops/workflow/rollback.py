@@ -191,7 +191,7 @@ def plan_rollback(
         replay: rebuild a target that misses deletions instead of refusing it.
 
     Raises:
-        VersionNotFoundError: no such version or alias.
+        VersionNotFoundError: no such version or alias (VersionPurgedError: purged).
         UnsafeVersionError: the target misses a recorded deletion and `replay` is off.
         RollbackError: no champion, no earlier version, a target whose gates failed, whose
             shards were split otherwise, or whose data differs (without `replay`).
@@ -204,7 +204,7 @@ def plan_rollback(
         raise RollbackError(
             to or "an earlier version", "no version is champion yet", "run `unlearn-ops train`"
         )
-    target = _default_target(workspace, champion) if to is None else registry.get_version(to)
+    target = _default_target(workspace, champion) if to is None else workspace.find_version(to)
     name = f"version {target.version}"
     # A provisional version honours its requests approximately until superseded (issue 14).
     recorded = deletions_recorded(workspace)

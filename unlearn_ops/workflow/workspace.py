@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.inbox import Inbox
 from unlearn_ops.deletion.ledger import Ledger
-from unlearn_ops.errors import InvalidRequestError, StoreError, WorkspaceNotFoundError
+from unlearn_ops.errors import (
+    InvalidRequestError,
+    StoreError,
+    VersionNotFoundError,
+    VersionPurgedError,
+    WorkspaceNotFoundError,
+)
 from unlearn_ops.params import Params, load_params
 from unlearn_ops.settings import Settings, load_settings
 from unlearn_ops.sisa.ensemble import SisaEnsemble
@@ -43,6 +49,7 @@ from unlearn_ops.workflow.location import PARAMS_FILE, find_workspace
 
 if TYPE_CHECKING:
     from unlearn_ops.serving.ports import ModelRegistry
+    from unlearn_ops.serving.versions import VersionInfo
     from unlearn_ops.workflow.ports import DataLineage
 
 __all__ = [
@@ -163,6 +170,23 @@ class Workspace:
     def registry(self) -> ModelRegistry:
         """The workspace's registered model: the one given to :meth:`open`, else MLflow's."""
         return self.model_registry or self._mlflow_registry
+
+    def find_version(self, reference: str) -> VersionInfo:
+        """The version a user names (number or alias); a purged one is said to be purged.
+
+        Raises:
+            VersionPurgedError: a purge deleted it (the ledger says when, and for whom).
+            VersionNotFoundError: the registry never held it.
+        """
+        try:
+            return self.registry().get_version(reference)
+        except VersionPurgedError:
+            raise
+        except VersionNotFoundError as missing:
+            purged = self.ledger.purged_versions().get(str(reference))
+            if purged is None:
+                raise
+            raise VersionPurgedError(missing, *purged) from missing
 
     @cached_property
     def _mlflow_registry(self) -> ModelRegistry:
