@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from unlearn_ops.errors import StoreError
 from unlearn_ops.params import Params
@@ -34,9 +34,6 @@ from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.training import ShardColumns
 from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.workspace import Workspace
-
-if TYPE_CHECKING:
-    from unlearn_ops.sisa.shard_arrays import ShardArrays
 
 __all__ = [
     "ExchangeCheckpoints",
@@ -103,7 +100,6 @@ class StagedShard:
     columns: ShardColumns
     device: str
     threads: int
-    data_md5: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +109,7 @@ class StagedResult:
     trained: ShardTrained
     stage_keys: tuple[str, ...]
     num_records: int
+    samples_processed: int
     device: str
     weights_key: str
 
@@ -132,7 +129,6 @@ def _shard_key(shard_id: int) -> str:
 
 def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -> StagedShard:
     """Put the shard's file and its resume checkpoint in the exchange (the flow's process)."""
-    from unlearn_ops.sisa.ensemble import file_md5
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
     from unlearn_ops.sisa.training import cached_stages, resolve_device, shard_stage_keys
 
@@ -148,13 +144,7 @@ def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -
         key = keys[resume - 1]
         ExchangeCheckpoints(exchange).save(key, ensemble.checkpoint_store.load(key))
     return StagedShard(
-        exchange,
-        shard_id,
-        workspace.params,
-        columns,
-        device,
-        workspace.settings.torch_threads,
-        file_md5(path),
+        exchange, shard_id, workspace.params, columns, device, workspace.settings.torch_threads
     )
 
 
@@ -186,7 +176,12 @@ def train_staged_shard(job: StagedShard) -> StagedResult:
         model.seconds,
     )
     return StagedResult(
-        trained, tuple(model.stage_keys), model.num_records, model.device, weights_key
+        trained,
+        tuple(model.stage_keys),
+        model.num_records,
+        model.samples_processed,
+        model.device,
+        weights_key,
     )
 
 
@@ -201,7 +196,7 @@ def collect_shard(
     """
     from unlearn_ops.sisa.ensemble import file_md5
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
-    from unlearn_ops.sisa.training import ShardModel, load_state, weights_digest
+    from unlearn_ops.sisa.training import ShardModel, load_state, shard_stage_keys, weights_digest
 
     ensemble = workspace.ensemble
     trained = result.trained
@@ -213,7 +208,10 @@ def collect_shard(
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
     data_md5 = file_md5(path)
     keys = list(result.stage_keys)
-    if keys != _local_keys(workspace, arrays, trained.shard_id, result.device):
+    local = shard_stage_keys(
+        arrays, shard_id=trained.shard_id, params=workspace.params, device=result.device
+    )
+    if keys != local:
         raise StoreError(path, "the shard's file changed while it trained elsewhere")
     staged = ExchangeCheckpoints(exchange)
     for stage in trained.stages:
@@ -225,16 +223,10 @@ def collect_shard(
         weights_hash=trained.weights_hash,
         num_records=result.num_records,
         resumed_from_stage=trained.first_stage,
-        samples_processed=0,
+        samples_processed=result.samples_processed,
         seconds=trained.seconds,
         stages_trained=list(trained.stages),
         device=result.device,
     )
     ensemble.serve_trained(model, arrays, data_md5)
     return trained
-
-
-def _local_keys(workspace: Workspace, arrays: ShardArrays, shard_id: int, device: str) -> list[str]:
-    from unlearn_ops.sisa.training import shard_stage_keys
-
-    return shard_stage_keys(arrays, shard_id=shard_id, params=workspace.params, device=device)

@@ -141,7 +141,7 @@ def parent_commit(root: Path, rev: str) -> str | None:
     return result.stdout.strip() or None
 
 
-def file_md5(path: Path) -> str:
+def _file_md5(path: Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
@@ -208,7 +208,7 @@ def record_revision(
     for tag in tags:
         _git(root, "tag", "-f", tag)
     shard_md5s = {
-        shard_id: file_md5(root / "data" / "shards" / f"shard-{shard_id:03d}.parquet")
+        shard_id: _file_md5(root / "data" / "shards" / f"shard-{shard_id:03d}.parquet")
         for shard_id in shard_ids
     }
     return DataRevision(git_head(root), _lock_out_md5(root, "data/shards"), shard_md5s, tuple(tags))
@@ -223,7 +223,7 @@ def current_revision(root: Path, shard_ids: Sequence[int]) -> DataRevision:
     an md5 over `name:md5` lines, marked with a `local:` prefix.
     """
     shards = root / "data" / "shards"
-    files = {path.name: file_md5(path) for path in sorted(shards.glob("*.parquet"))}
+    files = {path.name: _file_md5(path) for path in sorted(shards.glob("*.parquet"))}
     folder_md5 = _lock_out_md5(root, "data/shards")
     if not folder_md5 or _dir_listing(root, folder_md5) != files:
         digest = hashlib.md5(usedforsecurity=False)
