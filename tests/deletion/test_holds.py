@@ -25,7 +25,7 @@ from unlearn_ops.deletion.holds import (
 )
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import UnknownRecordsError
-from unlearn_ops.workflow.batch import hold_back
+from unlearn_ops.workflow.batch import hold_back, receive_requests
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -179,6 +179,33 @@ def test_partial_holds_erase_the_other_records_now(ws: Workspace) -> None:
     release_hold(ws, hold.hold_id)
     drain(ws, forgets)
     assert forgets.batches[1] == {"dsr-p": sorted(records[:3])}
+
+
+def test_a_part_split_off_twice_gets_an_id_of_its_own(ws: Workspace) -> None:
+    """Hold A; `cli-1` {A, B} sends B ahead as `cli-1.unheld`; then B is held and A released.
+
+    The rerun's unheld part is {A}: under the first part's id it would be a replay with
+    other records, refused (the hold property test found this sequence).
+    """
+    params = yaml.safe_load(ws.params_path.read_text())
+    params["compliance"]["holds"] = "partial"
+    ws.params_path.write_text(yaml.safe_dump(params))
+    ws = ws.reopen()
+    a, b = shard_record_ids(ws, 0)[:2]
+    first = place_hold(ws, record_ids=[a], reason="litigation")
+    request = ForgetRequest.build([a, b], "cli-1", "erasure request")
+    [ahead] = hold_back(ws, [request]).proceed
+    assert (ahead.request_id, ahead.record_ids) == ("cli-1.unheld", (b,))
+    receive_requests(ws, [ahead])  # as the forget that erases it does
+    place_hold(ws, record_ids=[b], reason="tax law")
+    release_hold(ws, first.hold_id)
+    [then] = hold_back(ws, [request]).proceed
+    assert (then.request_id, then.record_ids) == ("cli-1.unheld.2", (a,))
+    receive_requests(ws, [then])
+    [again] = hold_back(ws, [request]).proceed  # a rerun: the same part, the same id
+    assert (again.request_id, again.record_ids) == ("cli-1.unheld.2", (a,))
+    [held] = [e for e in ws.ledger.entries() if e.event == "held"][-1:]
+    assert held.data["proceeding_as"] == "cli-1.unheld.2"
 
 
 def test_hold_back_covers_a_forget_run_from_the_cli(ws: Workspace) -> None:

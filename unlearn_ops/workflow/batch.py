@@ -10,12 +10,14 @@ files, and the shards it made stale retrain (:mod:`unlearn_ops.workflow.retraini
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from unlearn_ops.deletion.ledger import RequestState
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.sisa.planning import RetrainingPlan
@@ -254,7 +256,7 @@ def hold_back(
             f"{h}: {why}" for h, why in zip(sorted(by_hold), reasons, strict=True)
         )
         held_hashes = {x for overlap in by_hold.values() for x in overlap}
-        rest = _unheld(workspace, request, held_hashes) if partial else None
+        rest = _unheld(workspace, request, held_hashes, states) if partial else None
         if rest is not None:
             result.proceed.append(rest)
         state = states.get(request.request_id)
@@ -274,17 +276,28 @@ def hold_back(
     return result
 
 
-def _unheld(workspace: Workspace, request: ForgetRequest, held: set[str]) -> ForgetRequest | None:
-    """The request's records that no hold holds, as a request of their own (None if none)."""
+def _unheld(
+    workspace: Workspace,
+    request: ForgetRequest,
+    held: set[str],
+    states: Mapping[str, RequestState],
+) -> ForgetRequest | None:
+    """The request's records that no hold holds, as a request of their own (None if none).
+
+    Its id is `<id>.unheld`; when that id was received before with other records (a hold
+    was released, or placed, since that part went ahead), it is `<id>.unheld.2`, `.3`, ...:
+    each split-off part is a request of its own, and an id never changes its records.
+    """
     hash_id = workspace.settings.hash_record_id
     record_ids = tuple(r for r in request.record_ids if hash_id(r) not in held)
     forgotten = tuple(h for h in request.forgotten_hashes if h not in held)
     if not record_ids and not forgotten:
         return None
-    return request.model_copy(
-        update={
-            "request_id": f"{request.request_id}.unheld",
-            "record_ids": record_ids,
-            "forgotten_hashes": forgotten,
-        }
-    )
+    rest = request.model_copy(update={"record_ids": record_ids, "forgotten_hashes": forgotten})
+    hashes = rest.record_hashes(workspace.settings)
+    for n in itertools.count(1):
+        request_id = f"{request.request_id}.unheld" + (f".{n}" if n > 1 else "")
+        state = states.get(request_id)
+        if state is None or not state.received_at or sorted(state.record_hashes) == hashes:
+            return rest.model_copy(update={"request_id": request_id})
+    raise AssertionError("unreachable")  # pragma: no cover
