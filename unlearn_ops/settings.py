@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         description="HMAC-SHA256 key of the receipts given to data subjects "
         "(`unlearn-ops receipt`); receipts are refused while it is unset.",
     )
+    dp_noise_key: _FeatureSecret = Field(
+        None,
+        description="Secret the DP-SGD noise of shard training is drawn from (with "
+        "`training.dp.enabled`); kept by the operator, never released: the same key "
+        "replays a training bit for bit, and DP training is refused while it is unset.",
+    )
     request_bearer_token: _FeatureSecret = Field(
         None,
         description="Bearer token accepted instead of a signature on the HTTP intake; "

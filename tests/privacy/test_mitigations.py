@@ -236,46 +236,90 @@ def shard_table() -> pd.DataFrame:
     return table
 
 
-@pytest.mark.slow  # trains a DP-SGD shard twice (about 20 s)
-def test_a_dp_shard_trains_reproducibly_within_its_epsilon() -> None:
-    pytest.importorskip("opacus")
+DP_PARAMS = {
+    "sisa": {"shards": 1, "slices": 2},
+    "model": {"hidden_sizes": [8]},
+    "training": {"epochs_per_stage": 2, "batch_size": 32, "dp": {"enabled": True}},
+}
+DP_COLUMNS = ("record_id", "label", tuple("abcd"), 2)
+
+
+def train_dp(table: pd.DataFrame, params: Params, **kwargs: Any) -> Any:
     from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
     from unlearn_ops.sisa.training import ShardColumns, train_shard
 
-    params = Params.from_mapping(
-        {
-            "sisa": {"shards": 1, "slices": 2},
-            "model": {"hidden_sizes": [8]},
-            "training": {"epochs_per_stage": 2, "batch_size": 32, "dp": {"enabled": True}},
-        }
-    )
-    columns = ShardColumns("record_id", "label", tuple("abcd"), 2)
+    kwargs.setdefault("store", MemoryCheckpointStore())
+    columns = ShardColumns(*DP_COLUMNS)
+    return train_shard(table, shard_id=0, params=params, columns=columns, **kwargs)
 
-    def train() -> Any:
-        return train_shard(
-            shard_table(), shard_id=0, params=params, columns=columns, store=MemoryCheckpointStore()
-        )
 
-    first, second = train(), train()
-    plain = train_shard(
-        shard_table(),
-        shard_id=0,
-        params=params.model_copy(
-            update={
-                "training": params.training.model_copy(
-                    update={"dp": params.training.dp.model_copy(update={"enabled": False})}
-                )
-            }
-        ),
-        columns=columns,
-        store=MemoryCheckpointStore(),
+@pytest.mark.slow  # trains DP-SGD shards (about 30 s)
+def test_a_dp_shard_trains_reproducibly_within_its_epsilon_from_its_noise_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("opacus")
+    params = Params.from_mapping(DP_PARAMS)
+    monkeypatch.setenv("UNLEARN_OPS_DP_NOISE_KEY", "operator secret")
+    first, second = train_dp(shard_table(), params), train_dp(shard_table(), params)
+    explicit = train_dp(shard_table(), params, noise_key=b"operator secret")
+    other = train_dp(shard_table(), params, noise_key=b"another secret")
+    plain = train_dp(
+        shard_table(), Params.from_mapping({**DP_PARAMS, "training": {"epochs_per_stage": 2}})
     )
 
-    assert first.weights_hash == second.weights_hash
+    assert first.weights_hash == second.weights_hash == explicit.weights_hash
+    assert other.weights_hash != first.weights_hash  # the noise comes from the secret
+    assert other.stage_keys != first.stage_keys  # and its checkpoints are named apart
     assert first.weights_hash != plain.weights_hash
     assert first.dp_epsilon is not None
     assert 0 < first.dp_epsilon <= params.training.dp.epsilon + 1e-6
     assert plain.dp_epsilon is None
+
+
+def test_dp_training_without_a_noise_key_is_refused_and_trains_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
+
+    monkeypatch.delenv("UNLEARN_OPS_DP_NOISE_KEY", raising=False)
+    store = MemoryCheckpointStore()
+    with pytest.raises(ConfigError, match="UNLEARN_OPS_DP_NOISE_KEY"):
+        train_dp(shard_table(), Params.from_mapping(DP_PARAMS), store=store)
+    assert list(store.keys()) == []
+
+
+@pytest.mark.slow  # trains DP-SGD shards (about 30 s)
+def test_a_retrained_dp_stage_draws_fresh_noise_that_does_not_cancel_in_the_pair() -> None:
+    """Parent and child differ by one record of slice 1.
+
+    Had the child replayed the parent's noise (seeded by seed, shard and stage), the two
+    would differ by little more than the record's signal. Keyed by the stage's content,
+    the retrained stages' noise is new: the pair differs about as much as two trainings of
+    the child's data under two noise keys. The child retrains from stage 0 (the noise
+    multiplier, calibrated to the whole shard, changed with its size), and a replay from
+    scratch with the same key gives it bit for bit (the certificate).
+    """
+    pytest.importorskip("opacus")
+    import torch
+
+    from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
+
+    params = Params.from_mapping(DP_PARAMS)
+    table = shard_table()
+    store = MemoryCheckpointStore()
+    parent = train_dp(table, params, store=store, noise_key=b"k")
+    child_table = table[table["record_id"] != 1]  # slice 1
+    child = train_dp(child_table, params, store=store, noise_key=b"k")
+    again = train_dp(child_table, params, noise_key=b"k")  # from scratch, same key
+    other = train_dp(child_table, params, noise_key=b"k2")
+
+    def distance(a: Any, b: Any) -> float:
+        return float(sum(torch.sum((a.state[n] - b.state[n]) ** 2) for n in a.state) ** 0.5)
+
+    assert child.resumed_from_stage == 0
+    assert child.stage_keys[0] != parent.stage_keys[0]
+    assert again.weights_hash == child.weights_hash  # the certificate's replay holds
+    assert distance(child, parent) > 0.5 * distance(child, other)
 
 
 def test_layers_opacus_cannot_train_are_named() -> None:
@@ -349,5 +393,7 @@ def test_a_dp_version_is_tagged_with_its_epsilon_and_delta(tmp_path: Path) -> No
     tags = release_tags(params, ensemble)
 
     assert 2.9 < float(tags["unlearn.privacy.dp_epsilon"]) <= 3.0
+    # two releases with independent noise: more than one, at most twice (RDP composes)
+    assert 3.0 < float(tags["unlearn.privacy.dp_pair_epsilon"]) <= 6.0
     assert tags["unlearn.privacy.dp_delta"] == "0.0001"
     assert tags["unlearn.privacy.dp_max_grad_norm"] == "1.0"

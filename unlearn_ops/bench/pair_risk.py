@@ -13,7 +13,8 @@ those pairs it measures (issue 12, items 2 and 3):
   the child version's accuracy), side by side.
 
 Weight noise is drawn fresh for parent and child (:func:`noise_state`); DP-SGD retrains
-the parent and the children with `training.dp` on. torch is imported inside functions.
+the parent and the children with `training.dp` on, its noise keyed by a fresh secret and
+each stage's content (:mod:`unlearn_ops.sisa.dp`). torch is imported inside functions.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import SecretStr
 
 from unlearn_ops.params import Params, ReleaseParams
 from unlearn_ops.privacy.mitigations import fresh_secret, limit_outputs, noise_state
@@ -58,7 +60,7 @@ MITIGATIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("min batch k (one release of k records)", {"min_batch": -1}),
     ("outputs: label + weight noise sigma=0.003", {"outputs": "label", "weight_noise": 0.003}),
     ("outputs: label + weight noise sigma=0.01", {"outputs": "label", "weight_noise": 0.01}),
-    ("DP-SGD epsilon=8 (seeded noise)", {"dp": 8.0}),
+    ("DP-SGD epsilon=8 (fresh noise per retrain)", {"dp": 8.0}),
 )
 
 
@@ -296,7 +298,9 @@ def run_pair_risk(
                     update={"training": params.training.model_copy(update={"dp": dp})}
                 )
                 dp_sizes = (min(draws, dp_draws), batch, seed)
-                (result,) = _measure(run, dataset, settings, dp_sizes, [(0.0, ReleaseParams())])
+                # The operator's secret the DP noise is drawn from (never released).
+                keyed = settings.model_copy(update={"dp_noise_key": SecretStr(fresh_secret())})
+                (result,) = _measure(run, dataset, keyed, dp_sizes, [(0.0, ReleaseParams())])
                 # The ridge probe is closed form, not trained by DP-SGD: nothing to say.
                 found[label] = {
                     **result,

@@ -197,13 +197,15 @@ def release_tags(params: Params, ensemble: Any) -> dict[str, str]:
         tags["unlearn.release.weight_noise"] = repr(release.weight_noise)
     dp = params.training.dp
     if dp.enabled:
-        from unlearn_ops.sisa.dp import dp_calibration
+        from unlearn_ops.sisa.dp import dp_calibration, dp_pair_epsilon
 
         # Every shard is trained to the same target: report the largest the accountant gives.
-        epsilons = [
-            dp_calibration(ensemble.read_shard(s), params)[1] or 0.0 for s in ensemble.shard_ids
-        ]
+        tables = [ensemble.read_shard(s) for s in ensemble.shard_ids]
+        epsilons = [dp_calibration(table, params)[1] or 0.0 for table in tables]
+        pairs = [dp_pair_epsilon(table, params) or 0.0 for table in tables]
         tags["unlearn.privacy.dp_epsilon"] = f"{max(epsilons, default=0.0):.4g}"
+        # A version and its retrained parent: independent noise, two releases composed.
+        tags["unlearn.privacy.dp_pair_epsilon"] = f"{max(pairs, default=0.0):.4g}"
         tags["unlearn.privacy.dp_delta"] = f"{dp.delta:.3g}"
         tags["unlearn.privacy.dp_max_grad_norm"] = repr(dp.max_grad_norm)
         tags["unlearn.privacy.dp_accountant"] = "rdp (opacus), shuffled fixed-size batches"

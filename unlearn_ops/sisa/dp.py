@@ -2,14 +2,23 @@
 
 With `training.dp.enabled` each stage trains through opacus with per-sample clipping and
 Gaussian noise, calibrated so that the shard's whole schedule (all R stages) meets the
-target (ε, δ) under the RDP accountant. The noise is seeded like everything else, so a
-retrain is bit for bit the same: the exactness certificate still holds, and for the same
-reason the noise cancels between a version and its retrained child (docs/PRIVACY_AUDIT.md:
-DP-SGD does not protect the released pair). torch and opacus are imported inside.
+target (ε, δ) under the RDP accountant.
+
+The noise of a stage is drawn from a secret the operator keeps (`UNLEARN_OPS_DP_NOISE_KEY`,
+never released) keyed by the stage's checkpoint key, which names everything the stage
+trained on. So a retrain is bit for bit the same for whoever holds the secret (the
+exactness certificate still holds), while a stage that a forget retrains draws noise
+independent of its parent's: seeded by (seed, shard, stage) alone, the same noise would
+be added to both trajectories and cancel in their difference, leaving the forgotten
+records' signal to an attacker who holds both versions (docs/PRIVACY_AUDIT.md). With
+fresh noise the pair is two (ε, δ) releases, composed (:func:`dp_pair_epsilon`).
+torch and opacus are imported inside.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import warnings
 from collections.abc import Sequence
@@ -27,11 +36,50 @@ if TYPE_CHECKING:
 __all__ = [
     "dp_calibration",
     "dp_epsilon",
+    "dp_noise_key",
     "dp_noise_multiplier",
+    "dp_pair_epsilon",
     "dp_schedule",
     "make_dp_stage",
+    "noise_key_fingerprint",
+    "noise_seed",
     "unsupported_dp_layers",
 ]
+
+
+def dp_noise_key(explicit: bytes | None = None) -> bytes:
+    """The secret DP noise is drawn from: `explicit`, else `UNLEARN_OPS_DP_NOISE_KEY`.
+
+    Raises:
+        ConfigError: neither is set (DP training is refused without it: seeded noise that
+            anyone with the params can replay protects nothing).
+    """
+    if explicit:
+        return explicit
+    from unlearn_ops.settings import Settings
+
+    key = Settings().dp_noise_key
+    if key is None or not key.get_secret_value():
+        raise ConfigError(
+            "training.dp",
+            [
+                "DP-SGD needs a noise key: set UNLEARN_OPS_DP_NOISE_KEY to a secret kept by "
+                "the operator (e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                "; the noise is drawn from it, and retraining bit for bit needs the same one"
+            ],
+        )
+    return key.get_secret_value().encode()
+
+
+def noise_seed(noise_key: bytes, stage_key: str) -> int:
+    """The 63-bit seed of a stage's DP noise: HMAC of its checkpoint key under the secret."""
+    digest = hmac.new(noise_key, f"dp-noise\x1f{stage_key}".encode(), hashlib.sha256).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def noise_key_fingerprint(noise_key: bytes) -> str:
+    """A short public name of the secret (in checkpoint keys: another secret, other noise)."""
+    return hmac.new(noise_key, b"dp-noise-key fingerprint", hashlib.sha256).hexdigest()[:16]
 
 
 def unsupported_dp_layers(model: torch.nn.Module) -> list[str]:
@@ -119,12 +167,8 @@ def make_dp_stage(
     Batches are fixed-size slices of a seeded permutation (the training loop's own), not
     Poisson samples: the accountant's figure is the standard approximation that DP-SGD
     libraries report for shuffled batches. The noise comes from a generator seeded by
-    `seed`, so a shard's DP training is as reproducible as its ordinary training.
-
-    That determinism has a price the benchmark measures: the parent and the retrained
-    child draw the same noise, so in their difference it partly cancels, as reused weight
-    noise does, and the (ε, δ) guarantee, which assumes independent noise, does not cover
-    an attacker who holds both versions (digits: difference AUC 0.96 at ε = 8).
+    `seed` (:func:`noise_seed`: secret, and new whenever the stage's data changes), so a
+    shard's DP training is as reproducible as its ordinary training for the key's holder.
 
     Returns:
         (the wrapped module, the DP optimizer); call the module, then step the optimizer.
@@ -153,13 +197,31 @@ def make_dp_stage(
     return wrapped, dp_optimizer
 
 
+def _shard_schedule(table: pd.DataFrame, params: Params) -> list[tuple[float, int]]:
+    slices = table[SLICE_COLUMN].to_numpy()
+    sizes = [int((slices <= stage).sum()) for stage in range(params.sisa.slices)]
+    return dp_schedule(sizes, params.training.batch_size, params.training.epochs_per_stage)
+
+
 def dp_calibration(table: pd.DataFrame, params: Params) -> tuple[float, float | None]:
     """(noise multiplier, epsilon) for the shard's whole schedule; (0, None) without DP."""
     dp = params.training.dp
     if not dp.enabled:
         return 0.0, None
-    slices = table[SLICE_COLUMN].to_numpy()
-    sizes = [int((slices <= stage).sum()) for stage in range(params.sisa.slices)]
-    schedule = dp_schedule(sizes, params.training.batch_size, params.training.epochs_per_stage)
+    schedule = _shard_schedule(table, params)
     sigma = dp_noise_multiplier(dp, schedule)
     return sigma, dp_epsilon(sigma, schedule, dp.delta)
+
+
+def dp_pair_epsilon(table: pd.DataFrame, params: Params) -> float | None:
+    """The epsilon of a version and its retrained child together (None without DP).
+
+    Their noise is independent (:func:`noise_seed`), so the pair is two runs of the
+    schedule, composed under the same accountant; the shard's current (smaller) schedule
+    counted twice bounds the parent's run too (fewer records: a higher sample rate).
+    """
+    dp = params.training.dp
+    if not dp.enabled:
+        return None
+    schedule = _shard_schedule(table, params)
+    return dp_epsilon(dp_noise_multiplier(dp, schedule), [*schedule, *schedule], dp.delta)

@@ -430,6 +430,7 @@ class SisaEnsemble:
         # (issue 15, memory bounded by a shard); same keys and weights as from the frame.
         path = self.shard_path(shard_id)
         table = read_shard_arrays(path, columns.id_column, columns.label_column)
+        noise_key = self.settings.dp_noise_key  # used under DP only (sisa/dp.py)
         model = train_shard(
             table,
             shard_id=shard_id,
@@ -439,6 +440,7 @@ class SisaEnsemble:
             device=resolve_device(self.settings.device),
             threads=self.settings.torch_threads,
             progress=progress,
+            noise_key=noise_key.get_secret_value().encode() if noise_key else None,
         )
         self.serve_trained(model, table, data_md5)
         return model

@@ -27,7 +27,7 @@ import pandas as pd
 from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.checkpoints import CheckpointStore
-from unlearn_ops.sisa.dp import dp_calibration
+from unlearn_ops.sisa.dp import dp_calibration, dp_noise_key, noise_key_fingerprint, noise_seed
 from unlearn_ops.sisa.hashing import derive_seed
 from unlearn_ops.sisa.models import build_model
 from unlearn_ops.sisa.shard_arrays import ShardArrays
@@ -207,13 +207,14 @@ def _train_stage(
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     params: Params,
     seeds: tuple[int, int, int],
-    noise_multiplier: float = 0.0,
+    dp_noise: tuple[float, int] = (0.0, 0),
 ) -> int:
     """Train one stage from `model`'s current weights; returns examples processed.
 
     `data` is (features, labels, rows): the shard's tensors and the stage's row positions
     in their fixed order. Batches gather through `rows`, so the stage's rows are never
-    copied out of the shard (issue 15: memory bounded by one copy of a shard).
+    copied out of the shard (issue 15: memory bounded by one copy of a shard). `dp_noise`
+    is (noise multiplier, noise seed) under DP-SGD.
     """
     import torch
 
@@ -242,9 +243,9 @@ def _train_stage(
             model,
             optimizer,
             dp=training.dp,
-            noise_multiplier=noise_multiplier,
+            noise_multiplier=dp_noise[0],
             batch_size=training.batch_size,
-            seed=derive_seed(seed, shard_id, stage, "dp-noise") >> 8,
+            seed=dp_noise[1],
         )
     model.train()
     for epoch in range(training.epochs_per_stage):
@@ -264,25 +265,51 @@ def _train_stage(
     return processed
 
 
-def _keyed_training_hash(params: Params, device: str) -> str:
-    """What stage keys hash of the training: the params', and the device kind off the CPU.
+def _keyed_training_hash(
+    params: Params, device: str, dp_noise: tuple[bytes, float] | None = None
+) -> str:
+    """What stage keys hash of the training: the params', the device kind off the CPU, and
+    under DP the noise key's fingerprint and the noise multiplier.
 
     A stage trained on CUDA is not the CPU's stage (other kernels, other bits): it gets
-    other keys, so that neither resumes from the other's checkpoints. CPU keys stay as
-    they were before devices counted (a workspace's checkpoints keep their names).
+    other keys, so that neither resumes from the other's checkpoints; nor does a DP stage
+    whose noise came from another secret or at another scale (the multiplier is calibrated
+    to the shard's whole schedule, so it changes with the shard's size: under DP a forget
+    retrains its shards from the first stage). CPU keys without DP stay as they were
+    before devices counted (a workspace's checkpoints keep their names).
     """
     kind = device_kind(device)
-    return params.training_hash() + ("" if kind == "cpu" else f"@{kind}")
+    dp = ""
+    if dp_noise is not None:
+        noise_key, sigma = dp_noise
+        dp = f"@dp-{noise_key_fingerprint(noise_key)}-{sigma.hex()}"
+    return params.training_hash() + ("" if kind == "cpu" else f"@{kind}") + dp
 
 
 def shard_stage_keys(
-    arrays: ShardArrays, *, shard_id: int, params: Params, device: str = "cpu"
+    arrays: ShardArrays,
+    *,
+    shard_id: int,
+    params: Params,
+    device: str = "cpu",
+    noise_key: bytes | None = None,
 ) -> list[str]:
-    """The checkpoint key after each stage of the shard (the last names its weights)."""
+    """The checkpoint key after each stage of the shard (the last names its weights).
+
+    Under DP the keys name the noise key (`noise_key`, else `UNLEARN_OPS_DP_NOISE_KEY`) and
+    the noise multiplier too.
+
+    Raises:
+        ConfigError: DP is on and no noise key is set.
+    """
+    dp_noise = None
+    if params.training.dp.enabled:
+        sigma, _ = dp_calibration(pd.DataFrame({SLICE_COLUMN: arrays.slices}), params)
+        dp_noise = (dp_noise_key(noise_key), sigma)
     return arrays.stage_keys(
         shard_id=shard_id,
         num_slices=params.sisa.slices,
-        training_hash=_keyed_training_hash(params, device),
+        training_hash=_keyed_training_hash(params, device, dp_noise),
     )
 
 
@@ -304,6 +331,7 @@ def train_shard(
     device: str = "cpu",
     threads: int = 1,
     progress: StageProgress | None = None,
+    noise_key: bytes | None = None,
 ) -> ShardModel:
     """Train (or resume) one shard through its R stages, saving a checkpoint after each.
 
@@ -321,9 +349,14 @@ def train_shard(
         device: `cpu` or `cuda` (see :func:`resolve_device`).
         threads: intra-op threads while training this shard.
         progress: called after each trained stage.
+        noise_key: under DP, the secret the noise is drawn from (default:
+            `UNLEARN_OPS_DP_NOISE_KEY`); each stage's noise is keyed by its checkpoint key.
 
     Returns:
         The trained shard, with the compute it used.
+
+    Raises:
+        ConfigError: DP is on and no noise key is set (nothing is trained).
     """
     import torch
 
@@ -334,7 +367,10 @@ def train_shard(
         else ShardArrays.from_frame(table, columns.id_column, columns.label_column)
     )
     num_stages = params.sisa.slices
-    keys = shard_stage_keys(arrays, shard_id=shard_id, params=params, device=device)
+    noise_key = dp_noise_key(noise_key) if params.training.dp.enabled else None
+    keys = shard_stage_keys(
+        arrays, shard_id=shard_id, params=params, device=device, noise_key=noise_key
+    )
     resume = cached_stages(keys, store)
     # `resume` stages are cached: train stages resume..R-1.
 
@@ -367,7 +403,7 @@ def train_shard(
                 (all_features, all_labels, rows),
                 params,
                 (params.seed, shard_id, stage),
-                noise_multiplier,
+                (noise_multiplier, noise_seed(noise_key, keys[stage]) if noise_key else 0),
             )
         store.save(keys[stage], _serialize(model.state_dict()))
         trained.append(stage)
