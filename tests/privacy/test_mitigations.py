@@ -322,6 +322,33 @@ def test_a_retrained_dp_stage_draws_fresh_noise_that_does_not_cancel_in_the_pair
     assert distance(child, parent) > 0.5 * distance(child, other)
 
 
+@pytest.mark.slow  # trains a DP-SGD ensemble, forgets, retrains from scratch (about 40 s)
+def test_a_dp_forget_is_certified_exact_bit_for_bit(tmp_path: Path) -> None:
+    pytest.importorskip("opacus")
+    from pydantic import SecretStr
+
+    from unlearn_ops.settings import Settings
+    from unlearn_ops.sisa.datasets import Dataset
+    from unlearn_ops.sisa.ensemble import SisaEnsemble
+    from unlearn_ops.sisa.verification import certify_exactness
+
+    params = Params.from_mapping({**DP_PARAMS, "sisa": {"shards": 2, "slices": 2}})
+    settings = Settings(device="cpu", torch_threads=1, dp_noise_key=SecretStr("operator"))
+    ensemble = SisaEnsemble(tmp_path / "e", params, settings)
+    ensemble.fit(Dataset.from_frame(shard_table().drop(columns="slice_id"), source="tiny"))
+    before = {s: ensemble.read_shard(s) for s in ensemble.shard_ids}
+    last_slice = before[0][before[0]["slice_id"] == 1]  # stage 0 would be reusable but for DP
+    report = ensemble.forget([last_slice["record_id"].iloc[0]])
+
+    [retrained] = report.training.models
+    assert retrained.resumed_from_stage == 0  # the multiplier moved with the shard's size
+    certificate = certify_exactness(ensemble)
+    assert certificate.passed, certificate.to_dict()
+    assert sum(len(t) for t in before.values()) - 1 == sum(
+        len(ensemble.read_shard(s)) for s in ensemble.shard_ids
+    )
+
+
 def test_layers_opacus_cannot_train_are_named() -> None:
     pytest.importorskip("opacus")
     import torch

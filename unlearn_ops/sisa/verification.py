@@ -119,6 +119,7 @@ class ScratchJob:
     columns: ShardColumns
     device: str
     threads: int
+    noise_key: bytes | None = None  # under DP: the operator's noise secret (sisa/dp.py)
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ def retrain_from_scratch(job: ScratchJob) -> ScratchResult:
         store=MemoryCheckpointStore(),
         device=job.device,
         threads=job.threads,
+        noise_key=job.noise_key,
     )
     return ScratchResult(job.shard_id, scratch.weights_hash, tuple(scratch.stage_keys))
 
@@ -186,7 +188,7 @@ def certify_tables(
         tables: shard tables by shard id.
         params: the params the served weights were trained with.
         columns: column names and class count.
-        settings: device, threads and the record-id hash key.
+        settings: device, threads, the record-id hash key and, under DP, the noise key.
         served: per shard, `weights_hash` of the weights actually served, and optionally
             `recorded_hash` (what was recorded for them at training or registration),
             `stage_keys` and `device` (the kind they were trained on; `cpu` when absent).
@@ -201,8 +203,12 @@ def certify_tables(
     started = time.perf_counter()
     device = resolve_device(settings.device)
     _check_device_kind(device, {s: served.get(s, {}) for s in tables})
+    secret = settings.dp_noise_key if params.training.dp.enabled else None
+    noise_key = secret.get_secret_value().encode() if secret else None
     jobs = [
-        ScratchJob(shard_id, tables[shard_id], params, columns, device, settings.torch_threads)
+        ScratchJob(
+            shard_id, tables[shard_id], params, columns, device, settings.torch_threads, noise_key
+        )
         for shard_id in sorted(tables)
     ]
     scratches = {r.shard_id: r for r in (mapper or _in_order)(jobs)}
