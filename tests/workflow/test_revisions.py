@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from tests.workflow.conftest import request, shard_records
+from pathlib import Path
+
+import yaml
+
+from tests.workflow.conftest import new_root, open_with_fakes, request, shard_records
 from unlearn_ops.workflow.batch import apply_batch, receive_requests
+from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
+from unlearn_ops.workflow.preparation import prepare_data
 from unlearn_ops.workflow.revisions import (
     DataRevision,
     mark_applied,
@@ -40,3 +46,21 @@ def test_applied_requests_name_their_revision_in_the_ledger(trained: Workspace) 
     assert entry.data["git_sha"] == "a" * 40
     assert entry.data["shard_md5s"] == {"0": "m0"}
     assert trained.ledger.request("r1").state == "applied"  # type: ignore[union-attr]
+
+
+def test_a_revision_versions_the_pipeline_of_the_shards_that_exist(tmp_path: Path) -> None:
+    """S edited in params.yaml after `init` rendered dvc.yaml: the revision re-renders it.
+
+    Before, `dvc commit` looked for the shard files of the old S and failed with a trace.
+    """
+    root = new_root(tmp_path / "ws")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["sisa"]["shards"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    ws = open_with_fakes(root)
+    ws.lineage().init_repository()
+    prepare_data(ws)
+    record_revision(ws, "prepare")
+    assert (root / "dvc.yaml").read_text() == render_dvc_yaml(ws.params)
+    assert "shard-001" in (root / "dvc.yaml").read_text()
+    assert "shard-002" not in (root / "dvc.yaml").read_text()

@@ -9,6 +9,7 @@ needs the list of shard ids, which depends on S.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,7 +17,7 @@ import yaml
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.sharding import shard_file_name
 
-__all__ = ["render_dvc_yaml"]
+__all__ = ["render_dvc_yaml", "sync_dvc_yaml"]
 
 
 def _shard_stem(shard_id: int) -> str:
@@ -60,3 +61,18 @@ def render_dvc_yaml(params: Params) -> str:
         "`dvc repro` reproduces what the flows produce.\n"
     )
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False)
+
+
+def sync_dvc_yaml(root: Path, params: Params) -> bool:
+    """Write `root/dvc.yaml` rendered from `params` where it says otherwise; True if written.
+
+    Called wherever params may have changed since the last rendering (a rollback, an S
+    edited in params.yaml before the first training): the pipeline a revision versions
+    then names the shard files that exist.
+    """
+    rendered = render_dvc_yaml(params)
+    path = root / "dvc.yaml"
+    if path.is_file() and path.read_text(encoding="utf-8") == rendered:
+        return False
+    path.write_text(rendered, encoding="utf-8")
+    return True

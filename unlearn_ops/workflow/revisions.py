@@ -89,7 +89,12 @@ def record_revision(
     `stages`: the only pipeline stages whose outputs changed since the last revision
     (e.g. :data:`REGISTER_STAGE` once a version is registered); empty: every stage.
     """
+    from unlearn_ops.workflow.dvc_pipeline import sync_dvc_yaml
+
     ensemble = workspace.ensemble
+    # The pipeline versioned beside the data names the shards that exist (S may have been
+    # edited in params.yaml since `init` rendered dvc.yaml).
+    sync_dvc_yaml(workspace.root, workspace.params)
     revision = workspace.lineage().record_revision(
         message,
         tags=[request_tag(r.request_id) for r in requests],

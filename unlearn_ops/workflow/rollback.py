@@ -278,13 +278,10 @@ def plan_rollback(
 def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace:
     """Write params.yaml (and dvc.yaml rendered from it) and reopen the workspace."""
     from unlearn_ops.params import load_params
-    from unlearn_ops.workflow.dvc_pipeline import render_dvc_yaml
+    from unlearn_ops.workflow.dvc_pipeline import sync_dvc_yaml
 
     workspace.params_path.write_text(params_text, encoding="utf-8")
-    rendered = render_dvc_yaml(load_params(workspace.params_path))
-    dvc_yaml = workspace.root / "dvc.yaml"
-    if dvc_yaml.read_text(encoding="utf-8") != rendered:
-        dvc_yaml.write_text(rendered, encoding="utf-8")
+    sync_dvc_yaml(workspace.root, load_params(workspace.params_path))
     return workspace.reopen()
 
 
