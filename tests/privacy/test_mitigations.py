@@ -394,9 +394,9 @@ def test_release_switches_are_tagged_and_the_defaults_add_no_tag() -> None:
         {"release": {"min_batch": 5, "outputs": "top_k", "top_k": 2, "weight_noise": 0.003}}
     )
     assert release_tags(params, ensemble=None) == {
-        "unlearn.release.min_batch": "5",
-        "unlearn.release.outputs": "top_k:2",
-        "unlearn.release.weight_noise": "0.003",
+        "release.min_batch": "5",
+        "release.outputs": "top_k:2",
+        "release.weight_noise": "0.003",
     }
 
 
@@ -419,8 +419,8 @@ def test_a_dp_version_is_tagged_with_its_epsilon_and_delta(tmp_path: Path) -> No
 
     tags = release_tags(params, ensemble)
 
-    assert 2.9 < float(tags["unlearn.privacy.dp_epsilon"]) <= 3.0
+    assert 2.9 < float(tags["privacy.dp_epsilon"]) <= 3.0
     # two releases with independent noise: more than one, at most twice (RDP composes)
-    assert 3.0 < float(tags["unlearn.privacy.dp_pair_epsilon"]) <= 6.0
-    assert tags["unlearn.privacy.dp_delta"] == "0.0001"
-    assert tags["unlearn.privacy.dp_max_grad_norm"] == "1.0"
+    assert 3.0 < float(tags["privacy.dp_pair_epsilon"]) <= 6.0
+    assert tags["privacy.dp_delta"] == "0.0001"
+    assert tags["privacy.dp_max_grad_norm"] == "1.0"

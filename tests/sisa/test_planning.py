@@ -57,6 +57,14 @@ def test_plan_for_one_shard_by_hand() -> None:
     assert plan.compute_bound == pytest.approx(151 / 87)
 
 
+def test_under_dp_an_affected_shard_retrains_from_its_first_stage() -> None:
+    plan = plan_retraining(SLICE_COUNTS, {0: [2, 1]}, from_first_stage=True)
+    # Shard 0 keeps [10, 19, 29]; every stage retrains: the whole schedule, 97.
+    assert plan.shards == (
+        ShardPlan(shard_id=0, num_records=2, first_stage=0, stages=3, cost=97, full_cost=97),
+    )
+
+
 def test_plan_for_two_shards_by_hand() -> None:
     plan = plan_retraining(SLICE_COUNTS, {2: [0], 1: [2, 2]})
     assert plan.shard_ids == [1, 2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tests.workflow.conftest import gate, open_with_fakes, request, shard_records
 from unlearn_ops.errors import GateFailedError
@@ -42,6 +43,18 @@ def register(ws: Workspace, batch: list[object], trained: list[ShardTrained]) ->
         metrics=metrics,
         timings={"retraining": 1.5},
     )
+
+
+def test_release_switches_are_tagged_once_under_the_unlearn_prefix(trained: Workspace) -> None:
+    data = yaml.safe_load(trained.params_path.read_text())
+    data["release"] = {"outputs": "top_k", "top_k": 2}
+    trained.params_path.write_text(yaml.safe_dump(data))
+    ws = open_with_fakes(trained.root)
+    batch, retrained = forget_and_retrain(ws, "r1")
+    register(ws, batch, retrained)
+    tags = ws.registry().get_version("1").tags
+    assert tags["unlearn.release.outputs"] == "top_k:2"
+    assert not [k for k in tags if k.startswith("unlearn.unlearn.")]
 
 
 def test_a_version_carries_its_provenance_and_the_workspace_points_at_it(

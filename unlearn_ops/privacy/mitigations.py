@@ -179,7 +179,10 @@ def noisy_model_files(
 
 
 def release_tags(params: Params, ensemble: Any) -> dict[str, str]:
-    """The `unlearn.release.*` and `unlearn.privacy.dp_*` tags of a version; none by default.
+    """The `release.*` and `privacy.dp_*` tags of a version; none by default.
+
+    Keys as the registry takes them: it adds the `unlearn.` prefix (the version shows
+    `unlearn.release.outputs`, `unlearn.privacy.dp_epsilon`, ...).
 
     Args:
         params: the version's params.
@@ -189,12 +192,12 @@ def release_tags(params: Params, ensemble: Any) -> dict[str, str]:
     release = params.release
     tags: dict[str, str] = {}
     if release.min_batch > 1:
-        tags["unlearn.release.min_batch"] = str(release.min_batch)
+        tags["release.min_batch"] = str(release.min_batch)
     if release.outputs != "probabilities":
         detail = {"top_k": f":{release.top_k}", "rounded": f":{release.decimals}"}
-        tags["unlearn.release.outputs"] = release.outputs + detail.get(release.outputs, "")
+        tags["release.outputs"] = release.outputs + detail.get(release.outputs, "")
     if release.weight_noise > 0:
-        tags["unlearn.release.weight_noise"] = repr(release.weight_noise)
+        tags["release.weight_noise"] = repr(release.weight_noise)
     dp = params.training.dp
     if dp.enabled:
         from unlearn_ops.sisa.dp import dp_calibration, dp_pair_epsilon
@@ -203,10 +206,10 @@ def release_tags(params: Params, ensemble: Any) -> dict[str, str]:
         tables = [ensemble.read_shard(s) for s in ensemble.shard_ids]
         epsilons = [dp_calibration(table, params)[1] or 0.0 for table in tables]
         pairs = [dp_pair_epsilon(table, params) or 0.0 for table in tables]
-        tags["unlearn.privacy.dp_epsilon"] = f"{max(epsilons, default=0.0):.4g}"
+        tags["privacy.dp_epsilon"] = f"{max(epsilons, default=0.0):.4g}"
         # A version and its retrained parent: independent noise, two releases composed.
-        tags["unlearn.privacy.dp_pair_epsilon"] = f"{max(pairs, default=0.0):.4g}"
-        tags["unlearn.privacy.dp_delta"] = f"{dp.delta:.3g}"
-        tags["unlearn.privacy.dp_max_grad_norm"] = repr(dp.max_grad_norm)
-        tags["unlearn.privacy.dp_accountant"] = "rdp (opacus), shuffled fixed-size batches"
+        tags["privacy.dp_pair_epsilon"] = f"{max(pairs, default=0.0):.4g}"
+        tags["privacy.dp_delta"] = f"{dp.delta:.3g}"
+        tags["privacy.dp_max_grad_norm"] = repr(dp.max_grad_norm)
+        tags["privacy.dp_accountant"] = "rdp (opacus), shuffled fixed-size batches"
     return tags

@@ -576,6 +576,7 @@ class SisaEnsemble:
             {s: hits[SLICE_COLUMN].tolist() for s, hits in found.items()},
             holdout_records=len(holdout),
             already_forgotten=already,
+            from_first_stage=self.params.training.dp.enabled,
         )
         return plan, found, holdout
 

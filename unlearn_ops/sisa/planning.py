@@ -105,6 +105,7 @@ def plan_retraining(
     *,
     holdout_records: int = 0,
     already_forgotten: Sequence[str] = (),
+    from_first_stage: bool = False,
 ) -> RetrainingPlan:
     """Plan a forget from per-shard slice sizes and the slices of the records to forget.
 
@@ -113,6 +114,8 @@ def plan_retraining(
         forgotten_slices: for each affected shard, the slice of each record to forget.
         holdout_records: how many of the records are in the held-out split.
         already_forgotten: ids that were forgotten earlier.
+        from_first_stage: every affected shard retrains all its stages (DP-SGD: the noise
+            multiplier is calibrated to the shard's size, which the forget changes).
 
     Returns:
         The plan: each affected shard retrains from the first slice that held a forgotten
@@ -127,7 +130,7 @@ def plan_retraining(
         slices = forgotten_slices[shard]
         if not slices:
             continue
-        first = min(slices)
+        first = 0 if from_first_stage else min(slices)
         counts = remaining[shard]
         plans.append(
             ShardPlan(
