@@ -15,16 +15,14 @@ from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.checkpoints import CheckpointStore, MemoryCheckpointStore
 from unlearn_ops.sisa.datasets import Dataset
+from unlearn_ops.sisa.devices import device_kind, device_name, resolve_device
 from unlearn_ops.sisa.models import build_model
 from unlearn_ops.sisa.planning import schedule_cost
 from unlearn_ops.sisa.sharding import SLICE_COLUMN, split_into_shards
 from unlearn_ops.sisa.training import (
     ShardColumns,
     ShardModel,
-    device_kind,
-    device_name,
     load_state,
-    resolve_device,
     serialize_state,
     train_shard,
     weights_digest,

@@ -48,6 +48,7 @@ from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.aggregation import aggregate
 from unlearn_ops.sisa.checkpoints import CheckpointStore, LocalCheckpointStore, stage_keys
 from unlearn_ops.sisa.datasets import Dataset
+from unlearn_ops.sisa.devices import resolve_device
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
 from unlearn_ops.sisa.record_index import RecordIndex
@@ -71,7 +72,6 @@ from unlearn_ops.sisa.training import (
     ShardModel,
     StageProgress,
     load_state,
-    resolve_device,
     serialize_state,
     train_shard,
 )

@@ -5,17 +5,16 @@ Everything random is seeded from (seed, shard, stage, epoch) and data are visite
 fixed order, so training a shard is a pure function of its records and the params: a
 retrained shard is bit-for-bit the model that training without the forgotten records gives.
 With `training.dp.enabled`, stages run DP-SGD (opacus, :mod:`unlearn_ops.sisa.dp`)
-with noise drawn from the same seeds, so they stay reproducible too. On CUDA the same holds
-on one kind of device (deterministic kernels, cuBLAS's fixed workspace, cuDNN without
-autotuning; :func:`use_deterministic_device`), but CPU and CUDA kernels differ: the
-weights record the device kind they were trained on, and certificates compare like with like.
+with noise keyed by the operator's secret and each stage's content, so they stay
+reproducible too for the key's holder. On CUDA the same holds on one kind of device
+(:mod:`unlearn_ops.sisa.devices`), but CPU and CUDA kernels differ: the weights record the
+device kind they were trained on, and certificates compare like with like.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +23,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from unlearn_ops.errors import DeviceUnavailableError
 from unlearn_ops.params import Params
 from unlearn_ops.sisa.checkpoints import CheckpointStore
+from unlearn_ops.sisa.devices import device_kind, use_deterministic_torch
 from unlearn_ops.sisa.dp import dp_calibration, dp_noise_key, noise_key_fingerprint, noise_seed
 from unlearn_ops.sisa.hashing import derive_seed
 from unlearn_ops.sisa.models import build_model
@@ -37,17 +36,12 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "CUBLAS_WORKSPACE_CONFIG",
     "ShardColumns",
     "ShardModel",
     "StageProgress",
     "cached_stages",
-    "device_kind",
-    "device_name",
-    "resolve_device",
     "shard_stage_keys",
     "train_shard",
-    "use_deterministic_device",
     "weights_digest",
 ]
 
@@ -95,42 +89,6 @@ class ShardModel:
     device: str = "cpu"
 
 
-def resolve_device(requested: str) -> str:
-    """`auto` becomes `cuda` when a GPU is visible, else `cpu`.
-
-    Raises:
-        DeviceUnavailableError: `cuda` asked for and none is visible.
-    """
-    if requested != "cpu":
-        # cuBLAS reads it when its first handle is made: set before anything runs on CUDA.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("cuda", "torch sees no CUDA device")
-    return requested
-
-
-CUBLAS_WORKSPACE_CONFIG = ":4096:8"
-"""What deterministic cuBLAS needs (PyTorch's "Reproducibility" notes)."""
-
-
-def device_kind(device: str) -> str:
-    """`cpu` or `cuda` (`cuda:1` is of kind `cuda`): what decides whether bits can match."""
-    return device.partition(":")[0]
-
-
-def device_name(device: str) -> str:
-    """A readable name of the device: `cpu`, or the GPU's model (`cuda: NVIDIA H200`)."""
-    if device_kind(device) != "cuda":
-        return "cpu"
-    import torch
-
-    return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
-
-
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of every tensor, in name order."""
     digest = hashlib.sha256()
@@ -157,37 +115,6 @@ def _deserialize(data: bytes) -> dict[str, torch.Tensor]:
 
 
 _INIT_LOCK = threading.Lock()
-
-
-def _use_deterministic_torch(threads: int, device: str = "cpu") -> None:
-    """Deterministic kernels and a fixed intra-op thread count, for the whole process.
-
-    These are process-wide torch settings; shards train in parallel threads, so they are
-    set, never toggled back and forth (a thread restoring them would change another
-    thread's numerics mid-training).
-    """
-    import torch
-
-    if device_kind(device) == "cuda":
-        use_deterministic_device()
-    if not torch.are_deterministic_algorithms_enabled():
-        torch.use_deterministic_algorithms(True)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-def use_deterministic_device() -> None:
-    """CUDA's part of determinism: cuBLAS's fixed workspace and cuDNN without autotuning.
-
-    `CUBLAS_WORKSPACE_CONFIG` only counts before cuBLAS starts; it is set (unless the
-    environment chose a value) by :func:`resolve_device`, and again here for callers that
-    pass `cuda` directly.
-    """
-    import torch
-
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
 
 
 def _seed_dropout(model: torch.nn.Module, seed: int) -> None:
@@ -375,7 +302,7 @@ def train_shard(
     # `resume` stages are cached: train stages resume..R-1.
 
     num_features = len(columns.feature_columns)
-    _use_deterministic_torch(threads, device)
+    use_deterministic_torch(threads, device)
     # The initial weights come from torch's global RNG: seed it and build under a lock, so
     # shards built in parallel threads never draw from each other's sequence.
     with _INIT_LOCK, torch.random.fork_rng(devices=[]):

@@ -21,17 +21,10 @@ from unlearn_ops.errors import DeviceMismatchError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
+from unlearn_ops.sisa.devices import device_kind, device_name, resolve_device
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.hashing import canonical_id
-from unlearn_ops.sisa.training import (
-    ShardColumns,
-    device_kind,
-    device_name,
-    load_state,
-    resolve_device,
-    train_shard,
-    weights_digest,
-)
+from unlearn_ops.sisa.training import ShardColumns, load_state, train_shard, weights_digest
 
 __all__ = [
     "Certificate",

@@ -129,8 +129,9 @@ def _shard_key(shard_id: int) -> str:
 
 def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -> StagedShard:
     """Put the shard's file and its resume checkpoint in the exchange (the flow's process)."""
+    from unlearn_ops.sisa.devices import resolve_device
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
-    from unlearn_ops.sisa.training import cached_stages, resolve_device, shard_stage_keys
+    from unlearn_ops.sisa.training import cached_stages, shard_stage_keys
 
     ensemble = workspace.ensemble
     columns = ensemble.columns()

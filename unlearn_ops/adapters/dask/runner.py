@@ -78,7 +78,7 @@ def local_cluster_kwargs(settings: Settings) -> dict[str, Any]:
     if trains_on_cuda(settings):
         import torch
 
-        from unlearn_ops.sisa.training import resolve_device
+        from unlearn_ops.sisa.devices import resolve_device
 
         resolve_device("cuda")  # no GPU here: say so now, not from inside a worker
         workers = min(workers, torch.cuda.device_count())
