@@ -17,6 +17,7 @@ torch and opacus are imported inside.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -127,21 +128,32 @@ def dp_schedule(
 def dp_noise_multiplier(dp: DpParams, schedule: Sequence[tuple[float, int]]) -> float:
     """The smallest noise multiplier that keeps the whole schedule within (ε, δ) (RDP).
 
+    Found by bisection to a relative width of 1e-6 (the accountant takes about 0.3 s a
+    call); remembered per (ε, δ, schedule) for the process, since a shard's stage keys and
+    its training both ask for it.
+
     Raises:
         ConfigError: no noise multiplier up to 1,000 reaches the target epsilon.
     """
+    return _noise_multiplier(dp.epsilon, dp.delta, tuple(schedule))
+
+
+@functools.lru_cache(maxsize=256)
+def _noise_multiplier(
+    epsilon: float, delta: float, schedule: tuple[tuple[float, int], ...]
+) -> float:
     if not schedule:
         return 0.0
     low, high = 0.0, 1.0
-    while _rdp_epsilon(high, schedule, dp.delta) > dp.epsilon:
+    while _rdp_epsilon(high, schedule, delta) > epsilon:
         low, high = high, high * 2
         if high > 1000:
             raise ConfigError(
-                "training.dp", [f"epsilon {dp.epsilon} is out of reach; raise training.dp.epsilon"]
+                "training.dp", [f"epsilon {epsilon} is out of reach; raise training.dp.epsilon"]
             )
-    for _ in range(40):
+    while high - low > 1e-6 * high:
         middle = (low + high) / 2
-        if _rdp_epsilon(middle, schedule, dp.delta) > dp.epsilon:
+        if _rdp_epsilon(middle, schedule, delta) > epsilon:
             low = middle
         else:
             high = middle
