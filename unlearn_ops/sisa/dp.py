@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import torch
 
     from unlearn_ops.params import DpParams, Params
+    from unlearn_ops.settings import Settings
 
 __all__ = [
     "dp_calibration",
@@ -44,8 +45,15 @@ __all__ = [
     "make_dp_stage",
     "noise_key_fingerprint",
     "noise_seed",
+    "settings_noise_key",
     "unsupported_dp_layers",
 ]
+
+
+def settings_noise_key(settings: Settings) -> bytes | None:
+    """The settings' DP noise key as bytes (`UNLEARN_OPS_DP_NOISE_KEY`), None when unset."""
+    key = settings.dp_noise_key
+    return key.get_secret_value().encode() if key is not None and key.get_secret_value() else None
 
 
 def dp_noise_key(explicit: bytes | None = None) -> bytes:
@@ -59,8 +67,8 @@ def dp_noise_key(explicit: bytes | None = None) -> bytes:
         return explicit
     from unlearn_ops.settings import Settings
 
-    key = Settings().dp_noise_key
-    if key is None or not key.get_secret_value():
+    key = settings_noise_key(Settings())
+    if key is None:
         raise ConfigError(
             "training.dp",
             [
@@ -69,7 +77,7 @@ def dp_noise_key(explicit: bytes | None = None) -> bytes:
                 "; the noise is drawn from it, and retraining bit for bit needs the same one"
             ],
         )
-    return key.get_secret_value().encode()
+    return key
 
 
 def noise_seed(noise_key: bytes, stage_key: str) -> int:

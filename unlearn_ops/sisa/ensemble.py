@@ -49,6 +49,7 @@ from unlearn_ops.sisa.aggregation import aggregate
 from unlearn_ops.sisa.checkpoints import CheckpointStore, LocalCheckpointStore, stage_keys
 from unlearn_ops.sisa.datasets import Dataset
 from unlearn_ops.sisa.devices import resolve_device
+from unlearn_ops.sisa.dp import settings_noise_key
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.planning import RetrainingPlan, plan_retraining
 from unlearn_ops.sisa.record_index import RecordIndex
@@ -430,7 +431,6 @@ class SisaEnsemble:
         # (issue 15, memory bounded by a shard); same keys and weights as from the frame.
         path = self.shard_path(shard_id)
         table = read_shard_arrays(path, columns.id_column, columns.label_column)
-        noise_key = self.settings.dp_noise_key  # used under DP only (sisa/dp.py)
         model = train_shard(
             table,
             shard_id=shard_id,
@@ -440,7 +440,7 @@ class SisaEnsemble:
             device=resolve_device(self.settings.device),
             threads=self.settings.torch_threads,
             progress=progress,
-            noise_key=noise_key.get_secret_value().encode() if noise_key else None,
+            noise_key=settings_noise_key(self.settings),  # used under DP only
         )
         self.serve_trained(model, table, data_md5)
         return model

@@ -22,6 +22,7 @@ from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
 from unlearn_ops.sisa.devices import device_kind, device_name, resolve_device
+from unlearn_ops.sisa.dp import settings_noise_key
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.training import ShardColumns, load_state, train_shard, weights_digest
@@ -196,8 +197,7 @@ def certify_tables(
     started = time.perf_counter()
     device = resolve_device(settings.device)
     _check_device_kind(device, {s: served.get(s, {}) for s in tables})
-    secret = settings.dp_noise_key if params.training.dp.enabled else None
-    noise_key = secret.get_secret_value().encode() if secret else None
+    noise_key = settings_noise_key(settings) if params.training.dp.enabled else None
     jobs = [
         ScratchJob(
             shard_id, tables[shard_id], params, columns, device, settings.torch_threads, noise_key

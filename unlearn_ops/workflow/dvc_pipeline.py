@@ -63,8 +63,8 @@ def render_dvc_yaml(params: Params) -> str:
     return header + yaml.safe_dump({"stages": stages}, sort_keys=False)
 
 
-def sync_dvc_yaml(root: Path, params: Params) -> bool:
-    """Write `root/dvc.yaml` rendered from `params` where it says otherwise; True if written.
+def sync_dvc_yaml(root: Path, params: Params) -> None:
+    """Write `root/dvc.yaml` rendered from `params` where it says otherwise.
 
     Called wherever params may have changed since the last rendering (a rollback, an S
     edited in params.yaml before the first training): the pipeline a revision versions
@@ -72,7 +72,5 @@ def sync_dvc_yaml(root: Path, params: Params) -> bool:
     """
     rendered = render_dvc_yaml(params)
     path = root / "dvc.yaml"
-    if path.is_file() and path.read_text(encoding="utf-8") == rendered:
-        return False
-    path.write_text(rendered, encoding="utf-8")
-    return True
+    if not path.is_file() or path.read_text(encoding="utf-8") != rendered:
+        path.write_text(rendered, encoding="utf-8")
