@@ -61,6 +61,7 @@ __all__ = [
     "HoldError",
     "InvalidRequestError",
     "LineageError",
+    "NoiseKeyMismatchError",
     "NotAForgetVersionError",
     "OrchestratorError",
     "ReceiptError",
@@ -465,6 +466,23 @@ class DeviceMismatchError(UnlearnOpsError, RuntimeError):
             f"shards {list(shards)} were trained on {trained_on!r} but the certificate would "
             f"retrain them on {asked_on!r}: exactness is certified on the same kind of device; "
             f"set UNLEARN_OPS_DEVICE={trained_on} (on a machine that has one)"
+        )
+
+
+class NoiseKeyMismatchError(UnlearnOpsError, RuntimeError):
+    """Shards whose DP noise came from another key than the one set: a replay cannot match.
+
+    Nothing is trained when it is raised. The keys are named by their fingerprints
+    (:func:`unlearn_ops.sisa.dp.noise_key_fingerprint`), never by their value.
+    """
+
+    def __init__(self, trained_with: str, set_now: str, shards: Sequence[int]) -> None:
+        self.trained_with = trained_with
+        self.set_now = set_now
+        super().__init__(
+            f"shards {list(shards)} drew their DP noise from the key with fingerprint "
+            f"{trained_with}, but UNLEARN_OPS_DP_NOISE_KEY has fingerprint {set_now}: a retrain "
+            "with another key cannot reproduce them; set the key they were trained with"
         )
 
 

@@ -8,6 +8,7 @@ shard training and opacus (skipped where the `dp` extra is not installed).
 
 from __future__ import annotations
 
+import json
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ import yaml
 
 from tests.conftest import RecordingForget, arrive, shard_record_ids
 from unlearn_ops.deletion.drain import drain
-from unlearn_ops.errors import ConfigError
+from unlearn_ops.errors import ConfigError, NoiseKeyMismatchError
 from unlearn_ops.params import Params, ReleaseParams
 from unlearn_ops.privacy.mitigations import (
     fresh_secret,
@@ -28,6 +29,7 @@ from unlearn_ops.privacy.mitigations import (
     noise_state,
     release_due,
 )
+from unlearn_ops.sisa.dp import noise_key_fingerprint
 from unlearn_ops.workflow.workspace import Workspace
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -321,6 +323,10 @@ def test_a_retrained_dp_stage_draws_fresh_noise_that_does_not_cancel_in_the_pair
     assert distance(child, parent) > 0.5 * distance(child, other)
 
 
+def nothing_trains(jobs: Any) -> Any:
+    raise AssertionError(f"{len(jobs)} shards were sent to train")
+
+
 @pytest.mark.slow  # trains a DP-SGD ensemble, forgets, retrains from scratch (about 40 s)
 def test_a_dp_forget_is_certified_exact_bit_for_bit(tmp_path: Path) -> None:
     pytest.importorskip("opacus")
@@ -346,6 +352,24 @@ def test_a_dp_forget_is_certified_exact_bit_for_bit(tmp_path: Path) -> None:
     assert sum(len(t) for t in before.values()) - 1 == sum(
         len(ensemble.read_shard(s)) for s in ensemble.shard_ids
     )
+
+    # Each shard names its key by fingerprint, never by value; under another key the
+    # certificate is refused before anything trains, rather than reporting DIFFERS.
+    meta = (ensemble.models_dir / "shard-001.json").read_text()
+    assert json.loads(meta)["dp_noise_key_fingerprint"] == noise_key_fingerprint(b"operator")
+    assert "operator" not in meta
+    wrong = SisaEnsemble(
+        ensemble.root,
+        params,
+        settings.model_copy(update={"dp_noise_key": SecretStr("mistyped")}),
+    )
+    with pytest.raises(
+        NoiseKeyMismatchError,
+        match=rf"shards \[0, 1\] drew their DP noise from the key with fingerprint "
+        rf"{noise_key_fingerprint(b'operator')}, but UNLEARN_OPS_DP_NOISE_KEY has "
+        rf"fingerprint {noise_key_fingerprint(b'mistyped')}",
+    ):
+        certify_exactness(wrong, mapper=nothing_trains)
 
 
 def test_layers_opacus_cannot_train_are_named() -> None:

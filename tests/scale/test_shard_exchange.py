@@ -137,6 +137,45 @@ def test_a_shard_trains_from_the_exchange_alone_into_the_local_weights(
     assert bucket_keys() == []
 
 
+@pytest.mark.slow  # DP-SGD training of one digits shard, twice (about 30 s)
+@pytest.mark.usefixtures("s3_environment")
+def test_a_dp_shard_through_the_exchange_uses_the_workspace_key_and_refuses_another(
+    tmp_path: Path, prepared_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("opacus")
+    from pydantic import SecretStr
+
+    from tests.pipelines.conftest import set_params
+    from unlearn_ops.errors import NoiseKeyMismatchError
+    from unlearn_ops.sisa.dp import noise_key_fingerprint
+
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    for root in (local, remote):
+        shutil.copytree(prepared_template, root, symlinks=True)
+        set_params(root, "training", dp={"enabled": True, "epsilon": 8.0})
+    # The key comes from the settings (a library user's Settings), not from the environment.
+    monkeypatch.delenv("UNLEARN_OPS_DP_NOISE_KEY", raising=False)
+    settings = Settings(device="cpu", dp_noise_key=SecretStr("operator"))
+    Workspace.open(local, settings).ensemble.train_shard(1)
+
+    ws = Workspace.open(remote, settings)
+    exchange = S3Exchange.for_run(f"s3://{BUCKET}/runs")
+    job = stage_shard(ws, exchange, 1)
+    monkeypatch.setenv("UNLEARN_OPS_DP_NOISE_KEY", "a worker set up with another key")
+    stray = train_staged_shard(job)
+    with pytest.raises(NoiseKeyMismatchError, match=r"shards \[1\] drew their DP noise"):
+        collect_shard(ws, exchange, stray)
+    assert not (remote / "models" / "shard-001.pt").exists()  # nothing was served
+
+    monkeypatch.setenv("UNLEARN_OPS_DP_NOISE_KEY", "operator")  # the worker's own key
+    result = train_staged_shard(job)
+    collect_shard(ws, exchange, result)
+    exchange.clear()
+    assert shard_hashes(remote)[1] == shard_hashes(local)[1]
+    meta = json.loads((remote / "models" / "shard-001.json").read_text())
+    assert meta["dp_noise_key_fingerprint"] == noise_key_fingerprint(b"operator")
+
+
 @pytest.mark.usefixtures("s3_environment")
 def test_weights_tampered_with_in_the_exchange_are_refused(
     tmp_path: Path, prepared_template: Path

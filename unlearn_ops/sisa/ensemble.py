@@ -463,6 +463,8 @@ class SisaEnsemble:
             "data_md5": data_md5,
             "device": model.device,  # certificates retrain on the same kind (issue 15)
         }
+        if model.noise_key_fingerprint is not None:  # certificates need the same DP key
+            info["dp_noise_key_fingerprint"] = model.noise_key_fingerprint
         write_atomic(self._model_meta_path(shard_id), json.dumps(info, indent=2) + "\n")
         self._model_cache.pop(shard_id, None)
         self._index_checkpoints(shard_id, table, model.stage_keys)

@@ -74,6 +74,8 @@ class ShardModel:
             compute measure of the schedule.
         seconds: wall time of training.
         device: the kind of device it trained on (`cpu` or `cuda`).
+        noise_key_fingerprint: under DP, the fingerprint of the key its noise came from
+            (:func:`~unlearn_ops.sisa.dp.noise_key_fingerprint`); None without DP.
     """
 
     shard_id: int
@@ -87,6 +89,7 @@ class ShardModel:
     stages_trained: list[int] = field(default_factory=list)
     dp_epsilon: float | None = None
     device: str = "cpu"
+    noise_key_fingerprint: str | None = None
 
 
 def weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -350,6 +353,7 @@ def train_shard(
         stages_trained=trained,
         dp_epsilon=epsilon,
         device=device_kind(device),
+        noise_key_fingerprint=noise_key_fingerprint(noise_key) if noise_key else None,
     )
 
 

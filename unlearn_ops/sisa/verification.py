@@ -17,12 +17,12 @@ from typing import Any
 
 import pandas as pd
 
-from unlearn_ops.errors import DeviceMismatchError
+from unlearn_ops.errors import DeviceMismatchError, NoiseKeyMismatchError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.checkpoints import MemoryCheckpointStore
 from unlearn_ops.sisa.devices import device_kind, device_name, resolve_device
-from unlearn_ops.sisa.dp import settings_noise_key
+from unlearn_ops.sisa.dp import noise_key_fingerprint, settings_noise_key
 from unlearn_ops.sisa.ensemble import SisaEnsemble
 from unlearn_ops.sisa.hashing import canonical_id
 from unlearn_ops.sisa.training import ShardColumns, load_state, train_shard, weights_digest
@@ -166,6 +166,27 @@ def _check_device_kind(device: str, served: Mapping[int, Mapping[str, Any]]) -> 
         raise DeviceMismatchError(kind, asked, shard_ids)
 
 
+def _check_noise_key(noise_key: bytes | None, served: Mapping[int, Mapping[str, Any]]) -> None:
+    """Refuse to replay DP shards whose noise came from another key than `noise_key`.
+
+    Shards recorded before fingerprints were (or trained without DP) are not checked.
+
+    Raises:
+        NoiseKeyMismatchError: some served shard names another key's fingerprint.
+    """
+    if noise_key is None:
+        return
+    current = noise_key_fingerprint(noise_key)
+    other: dict[str, list[int]] = {}
+    for shard_id, info in sorted(served.items()):
+        recorded = info.get("dp_noise_key_fingerprint")
+        if recorded and recorded != current:
+            other.setdefault(str(recorded), []).append(shard_id)
+    if other:
+        recorded, shard_ids = min(other.items())
+        raise NoiseKeyMismatchError(recorded, current, shard_ids)
+
+
 def certify_tables(
     tables: Mapping[int, pd.DataFrame],
     *,
@@ -185,7 +206,8 @@ def certify_tables(
         settings: device, threads, the record-id hash key and, under DP, the noise key.
         served: per shard, `weights_hash` of the weights actually served, and optionally
             `recorded_hash` (what was recorded for them at training or registration),
-            `stage_keys` and `device` (the kind they were trained on; `cpu` when absent).
+            `stage_keys`, `device` (the kind they were trained on; `cpu` when absent) and
+            under DP `dp_noise_key_fingerprint` (the key their noise came from).
         forgotten: keyed hashes of forgotten ids that must not be in the tables.
         mapper: runs the retrainings (a Prefect task runner in `pipelines/verify.py`); one
             after the other in this process when None.
@@ -193,11 +215,14 @@ def certify_tables(
     Raises:
         DeviceMismatchError: the settings' device is of another kind than some served
             shard's; nothing is trained.
+        NoiseKeyMismatchError: under DP, the settings' noise key is not the one some
+            served shard was trained with; nothing is trained.
     """
     started = time.perf_counter()
     device = resolve_device(settings.device)
     _check_device_kind(device, {s: served.get(s, {}) for s in tables})
     noise_key = settings_noise_key(settings) if params.training.dp.enabled else None
+    _check_noise_key(noise_key, {s: served.get(s, {}) for s in tables})
     jobs = [
         ScratchJob(
             shard_id, tables[shard_id], params, columns, device, settings.torch_threads, noise_key
@@ -274,4 +299,5 @@ def _served(ensemble: SisaEnsemble, shard_id: int) -> dict[str, Any]:
         "weights_hash": served_hash,
         "recorded_hash": info.get("weights_hash", ""),
         "device": info.get("device", "cpu"),
+        "dp_noise_key_fingerprint": info.get("dp_noise_key_fingerprint"),
     }

@@ -38,6 +38,8 @@ def certify_version(
         LineageError: the revision's data is no longer in the DVC cache or remote.
         DeviceMismatchError: the version was trained on another kind of device than the
             settings' (nothing is trained).
+        NoiseKeyMismatchError: under DP, the version's noise came from another key than
+            the settings' (nothing is trained).
     """
     import io
 
@@ -82,20 +84,23 @@ def certify_version(
         columns=columns,
         settings=workspace.settings,
         served={
-            s: {"weights_hash": weights.get(str(s), ""), "device": _trained_on(lineage, sha, s)}
-            for s in ids
+            s: {"weights_hash": weights.get(str(s), ""), **_trained(lineage, sha, s)} for s in ids
         },
         mapper=mapper,
     )
 
 
-def _trained_on(lineage: DataLineage, sha: str, shard_id: int) -> str:
-    """The device kind a shard of the revision was trained on (its models/ JSON in git).
+def _trained(lineage: DataLineage, sha: str, shard_id: int) -> dict[str, str | None]:
+    """How a shard of the revision was trained (its models/ JSON in git): the device kind
+    and, under DP, the fingerprint of the noise key.
 
     Revisions from before devices were recorded (or without the file) trained on the CPU.
     """
     try:
         info = json.loads(lineage.read_git_file(sha, f"models/shard-{shard_id:03d}.json"))
     except (LineageError, json.JSONDecodeError):
-        return "cpu"
-    return str(info.get("device") or "cpu")
+        info = {}
+    return {
+        "device": str(info.get("device") or "cpu"),
+        "dp_noise_key_fingerprint": info.get("dp_noise_key_fingerprint"),
+    }

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from unlearn_ops.errors import StoreError
+from unlearn_ops.errors import NoiseKeyMismatchError, StoreError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 from unlearn_ops.sisa.training import ShardColumns
@@ -112,6 +112,7 @@ class StagedResult:
     samples_processed: int
     device: str
     weights_key: str
+    noise_key_fingerprint: str | None = None  # under DP: the worker's noise key
 
 
 def exchange_for_run(settings: Settings) -> ObjectExchange | None:
@@ -130,6 +131,7 @@ def _shard_key(shard_id: int) -> str:
 def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -> StagedShard:
     """Put the shard's file and its resume checkpoint in the exchange (the flow's process)."""
     from unlearn_ops.sisa.devices import resolve_device
+    from unlearn_ops.sisa.dp import settings_noise_key
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
     from unlearn_ops.sisa.training import cached_stages, shard_stage_keys
 
@@ -138,7 +140,13 @@ def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -
     path = ensemble.shard_path(shard_id)
     device = resolve_device(workspace.settings.device)
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
-    keys = shard_stage_keys(arrays, shard_id=shard_id, params=workspace.params, device=device)
+    keys = shard_stage_keys(
+        arrays,
+        shard_id=shard_id,
+        params=workspace.params,
+        device=device,
+        noise_key=settings_noise_key(workspace.settings),
+    )
     resume = cached_stages(keys, ensemble.checkpoint_store)
     exchange.put(_shard_key(shard_id), path.read_bytes())
     if resume > 0:
@@ -183,6 +191,7 @@ def train_staged_shard(job: StagedShard) -> StagedResult:
         model.samples_processed,
         model.device,
         weights_key,
+        model.noise_key_fingerprint,
     )
 
 
@@ -194,7 +203,10 @@ def collect_shard(
     Raises:
         StoreError: the weights in the exchange are not the ones the worker hashed, or the
             shard's file changed since it was staged; nothing is served.
+        NoiseKeyMismatchError: under DP, the worker drew its noise from another key than
+            this process's (`UNLEARN_OPS_DP_NOISE_KEY` differs there); nothing is served.
     """
+    from unlearn_ops.sisa.dp import noise_key_fingerprint, settings_noise_key
     from unlearn_ops.sisa.ensemble import file_md5
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
     from unlearn_ops.sisa.training import ShardModel, load_state, shard_stage_keys, weights_digest
@@ -209,8 +221,22 @@ def collect_shard(
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
     data_md5 = file_md5(path)
     keys = list(result.stage_keys)
+    noise_key = (
+        settings_noise_key(workspace.settings) if workspace.params.training.dp.enabled else None
+    )
+    if noise_key is not None and result.noise_key_fingerprint not in (
+        None,
+        noise_key_fingerprint(noise_key),
+    ):
+        raise NoiseKeyMismatchError(
+            str(result.noise_key_fingerprint), noise_key_fingerprint(noise_key), [trained.shard_id]
+        )
     local = shard_stage_keys(
-        arrays, shard_id=trained.shard_id, params=workspace.params, device=result.device
+        arrays,
+        shard_id=trained.shard_id,
+        params=workspace.params,
+        device=result.device,
+        noise_key=noise_key,
     )
     if keys != local:
         raise StoreError(path, "the shard's file changed while it trained elsewhere")
@@ -228,6 +254,7 @@ def collect_shard(
         seconds=trained.seconds,
         stages_trained=list(trained.stages),
         device=result.device,
+        noise_key_fingerprint=result.noise_key_fingerprint,
     )
     ensemble.serve_trained(model, arrays, data_md5)
     return trained
