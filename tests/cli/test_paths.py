@@ -121,6 +121,12 @@ def test_workspace_ids_file_and_reports_relative_to_another_folder(
     assert report.returncode == 0, report.stderr
     assert json.loads(report.stdout)["files"] == [str(here.resolve() / "out" / "q1.html")]
     assert (here / "out" / "q1.html").is_file()
+    folder = console(["report", "-w", "../ws", "-o", "out"], cwd=here)
+    assert (folder.returncode, folder.stdout) == (2, "")
+    assert (
+        folder.stderr
+        == f"error: --output {here.resolve() / 'out'} is a folder: name a file in it\n"
+    )
     # Without -o, the report lands where the command was typed too.
     default = console(["report", "-w", "../ws", "--format", "markdown"], cwd=here)
     assert default.returncode == 0, default.stderr

@@ -43,6 +43,21 @@ def test_no_receipt_key_is_one_error(
     assert not output.exists()
 
 
+def test_an_output_that_cannot_be_a_file_is_one_error_before_anything_is_made(
+    cli: CliRunner, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNLEARN_OPS_RECEIPT_SIGNING_KEY", "receipt-key-cli-test")
+    (tmp_path / "plain-file").write_text("x")
+    for output, problem in (
+        (tmp_path, " is a folder: name a file in it"),
+        (tmp_path / "plain-file" / "r.json", ": cannot make its folder (File exists)"),
+    ):
+        code, out, err = cli(["receipt", "r1", "-o", str(output), "-w", str(workspace)])
+        assert (code, out) == (2, "")
+        assert err == f"error: --output {output}{problem}\n"  # not the unknown request
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain-file", "ws"]
+
+
 def test_an_unknown_request_is_one_error(
     cli: CliRunner, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

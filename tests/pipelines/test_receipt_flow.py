@@ -88,7 +88,7 @@ def test_a_receipt_verifies_then_names_a_rollback_and_a_purge(
     # A replay of version 1 over the current data makes version 3, which honours r1.
     code, _, err = cli(["rollback", "--to", "1", "--replay", "-w", str(root)])
     assert code == 0, err
-    receipt = tmp_path / "receipt.json"
+    receipt = tmp_path / "receipts" / "receipt.json"  # its folder is made
     code, out, err = cli(["receipt", "r1", "-o", str(receipt), "-w", str(root)])
     assert code == 0, err
     assert out.strip() == f"wrote {receipt} and {receipt.with_suffix('.html')}"

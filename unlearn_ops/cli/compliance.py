@@ -9,7 +9,7 @@ import typer
 
 from unlearn_ops.cli.flow_runs import run_flow
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption
-from unlearn_ops.cli.output import emit, fail, open_workspace
+from unlearn_ops.cli.output import emit, fail, open_workspace, output_file, writing
 
 __all__ = ["audit", "purge", "report"]
 
@@ -103,13 +103,14 @@ def report(
                 bounds[name] = parse_period_bound(value, end=name == "until")
             except ValueError as exc:
                 fail(f"--{name}: {exc}")
+    # The default file goes where the command was typed, like a given relative one.
+    target = output_file(
+        output or Path.cwd() / ("compliance-report.md" if markdown else "compliance-report.html")
+    )
     ws = open_workspace(workspace)
     compliance = build_report(ws, since=bounds.get("since"), until=bounds.get("until"))
-    # The default file goes where the command was typed, like a given relative one.
-    target = output or Path.cwd() / (
-        "compliance-report.md" if markdown else "compliance-report.html"
-    )
-    written = write_report(compliance, target, "markdown" if markdown else "html")
+    with writing(target):
+        written = write_report(compliance, target, "markdown" if markdown else "html")
     counts = compliance.counts()
     chain = "intact" if compliance.chain.intact else "BROKEN"
 

@@ -17,7 +17,16 @@ if TYPE_CHECKING:
     from unlearn_ops.sisa.planning import RetrainingPlan
     from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["emit", "fail", "open_workspace", "print_plan", "shard_progress", "version_row"]
+__all__ = [
+    "emit",
+    "fail",
+    "open_workspace",
+    "output_file",
+    "print_plan",
+    "shard_progress",
+    "version_row",
+    "writing",
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -32,6 +41,29 @@ def emit(as_json: bool, data: dict[str, Any], lines: Callable[[], None]) -> None
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         lines()
+
+
+def output_file(path: Path, option: str = "--output") -> Path:
+    """A file the user asked to be written: refused when it is a folder, its folder made.
+
+    Call it before the work whose result goes there, so a bad path costs nothing.
+    """
+    if path.is_dir():
+        fail(f"{option} {path} is a folder: name a file in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {path}: cannot make its folder ({exc.strerror or exc})")
+    return path
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Writes to `path` (and files beside it) whose OS errors end the command in one line."""
+    try:
+        yield
+    except OSError as exc:
+        fail(f"cannot write {exc.filename or path}: {exc.strerror or exc}")
 
 
 def open_workspace(start: Path) -> Workspace:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption
-from unlearn_ops.cli.output import emit, fail, open_workspace
+from unlearn_ops.cli.output import emit, fail, open_workspace, output_file, writing
 
 __all__ = ["receipt"]
 
@@ -40,6 +40,7 @@ def receipt(
             "-o",
             help="Write the receipt here (JSON) and its HTML rendering beside it (.html); "
             "default: print the JSON.",
+            resolve_path=True,
         ),
     ] = None,
     verify: Annotated[
@@ -47,6 +48,7 @@ def receipt(
         typer.Option(
             "--verify",
             help="Check this receipt: its signature, and that ledger and registry still agree.",
+            resolve_path=True,
         ),
     ] = None,
     certify: Annotated[
@@ -63,6 +65,8 @@ def receipt(
 
     if (request_id is None) == (verify is None):
         fail("give a REQUEST_ID to issue a receipt for, or --verify FILE to check one")
+    if output is not None:
+        output_file(output)  # before the receipt is made (--certify retrains shards)
     ws = open_workspace(workspace)
     if request_id is None and verify is not None:
         check = check_receipt(ws, _read_receipt(verify))
@@ -89,8 +93,9 @@ def receipt(
         typer.echo(text, nl=False)
         return
     html = output.with_suffix(".html") if output.suffix != ".html" else output.with_suffix(".htm")
-    output.write_text(text, encoding="utf-8")
-    html.write_text(render_receipt_html(document), encoding="utf-8")
+    with writing(output):
+        output.write_text(text, encoding="utf-8")
+        html.write_text(render_receipt_html(document), encoding="utf-8")
     emit(
         as_json,
         {"request_id": request_id, "json": str(output), "html": str(html)},
