@@ -19,6 +19,7 @@ def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -
         TINY,
         tmp_path,
         also=(),
+        memorising=(("digits", {**TINY, "model": {"name": "mlp", "hidden_sizes": [48]}}),),
         forget=30,
         references=4,
         weak_references=2,
@@ -26,7 +27,9 @@ def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -
     )
     exact, weak = section["rows"]
     assert (section["dataset"], section["shards"], section["forgotten"]) == ("digits", 4, 30)
-    assert [s["dataset"] for s in section["sections"]] == ["digits"]
+    assert [s["dataset"] for s in section["sections"]] == ["digits", "digits"]
+    assert section["recipe"] == "MLP 32, 2 epochs a stage"
+    assert section["sections"][1]["recipe"] == "memorising: MLP 48, 2 epochs a stage"
     assert exact["case"] == "exact SISA forget"
     assert exact["forgotten"] == weak["forgotten"] == 30
     assert exact["method"] == "online"  # 360 held-out records: enough to calibrate on
@@ -40,6 +43,13 @@ def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -
         assert row["positive_control_tpr_at_1pct_fpr"] is not None
         assert row["seconds"] > 0
     table = privacy_markdown(section)
-    assert table[1].startswith("## Privacy: membership audit (digits, S=4, 30 records")
-    assert sum(line.startswith("| exact SISA forget |") for line in table) == 1
-    assert sum(line.startswith("| weak forget (2 fine-tuning steps) |") for line in table) == 1
+    assert table[1].startswith(
+        "## Privacy: membership audit (digits, S=4, MLP 32, 2 epochs a stage, 30 records"
+    )
+    assert sum(line.startswith("## Privacy: membership audit") for line in table) == 2
+    assert any(
+        line.startswith("## Privacy: membership audit (digits, S=4, memorising: MLP 48")
+        for line in table
+    )
+    assert sum(line.startswith("| exact SISA forget |") for line in table) == 2
+    assert sum(line.startswith("| weak forget (2 fine-tuning steps) |") for line in table) == 2
