@@ -109,9 +109,10 @@ def shard_progress(enabled: bool, shard_ids: list[int], stages: int) -> Iterator
 def print_plan(plan: RetrainingPlan) -> None:
     """What a forget retrains: shards, stages and the cost against a full retrain."""
     if plan.already_forgotten:
-        typer.echo(f"{len(plan.already_forgotten)} ids were forgotten before (no-op for them)")
+        count = len(plan.already_forgotten)
+        typer.echo(f"{count} id(s) forgotten before (no-op for them)")
     if plan.holdout_records:
-        typer.echo(f"{plan.holdout_records} ids are held-out records (removed, no retraining)")
+        typer.echo(f"{plan.holdout_records} id(s) of held-out records (removed, no retraining)")
     for shard in plan.shards:
         typer.echo(
             f"shard {shard.shard_id}: {shard.num_records} record(s), retrain stages "
