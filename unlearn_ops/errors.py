@@ -66,6 +66,7 @@ __all__ = [
     "OrchestratorError",
     "ReceiptError",
     "RegistryError",
+    "ReplayMismatchError",
     "ReplayedRequestError",
     "RequestNotFoundError",
     "RollbackError",
@@ -456,33 +457,52 @@ class AdoptionError(_ProblemError, ValueError):
         super().__init__(f"cannot adopt {model_uri}: {problem}", problem, hint)
 
 
-class DeviceMismatchError(UnlearnOpsError, RuntimeError):
+class ReplayMismatchError(UnlearnOpsError, RuntimeError):
+    """Shards trained under other conditions than a replay would use: it could not match them.
+
+    Raised before anything is trained (the certificate's replay, a shard brought back).
+
+    Attributes:
+        trained: what the shards were trained with (a device kind, a key's fingerprint).
+        replay: what the replay would use instead.
+        shards: the shards concerned.
+    """
+
+    def __init__(self, shards: Sequence[int], trained: str, replay: str, message: str) -> None:
+        self.shards, self.trained, self.replay = list(shards), trained, replay
+        super().__init__(f"shards {self.shards} {message}")
+
+
+class DeviceMismatchError(ReplayMismatchError):
     """A certificate asked on another device kind than the weights' (CPU and CUDA bits differ)."""
 
     def __init__(self, trained_on: str, asked_on: str, shards: Sequence[int]) -> None:
-        self.trained_on = trained_on
-        self.asked_on = asked_on
+        self.trained_on, self.asked_on = trained_on, asked_on
         super().__init__(
-            f"shards {list(shards)} were trained on {trained_on!r} but the certificate would "
-            f"retrain them on {asked_on!r}: exactness is certified on the same kind of device; "
-            f"set UNLEARN_OPS_DEVICE={trained_on} (on a machine that has one)"
+            shards,
+            trained_on,
+            asked_on,
+            f"were trained on {trained_on!r} but the certificate would retrain them on "
+            f"{asked_on!r}: exactness is certified on the same kind of device; "
+            f"set UNLEARN_OPS_DEVICE={trained_on} (on a machine that has one)",
         )
 
 
-class NoiseKeyMismatchError(UnlearnOpsError, RuntimeError):
-    """Shards whose DP noise came from another key than the one set: a replay cannot match.
+class NoiseKeyMismatchError(ReplayMismatchError):
+    """Shards whose DP noise came from another key than the one set.
 
-    Nothing is trained when it is raised. The keys are named by their fingerprints
-    (:func:`unlearn_ops.sisa.dp.noise_key_fingerprint`), never by their value.
+    The keys are named by their fingerprints (:func:`unlearn_ops.sisa.dp.noise_key_fingerprint`),
+    never by their value.
     """
 
     def __init__(self, trained_with: str, set_now: str, shards: Sequence[int]) -> None:
-        self.trained_with = trained_with
-        self.set_now = set_now
         super().__init__(
-            f"shards {list(shards)} drew their DP noise from the key with fingerprint "
-            f"{trained_with}, but UNLEARN_OPS_DP_NOISE_KEY has fingerprint {set_now}: a retrain "
-            "with another key cannot reproduce them; set the key they were trained with"
+            shards,
+            trained_with,
+            set_now,
+            f"drew their DP noise from the key with fingerprint {trained_with}, but "
+            f"UNLEARN_OPS_DP_NOISE_KEY has fingerprint {set_now}: a retrain with another key "
+            "cannot reproduce them; set the key they were trained with",
         )
 
 

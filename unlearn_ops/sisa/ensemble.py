@@ -74,6 +74,7 @@ from unlearn_ops.sisa.training import (
     StageProgress,
     load_state,
     serialize_state,
+    shard_stage_keys,
     train_shard,
 )
 
@@ -386,6 +387,17 @@ class SisaEnsemble:
             training_hash=self.params.training_hash(),
             id_column=columns.id_column,
             label_column=columns.label_column,
+        )
+
+    def training_keys(self, shard_id: int, arrays: ShardArrays, device: str) -> list[str]:
+        """The stage keys a training of the shard's `arrays` on `device` writes (under DP,
+        with the settings' noise key): what a shard trained elsewhere must come back with."""
+        return shard_stage_keys(
+            arrays,
+            shard_id=shard_id,
+            params=self.params,
+            device=device,
+            noise_key=settings_noise_key(self.settings),
         )
 
     def served_model_info(self, shard_id: int) -> dict[str, Any] | None:

@@ -131,22 +131,15 @@ def _shard_key(shard_id: int) -> str:
 def stage_shard(workspace: Workspace, exchange: ObjectExchange, shard_id: int) -> StagedShard:
     """Put the shard's file and its resume checkpoint in the exchange (the flow's process)."""
     from unlearn_ops.sisa.devices import resolve_device
-    from unlearn_ops.sisa.dp import settings_noise_key
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
-    from unlearn_ops.sisa.training import cached_stages, shard_stage_keys
+    from unlearn_ops.sisa.training import cached_stages
 
     ensemble = workspace.ensemble
     columns = ensemble.columns()
     path = ensemble.shard_path(shard_id)
     device = resolve_device(workspace.settings.device)
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
-    keys = shard_stage_keys(
-        arrays,
-        shard_id=shard_id,
-        params=workspace.params,
-        device=device,
-        noise_key=settings_noise_key(workspace.settings),
-    )
+    keys = ensemble.training_keys(shard_id, arrays, device)
     resume = cached_stages(keys, ensemble.checkpoint_store)
     exchange.put(_shard_key(shard_id), path.read_bytes())
     if resume > 0:
@@ -209,7 +202,7 @@ def collect_shard(
     from unlearn_ops.sisa.dp import noise_key_fingerprint, settings_noise_key
     from unlearn_ops.sisa.ensemble import file_md5
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
-    from unlearn_ops.sisa.training import ShardModel, load_state, shard_stage_keys, weights_digest
+    from unlearn_ops.sisa.training import ShardModel, load_state, weights_digest
 
     ensemble = workspace.ensemble
     trained = result.trained
@@ -221,24 +214,12 @@ def collect_shard(
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
     data_md5 = file_md5(path)
     keys = list(result.stage_keys)
-    noise_key = (
-        settings_noise_key(workspace.settings) if workspace.params.training.dp.enabled else None
-    )
-    if noise_key is not None and result.noise_key_fingerprint not in (
-        None,
-        noise_key_fingerprint(noise_key),
-    ):
+    noise_key, worker_key = settings_noise_key(workspace.settings), result.noise_key_fingerprint
+    if noise_key and worker_key and worker_key != noise_key_fingerprint(noise_key):  # DP only
         raise NoiseKeyMismatchError(
-            str(result.noise_key_fingerprint), noise_key_fingerprint(noise_key), [trained.shard_id]
+            worker_key, noise_key_fingerprint(noise_key), [trained.shard_id]
         )
-    local = shard_stage_keys(
-        arrays,
-        shard_id=trained.shard_id,
-        params=workspace.params,
-        device=result.device,
-        noise_key=noise_key,
-    )
-    if keys != local:
+    if keys != ensemble.training_keys(trained.shard_id, arrays, result.device):
         raise StoreError(path, "the shard's file changed while it trained elsewhere")
     staged = ExchangeCheckpoints(exchange)
     for stage in trained.stages:
