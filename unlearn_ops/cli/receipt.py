@@ -65,7 +65,7 @@ def receipt(
 
     if (request_id is None) == (verify is None):
         fail("give a REQUEST_ID to issue a receipt for, or --verify FILE to check one")
-    if output is not None:
+    if output is not None and request_id is not None:
         output_file(output)  # before the receipt is made (--certify retrains shards)
     ws = open_workspace(workspace)
     if request_id is None and verify is not None:

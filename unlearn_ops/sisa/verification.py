@@ -148,43 +148,48 @@ def _in_order(jobs: Sequence[ScratchJob]) -> list[ScratchResult]:
     return [retrain_from_scratch(job) for job in jobs]
 
 
-def _check_device_kind(device: str, served: Mapping[int, Mapping[str, Any]]) -> None:
-    """Refuse a certificate on another kind of device than the served weights' (CPU when
-    unrecorded: weights trained before devices were recorded all trained on the CPU).
+def _first_mismatch(
+    served: Mapping[int, Mapping[str, Any]],
+    recorded: Callable[[Mapping[str, Any]], str | None],
+    expected: str,
+) -> tuple[str, list[int]] | None:
+    """The first (in order) recorded value other than `expected`, and the shards that
+    recorded it; None when every shard agrees (a shard whose `recorded` is None is skipped)."""
+    other: dict[str, list[int]] = {}
+    for shard_id, info in sorted(served.items()):
+        value = recorded(info)
+        if value is not None and value != expected:
+            other.setdefault(value, []).append(shard_id)
+    return min(other.items()) if other else None
+
+
+def _check_replay(
+    device: str, noise_key: bytes | None, served: Mapping[int, Mapping[str, Any]]
+) -> None:
+    """Refuse a replay that could not match the served weights, before anything trains.
+
+    The device kind must be the weights' (CPU when unrecorded: weights trained before
+    devices were recorded all trained on the CPU); under DP, the noise key must be the one
+    their fingerprint names (shards recorded without a fingerprint are not checked).
 
     Raises:
         DeviceMismatchError: some served shard was trained on another kind of device.
-    """
-    asked = device_kind(device)
-    other: dict[str, list[int]] = {}
-    for shard_id, info in sorted(served.items()):
-        kind = device_kind(str(info.get("device") or "cpu"))
-        if kind != asked:
-            other.setdefault(kind, []).append(shard_id)
-    if other:
-        kind, shard_ids = min(other.items())
-        raise DeviceMismatchError(kind, asked, shard_ids)
-
-
-def _check_noise_key(noise_key: bytes | None, served: Mapping[int, Mapping[str, Any]]) -> None:
-    """Refuse to replay DP shards whose noise came from another key than `noise_key`.
-
-    Shards recorded before fingerprints were (or trained without DP) are not checked.
-
-    Raises:
         NoiseKeyMismatchError: some served shard names another key's fingerprint.
     """
+    asked = device_kind(device)
+    mismatch = _first_mismatch(
+        served, lambda info: device_kind(str(info.get("device") or "cpu")), asked
+    )
+    if mismatch is not None:
+        raise DeviceMismatchError(mismatch[0], asked, mismatch[1])
     if noise_key is None:
         return
     current = noise_key_fingerprint(noise_key)
-    other: dict[str, list[int]] = {}
-    for shard_id, info in sorted(served.items()):
-        recorded = info.get("dp_noise_key_fingerprint")
-        if recorded and recorded != current:
-            other.setdefault(str(recorded), []).append(shard_id)
-    if other:
-        recorded, shard_ids = min(other.items())
-        raise NoiseKeyMismatchError(recorded, current, shard_ids)
+    mismatch = _first_mismatch(
+        served, lambda info: info.get("dp_noise_key_fingerprint") or None, current
+    )
+    if mismatch is not None:
+        raise NoiseKeyMismatchError(mismatch[0], current, mismatch[1])
 
 
 def certify_tables(
@@ -220,9 +225,8 @@ def certify_tables(
     """
     started = time.perf_counter()
     device = resolve_device(settings.device)
-    _check_device_kind(device, {s: served.get(s, {}) for s in tables})
     noise_key = settings_noise_key(settings) if params.training.dp.enabled else None
-    _check_noise_key(noise_key, {s: served.get(s, {}) for s in tables})
+    _check_replay(device, noise_key, {s: served.get(s, {}) for s in tables})
     jobs = [
         ScratchJob(
             shard_id, tables[shard_id], params, columns, device, settings.torch_threads, noise_key
