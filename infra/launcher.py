@@ -43,7 +43,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import boto3
 import psutil
@@ -155,6 +155,20 @@ class Service:
         )
 
 
+class StackNames(TypedDict, total=False):
+    """The names a stack's services use (defaults: DEFAULT_BUCKET, _QUEUE, _PREFIX).
+
+    Attributes:
+        bucket: S3 bucket for deletion requests and MLflow artifacts.
+        queue: SQS queue receiving the bucket's object-created notifications.
+        prefix: key prefix of deletion requests in the bucket.
+    """
+
+    bucket: str
+    queue: str
+    prefix: str
+
+
 class Stack:
     """The moto + MLflow + Prefect stack in one directory.
 
@@ -188,20 +202,16 @@ class Stack:
         cls,
         directory: str | os.PathLike[str],
         *,
-        bucket: str = DEFAULT_BUCKET,
-        queue: str = DEFAULT_QUEUE,
-        prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
         ports: Mapping[str, int] | None = None,
         commands: Mapping[str, Sequence[str]] | None = None,
+        **names: Unpack[StackNames],
     ) -> Stack:
         """Start a stack in ``directory`` and return it once every service is healthy.
 
         Args:
             directory: where stack.json, stack.env, the logs and the databases go.
-            bucket: S3 bucket for deletion requests and MLflow artifacts.
-            queue: SQS queue receiving the bucket's object-created notifications.
-            prefix: key prefix of deletion requests in the bucket.
+            names: `bucket`, `queue` and `prefix`, as for the constructor.
             timeout: seconds each service may take to answer its health check.
             ports: fixed ports by service name; the others get free ports.
             commands: argv overrides by service name (``{port}`` and ``{dir}`` are
@@ -211,7 +221,7 @@ class Stack:
             StackError: a live stack already runs in ``directory``, or a service exited
                 or stayed unhealthy (everything started is stopped first).
         """
-        stack = cls(directory, bucket=bucket, queue=queue, prefix=prefix)
+        stack = cls(directory, **names)
         stack.start(timeout=timeout, ports=ports, commands=commands)
         return stack
 

@@ -48,40 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = [
-    "AdoptionError",
-    "CheckpointNotFoundError",
-    "ClusterUnreachableError",
-    "ConfigError",
-    "DatasetError",
-    "DeviceMismatchError",
-    "DeviceUnavailableError",
-    "FederationError",
-    "GateFailedError",
-    "HoldError",
-    "InvalidRequestError",
-    "LineageError",
-    "NoiseKeyMismatchError",
-    "NotAForgetVersionError",
-    "OrchestratorError",
-    "ReceiptError",
-    "RegistryError",
-    "ReplayMismatchError",
-    "ReplayedRequestError",
-    "RequestNotFoundError",
-    "RollbackError",
-    "StoreError",
-    "UnauthenticatedRequestError",
-    "UnknownDatasetError",
-    "UnknownModelError",
-    "UnknownRecordsError",
-    "UnlearnOpsError",
-    "UnsafeVersionError",
-    "VersionNotFoundError",
-    "VersionPurgedError",
-    "WorkspaceNotFoundError",
-]
-
 
 def _preview(values: Iterable[object], limit: int = 5) -> str:
     items = [str(value) for value in values]
@@ -129,53 +95,79 @@ class ConfigError(UnlearnOpsError, ValueError):
         super().__init__(f"invalid configuration in {source}: {'; '.join(self.problems)}")
 
 
-class DatasetError(_ProblemError, ValueError):
-    """A table cannot be used as a dataset.
+class _SubjectError(_ProblemError):
+    """A problem with one named thing; the subclass's `headline` words the message.
 
     Args:
-        source: the file or dataset name.
-        problem: what is wrong, in words.
-        hint: what to do about it.
+        subject: what it concerns (a file, a version, a request, an operation, a model URI).
+        problem: what stands in the way, in the backend's own words where there are some
+            (whitespace runs become one space in the message).
+        hint: what to do instead, after `separator` in the message; the class's `remedy`
+            when not given.
     """
 
-    def __init__(self, source: str, problem: str, hint: str = "") -> None:
-        self.source = source
-        super().__init__(f"dataset {source}: {problem}", problem, hint, separator=". ")
+    headline = "{subject}: {problem}"
+    separator = "; "
+    remedy = ""
+
+    def __init__(self, subject: object, problem: str, hint: str = "") -> None:
+        self.subject = subject
+        detail = " ".join(problem.split()) or "no detail"
+        message = self.headline.format(subject=subject, problem=detail)
+        super().__init__(message, problem, hint or self.remedy, self.separator)
 
 
-class UnknownDatasetError(UnlearnOpsError, KeyError):
-    """A dataset name that is neither a built-in loader nor an existing file."""
+class DatasetError(_SubjectError, ValueError):
+    """A table cannot be used as a dataset; `subject` is the file or dataset name."""
 
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        self.name = name
-        self.known = list(known)
-        super().__init__(
-            f"dataset {name!r} is neither a file nor a built-in dataset; "
-            f"built-in datasets are: {', '.join(self.known)}; "
-            "give a path to a .csv or .parquet file instead"
-        )
+    headline = "dataset {subject}: {problem}"
+    separator = ". "
 
 
-class UnknownModelError(UnlearnOpsError, KeyError):
-    """A model name that no registered factory provides."""
+class _UnknownNameError(UnlearnOpsError, KeyError):
+    """A name that is not among the known ones; the subclass's `template` words the message.
 
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        self.name = name
-        self.known = list(known)
-        super().__init__(
-            f"model {name!r} is not registered; registered models are: {', '.join(self.known)}; "
-            "register one with unlearn_ops.register_model or the 'unlearn_ops.models' entry point"
-        )
+    Args:
+        name: the name asked for (`{name!r}` in the template).
+        known: the names there are (`{known}`, joined by commas).
+        problem: another problem with a known name, worded instead of the template.
+    """
 
-
-class UnknownMethodError(UnlearnOpsError, KeyError):
-    """An approximate unlearning method that is not registered, or an option it does not take."""
+    template = "{name!r} is unknown; known: {known}"
+    kind = "name"
 
     def __init__(self, name: str, known: Sequence[str], problem: str | None = None) -> None:
         self.name = name
         self.known = list(known)
-        detail = problem or f"it is not registered; registered methods are: {', '.join(self.known)}"
-        super().__init__(f"unlearning method {name!r}: {detail}")
+        message = self.template.format(name=name, known=", ".join(self.known))
+        super().__init__(f"{self.kind} {name!r}: {problem}" if problem else message)
+
+
+class UnknownDatasetError(_UnknownNameError):
+    """A dataset name that is neither a built-in loader nor an existing file."""
+
+    kind = "dataset"
+    template = (
+        "dataset {name!r} is neither a file nor a built-in dataset; built-in datasets are: "
+        "{known}; give a path to a .csv or .parquet file instead"
+    )
+
+
+class UnknownModelError(_UnknownNameError):
+    """A model name that no registered factory provides."""
+
+    kind = "model"
+    template = (
+        "model {name!r} is not registered; registered models are: {known}; register one with "
+        "unlearn_ops.register_model or the 'unlearn_ops.models' entry point"
+    )
+
+
+class UnknownMethodError(_UnknownNameError):
+    """An approximate unlearning method that is not registered, or an option it does not take."""
+
+    kind = "unlearning method"
+    template = "unlearning method {name!r}: it is not registered; registered methods are: {known}"
 
 
 class InvalidRequestError(_ProblemError, ValueError):
@@ -244,12 +236,13 @@ class UnknownRecordsError(UnlearnOpsError, KeyError):
         )
 
 
-class StoreError(_ProblemError):
+class StoreError(_SubjectError):
     """The ensemble's files are missing or inconsistent with each other."""
 
-    def __init__(self, path: object, problem: str, hint: str = "") -> None:
-        self.path = path
-        super().__init__(f"{path}: {problem}", problem, hint)
+    @property
+    def path(self) -> object:
+        """The file or folder concerned (the subject)."""
+        return self.subject
 
 
 class CheckpointNotFoundError(UnlearnOpsError, KeyError):
@@ -260,15 +253,11 @@ class CheckpointNotFoundError(UnlearnOpsError, KeyError):
         super().__init__(f"checkpoint {key} is not in {store}")
 
 
-class DeviceUnavailableError(UnlearnOpsError, RuntimeError):
-    """The configured device cannot be used on this machine."""
+class DeviceUnavailableError(_SubjectError, RuntimeError):
+    """The configured device (`subject`) cannot be used on this machine."""
 
-    def __init__(self, device: str, reason: str) -> None:
-        self.device = device
-        super().__init__(
-            f"device {device!r} is not available: {reason}; "
-            "set UNLEARN_OPS_DEVICE=auto (or cpu) to train where it can"
-        )
+    headline = "device {subject!r} is not available: {problem}"
+    remedy = "set UNLEARN_OPS_DEVICE=auto (or cpu) to train where it can"
 
 
 class WorkspaceNotFoundError(UnlearnOpsError):
@@ -398,63 +387,41 @@ class UnsafeVersionError(UnlearnOpsError):
         )
 
 
-class RollbackError(_ProblemError):
+class RollbackError(_SubjectError):
     """A rollback that cannot be done as asked; nothing was changed.
 
-    Args:
-        target: the version asked for (or a description of the default target).
-        problem: what stands in the way.
-        hint: what to do instead.
+    `subject` is the version asked for (or a description of the default target).
     """
 
-    def __init__(self, target: str, problem: str, hint: str = "") -> None:
-        self.target = target
-        super().__init__(f"cannot roll back to {target}: {problem}", problem, hint)
+    headline = "cannot roll back to {subject}: {problem}"
 
 
-class ReceiptError(_ProblemError):
+class ReceiptError(_SubjectError):
     """A data subject's receipt that cannot be issued, or a file that is not one.
 
-    Args:
-        request_id: the request (or the file) concerned.
-        problem: what stands in the way.
-        hint: what to do instead.
+    `subject` is the request (or the file) concerned.
     """
 
-    def __init__(self, request_id: str, problem: str, hint: str = "") -> None:
-        self.request_id = request_id
-        super().__init__(f"receipt for {request_id}: {problem}", problem, hint)
+    headline = "receipt for {subject}: {problem}"
 
 
-class FederationError(_ProblemError):
+class FederationError(_SubjectError):
     """The Flower federation could not do what was asked (deployment, run, or a removal).
 
-    Args:
-        operation: what was tried (`start the SuperLink`, `flwr run`, `remove client`).
-        problem: what went wrong, with the backend's own words where there are some.
-        hint: what to do next.
+    `subject` is what was tried (`start the SuperLink`, `flwr run`, `remove client`).
     """
 
-    def __init__(self, operation: str, problem: str, hint: str = "") -> None:
-        self.operation = operation
-        detail = " ".join(problem.split()) or "no detail"
-        super().__init__(f"federation: {operation} failed: {detail}", problem, hint)
+    headline = "federation: {subject} failed: {problem}"
 
 
-class AdoptionError(_ProblemError, ValueError):
+class AdoptionError(_SubjectError, ValueError):
     """A registered model, or its table, that `unlearn-ops adopt` cannot take over (issue 14).
 
-    Nothing is created when it is raised.
-
-    Args:
-        model_uri: the model asked for.
-        problem: what is wrong (not a torch classifier, features, ids).
-        hint: what to do instead.
+    Nothing is created when it is raised. `subject` is the model asked for; the problem is
+    what is wrong (not a torch classifier, features, ids).
     """
 
-    def __init__(self, model_uri: str, problem: str, hint: str = "") -> None:
-        self.model_uri = model_uri
-        super().__init__(f"cannot adopt {model_uri}: {problem}", problem, hint)
+    headline = "cannot adopt {subject}: {problem}"
 
 
 class ReplayMismatchError(UnlearnOpsError, RuntimeError):
@@ -506,15 +473,11 @@ class NoiseKeyMismatchError(ReplayMismatchError):
         )
 
 
-class ClusterUnreachableError(UnlearnOpsError, ConnectionError):
-    """No Dask scheduler answers at the configured address; nothing was run or changed."""
+class ClusterUnreachableError(_SubjectError, ConnectionError):
+    """No Dask scheduler answers at the configured address (`subject`); nothing was run."""
 
-    def __init__(self, address: str, reason: str) -> None:
-        self.address = address
-        super().__init__(
-            f"no Dask scheduler answers at {address} ({' '.join(reason.split())}); start one "
-            "there, fix UNLEARN_OPS_DASK_ADDRESS, or unset it to start a local cluster"
-        )
+    headline = "no Dask scheduler answers at {subject} ({problem})"
+    remedy = "start one there, fix UNLEARN_OPS_DASK_ADDRESS, or unset it to start a local cluster"
 
 
 class HoldError(UnlearnOpsError, ValueError):
@@ -548,3 +511,11 @@ class NotAForgetVersionError(UnlearnOpsError, ValueError):
     ) -> None:
         super().__init__(f"cannot audit version {version} for membership: {problem}; {remedy}")
         self.version = version
+
+
+# Every public error class above, by name: the list cannot fall behind the classes.
+__all__ = sorted(
+    name
+    for name, value in list(globals().items())
+    if isinstance(value, type) and issubclass(value, UnlearnOpsError) and name[0] != "_"
+)

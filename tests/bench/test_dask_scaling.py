@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from unlearn_ops.bench.dask_scaling import dask_markdown, run_dask_scaling
+from unlearn_ops.bench.workloads import Workload
 
 pytestmark = pytest.mark.servers  # starts LocalClusters of worker processes
 
@@ -17,7 +18,9 @@ def test_one_and_two_workers_train_the_same_shards(tmp_path: Path) -> None:
         "model": {"name": "mlp", "hidden_sizes": [8]},
         "training": {"epochs_per_stage": 1},
     }
-    result = run_dask_scaling("digits", params, tmp_path, shards=2)
+    result = run_dask_scaling(
+        Workload("tiny", "digits", params, "digits, tiny"), tmp_path, shards=2
+    )
     assert [r["workers"] for r in result["runs"]] == [1, 2]
     assert [r["worker_processes"] for r in result["runs"]] == [1, 2]
     assert result["identical_hashes"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unlearn_ops.bench.privacy import privacy_markdown, run_privacy_benchmark
+from unlearn_ops.bench.workloads import Workload
 
 TINY = {
     "sisa": {"shards": 4, "slices": 1},
@@ -14,12 +15,12 @@ TINY = {
 
 
 def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -> None:
+    wider = {**TINY, "model": {"name": "mlp", "hidden_sizes": [48]}}
     section = run_privacy_benchmark(
-        "digits",
-        TINY,
+        Workload("tiny", "digits", TINY, "digits, tiny MLP"),
         tmp_path,
         also=(),
-        memorising=(("digits", {**TINY, "model": {"name": "mlp", "hidden_sizes": [48]}}),),
+        memorising=(Workload("wider", "digits", wider, "digits, wider MLP"),),
         forget=30,
         references=4,
         weak_references=2,

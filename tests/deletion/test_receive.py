@@ -123,10 +123,10 @@ def test_a_delivery_seen_before_is_judged_again_and_recorded_once(inbox: Inbox) 
 
 
 def test_refuse_records_a_refusal_made_before_verifying(inbox: Inbox) -> None:
-    outcome = refuse(inbox, source="http:1.2.3.4", kind="too-large", message="too\nmany  bytes")
+    outcome = refuse(inbox, Refused("too-large", "too\nmany  bytes"), source="http:1.2.3.4")
     assert outcome == Refused("too-large", "too many bytes")
-    refuse(inbox, source="s", kind="oversized", message="big", delivery_id="d")
-    refuse(inbox, source="s", kind="oversized", message="big", delivery_id="d")
+    refuse(inbox, Refused("oversized", "big"), source="s", delivery_id="d")
+    refuse(inbox, Refused("oversized", "big"), source="s", delivery_id="d")
     assert rejections(inbox) == [("http:1.2.3.4", "too-large", None), ("s", "oversized", None)]
 
 

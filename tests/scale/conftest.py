@@ -46,6 +46,20 @@ def prepared_copy(tmp_path: Path, prepared_template: Path) -> Path:
     return root
 
 
+def copy_for_dask(
+    template: Path, root: Path, monkeypatch: pytest.MonkeyPatch, **settings: str
+) -> Path:
+    """A copy of `template` at `root`, whose flows run their shards on Dask from now on.
+
+    `settings` are more UNLEARN_OPS_* variables by their lower-case names (`dask_workers`).
+    """
+    shutil.copytree(template, root, symlinks=True)
+    monkeypatch.setenv("UNLEARN_OPS_TASK_RUNNER", "dask")
+    for name, value in settings.items():
+        monkeypatch.setenv(f"UNLEARN_OPS_{name.upper()}", value)
+    return root
+
+
 @pytest.fixture(scope="module")
 def separate_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dask scheduler` and two `dask worker` processes (one thread each) on loopback.

@@ -13,6 +13,7 @@ import pytest
 from pipelines.runner import run_flow
 from pipelines.train import train_ensemble
 from tests.conftest import CliRunner
+from tests.scale.conftest import copy_for_dask
 from unlearn_ops.workflow.workspace import Workspace
 
 pytestmark = [pytest.mark.flows, pytest.mark.servers]
@@ -55,12 +56,7 @@ def test_local_cluster_of_processes_gives_the_threads_weights(
     threads_hashes: dict[int, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import shutil
-
-    root = tmp_path / "on-dask"
-    shutil.copytree(prepared_template, root, symlinks=True)
-    monkeypatch.setenv("UNLEARN_OPS_TASK_RUNNER", "dask")
-    monkeypatch.setenv("UNLEARN_OPS_DASK_WORKERS", "2")
+    root = copy_for_dask(prepared_template, tmp_path / "on-dask", monkeypatch, dask_workers="2")
 
     result = run_flow(train_ensemble, str(root))
 
@@ -77,12 +73,9 @@ def test_separately_started_cluster_gives_the_threads_weights(
     monkeypatch: pytest.MonkeyPatch,
     cli: CliRunner,
 ) -> None:
-    import shutil
-
-    root = tmp_path / "on-cluster"
-    shutil.copytree(prepared_template, root, symlinks=True)
-    monkeypatch.setenv("UNLEARN_OPS_TASK_RUNNER", "dask")
-    monkeypatch.setenv("UNLEARN_OPS_DASK_ADDRESS", separate_cluster)
+    root = copy_for_dask(
+        prepared_template, tmp_path / "on-cluster", monkeypatch, dask_address=separate_cluster
+    )
 
     result = run_flow(train_ensemble, str(root))
 

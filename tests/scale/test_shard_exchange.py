@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from pipelines.runner import run_flow
 from pipelines.train import train_ensemble
 from tests.conftest import CliRunner
+from tests.scale.conftest import copy_for_dask
 from tests.scale.test_dask_training import shard_hashes
 from tests.scale.test_dask_training import threads_hashes as threads_hashes  # the fixture
 from unlearn_ops.adapters.aws.exchange import S3Exchange
@@ -201,11 +202,13 @@ def test_a_local_cluster_through_the_exchange_trains_and_forgets_exactly(
     monkeypatch: pytest.MonkeyPatch,
     cli: CliRunner,
 ) -> None:
-    root = tmp_path / "through-s3"
-    shutil.copytree(prepared_template, root, symlinks=True)
-    monkeypatch.setenv("UNLEARN_OPS_TASK_RUNNER", "dask")
-    monkeypatch.setenv("UNLEARN_OPS_DASK_WORKERS", "2")
-    monkeypatch.setenv("UNLEARN_OPS_SHARD_EXCHANGE", f"s3://{BUCKET}/unlearn-ops")
+    root = copy_for_dask(
+        prepared_template,
+        tmp_path / "through-s3",
+        monkeypatch,
+        dask_workers="2",
+        shard_exchange=f"s3://{BUCKET}/unlearn-ops",
+    )
 
     result = run_flow(train_ensemble, str(root))
 

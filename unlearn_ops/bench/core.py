@@ -336,11 +336,11 @@ def run_benchmark(
         from unlearn_ops.bench.dask_scaling import DASK_WORKLOAD, run_dask_scaling
 
         for w in [w for w in workloads if w.name == DASK_WORKLOAD and not quick]:
-            results["dask_scaling"] = run_dask_scaling(w.dataset, w.params, Path(work), seed=seed)
+            results["dask_scaling"] = run_dask_scaling(w, Path(work), seed=seed)
         from unlearn_ops.bench.privacy import PRIVACY_WORKLOAD, run_privacy_benchmark
 
         for w in [w for w in workloads if w.name == PRIVACY_WORKLOAD and not quick]:
-            results["privacy"] = run_privacy_benchmark(w.dataset, w.params, Path(work), seed=seed)
+            results["privacy"] = run_privacy_benchmark(w, Path(work), seed=seed)
         from unlearn_ops.bench.pair_risk import PAIR_WORKLOADS, run_pair_risk
 
         pair_names = [w.name for w in workloads if w.name in PAIR_WORKLOADS]

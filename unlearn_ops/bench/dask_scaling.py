@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from unlearn_ops.bench.workloads import Workload
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
 
@@ -22,8 +23,7 @@ DASK_WORKLOAD = "mnist-cnn"
 
 
 def run_dask_scaling(
-    dataset_name: str,
-    params_mapping: dict[str, Any],
+    workload: Workload,
     work_dir: Path,
     *,
     seed: int = 0,
@@ -34,8 +34,7 @@ def run_dask_scaling(
     """Train `shards` shards from scratch on LocalClusters of each worker count.
 
     Args:
-        dataset_name: a built-in dataset.
-        params_mapping: the workload's params (S is set to `shards`).
+        workload: a built-in dataset and its params (S is set to `shards`).
         work_dir: where the shard files are written.
         seed: the params' seed.
         shards: shards to train (S).
@@ -50,14 +49,14 @@ def run_dask_scaling(
     from unlearn_ops.sisa.ensemble import SisaEnsemble
     from unlearn_ops.sisa.verification import ScratchJob, retrain_from_scratch
 
-    mapping = {**params_mapping, "seed": seed}
+    mapping = {**workload.params, "seed": seed}
     mapping["sisa"] = {**mapping.get("sisa", {}), "shards": shards}
     if epochs_per_stage is not None:
         mapping["training"] = {**mapping.get("training", {}), "epochs_per_stage": epochs_per_stage}
     params = Params.from_mapping(mapping)
     settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
     ensemble = SisaEnsemble(work_dir / "dask-scaling", params, settings)
-    ensemble.prepare(BUILTIN_DATASETS[dataset_name]())
+    ensemble.prepare(BUILTIN_DATASETS[workload.dataset]())
     columns = ensemble.columns()
     jobs = [
         ScratchJob(s, ensemble.read_shard(s), params, columns, "cpu", 1) for s in ensemble.shard_ids
@@ -78,7 +77,7 @@ def run_dask_scaling(
     for run in runs:
         run["speedup"] = base / run["seconds"] if run["seconds"] else 0.0
     return {
-        "dataset": dataset_name,
+        "dataset": workload.dataset,
         "shards": shards,
         "params": params.model_dump(mode="json"),
         "epochs_per_stage": params.training.epochs_per_stage,

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from unlearn_ops.bench.workloads import Workload
 from unlearn_ops.params import Params
 from unlearn_ops.privacy.references import DEFAULT_REFERENCES
 from unlearn_ops.settings import Settings
@@ -50,14 +51,16 @@ ALSO_WORKLOADS = ("digits-mlp",)
 # `inconclusive`; here the positive control has that power, and the exact forget must pass.
 # S = 8 (about 560 records a shard), 512 hidden units, 20 epochs a stage: chosen on two
 # seeds of this section (docs/PRIVACY_AUDIT.md, "A recipe that memorises").
-MEMORISING: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
+MEMORISING: tuple[Workload, ...] = (
+    Workload(
+        "mnist-memorising",
         "mnist-5k",
         {
             "sisa": {"shards": 8, "slices": 4},
             "model": {"name": "mlp", "hidden_sizes": [512]},
             "training": {"epochs_per_stage": 20, "batch_size": 32},
         },
+        "MNIST-5k, S=8, MLP 784-512-10, 20 epochs a stage (a recipe that memorises)",
     ),
 )
 
@@ -119,39 +122,35 @@ def _row(name: str, audit: MembershipAudit, seconds: float, note: str) -> dict[s
 
 
 def run_privacy_benchmark(
-    dataset: str,
-    workload_params: dict[str, Any],
+    workload: Workload,
     work_dir: Path,
     *,
     seed: int = 0,
     also: tuple[str, ...] = ALSO_WORKLOADS,
-    memorising: tuple[tuple[str, dict[str, Any]], ...] = MEMORISING,
+    memorising: tuple[Workload, ...] = MEMORISING,
     **options: Any,
 ) -> dict[str, Any]:
     """The privacy sections: the given workload's, each workload named in `also`, then each
-    (dataset, params) of `memorising` (its section's `recipe` says so).
+    workload of `memorising` (its section's `recipe` says so).
 
     Returns the first section, with every section (itself included) under `sections`.
     """
     from unlearn_ops.bench.workloads import WORKLOADS
 
-    first = privacy_section(dataset, workload_params, work_dir / "privacy", seed=seed, **options)
+    first = privacy_section(workload, work_dir / "privacy", seed=seed, **options)
     sections = [first]
-    for workload in [w for w in WORKLOADS if w.name in also]:
-        folder = work_dir / f"privacy-{workload.name}"
-        sections.append(
-            privacy_section(workload.dataset, workload.params, folder, seed=seed, **options)
-        )
-    for index, (name, params) in enumerate(memorising):
+    for other in [w for w in WORKLOADS if w.name in also]:
+        folder = work_dir / f"privacy-{other.name}"
+        sections.append(privacy_section(other, folder, seed=seed, **options))
+    for index, recipe in enumerate(memorising):
         folder = work_dir / f"privacy-memorising-{index}"
-        section = privacy_section(name, params, folder, seed=seed, **options)
+        section = privacy_section(recipe, folder, seed=seed, **options)
         sections.append({**section, "recipe": f"memorising: {section['recipe']}"})
     return {**first, "sections": sections}
 
 
 def privacy_section(
-    dataset: str,
-    workload_params: dict[str, Any],
+    workload: Workload,
     work_dir: Path,
     *,
     seed: int = 0,
@@ -163,8 +162,7 @@ def privacy_section(
     """Train, forget exactly and weakly, audit both; the rows of the privacy table.
 
     Args:
-        dataset: a built-in dataset name (`mnist-5k`).
-        workload_params: the params of the workload (S, model, training).
+        workload: a built-in dataset and the params to train it with (S, model, training).
         work_dir: scratch folder.
         seed: seed of the params and of the records drawn.
         forget: records forgotten.
@@ -189,10 +187,10 @@ def privacy_section(
         ensemble_models,
     )
 
-    params = Params.from_mapping({"seed": seed, **workload_params})
+    params = Params.from_mapping({"seed": seed, **workload.params})
     settings = Settings(device="cpu", torch_threads=1, max_parallel_shards=1)
     ensemble = SisaEnsemble(work_dir / "ensemble", params, settings)
-    ensemble.prepare(BUILTIN_DATASETS[dataset]())
+    ensemble.prepare(BUILTIN_DATASETS[workload.dataset]())
     ensemble.train()
     columns = ensemble.columns()
     parent = ensemble_models(ensemble)
@@ -232,7 +230,7 @@ def privacy_section(
     weak_audit = audit_membership(samples(weak), samples(original), seed=seed)
     weak_seconds = time.perf_counter() - started
     return {
-        "dataset": dataset,
+        "dataset": workload.dataset,
         "accuracy": ensemble.evaluate(holdout),
         "cold_seconds": cold_seconds,
         "shards": params.sisa.shards,

@@ -33,35 +33,30 @@ FLOW_WORKLOADS: dict[str, dict[str, Any]] = {
     "mnist-cnn": {"sisa": {"shards": 8, "slices": 4}},
 }
 
+
+def _params(sisa: dict[str, int], model: dict[str, Any], epochs_per_stage: int) -> dict[str, Any]:
+    """A workload's params: its SISA layout, its model, its epochs a stage (batches of 32)."""
+    training = {"epochs_per_stage": epochs_per_stage, "batch_size": 32}
+    return {"sisa": sisa, "model": model, "training": training}
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "digits-mlp",
         "digits",
-        {
-            "sisa": _SISA,
-            "model": {"name": "mlp", "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 20, "batch_size": 32},
-        },
+        _params(_SISA, {"name": "mlp", "hidden_sizes": [128]}, 20),
         "digits (1,797 x 64), MLP 64-128-10",
     ),
     Workload(
         "mnist-mlp",
         "mnist-5k",
-        {
-            "sisa": _SISA_MNIST,
-            "model": {"name": "mlp", "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 10, "batch_size": 32},
-        },
+        _params(_SISA_MNIST, {"name": "mlp", "hidden_sizes": [128]}, 10),
         "MNIST-5k (5,000 x 784), MLP 784-128-10 (the default small model)",
     ),
     Workload(
         "mnist-cnn",
         "mnist-5k",
-        {
-            "sisa": _SISA_MNIST,
-            "model": {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]},
-            "training": {"epochs_per_stage": 30, "batch_size": 32},
-        },
+        _params(_SISA_MNIST, {"name": "cnn", "channels": [32, 64], "hidden_sizes": [128]}, 30),
         "MNIST-5k, CNN conv32-conv64-fc128 (the heavy workload)",
     ),
 )

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from unlearn_ops.cli.flow_runs import run_flow
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.options import (
+    JsonOption,
+    WorkspaceOption,
+    output_option,
+    request_argument,
+)
 from unlearn_ops.cli.output import emit, fail, open_workspace, output_file, writing
 
 __all__ = ["audit", "purge", "report"]
@@ -16,8 +21,7 @@ __all__ = ["audit", "purge", "report"]
 
 def audit(
     request_id: Annotated[
-        str | None,
-        typer.Argument(metavar="REQUEST_ID", help="The request to audit (its id in the ledger)."),
+        str | None, request_argument("The request to audit (its id in the ledger).")
     ] = None,
     certify: Annotated[
         bool,
@@ -73,13 +77,7 @@ def report(
         typer.Option(help="Up to this day, included (YYYY-MM-DD), or ISO date-time, excluded."),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="File to write; compliance-report.html (or .md) by default.",
-            resolve_path=True,
-        ),
+        Path | None, output_option("File to write; compliance-report.html (or .md) by default.")
     ] = None,
     report_format: Annotated[
         str | None,

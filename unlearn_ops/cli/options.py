@@ -9,11 +9,18 @@ user typed it (issue 11, finding 1).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["JsonOption", "ProgressOption", "WorkspaceOption", "command_group"]
+__all__ = [
+    "JsonOption",
+    "ProgressOption",
+    "WorkspaceOption",
+    "command_group",
+    "output_option",
+    "request_argument",
+]
 
 WorkspaceOption = Annotated[
     Path,
@@ -27,6 +34,16 @@ WorkspaceOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
+
+
+def request_argument(help_text: str) -> Any:
+    """The REQUEST_ID argument of a command about one request (an id in the ledger)."""
+    return typer.Argument(metavar="REQUEST_ID", help=help_text)
+
+
+def output_option(help_text: str) -> Any:
+    """`--output/-o FILE`: the file a command writes, resolved where the user typed it."""
+    return typer.Option("--output", "-o", help=help_text, resolve_path=True)
 
 
 def command_group(help_text: str) -> typer.Typer:

@@ -8,7 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.options import (
+    JsonOption,
+    WorkspaceOption,
+    output_option,
+    request_argument,
+)
 from unlearn_ops.cli.output import emit, fail, open_workspace, output_file, writing
 
 __all__ = ["receipt"]
@@ -30,17 +35,13 @@ def _read_receipt(path: Path) -> dict[str, Any]:
 
 def receipt(
     request_id: Annotated[
-        str | None,
-        typer.Argument(metavar="REQUEST_ID", help="The served request to issue a receipt for."),
+        str | None, request_argument("The served request to issue a receipt for.")
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Write the receipt here (JSON) and its HTML rendering beside it (.html); "
-            "default: print the JSON.",
-            resolve_path=True,
+        output_option(
+            "Write the receipt here (JSON) and its HTML rendering beside it (.html); "
+            "default: print the JSON."
         ),
     ] = None,
     verify: Annotated[

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from unlearn_ops.deletion.requests import REQUEST_ID_PATTERN
@@ -122,24 +122,18 @@ def claimed_request_id(envelope: object) -> str | None:
 
 
 def refuse(
-    inbox: Inbox,
-    *,
-    source: str,
-    kind: str,
-    message: str,
-    request_id: str | None = None,
-    delivery_id: str | None = None,
+    inbox: Inbox, refusal: Refused, *, source: str, delivery_id: str | None = None
 ) -> Refused:
-    """Record a refused delivery (once per `delivery_id`) and return the outcome.
+    """Record a refused delivery (once per `delivery_id`); the outcome, its message one line.
 
-    For refusals that an intake makes before there is an envelope to verify (a body over
-    the size limit, a missing `Content-Length`, a notification that is not one).
+    Also for refusals that an intake makes before there is an envelope to verify (a body
+    over the size limit, a missing `Content-Length`, a notification that is not one).
     """
-    message = _one_line(message)
+    refusal = replace(refusal, message=_one_line(refusal.message))
     if delivery_id is None or not inbox.seen_delivery(delivery_id):
-        inbox.reject(source, kind, message, request_id, delivery_id)
-        logger.warning("refused a deletion request from %s (%s)", source, kind)
-    return Refused(kind, message, request_id)
+        inbox.reject(source, refusal.kind, refusal.message, refusal.request_id, delivery_id)
+        logger.warning("refused a deletion request from %s (%s)", source, refusal.kind)
+    return refusal
 
 
 def receive(
@@ -179,14 +173,8 @@ def receive(
             )
         verified = verify_request(envelope, settings or inbox.settings, bearer_token=bearer_token)
     except (InvalidRequestError, UnauthenticatedRequestError) as exc:
-        return refuse(
-            inbox,
-            source=source,
-            kind=exc.kind,
-            message=str(exc),
-            request_id=claimed_request_id(envelope),
-            delivery_id=delivery_id,
-        )
+        refusal = Refused(exc.kind, str(exc), claimed_request_id(envelope))
+        return refuse(inbox, refusal, source=source, delivery_id=delivery_id)
     if delivery_id is not None and inbox.seen_delivery(delivery_id):
         # The same delivery again (a retry, an event read twice): judged, not recorded.
         known = inbox.get(verified.request_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.serving.provenance import TAG_PREFIX, VersionProvenance, parse_request_list
 
 __all__ = [
@@ -60,15 +61,8 @@ class VersionInfo:
         return self.tag("gates_passed") == "true"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
-        return {
-            "version": self.version,
-            "run_id": self.run_id,
-            "created_at": self.created_at,
-            "aliases": list(self.aliases),
-            "description": self.description,
-            "tags": dict(sorted(self.tags.items())),
-        }
+        """A JSON-ready view: the fields, tags sorted by key."""
+        return {**json_ready(self), "tags": dict(sorted(self.tags.items()))}
 
 
 @dataclass(frozen=True)

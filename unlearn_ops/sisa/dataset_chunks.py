@@ -7,11 +7,12 @@ Duplicated ids across chunks are found where the chunks are put together
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Unpack
 
 from unlearn_ops.errors import DatasetError
-from unlearn_ops.sisa.datasets import BUILTIN_DATASETS, Dataset, load_dataset
+from unlearn_ops.sisa.datasets import BUILTIN_DATASETS, Dataset, TableColumns, load_dataset
 
 __all__ = ["CHUNK_ROWS", "load_dataset_chunks"]
 
@@ -23,18 +24,21 @@ CHUNK_ROWS = 100_000
 def load_dataset_chunks(
     source: str | Path,
     *,
-    id_column: str = "record_id",
-    label_column: str = "label",
-    feature_columns: Sequence[str] | None = None,
     base_dir: Path | None = None,
-    sensitive_column: str | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    **columns: Unpack[TableColumns],
 ) -> Iterator[Dataset]:
     """A dataset as validated chunks: a parquet file by batches of `chunk_rows`, else whole.
 
     Each chunk is checked as :func:`load_dataset` checks a table; its `num_classes` is its
     own (max label + 1), so whoever joins the chunks takes the largest. Ids duplicated
     across chunks are not found here. Built-in datasets and CSV files come as one chunk.
+
+    Args:
+        source: a built-in name or a file path, as for :func:`load_dataset`.
+        base_dir: where relative paths are resolved; cwd when None.
+        chunk_rows: rows a chunk of a parquet file.
+        columns: the file's column names (:class:`TableColumns`), defaults as there.
 
     Raises:
         UnknownDatasetError: neither a file nor a built-in name.
@@ -45,23 +49,22 @@ def load_dataset_chunks(
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
     if name in BUILTIN_DATASETS or path.suffix.lower() not in (".parquet", ".pq"):
-        yield load_dataset(
-            source,
-            id_column=id_column,
-            label_column=label_column,
-            feature_columns=feature_columns,
-            base_dir=base_dir,
-            sensitive_column=sensitive_column,
-        )
+        yield load_dataset(source, base_dir=base_dir, **columns)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise DatasetError(str(path), "file not found")
-    columns = None
+    read_columns = None
+    feature_columns = columns.get("feature_columns")
     if feature_columns is not None:
-        wanted = [id_column, label_column, *feature_columns]
+        wanted = [
+            columns.get("id_column", "record_id"),
+            columns.get("label_column", "label"),
+            *feature_columns,
+        ]
+        sensitive_column = columns.get("sensitive_column")
         if sensitive_column is not None:
             wanted.append(sensitive_column)
         try:
@@ -69,23 +72,16 @@ def load_dataset_chunks(
         except (pa.ArrowException, OSError) as exc:
             raise DatasetError(str(path), f"cannot be read ({exc})") from exc
         # Missing columns are named by Dataset.from_frame, with the columns present.
-        columns = [c for c in dict.fromkeys(wanted) if c in present]
+        read_columns = [c for c in dict.fromkeys(wanted) if c in present]
     rows = 0
     try:
         # pre_buffer=False: with it, the reader keeps every row group it has read in its
         # pool (253 MB at the end of a million-record file, against 83 MB at most without).
         reader = pq.ParquetFile(path, pre_buffer=False)
-        batches = reader.iter_batches(batch_size=chunk_rows, columns=columns)
+        batches = reader.iter_batches(batch_size=chunk_rows, columns=read_columns)
         for batch in batches:
             rows += batch.num_rows
-            yield Dataset.from_frame(
-                batch.to_pandas(),
-                id_column=id_column,
-                label_column=label_column,
-                feature_columns=feature_columns,
-                source=str(path),
-                sensitive_column=sensitive_column,
-            )
+            yield Dataset.from_frame(batch.to_pandas(), source=str(path), **columns)
     except (pa.ArrowException, OSError) as exc:
         raise DatasetError(str(path), f"cannot be read ({exc.__class__.__name__}: {exc})") from exc
     if rows == 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "MISSING_GROUP",
     "Dataset",
+    "TableColumns",
     "group_names",
     "load_dataset",
     "load_digits",
@@ -35,6 +37,15 @@ __all__ = [
     "read_table",
     "split_holdout",
 ]
+
+
+class TableColumns(TypedDict, total=False):
+    """A file's column names, as :func:`load_dataset` and :meth:`Dataset.from_frame` take them."""
+
+    id_column: str
+    label_column: str
+    feature_columns: Sequence[str] | None
+    sensitive_column: str | None
 
 
 @dataclass(frozen=True)

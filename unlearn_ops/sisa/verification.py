@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from unlearn_ops.canonical import json_ready
 from unlearn_ops.errors import DeviceMismatchError, NoiseKeyMismatchError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
@@ -91,15 +92,12 @@ class Certificate:
         return bool(self.shards) and all(shard.exact for shard in self.shards)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready view."""
+        """A JSON-ready view: the fields, whether it passed, and each shard's verdict."""
         return {
             "passed": self.passed,
-            "training_hash": self.training_hash,
-            "device": self.device,
-            "device_name": self.device_name,
-            "torch_threads": self.torch_threads,
+            **json_ready(self),
             "seconds": round(self.seconds, 3),
-            "shards": [{**asdict(shard), "exact": shard.exact} for shard in self.shards],
+            "shards": [{**json_ready(shard), "exact": shard.exact} for shard in self.shards],
         }
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from unlearn_ops.serving.gates import GateResult, GateRunner
     from unlearn_ops.serving.versions import ServedShards
+    from unlearn_ops.sisa.training import ShardModel
     from unlearn_ops.workflow.held_out_outputs import HeldOutOutputs
 
 __all__ = ["ShardTrained", "evaluate", "run_gates", "stale_shards", "train_one_shard"]
@@ -35,6 +36,17 @@ class ShardTrained:
     weights_hash: str
     seconds: float
 
+    @classmethod
+    def of(cls, model: ShardModel) -> ShardTrained:
+        """The summary of a trained shard."""
+        return cls(
+            model.shard_id,
+            model.resumed_from_stage,
+            tuple(model.stages_trained),
+            model.weights_hash,
+            model.seconds,
+        )
+
 
 def stale_shards(workspace: Workspace) -> list[int]:
     """Shards whose served model does not match their data: what must train now."""
@@ -45,14 +57,7 @@ def train_one_shard(workspace: Workspace, shard_id: int) -> ShardTrained:
     """Train (or resume) one shard; a Prefect task each, so shards run in parallel."""
     from unlearn_ops.sisa.progress import report_stage
 
-    model = workspace.ensemble.train_shard(shard_id, progress=report_stage)
-    return ShardTrained(
-        shard_id,
-        model.resumed_from_stage,
-        tuple(model.stages_trained),
-        model.weights_hash,
-        model.seconds,
-    )
+    return ShardTrained.of(workspace.ensemble.train_shard(shard_id, progress=report_stage))
 
 
 def evaluate(workspace: Workspace) -> dict[str, float]:

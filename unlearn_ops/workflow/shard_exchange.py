@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from unlearn_ops.errors import NoiseKeyMismatchError, StoreError
 from unlearn_ops.params import Params
 from unlearn_ops.settings import Settings
-from unlearn_ops.sisa.training import ShardColumns
+from unlearn_ops.sisa.training import ShardColumns, ShardModel
 from unlearn_ops.workflow.retraining import ShardTrained
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -104,15 +104,15 @@ class StagedShard:
 
 @dataclass(frozen=True)
 class StagedResult:
-    """What a worker trained: the summary, the keys, and where the weights are."""
+    """What a worker trained: the shard model without its weights, and where they are."""
 
-    trained: ShardTrained
-    stage_keys: tuple[str, ...]
-    num_records: int
-    samples_processed: int
-    device: str
+    model: ShardModel  # its `state` is empty: the weights travel through the exchange
     weights_key: str
-    noise_key_fingerprint: str | None = None  # under DP: the worker's noise key
+
+    @property
+    def trained(self) -> ShardTrained:
+        """The summary of what the worker trained."""
+        return ShardTrained.of(self.model)
 
 
 def exchange_for_run(settings: Settings) -> ObjectExchange | None:
@@ -170,22 +170,7 @@ def train_staged_shard(job: StagedShard) -> StagedResult:
     )
     weights_key = f"models/shard-{job.shard_id:03d}"
     job.exchange.put(weights_key, serialize_state(model.state))
-    trained = ShardTrained(
-        job.shard_id,
-        model.resumed_from_stage,
-        tuple(model.stages_trained),
-        model.weights_hash,
-        model.seconds,
-    )
-    return StagedResult(
-        trained,
-        tuple(model.stage_keys),
-        model.num_records,
-        model.samples_processed,
-        model.device,
-        weights_key,
-        model.noise_key_fingerprint,
-    )
+    return StagedResult(replace(model, state={}), weights_key)
 
 
 def collect_shard(
@@ -202,7 +187,7 @@ def collect_shard(
     from unlearn_ops.sisa.dp import noise_key_fingerprint, settings_noise_key
     from unlearn_ops.sisa.ensemble import file_md5
     from unlearn_ops.sisa.shard_arrays import read_shard_arrays
-    from unlearn_ops.sisa.training import ShardModel, load_state, weights_digest
+    from unlearn_ops.sisa.training import load_state, weights_digest
 
     ensemble = workspace.ensemble
     trained = result.trained
@@ -213,29 +198,19 @@ def collect_shard(
     columns = ensemble.columns()
     arrays = read_shard_arrays(path, columns.id_column, columns.label_column)
     data_md5 = file_md5(path)
-    keys = list(result.stage_keys)
-    noise_key, worker_key = settings_noise_key(workspace.settings), result.noise_key_fingerprint
+    keys = list(result.model.stage_keys)
+    noise_key, worker_key = (
+        settings_noise_key(workspace.settings),
+        result.model.noise_key_fingerprint,
+    )
     if noise_key and worker_key and worker_key != noise_key_fingerprint(noise_key):  # DP only
         raise NoiseKeyMismatchError(
             worker_key, noise_key_fingerprint(noise_key), [trained.shard_id]
         )
-    if keys != ensemble.training_keys(trained.shard_id, arrays, result.device):
+    if keys != ensemble.training_keys(trained.shard_id, arrays, result.model.device):
         raise StoreError(path, "the shard's file changed while it trained elsewhere")
     staged = ExchangeCheckpoints(exchange)
     for stage in trained.stages:
         ensemble.checkpoint_store.save(keys[stage], staged.load(keys[stage]))
-    model = ShardModel(
-        shard_id=trained.shard_id,
-        stage_keys=keys,
-        state=state,
-        weights_hash=trained.weights_hash,
-        num_records=result.num_records,
-        resumed_from_stage=trained.first_stage,
-        samples_processed=result.samples_processed,
-        seconds=trained.seconds,
-        stages_trained=list(trained.stages),
-        device=result.device,
-        noise_key_fingerprint=result.noise_key_fingerprint,
-    )
-    ensemble.serve_trained(model, arrays, data_md5)
+    ensemble.serve_trained(replace(result.model, state=state), arrays, data_md5)
     return trained

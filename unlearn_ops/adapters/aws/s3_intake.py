@@ -78,6 +78,7 @@ from unlearn_ops.deletion.receive import (
     Accepted,
     Duplicate,
     Outcome,
+    Refused,
     claimed_request_id,
     receive,
     refuse,
@@ -368,9 +369,8 @@ class S3Intake:
 
     @staticmethod
     def _reject_notification(inbox: Inbox, source: str, reason: str) -> Outcome:
-        return refuse(
-            inbox, source=source, kind="malformed-notification", message=reason, delivery_id=source
-        )
+        refusal = Refused("malformed-notification", reason)
+        return refuse(inbox, refusal, source=source, delivery_id=source)
 
     def _handle_object(
         self, key: str, inbox: Inbox, settings: Settings, report: PollReport
@@ -418,7 +418,7 @@ class S3Intake:
                 return
             raise
         outcome = refuse(
-            inbox, source=source, kind="oversized", message=reason, delivery_id=f"{source}#{etag}"
+            inbox, Refused("oversized", reason), source=source, delivery_id=f"{source}#{etag}"
         )
         self._delete(key, etag)
         report.count(outcome)

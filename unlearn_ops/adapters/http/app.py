@@ -64,6 +64,7 @@ from unlearn_ops.deletion.receive import (
     Accepted,
     Duplicate,
     Outcome,
+    Refused,
     Replayed,
     receive,
     refuse,
@@ -212,7 +213,7 @@ def build_app(
         """Record a refusal made before there was an envelope to verify, then answer."""
         try:
             outcome = await run_in_threadpool(
-                lambda: recorded(refuse(inbox, source=source, kind=kind, message=message))
+                lambda: recorded(refuse(inbox, Refused(kind, message), source=source))
             )
             message = outcome.message
         except UnlearnOpsError as exc:
