@@ -13,6 +13,7 @@ from unlearn_ops.approx.evaluation import (
     example_epsilon,
     forgetting_quality,
     mia_efficacy,
+    record_scores,
 )
 
 
@@ -63,6 +64,18 @@ def test_f_is_one_for_indistinguishable_samples_and_zero_for_separated_ones() ->
     assert apart == 0.0
     halfway = forgetting_quality(rng.normal(0.0, 1.0, (64, 200)), same)
     assert 0.0 < halfway < 1.0
+
+
+def test_record_scores_are_per_record_and_average_to_f() -> None:
+    rng = np.random.default_rng(4)
+    retrained = rng.normal(0.0, 1.0, (32, 50))
+    unlearned = retrained.copy()
+    unlearned[:, :10] += 10.0  # ten records told apart, forty the same draw
+    scores = record_scores(unlearned, retrained)
+    assert scores.shape == (50,)
+    assert list(scores[:10]) == [0.0] * 10
+    assert list(scores[10:]) == [1.0] * 40
+    assert float(scores.mean()) == forgetting_quality(unlearned, retrained) == 0.8
 
 
 def test_f_needs_two_samples_of_one_shape() -> None:

@@ -40,6 +40,26 @@ def test_every_method_is_scored_against_the_oracle() -> None:
     assert "Checks (tiny, random 10%)" in table
 
 
+@pytest.mark.slow
+def test_the_f_study_scores_fine_tuning_the_best_method_and_salun_at_its_own_n() -> None:
+    results = run_approx_benchmark([("tiny", "digits", TINY)], seeds=3, quick=True, f_study=4)
+    workload = results["workloads"][0]
+    study, checks = workload["f_study"], workload["checks"]
+    rows = {row["method"]: row for row in study["rows"]}
+    assert set(rows) == {ORACLE, "finetune", checks["best"], "salun"}
+    assert all(len(row["verdicts"]) == 4 for row in rows.values())
+    assert study["forgotten"] == workload["forget_sets"]["random 10%"]["forgotten"]
+    assert checks["F_n"] == 4
+    assert (checks["F_finetune"], checks["F_salun"]) == (rows["finetune"]["F"], rows["salun"]["F"])
+    assert checks["F_ceiling"] == rows[ORACLE]["F"]
+    difference, low, high = checks["F_margin"]
+    assert difference == pytest.approx(rows[checks["best"]]["F"] - rows["finetune"]["F"])
+    assert low <= difference <= high
+    assert checks["F_ok"] == (checks["best"] != "finetune" and low > 0)
+    assert len(rows["finetune"]["F_records"]) == study["forgotten"]
+    assert "F study at N = 4" in "\n".join(approx_markdown(results))
+
+
 def test_fewer_than_three_seeds_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         run_approx_benchmark([("tiny", "digits", TINY)], seeds=2)

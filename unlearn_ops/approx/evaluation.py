@@ -34,6 +34,7 @@ __all__ = [
     "example_epsilon",
     "forgetting_quality",
     "mia_efficacy",
+    "record_scores",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -126,6 +127,15 @@ def forgetting_quality(unlearned: ArrayLike, retrained: ArrayLike, delta: float 
     Returns:
         F in [0, 1]; 1 means no attack tells the two apart on any record.
     """
+    return float(np.mean(record_scores(unlearned, retrained, delta)))
+
+
+def record_scores(unlearned: ArrayLike, retrained: ArrayLike, delta: float = 1e-5) -> FloatArray:
+    """Each forgotten record's bucket score, whose mean is F (arguments as there).
+
+    Two methods scored on the same records compare record by record: the paired differences'
+    bootstrap says whether one F beats the other beyond the records drawn.
+    """
     u = np.asarray(unlearned, dtype=np.float64)
     r = np.asarray(retrained, dtype=np.float64)
     if u.shape != r.shape or u.ndim != 2 or u.shape[0] < 2:
@@ -137,4 +147,4 @@ def forgetting_quality(unlearned: ArrayLike, retrained: ArrayLike, delta: float 
     for record in range(u.shape[1]):
         index = int(example_epsilon(u[:, record], r[:, record], delta) // 0.5)
         scores.append(2.0**-index if index < buckets else 0.0)
-    return float(np.mean(scores))
+    return np.asarray(scores, dtype=np.float64)

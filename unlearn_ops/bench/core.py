@@ -354,11 +354,11 @@ def run_benchmark(
             from unlearn_ops.bench.million import run_million_benchmark
 
             results["million"] = run_million_benchmark(Path(work), seed=seed)
-        from unlearn_ops.bench.approx import APPROX_WORKLOADS, run_approx_benchmark
+        from unlearn_ops.bench.approx import APPROX_WORKLOADS, F_STUDY_N, run_approx_benchmark
 
         approx = [(w.name, w.dataset, w.params) for w in workloads if w.name in APPROX_WORKLOADS]
         if approx and not quick:
-            results["approx"] = run_approx_benchmark(approx, seed=seed)
+            results["approx"] = run_approx_benchmark(approx, seed=seed, f_study=F_STUDY_N)
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(results)
