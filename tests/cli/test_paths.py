@@ -86,11 +86,14 @@ def test_a_dataset_inside_the_workspace_moves_with_it(tmp_path: Path, console: C
         ("notes.txt", b"patient_id,diagnosis\n1,0\n", "unsupported file type '.txt'"),
         ("no-ids.csv", b"id,diagnosis,x\n1,0,0.5\n", "no-ids.csv"),
         ("digitz", None, "'" + "{folder}/digitz' is neither a file nor a built-in dataset"),
+        ("tables/", None, "{folder}/tables: is a folder. name the .csv or .parquet file in it"),
     ],
 )
 def test_init_refuses_a_dataset_that_train_could_not_read(
     tmp_path: Path, console: Console, name: str, content: bytes | None, message: str
 ) -> None:
+    if name.endswith("/"):
+        (tmp_path / name).mkdir()
     if content is not None:
         (tmp_path / name).write_bytes(content)
     result = console(["init", "ws", "--dataset", name, *COLUMNS], cwd=tmp_path)

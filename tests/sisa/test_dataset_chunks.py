@@ -63,6 +63,14 @@ def test_files_without_records_are_refused(
         list(load_dataset_chunks(path))
 
 
+def test_a_folder_or_a_missing_file_is_named_for_what_it_is(tmp_path: Path) -> None:
+    (tmp_path / "parts.parquet").mkdir()  # a Spark-style folder of parts
+    with pytest.raises(DatasetError, match=r"parts\.parquet: is a folder\. name the \.csv"):
+        list(load_dataset_chunks(tmp_path / "parts.parquet"))
+    with pytest.raises(DatasetError, match=r"absent\.parquet: file not found"):
+        list(load_dataset_chunks(tmp_path / "absent.parquet"))
+
+
 def test_csv_and_built_in_datasets_come_whole(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     synthetic_frame(40).to_csv(path, index=False)

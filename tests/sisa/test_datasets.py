@@ -223,10 +223,13 @@ def test_read_table_reads_csv_and_parquet_alike(tmp_path: Path) -> None:
         ("t.json", b"{}", "unsupported file type '.json'"),
         ("t.parquet", b"not parquet at all", "cannot be read"),
         ("t.csv", b"", "cannot be read"),
+        ("tables.parquet/", None, "tables.parquet: is a folder. name the .csv or .parquet file"),
     ],
 )
 def test_read_table_errors(tmp_path: Path, name: str, content: bytes | None, message: str) -> None:
     path = tmp_path / name
+    if name.endswith("/"):
+        path.mkdir()
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(DatasetError, match=message):

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Unpack
 
 from unlearn_ops.errors import DatasetError
-from unlearn_ops.sisa.datasets import BUILTIN_DATASETS, Dataset, TableColumns, load_dataset
+from unlearn_ops.sisa.datasets import (
+    BUILTIN_DATASETS,
+    Dataset,
+    TableColumns,
+    load_dataset,
+    require_file,
+)
 
 __all__ = ["CHUNK_ROWS", "load_dataset_chunks"]
 
@@ -54,8 +60,7 @@ def load_dataset_chunks(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not path.is_file():
-        raise DatasetError(str(path), "file not found")
+    require_file(path)
     read_columns = None
     feature_columns = columns.get("feature_columns")
     if feature_columns is not None:

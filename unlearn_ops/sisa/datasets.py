@@ -35,6 +35,7 @@ __all__ = [
     "load_digits",
     "load_mnist_5k",
     "read_table",
+    "require_file",
     "split_holdout",
 ]
 
@@ -240,15 +241,27 @@ def _check_sensitive_column(
         )
 
 
+def require_file(path: str | Path) -> Path:
+    """`path` as a Path, once it is known to name a file.
+
+    Raises:
+        DatasetError: nothing is there, or a folder is (one message for each).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DatasetError(str(path), "is a folder", "name the .csv or .parquet file in it")
+    if not path.is_file():
+        raise DatasetError(str(path), "file not found")
+    return path
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or parquet file.
 
     Raises:
         DatasetError: the file is missing, has another extension, or does not parse.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(str(path), "file not found")
+    path = require_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
