@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +50,19 @@ FOLDER_MARKERS = {
     "integration": ("flows", "servers"),
     "infra": ("servers",),
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let Ctrl-C reach the commands the tests start, however the suite itself was started.
+
+    A suite started in the background by a non-interactive shell (`make test &`, nohup)
+    inherits SIGINT ignored, and an ignored signal stays ignored across exec: the tests that
+    press Ctrl-C on `forget`, `ui` or `serve` would wait for a child that cannot hear it.
+    A handled signal is reset to the default at exec, so every child gets Python's own.
+    """
+    del config
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
