@@ -95,7 +95,11 @@ def workspace(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> 
     run_cli(env, "init", str(root), "--shards", "3", "--slices", "2", "--model-name", "prod")
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["training"]["epochs_per_stage"] = 3
-    params["gates"]["max_accuracy_drop"] = 0.5  # 3 epochs on digits: accuracy is noisy
+    # 3 epochs on digits: accuracy is noisy (about 0.80), and which records a batch forgets
+    # depends on when a listener is killed, so the default floor (0.80) failed some batches.
+    # These tests are about delivery; the gates have tests of their own.
+    params["gates"]["max_accuracy_drop"] = 0.5
+    params["gates"]["min_accuracy"] = 0.5
     params["gates"]["fairness"]["enabled"] = False  # per class even more so
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The DVC remote lives on the same S3 endpoint as the artifacts and the requests.
