@@ -358,7 +358,10 @@ def describe_floor(accuracy: float, gates: GateParams, passed: bool) -> str:
     """The gate's sentence for the accuracy floor."""
     if passed:
         return f"held-out accuracy {accuracy:.4f} is at least the floor {gates.min_accuracy:.4f}"
-    return f"held-out accuracy {accuracy:.4f} is below the floor {gates.min_accuracy:.4f}"
+    return (
+        f"held-out accuracy {accuracy:.4f} is below the floor {gates.min_accuracy:.4f} "
+        "(gates.min_accuracy in params.yaml)"
+    )
 
 
 def smallest_significant_drop(records: int, significance: float) -> float:

@@ -309,7 +309,12 @@ def without_champion(records: int, right: int) -> HeldOutCorrectness:
     [
         (9, True, "held-out accuracy 0.9000 is at least the floor 0.8000"),
         (8, True, "held-out accuracy 0.8000 is at least the floor 0.8000"),
-        (7, False, "held-out accuracy 0.7000 is below the floor 0.8000"),
+        (
+            7,
+            False,
+            "held-out accuracy 0.7000 is below the floor 0.8000 (gates.min_accuracy in "
+            "params.yaml)",
+        ),
     ],
 )
 def test_metric_gate_checks_the_floor(right: int, passed: bool, description: str) -> None:
