@@ -368,19 +368,27 @@ def _best(result: dict[str, Any]) -> str:
 
 
 def _f_study(
-    data: _Data, params: Params, tuned: dict[str, dict[str, Any]], best: str, n: int, seed: int
+    data: _Data,
+    params: Params,
+    tuned: dict[str, dict[str, Any]],
+    best: str,
+    originals: list[nn.Module],
+    gone: np.ndarray,
+    n: int,
 ) -> dict[str, Any]:
-    """F at N = `n` on the same 10% random forget set: fine-tuning, `best` and SalUn.
+    """F at N = `n` on the main run's forget set `gone`: fine-tuning, `best` and SalUn.
 
     At N = 5, F has ceil(ln 4) = 2 buckets and two samples of 5 from one distribution already
     score about 0 (docs/APPROXIMATE.md); at N = 32 there are 4 buckets, as in the challenge's
-    scale-down. `n` new originals (seeds 0..n-1, the first ones the main run's), `n` oracles,
-    and `n` more oracles for the ceiling; the audits then have n - 1 OUT references.
+    scale-down. The main run's `originals` (seeds 0..) are kept and the rest trained up to
+    seed n - 1; then `n` oracles and `n` more for the ceiling; the audits have n - 1 OUT
+    references.
     """
     from unlearn_ops.approx.monolithic import train_monolithic
 
-    originals = [train_monolithic(data.train, data.columns, params, seed=s) for s in range(n)]
-    gone = _forget_sets(data, originals[0], seed, quick=True)["random 10%"]
+    originals = originals[:n] + [
+        train_monolithic(data.train, data.columns, params, seed=s) for s in range(len(originals), n)
+    ]
     methods = tuple(dict.fromkeys(("finetune", best, "salun")))
     return {
         "n": n,
@@ -477,7 +485,8 @@ def run_approx_benchmark(
             },
         }
         if f_study:
-            result["f_study"] = _f_study(data, params, options, _best(result), f_study, seed)
+            best, gone = _best(result), sets["random 10%"]
+            result["f_study"] = _f_study(data, params, options, best, originals, gone, f_study)
         result["checks"] = _checks(result)
         results["workloads"].append(result)
     return results
