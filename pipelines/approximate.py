@@ -99,6 +99,7 @@ def forget_approximately(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[
         close=close,
         requests=batch,
         gates_of=judged_by,
+        approximate_method=unlearned.method,
     )
     due = approx_versions.exact_due(ws, approx_versions.pending_exact_requests(ws))
     return {

@@ -140,6 +140,7 @@ def evaluate_and_register(
     requests: Sequence[ForgetRequest] = (),
     replayed: Sequence[str] = (),
     gates_of: Callable[[list[GateResult]], list[GateResult]] | None = None,
+    approximate_method: str | None = None,
 ) -> Registered:
     """Evaluate, gate against `baseline`, commit `message`, register, then `close`.
 
@@ -170,6 +171,7 @@ def evaluate_and_register(
             metrics=metrics,
             timings=dict(watch.seconds),
             replayed=replayed,
+            approximate_method=approximate_method,
         )
         close(version, gates)
     return Registered(list(trained), metrics, gates, revision, version)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,6 +212,51 @@ def test_a_noop_request_is_honoured_by_the_versions_of_the_requests_that_covered
     assert audit.applied_at is None
     assert any("no data change of its own" in line for line in describe_audit(audit))
     assert covering_requests(ledger.requests()["r1"], ledger.requests()) == ()
+
+
+def provisional(number: str, *, honoured: list[str], approximate: list[str]) -> VersionInfo:
+    """A provisional version (issue 14) honouring `approximate` only approximately."""
+    base = version(number, requests=approximate[-1:], honoured=honoured)
+    extra = {"unlearn.provisional": "true", "unlearn.approximate_requests": json.dumps(approximate)}
+    return dataclasses.replace(base, tags={**base.tags, **extra})
+
+
+def test_a_provisional_version_honours_its_requests_only_approximately(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # r1 is forgotten approximately by version 2, r2 by version 3 (a descendant of 2, so
+    # it honours r1 approximately too); version 4, the exact retrain, serves both.
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    receive(ledger, "r1", ["h1"], T0)
+    ledger.append("served", "r1", version="2", approximate=True, method="salun")
+    receive(ledger, "r2", ["h2"], T0)
+    ledger.append("served", "r2", version="3", approximate=True, method="salun")
+    versions = [
+        version("1", requests=[], honoured=[]),
+        provisional("2", honoured=["r1"], approximate=["r1"]),
+        provisional("3", honoured=["r1", "r2"], approximate=["r1", "r2"]),
+    ]
+    audit = audit_of(ledger, "r1", versions, T0)
+    assert (audit.first_honouring_version, audit.first_exact_version) == ("2", None)
+    text = describe_audit(audit)
+    assert any(
+        "first by version 2 (registered" in line and ", approximately)" in line for line in text
+    )
+    assert (
+        "exactness: not run (no version honours it exactly yet: the exact retrain is pending)"
+        in text
+    )
+
+    for request_id in ("r1", "r2"):
+        ledger.append("served", request_id, version="4", exact=True)
+    versions.append(version("4", requests=[], honoured=["r1", "r2"], aliases=("champion",)))
+    versions.append(provisional("5", honoured=["r1", "r2", "r3"], approximate=["r3"]))
+    for request_id, first in (("r1", "2"), ("r2", "3")):
+        audit = audit_of(ledger, request_id, versions, T0)
+        assert audit.first_honouring_version == first
+        assert audit.first_exact_version == "4"
+        assert audit.to_dict()["honoured"]["first_exact_version"] == "4"
+        assert any("approximately; exactly by version 4)" in line for line in describe_audit(audit))
 
 
 def test_first_honouring_skips_failed_gates_and_takes_the_oldest() -> None:

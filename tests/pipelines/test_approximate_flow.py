@@ -18,8 +18,9 @@ from pipelines.train import train_ensemble
 from tests.pipelines.conftest import make_workspace, set_params
 from unlearn_ops.compliance.audit import audit_request
 from unlearn_ops.compliance.audit_text import describe_audit
+from unlearn_ops.compliance.receipt import issue_receipt
 from unlearn_ops.compliance.report import build_report, render_markdown
-from unlearn_ops.errors import GateFailedError, UnknownMethodError
+from unlearn_ops.errors import GateFailedError, ReceiptError, UnknownMethodError
 from unlearn_ops.serving.versions import CHAMPION
 from unlearn_ops.timestamps import parse_datetime
 from unlearn_ops.workflow.approx_versions import pending_exact_requests
@@ -46,7 +47,8 @@ def request(request_id: str, record_ids: list[str]) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_provisional_then_exact(tmp_path: Path) -> None:
+def test_provisional_then_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNLEARN_OPS_RECEIPT_SIGNING_KEY", "receipt-key-for-tests-0123456789")
     root = monolithic_workspace(tmp_path / "ws")
     assert train_ensemble(str(root))["version"] == "1"
     forgotten = first_ids(root, 40)
@@ -63,6 +65,9 @@ def test_provisional_then_exact(tmp_path: Path) -> None:
     assert provisional.tag("provisional") == "true"
     assert provisional.tag("method") == "finetune"
     assert provisional.tag("approximate_requests") == '["req-a"]'
+    assert "40 records, forgotten approximately by finetune, no retraining" in str(
+        provisional.description
+    )
     assert provisional.tag("privacy.verdict") in {"pass", "inconclusive"}
     state = ws.ledger.request("req-a")
     assert state is not None
@@ -74,6 +79,9 @@ def test_provisional_then_exact(tmp_path: Path) -> None:
     assert audit.approximate is not None
     assert audit.approximate["version"] == "2"
     assert any("APPROXIMATELY by provisional version 2" in line for line in describe_audit(audit))
+    assert audit.first_exact_version is None
+    with pytest.raises(ReceiptError, match="served only approximately so far"):
+        issue_receipt(ws, "req-a")
     # The shard stays stale: the exact retrain is its ordinary training.
     assert ws.ensemble.stale_shards() == [0]
 
@@ -84,6 +92,7 @@ def test_provisional_then_exact(tmp_path: Path) -> None:
     registry = ws.registry()
     assert registry.alias_version(CHAMPION) == "3"
     assert registry.get_version("3").tag("exact") == "true"
+    assert "shard 0 retrained from slice 0" in str(registry.get_version("3").description)
     assert registry.get_version("2").tag("superseded_by") == "3"
     assert pending_exact_requests(ws) == []
     assert ws.ensemble.stale_shards() == []
@@ -92,6 +101,11 @@ def test_provisional_then_exact(tmp_path: Path) -> None:
     assert audit.deadline_status == "met"
     assert audit.served_version == "3"
     assert audit.approximate is None
+    # The exact version is the one certified and named on the receipt, not the provisional.
+    certified = audit_request(ws, "req-a", certify=True)
+    assert (certified.first_honouring_version, certified.first_exact_version) == ("2", "3")
+    assert certified.exactness is True
+    assert issue_receipt(ws, "req-a")["receipt"]["first_version"] == "3"
     # The superseded provisional version holds traces of the records: purge takes it later.
     from unlearn_ops.compliance.purge import plan_purge
 

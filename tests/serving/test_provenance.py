@@ -178,6 +178,19 @@ def test_a_forget_of_held_out_records_only_retrains_nothing() -> None:
     assert "slice" not in text
 
 
+def test_a_provisional_version_says_how_it_forgot_not_that_nothing_retrained() -> None:
+    provenance = make_provenance(
+        shards_retrained=(), first_stages={}, approximate_method="salun", records_forgotten=3
+    )
+    text = describe_version(provenance, total_shards=1)
+    assert text.startswith(
+        "Forgets request req-1: 3 records, forgotten approximately by salun, no retraining "
+        "(provisional until the exact retrain). Derived from version 1."
+    )
+    assert "held-out records only" not in text
+    assert provenance.to_dict()["approximate_method"] == "salun"
+
+
 def test_a_replay_is_described_as_one() -> None:
     text = describe_version(make_provenance(kind="replay"), total_shards=3)
     assert text.startswith("Replays deletions for request req-1: 2 records, shard 1 retrained")

@@ -44,6 +44,7 @@ from unlearn_ops.serving.records import (
 )
 from unlearn_ops.serving.versions import CHAMPION as CHAMPION_ALIAS
 from unlearn_ops.timestamps import parse_datetime_or_none
+from unlearn_ops.workflow.approx_tags import approximate_requests
 
 if TYPE_CHECKING:
     from unlearn_ops.params import ComplianceParams
@@ -100,6 +101,9 @@ class RequestAudit:
         noop: served without a data change of its own (its records were forgotten before).
         first_honouring_version: the first version whose gates passed and that honours it.
         first_honouring_created_at: when that version was registered.
+        first_exact_version: the first version that honours it exactly: the first
+            honouring one, unless that is a provisional version (issue 14), which honours
+            it only approximately; what `--certify` and the receipt name.
         gates: that version's gate verdicts.
         served_version: the version the ledger says was served for it.
         served_at: when that version became `champion` (the ledger's `served` entry).
@@ -171,6 +175,7 @@ class RequestAudit:
     approvals: tuple[Mapping[str, Any], ...] = ()
     client_hashes: tuple[str, ...] = ()
     approximate: Mapping[str, Any] | None = None
+    first_exact_version: str | None = None
 
     @property
     def overdue(self) -> bool:
@@ -219,11 +224,12 @@ class RequestAudit:
                 "gates_passed": self.gates_passed,
                 "served_version": self.served_version,
                 "champion_since": iso(self.served_at),
+                "first_exact_version": self.first_exact_version,
             },
             "exactness": {
                 "run": self.exactness is not None,
                 "passed": self.exactness,
-                "version": self.first_honouring_version if self.exactness is not None else None,
+                "version": self.first_exact_version if self.exactness is not None else None,
             },
             "champion": {"version": self.champion_version, "honours": self.champion_honours},
             "purge": {
@@ -320,28 +326,46 @@ def _honours(version: VersionInfo, request_id: str, covering: Sequence[str]) -> 
 
 
 def _honouring(
-    versions: Sequence[VersionInfo], request_id: str, covering: Sequence[str]
+    versions: Sequence[VersionInfo],
+    request_id: str,
+    covering: Sequence[str],
+    *,
+    exactly: bool = False,
 ) -> VersionInfo | None:
-    direct = first_honouring(versions, request_id)
+    def first(request: str) -> VersionInfo | None:
+        # A provisional version (issue 14) honours the requests it was made for, and those
+        # its ancestors were, only approximately.
+        candidates = (
+            [v for v in versions if request not in approximate_requests(v)] if exactly else versions
+        )
+        return first_honouring(candidates, request)
+
+    direct = first(request_id)
     if direct is not None or not covering:
         return direct
-    found = [first_honouring(versions, other) for other in covering]
+    found = [first(other) for other in covering]
     if any(version is None for version in found):
         return None
     return max((v for v in found if v is not None), key=lambda v: int(v.version))
 
 
 def _first_honoured(
-    state: RequestState, versions: Sequence[VersionInfo], covering: Sequence[str]
+    state: RequestState,
+    versions: Sequence[VersionInfo],
+    covering: Sequence[str],
+    *,
+    exactly: bool = False,
 ) -> str | None:
     """The first version that honoured the request, registered now or purged since.
 
     The registry answers for the versions it still holds; the ledger's `served` entry
-    names the version that was served, which a purge may have deleted since.
+    names the version that was served, which a purge may have deleted since. `exactly`:
+    the first that honoured it exactly (a provisional version does not, nor does the
+    ledger's `served` entry while it is approximate).
     """
-    honouring = _honouring(versions, state.request_id, covering)
+    honouring = _honouring(versions, state.request_id, covering, exactly=exactly)
     first = honouring.version if honouring is not None else None
-    served = (state.served or {}).get("version")
+    served = None if exactly and state.approximate else (state.served or {}).get("version")
     if served is None or str(served) in {v.version for v in versions}:
         return first
     if first is None or version_number(str(served)) < version_number(first):
@@ -511,6 +535,7 @@ def build_audit(
         paused_reason=paused_reason,
         approvals=tuple(state.approvals),
         approximate=approximate,
+        first_exact_version=_first_honoured(state, versions, covering, exactly=True),
     )
 
 
@@ -567,7 +592,7 @@ def audit_request(
         workspace: the workspace.
         request_id: the request.
         certify: run the exactness certificate of the first version that honours it
-            (:func:`unlearn_ops.workflow.certification.certify_version`; retrains its
+            exactly (:func:`unlearn_ops.workflow.certification.certify_version`; retrains its
             shards from scratch).
         now: the time to judge a pending deadline against (default: now).
 
@@ -585,7 +610,7 @@ def audit_request(
     covering = covering_requests(state, states)
     exactness = None
     if certify:
-        first = _first_honoured(state, versions, covering)
+        first = _first_honoured(state, versions, covering, exactly=True)
         # A purged version's data and weights are gone: there is nothing left to certify.
         if first is not None and first in {v.version for v in versions}:
             exactness = certify_version(workspace, first).passed

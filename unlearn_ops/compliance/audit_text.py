@@ -61,9 +61,14 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         lines.append("applied: not yet")
     if audit.first_honouring_version is not None:
         gates = "; ".join(str(gate) for gate in audit.gates) or "no gate results recorded"
+        exactly = ""
+        if audit.first_exact_version is None:
+            exactly = ", approximately"
+        elif audit.first_exact_version != audit.first_honouring_version:
+            exactly = f", approximately; exactly by version {audit.first_exact_version}"
         lines.append(
             f"honoured: first by version {_version(audit, audit.first_honouring_version)} "
-            f"(registered {_when(audit.first_honouring_created_at)}); gates: {gates}"
+            f"(registered {_when(audit.first_honouring_created_at)}{exactly}); gates: {gates}"
         )
     else:
         lines.append("honoured: by no version whose gates passed yet")
@@ -81,18 +86,24 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         )
     else:
         lines.append("served: not yet")
-    first_purged = audit.versions_purged.get(audit.first_honouring_version or "")
+    exact_version = audit.first_exact_version
+    first_purged = audit.versions_purged.get(exact_version or "")
     if audit.exactness is None and first_purged is not None:
         lines.append(
-            f"exactness: cannot be run (version {audit.first_honouring_version} was purged "
+            f"exactness: cannot be run (version {exact_version} was purged "
             f"on {first_purged:%Y-%m-%d})"
         )
     elif audit.exactness is None:
-        why = "pass --certify" if audit.first_honouring_version else "no version honours it yet"
+        if exact_version:
+            why = "pass --certify"
+        elif audit.first_honouring_version:
+            why = "no version honours it exactly yet: the exact retrain is pending"
+        else:
+            why = "no version honours it yet"
         lines.append(f"exactness: not run ({why})")
     else:
         verdict = "PASSED" if audit.exactness else "FAILED"
-        lines.append(f"exactness: certificate of version {audit.first_honouring_version} {verdict}")
+        lines.append(f"exactness: certificate of version {exact_version} {verdict}")
     if audit.privacy:
         p = audit.privacy
         lines.append(

@@ -26,9 +26,11 @@ and compares the facts with what the ledger and the registry say now: after a ro
 (the champion moved back) or a purge (the superseded versions are gone), it lists what
 changed instead of passing.
 
-Unlearning here is always exact (SISA retraining of the shards that held the records), so
-the statement is "exact" with the certificate's digest when one was run (`certify=True`);
-there is no approximate path whose exact retraining would still be due.
+A receipt states exact unlearning only (SISA retraining of the shards that held the records,
+or a monolithic model's exact retrain), with the certificate's digest when one was run
+(`certify=True`). A request served only approximately so far (issue 14) gets no receipt
+until its exact retrain serves; the version a receipt names is then that exact version, not
+the provisional one before it.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def receipt_facts(
         "received_at": _iso(audit.received_at),
         "served_at": _iso(audit.served_at),
         "records": audit.record_count,
-        "first_version": audit.first_honouring_version,
+        "first_version": audit.first_exact_version,
         "champion": {"version": audit.champion_version, "honours": audit.champion_honours},
         "exactness": {
             "method": "exact",
@@ -223,7 +225,7 @@ def issue_receipt(
     Args:
         workspace: the workspace.
         request_id: the request.
-        certify: run the exactness certificate of the first honouring version and state
+        certify: run the exactness certificate of the first exactly honouring version and state
             its digest (retrains its shards from scratch).
         now: the issuing time (default: now).
 
@@ -236,7 +238,15 @@ def issue_receipt(
 
     key = _receipt_key(workspace.settings, request_id)
     audit = audit_request(workspace, request_id, now=now)
-    if audit.served_at is None or audit.first_honouring_version is None:
+    first = audit.first_exact_version
+    if audit.approximate is not None:
+        raise ReceiptError(
+            request_id,
+            f"the request is served only approximately so far (provisional version "
+            f"{audit.approximate.get('version')})",
+            "a receipt is issued once its exact retrain serves: `unlearn-ops retrain-exact`",
+        )
+    if audit.served_at is None or first is None:
         raise ReceiptError(
             request_id,
             f"the request is {audit.state}, not served yet",
@@ -247,17 +257,17 @@ def issue_receipt(
         from unlearn_ops.workflow.certification import certify_version
 
         live = {v.version for v in workspace.registry().versions()}
-        if audit.first_honouring_version not in live:
+        if first not in live:
             raise ReceiptError(
                 request_id,
-                f"version {audit.first_honouring_version} was purged: there is nothing to certify",
+                f"version {first} was purged: there is nothing to certify",
                 "issue the receipt without --certify",
             )
-        certificate = certify_version(workspace, audit.first_honouring_version)
+        certificate = certify_version(workspace, first)
         if not certificate.passed:
             raise ReceiptError(
                 request_id,
-                f"the exactness certificate of version {audit.first_honouring_version} fails",
+                f"the exactness certificate of version {first} fails",
                 "see `unlearn-ops verify`",
             )
         digest = certificate_digest(certificate)

@@ -51,6 +51,9 @@ class VersionProvenance:
         gates: gate results ({"data": {...}, "metric": {...}}).
         timings: seconds per phase.
         accuracy: held-out accuracy.
+        approximate_method: the approximate unlearning method that made a provisional
+            version (issue 14; no shard retrained), None for every exact version. Its
+            tags (`unlearn.method`, ...) are written by the approximate path itself.
     """
 
     kind: Literal["train", "forget", "replay", "repro"]
@@ -70,6 +73,7 @@ class VersionProvenance:
     timings: Mapping[str, float]
     accuracy: float
     extra: Mapping[str, str] = field(default_factory=dict)
+    approximate_method: str | None = None
 
     @property
     def gates_passed(self) -> bool:
@@ -127,6 +131,7 @@ class VersionProvenance:
             "gates": dict(self.gates),
             "timings": dict(self.timings),
             "accuracy": self.accuracy,
+            "approximate_method": self.approximate_method,
         }
 
     def artifact_dict(self) -> dict[str, Any]:
@@ -247,11 +252,15 @@ def describe_version(
             f" from slice {stages[0]}" if len(stages) == 1 else " from their first affected slice"
         )
         verb = "Forgets" if provenance.kind == "forget" else "Replays deletions for"
-        retrained = (
-            f"{_shard_list(provenance.shards_retrained)} retrained{from_stage}"
-            if provenance.shards_retrained
-            else "no shard retrained (held-out records only)"
-        )
+        if provenance.approximate_method:
+            retrained = (
+                f"forgotten approximately by {provenance.approximate_method}, no retraining "
+                "(provisional until the exact retrain)"
+            )
+        elif provenance.shards_retrained:
+            retrained = f"{_shard_list(provenance.shards_retrained)} retrained{from_stage}"
+        else:
+            retrained = "no shard retrained (held-out records only)"
         head = f"{verb} request {requests}: {provenance.records_forgotten} records, {retrained}."
     gates = "passed" if provenance.gates_passed else "FAILED"
     return (

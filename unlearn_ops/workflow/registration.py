@@ -42,11 +42,14 @@ def register_version(
     metrics: dict[str, float],
     timings: dict[str, float],
     replayed: Sequence[str] = (),
+    approximate_method: str | None = None,
 ) -> VersionInfo:
     """Log the ensemble as a new version of the workspace's registry; write registry.json.
 
     `replayed` names the ledger requests a `replay` version applies onto an older one
-    (their ids are known only as keyed hashes, so they are counted from the ledger).
+    (their ids are known only as keyed hashes, so they are counted from the ledger);
+    `approximate_method` the method that made a provisional version (its description
+    says so).
     """
     import numpy as np
     import pandas as pd
@@ -82,6 +85,7 @@ def register_version(
         gates={g.gate: g.to_dict() for g in gates},
         timings=timings,
         accuracy=metrics["accuracy"],
+        approximate_method=approximate_method,
     )
     tables = [ensemble.read_shard(s) for s in ensemble.shard_ids]
     training_frame = pd.concat(tables, ignore_index=True)
