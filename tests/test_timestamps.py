@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from unlearn_ops.timestamps import parse_datetime, parse_datetime_or_none
+from unlearn_ops.timestamps import format_datetime, parse_datetime, parse_datetime_or_none
 
 NOON = datetime(2027, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -48,3 +48,18 @@ def test_bad_text_is_one_value_error_that_quotes_it(text: str) -> None:
 @pytest.mark.parametrize("value", [None, 17, ["2027-01-31"], b"2027-01-31"])
 def test_what_is_not_text_is_none_when_lenient(value: object) -> None:
     assert parse_datetime_or_none(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("2027-01-03T19:01:23.564000+00:00", "2027-01-03 19:01:23 UTC"),
+        ("2027-01-03T20:01:23+01:00", "2027-01-03 19:01:23 UTC"),
+        ("2027-01-03", "2027-01-03 00:00:00 UTC"),
+        (datetime(2027, 1, 3, 19, 1, 23, tzinfo=UTC), "2027-01-03 19:01:23 UTC"),
+        (None, "-"),
+        ("soon", "-"),
+    ],
+)
+def test_times_are_shown_to_the_second_in_utc(value: str | datetime | None, shown: str) -> None:
+    assert format_datetime(value) == shown

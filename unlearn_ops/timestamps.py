@@ -9,13 +9,15 @@ Example::
     datetime.datetime(2027, 1, 31, 12, 0, tzinfo=datetime.timezone.utc)
     >>> parse_datetime_or_none("yesterday") is None
     True
+    >>> format_datetime("2027-01-31T13:00:00.5+01:00")
+    '2027-01-31 12:00:00 UTC'
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["parse_datetime", "parse_datetime_or_none"]
+__all__ = ["format_datetime", "parse_datetime", "parse_datetime_or_none"]
 
 
 def parse_datetime(value: str | datetime) -> datetime:
@@ -52,3 +54,15 @@ def parse_datetime_or_none(value: object) -> datetime | None:
         return parse_datetime(value)
     except ValueError:
         return None
+
+
+def format_datetime(value: str | datetime | None) -> str:
+    """A time for people to read: ``2027-01-31 12:00:00 UTC`` (to the second, in UTC).
+
+    The form the CLI prints everywhere (JSON output keeps ISO 8601); ``-`` for None or
+    for text that is not a time.
+    """
+    parsed = parse_datetime_or_none(value)
+    if parsed is None:
+        return "-"
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

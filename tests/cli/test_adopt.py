@@ -7,6 +7,7 @@ workspace then forgets approximately (a provisional version) and exactly (issue 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,13 @@ def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console
     assert "mode: monolithic" in params
     assert "- 16" in params  # the hidden width read from the adopted module
 
-    forgotten = console(["forget", "--ids", "0,1,2,3,4,5", "--request-id", "req-1", "--json"], ws)
+    forgotten = console(["forget", "--ids", "0,1,2,3,4,5", "--request-id", "req-1"], ws)
     assert forgotten.returncode == 0, forgotten.stderr
-    assert json.loads(forgotten.stdout)["provisional"] is True
+    assert "PROVISIONAL version 2 is champion, forgotten approximately by salun" in (
+        forgotten.stdout
+    )
+    # The deadline as people read it, not raw ISO 8601 with microseconds.
+    assert re.search(r"exact retrain due \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: ", forgotten.stdout)
     shown = console(["show", "champion"], ws)
     assert "PROVISIONAL: honours req-1 only approximately (salun)" in shown.stdout
     audit = console(["audit", "req-1"], ws)

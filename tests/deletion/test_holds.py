@@ -7,6 +7,7 @@ real inbox and ledger; the forget is the drain's seam, a function that records i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -247,6 +248,8 @@ def test_the_cli_places_lists_and_releases_holds(ws: Workspace, cli: CliRunner) 
             "litigation",
             "--actor",
             "dpo",
+            "--until",
+            "2127-06-30",
             "-w",
             str(ws.root),
         ]
@@ -254,10 +257,14 @@ def test_the_cli_places_lists_and_releases_holds(ws: Workspace, cli: CliRunner) 
     assert code == 0, err
     hold_id = out.split(":")[0]
     assert out.startswith("hold-")
-    assert "2 record(s) held (litigation), by dpo" in out
+    # Times as people read them (to the second, in UTC); --json keeps ISO 8601.
+    assert "2 record(s) held until 2127-06-30 00:00:00 UTC (litigation), by dpo" in out
+    code, out, _ = cli(["hold", "list", "-w", str(ws.root)])
+    assert re.search(r"placed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by dpo, until 2127-06-30 ", out)
     code, out, _ = cli(["hold", "list", "-w", str(ws.root), "--json"])
     [row] = json.loads(out)["holds"]
     assert (row["hold_id"], row["status"], row["placed_by"]) == (hold_id, "active", "dpo")
+    assert row["until"] == "2127-06-30T00:00:00+00:00"
     code, out, _ = cli(["hold", "release", hold_id, "--reason", "done", "-w", str(ws.root)])
     assert code == 0
     assert f"{hold_id} released by" in out

@@ -15,6 +15,7 @@ from unlearn_ops.cli.options import (
     request_argument,
 )
 from unlearn_ops.cli.output import emit, fail, open_workspace, output_file, writing
+from unlearn_ops.timestamps import format_datetime
 
 __all__ = ["audit", "purge", "report"]
 
@@ -174,17 +175,19 @@ def purge(
         verb = "would delete" if dry_run else "deleted"
         for fate in result["versions"]:
             if fate["action"] != "keep":
-                when = "now" if fate["action"] == "delete" else f"at {fate['due_at']}"
+                due = format_datetime(fate["due_at"])
+                when = "now" if fate["action"] == "delete" else f"at {due}"
                 typer.echo(
                     f"version {fate['version']}: {fate['action']} ({when}): {fate['reason']}"
                 )
         for fate in result["requests"]:
-            typer.echo(f"request {fate['request_id']}: {fate['status']} (due {fate['due_at']})")
+            due = format_datetime(fate["due_at"])
+            typer.echo(f"request {fate['request_id']}: {fate['status']} (due {due})")
         gone = result.get("executed") or result["delete"]
         typer.echo(
             f"{verb}: versions {', '.join(gone['versions']) or 'none'}, "
             f"{gone['checkpoints']} checkpoint(s), {gone['cache_objects']} DVC cache object(s)"
-            + (f", next due {result['next_due']}" if result["next_due"] else "")
+            + (f", next due {format_datetime(result['next_due'])}" if result["next_due"] else "")
         )
 
     emit(as_json, result, lines)

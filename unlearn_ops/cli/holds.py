@@ -10,6 +10,7 @@ import typer
 
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
 from unlearn_ops.cli.output import emit, open_workspace
+from unlearn_ops.timestamps import format_datetime
 
 __all__ = ["app"]
 
@@ -50,7 +51,7 @@ def add(
 
     def lines() -> None:
         what = "a data subject's records" if hold.subject_hash else f"{data['records']} record(s)"
-        end = f" until {data['until']}" if hold.until else ""
+        end = f" until {format_datetime(data['until'])}" if hold.until else ""
         typer.echo(f"{hold.hold_id}: {what} held{end} ({hold.reason}), by {hold.actor}")
 
     emit(as_json, data, lines)
@@ -83,16 +84,17 @@ def list_holds(
             typer.echo("no legal hold stands" if not show_all else "no legal hold recorded")
         for row in rows:
             what = "subject" if row["subject"] else f"{row['records']} record(s)"
-            end = f", until {row['until']}" if row["until"] else ""
+            end = f", until {format_datetime(row['until'])}" if row["until"] else ""
             waiting = ", ".join(row["holds_requests"]) or "none"
             released = (
-                f"; released {row['released_at']} by {row['released_by']}: "
+                f"; released {format_datetime(row['released_at'])} by {row['released_by']}: "
                 f"{row['release_reason'] or '-'}"
                 if row["released_at"]
                 else ""
             )
+            placed = format_datetime(row["placed_at"])
             typer.echo(
-                f"{row['hold_id']}  {row['status']:<8}  {what}  placed {row['placed_at']} "
+                f"{row['hold_id']}  {row['status']:<8}  {what}  placed {placed} "
                 f"by {row['placed_by']}{end}: {row['reason']}{released}  "
                 f"(requests waiting: {waiting})"
             )

@@ -12,6 +12,7 @@ from unlearn_ops.cli.flow_runs import run_flow, use_workspace_server
 from unlearn_ops.cli.options import JsonOption, ProgressOption, WorkspaceOption
 from unlearn_ops.cli.output import emit, fail, open_workspace, print_plan, shard_progress
 from unlearn_ops.errors import InvalidRequestError
+from unlearn_ops.timestamps import format_datetime
 
 if TYPE_CHECKING:
     from unlearn_ops.deletion.ledger import RequestState
@@ -226,7 +227,8 @@ def forget(
                 f"request {request.request_id}: PROVISIONAL version {result['version']} is "
                 f"champion, forgotten approximately by {result['method']} (audit: "
                 f"{result['audit'] or 'not run'}; held-out accuracy {result['accuracy']:.4f}); "
-                f"exact retrain due {result['exact_retrain_due']}: `unlearn-ops retrain-exact`"
+                f"exact retrain due {format_datetime(result['exact_retrain_due'])}: "
+                "`unlearn-ops retrain-exact`"
             )
             return
         if not resumed:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from unlearn_ops.compliance.audit import RequestAudit
+from unlearn_ops.timestamps import format_datetime as _when
 
 __all__ = ["describe_audit"]
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
 def _short(sha: str | None) -> str:
