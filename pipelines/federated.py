@@ -1,4 +1,4 @@
-"""The federation's flows: `federated-train` and `remove-client` (wiring only).
+"""The federation's flows: `federated-train`, `remove-client`, `certify-federated` (wiring only).
 
 Both act through a Flower deployment's SuperLink (``flower_home`` holds its connection,
 ``flower_bin`` the Flower environment's executables, see infra/flower.py); the work is
@@ -15,7 +15,8 @@ from prefect.cache_policies import NO_CACHE
 
 from unlearn_ops.adapters.flower.cli import FlowerAppRunner, FlowerCli
 from unlearn_ops.deletion.envelope import verify_request
-from unlearn_ops.workflow import federated
+from unlearn_ops.workflow import federated, federated_certificate, federated_registration
+from unlearn_ops.workflow.federated_certificate import FederatedCertificate
 from unlearn_ops.workflow.workspace import Workspace
 
 APP_DIR = Path(__file__).resolve().parent.parent / "federation"
@@ -27,7 +28,10 @@ receive_withdrawal = task(name="receive-withdrawal", cache_policy=NO_CACHE)(
 plan_removal = task(name="plan-client-removal", cache_policy=NO_CACHE)(federated.plan_removal)
 run_plan = task(name="run-flower-app", cache_policy=NO_CACHE)(federated.run_plan)
 register = task(name="register-federated-version", cache_policy=NO_CACHE)(
-    federated.register_federated_version
+    federated_registration.register_federated_version
+)
+certify = task(name="federate-groups-afresh", cache_policy=NO_CACHE)(
+    federated_certificate.certify_federated_version
 )
 
 
@@ -78,3 +82,21 @@ def remove_client(
             groups_retrained=(group,),
         )
         return version.version
+
+
+@flow(name="certify-federated")
+def certify_federated(
+    workspace: str,
+    version: str,
+    flower_home: str,
+    flower_bin: str,
+    groups: list[int] | None = None,
+) -> FederatedCertificate:
+    """The exactness certificate of a federated version: its groups federated afresh.
+
+    Example:
+        >>> certify_federated("ws", "2", ".flower/flwr-home", ".venv-flower/bin")  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    with ws.lock():  # a run folder is written; removals wait
+        return certify(ws, version, _runner(flower_home, flower_bin), groups)

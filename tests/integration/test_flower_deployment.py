@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import signed_withdrawal
+from tests.conftest import CliRunner, signed_withdrawal
 from unlearn_ops.params import Params
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
@@ -221,6 +221,28 @@ def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) 
     for path in stores:
         if path.is_file():
             assert withdrawn.encode() not in path.read_bytes(), path
+
+
+# Runs after the exact removal above (tests run in file order): its certificate, through the
+# CLI, is a fresh federation of the group on the deployment, equal bit for bit.
+def test_the_exact_removal_is_certified_on_the_deployment(
+    federation: Federation, cli: CliRunner
+) -> None:
+    ws = federation.ws
+    champion = ws.registry().alias_version("champion")
+    served = (ws.root / "federation" / "served.json").read_text()
+    argv = ["federation", "certify", "champion", "--flower-home", federation.home]
+    code, out, err = cli([*argv, "--flower-bin", federation.flower_bin, "-w", str(ws.root)])
+    assert code == 0, err
+    group = _group_of(federation, CLIENTS[1])
+    assert f"group {group}: exact (1 clients, weights " in out
+    assert f"exactness certificate for federated version {champion} PASSED" in out
+    run = ws.root / "federation" / "runs" / f"certify-v{champion}-1"
+    assert json.loads((run / "result.json").read_text())["groups"][str(group)]["partitions"] == [
+        i for i, c in enumerate(CLIENTS) if c != CLIENTS[1] and _group_of(federation, c) == group
+    ]
+    assert (ws.root / "federation" / "served.json").read_text() == served
+    assert ws.registry().alias_version("champion") == champion
 
 
 # Runs after the exact removal above (tests run in file order), on the group it left alone.

@@ -1,4 +1,5 @@
-"""The federation kept in a workspace: setup by keyed hash, plans, removal, registration.
+"""The federation kept in a workspace: setup by keyed hash, plans, removal, registration,
+the certificate.
 
 The Flower deployment is replaced by an in-process runner of the same plan (a fake of
 our own `FederationRunner` port, computing with the same library functions as the
@@ -29,7 +30,8 @@ from unlearn_ops.params import Params
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryRegistry
-from unlearn_ops.workflow import federated
+from unlearn_ops.workflow import federated, federated_registration
+from unlearn_ops.workflow.federated_certificate import certify_federated_version
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
 KEY = "federated-test-signing-key"
@@ -114,7 +116,7 @@ def _withdrawal(ws: Workspace, client_id: str, request_id: str = "w1") -> Verifi
 
 def _train(ws: Workspace, runner: InProcessRunner) -> str:
     federated.run_plan(ws, federated.plan_training(ws, "initial"), runner)
-    return federated.register_federated_version(ws, kind="train").version
+    return federated_registration.register_federated_version(ws, kind="train").version
 
 
 Trained = tuple[Workspace, InProcessRunner, str]
@@ -141,17 +143,21 @@ def _remove(
     *,
     request_id: str = "w1",
     reason: str = "withdrawal",
+    method: federated.RemovalMethod = "exact",
 ) -> _Removal:
-    """Withdraw `client_id`, retrain its group without it, register the version."""
+    """Withdraw `client_id`, retrain its group without it, register the version.
+
+    (This runner retrains the group for `federaser` too: the plan and tags are FedEraser's.)
+    """
     client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, client_id, request_id), reason)
-    group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}")
+    group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}", method)
     result = federated.run_plan(ws, plan, runner)
-    version = federated.register_federated_version(
+    version = federated_registration.register_federated_version(
         ws,
         kind="forget",
         request_ids=(request_id,),
         removed={client_hash: reason},
-        method="exact-group-retrain",
+        method=federated.METHOD_TAGS[method],
         groups_retrained=(group,),
     )
     return _Removal(client_hash, group, result, version)
@@ -263,7 +269,7 @@ def test_a_candidate_that_loses_accuracy_is_not_promoted(
     registry = ws.registry()
     registry.set_version_tag(first, "accuracy", "1.5")  # an impossible bar
     with pytest.raises(GateFailedError):
-        federated.register_federated_version(ws, kind="train")
+        federated_registration.register_federated_version(ws, kind="train")
     assert registry.alias_version("champion") == first
 
 
@@ -295,7 +301,7 @@ def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisiona
     history = ws.root / "federation" / "runs" / "initial" / f"group-{group:03d}"
     assert plan["history"] == {str(group): str(history)}
     assert 1 not in plan["groups"][str(group)]
-    version = federated.register_federated_version(
+    version = federated_registration.register_federated_version(
         ws,
         kind="forget",
         request_ids=("w1",),
@@ -334,3 +340,87 @@ def test_the_champion_keeps_honouring_earlier_withdrawals(
     assert champion.honoured_requests == ["w1", "w2"]
     assert len(json.loads(champion.tags["unlearn.clients_removed"])) == 2
     assert [a.champion_honours for a in audit_requests(ws)] == [True, True]
+
+
+def test_the_certificate_of_an_exact_removal_passes_and_serves_nothing(
+    trained: Trained,
+) -> None:
+    ws, runner, _ = trained
+    _hash, group, result, version = _remove(ws, runner, CLIENTS[2])
+    served = (ws.root / "federation" / "served.json").read_text()
+    entries = len(list(ws.ledger.entries()))
+
+    certificate = certify_federated_version(ws, "champion", runner)
+
+    assert certificate.passed
+    assert certificate.version == version.version
+    [checked] = certificate.groups
+    assert (checked.group, checked.clients) == (group, 1)
+    assert checked.scratch_hash == json.loads(version.tags["unlearn.weights"])[str(group)]
+    # A fresh federation of the group's clients less the removed one, and nothing else.
+    assert runner.plans[-1]["groups"] == {str(group): result["groups"][str(group)]["partitions"]}
+    assert certificate.run == f"certify-v{version.version}-1"
+    # It serves nothing: served groups, champion and ledger as they were.
+    assert (ws.root / "federation" / "served.json").read_text() == served
+    assert ws.registry().alias_version("champion") == version.version
+    assert len(list(ws.ledger.entries())) == entries
+    again = certify_federated_version(ws, version.version, runner)
+    assert again.run == f"certify-v{version.version}-2"
+    assert again.to_dict()["groups"][0]["exact"] is True
+
+
+def test_a_version_that_still_holds_a_removed_client_fails_its_certificate(
+    trained: Trained,
+) -> None:
+    ws, runner, _ = trained
+    client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[2]), "withdrawal")
+    # A removal that claims the client but retrains the group with it still in.
+    federated.run_plan(ws, federated.plan_training(ws, "not-removed"), runner)
+    group = next(
+        c["group"] for c in federated.read_state(ws)["clients"] if c["client_hash"] == client_hash
+    )
+    version = federated_registration.register_federated_version(
+        ws,
+        kind="forget",
+        request_ids=("w1",),
+        removed={client_hash: "withdrawal"},
+        method="exact-group-retrain",
+        groups_retrained=(group,),
+    )
+    certificate = certify_federated_version(ws, version.version, runner)
+    assert not certificate.passed
+    [checked] = certificate.groups
+    assert checked.group == group
+    assert checked.served_hash != checked.scratch_hash
+
+
+def test_a_training_version_is_certified_over_every_group(trained: Trained) -> None:
+    ws, runner, first = trained
+    certificate = certify_federated_version(ws, first, runner)
+    assert certificate.passed
+    assert [(g.group, g.clients) for g in certificate.groups] == [(0, 2), (1, 2)]
+    assert [g.group for g in certify_federated_version(ws, first, runner, [1]).groups] == [1]
+
+
+def test_what_cannot_be_certified_is_refused_before_anything_runs(trained: Trained) -> None:
+    from unlearn_ops.errors import VersionNotFoundError
+    from unlearn_ops.workflow.certification import certify_version
+
+    ws, runner, first = trained
+    with pytest.raises(FederationError, match=r"serves no group 5; its groups are \[0, 1\]"):
+        certify_federated_version(ws, first, runner, [5])
+    with pytest.raises(VersionNotFoundError):
+        certify_federated_version(ws, "42", runner)
+    with pytest.raises(FederationError, match=r"federated model.*federation certify 1"):
+        certify_version(ws, first)  # `unlearn-ops verify` points to the federated one
+    # After a removal, the first version held that client's data: its site has left.
+    _remove(ws, runner, CLIENTS[0])
+    with pytest.raises(FederationError, match=r"1 client\(s\) removed since"):
+        certify_federated_version(ws, first, runner)
+    group_of = {c["client_hash"]: c["group"] for c in federated.read_state(ws)["clients"]}
+    hashes = {c: ws.settings.hash_record_id(f"client:{c}") for c in CLIENTS}
+    other = next(c for c in CLIENTS if group_of[hashes[c]] != group_of[hashes[CLIENTS[0]]])
+    provisional = _remove(ws, runner, other, request_id="w2", method="federaser").version
+    with pytest.raises(FederationError, match=r"provisional \(federaser\).*no exactness"):
+        certify_federated_version(ws, provisional.version, runner)
+    assert len(runner.plans) == 3  # the training and two removals: no certificate ran

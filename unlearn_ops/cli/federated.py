@@ -1,4 +1,4 @@
-"""The `federation` commands: train a Flower federation's client groups, remove a client.
+"""The `federation` commands: train a Flower federation's groups, remove a client, certify.
 
 Both drive a running deployment (a SuperLink and its SuperNodes, e.g. `python
 infra/flower.py up`) through the Flower environment's `flwr` (`make flower`), and register
@@ -14,11 +14,13 @@ import typer
 
 from unlearn_ops.cli.flow_runs import run_flow
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
-from unlearn_ops.cli.output import emit, open_workspace
+from unlearn_ops.cli.output import emit, int_list, open_workspace
 
 __all__ = ["app"]
 
-app = command_group("A Flower federation: train its client groups, remove a client (issue 13).")
+app = command_group(
+    "A Flower federation: train its client groups, remove a client, certify a removal (issue 13)."
+)
 
 HomeOption = Annotated[
     Path,
@@ -29,6 +31,11 @@ BinOption = Annotated[
     typer.Option(help="The Flower environment's bin folder (`make flower`)."),
 ]
 DEFAULT_BIN = Path(".venv-flower/bin")
+
+
+def _deployment(flower_home: Path, flower_bin: Path) -> tuple[str, str]:
+    """The flows' `flower_home` and `flower_bin` arguments: absolute paths."""
+    return str(flower_home.resolve()), str(flower_bin.resolve())
 
 
 @app.command("train")
@@ -46,8 +53,7 @@ def train(
     version = run_flow(
         federated_train,
         str(ws.root),
-        str(flower_home.resolve()),
-        str(flower_bin.resolve()),
+        *_deployment(flower_home, flower_bin),
         run_name,
     )
     emit(as_json, {"version": version}, lambda: typer.echo(f"version {version} is champion"))
@@ -88,8 +94,7 @@ def remove(
         remove_client,
         str(ws.root),
         envelope,
-        str(flower_home.resolve()),
-        str(flower_bin.resolve()),
+        *_deployment(flower_home, flower_bin),
         chosen,
         how,
     )
@@ -98,3 +103,46 @@ def remove(
         {"version": version, "reason": chosen, "method": how},
         lambda: typer.echo(f"client removed ({chosen}, {how}); version {version} is champion"),
     )
+
+
+@app.command("certify")
+def certify(
+    version: Annotated[str, typer.Argument(help="A federated version, or an alias.")],
+    flower_home: HomeOption,
+    groups: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated group ids; by default the groups it retrained."),
+    ] = None,
+    flower_bin: BinOption = DEFAULT_BIN,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Exactness certificate: federate the version's groups afresh and compare bit for bit."""
+    from pipelines.federated import certify_federated
+
+    chosen = int_list(groups, "--groups")
+    ws = open_workspace(workspace)
+    certificate = run_flow(
+        certify_federated,
+        str(ws.root),
+        version,
+        *_deployment(flower_home, flower_bin),
+        chosen,
+    )
+
+    def lines() -> None:
+        for group in certificate.groups:
+            typer.echo(
+                f"group {group.group}: {'exact' if group.exact else 'DIFFERS'} "
+                f"({group.clients} clients, weights {group.served_hash[:12]} vs fresh "
+                f"federation {group.scratch_hash[:12] or '-'})"
+            )
+        verdict = "PASSED" if certificate.passed else "FAILED"
+        typer.echo(
+            f"exactness certificate for federated version {certificate.version} {verdict} "
+            f"in {certificate.seconds:.1f} s (run {certificate.run})"
+        )
+
+    emit(as_json, certificate.to_dict(), lines)
+    if not certificate.passed:
+        raise typer.Exit(1)

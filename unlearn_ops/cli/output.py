@@ -35,6 +35,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def int_list(text: str | None, option: str) -> list[int] | None:
+    """`--shards 0,3`-style text as integers (None when the option is absent); else exit 2."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        fail(f"{option} must be comma-separated integers, got {text!r}")
+
+
 def emit(as_json: bool, data: dict[str, Any], lines: Callable[[], None]) -> None:
     """Print `data` as one JSON document with `--json`, else call `lines` to print text."""
     if as_json:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption
-from unlearn_ops.cli.output import emit, fail, open_workspace, version_row
+from unlearn_ops.cli.output import emit, fail, int_list, open_workspace, version_row
 
 __all__ = ["show", "ui", "verify", "versions"]
 
@@ -113,13 +113,9 @@ def verify(
     from unlearn_ops.workflow.certification import certify_version
 
     ws = open_workspace(workspace)
-    shard_ids = None
-    if shards is not None:
-        try:
-            shard_ids = [int(s) for s in shards.split(",")]
-        except ValueError:
-            fail(f"--shards must be comma-separated integers, got {shards!r}")
-        bad = [s for s in shard_ids or [] if s not in ws.ensemble.shard_ids]
+    shard_ids = int_list(shards, "--shards")
+    if shard_ids is not None:
+        bad = [s for s in shard_ids if s not in ws.ensemble.shard_ids]
         if bad:
             fail(f"no shard {bad[0]}: shards are 0..{len(ws.ensemble.shard_ids) - 1}")
     if ws.settings.task_runner == "dask":  # the retrainings go to the cluster (issue 15)

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from unlearn_ops.errors import LineageError
+from unlearn_ops.errors import FederationError, LineageError
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def certify_version(
 
     Raises:
         VersionNotFoundError: no such version (VersionPurgedError: purged).
+        FederationError: a federated version (`unlearn-ops federation certify` is its).
         LineageError: the revision's data is no longer in the DVC cache or remote.
         DeviceMismatchError: the version was trained on another kind of device than the
             settings' (nothing is trained).
@@ -51,6 +52,12 @@ def certify_version(
     from unlearn_ops.sisa.verification import certify_tables
 
     info = workspace.find_version(version)
+    if info.tag("engine") == "flower":
+        raise FederationError(
+            f"verify version {info.version}",
+            "it is a federated model, whose groups are certified on the deployment",
+            f"`unlearn-ops federation certify {info.version} --flower-home HOME`",
+        )
     lineage = workspace.lineage()
     sha = info.tag("git_sha")
     weights = json.loads(info.tag("weights") or "{}")

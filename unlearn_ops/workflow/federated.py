@@ -12,37 +12,39 @@ Clients appear only as keyed hashes (`client:<id>` under the id-hash key, as
 SuperNode's node config) and, for the time of a request, in memory. A withdrawal (ledger reason
 `withdrawal`) or an expulsion (`poisoning`) retrains the client's group only, from scratch
 without it (KNOT's exact removal): every other group keeps its model. The served model (mean
-of the groups') is registered like a SISA ensemble, one `shard-GGG` file per group.
+of the groups') is registered like a SISA ensemble, one `shard-GGG` file per group
+(:mod:`unlearn_ops.workflow.federated_registration`); its certificate federates a group
+again (:mod:`unlearn_ops.workflow.federated_certificate`).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
-
-import numpy as np
 
 from unlearn_ops.deletion.envelope import VerifiedRequest
 from unlearn_ops.errors import FederationError, InvalidRequestError
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.groups import assign_groups
-from unlearn_ops.serving.provenance import VersionProvenance
-from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo, schema_example
 from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "FederationRunner",
     "RemovalMethod",
     "RemovalReason",
+    "active_clients",
+    "federation_folder",
     "plan_removal",
     "plan_training",
+    "read_state",
     "receive_withdrawal",
-    "register_federated_version",
     "run_plan",
+    "served_groups",
     "setup_federation",
+    "write_plan",
+    "write_state",
 ]
 
 RemovalReason = Literal["withdrawal", "poisoning"]
@@ -59,12 +61,14 @@ class FederationRunner(Protocol):
         ...
 
 
-def _folder(workspace: Workspace) -> Path:
+def federation_folder(workspace: Workspace) -> Path:
+    """`WS/federation/`."""
     return workspace.root / "federation"
 
 
-def _state(workspace: Workspace) -> dict[str, Any]:
-    state = workspace.read_json(_folder(workspace) / "federation.json")
+def read_state(workspace: Workspace) -> dict[str, Any]:
+    """`federation.json` (params, shape, clients, removals); FederationError if none."""
+    state = workspace.read_json(federation_folder(workspace) / "federation.json")
     if state is None:
         raise FederationError(
             "read the federation", f"no federation in {workspace.root}", "set it up first"
@@ -72,8 +76,9 @@ def _state(workspace: Workspace) -> dict[str, Any]:
     return state
 
 
-def _write_state(workspace: Workspace, name: str, state: Mapping[str, Any]) -> None:
-    workspace.write_json(_folder(workspace) / name, dict(state))
+def write_state(workspace: Workspace, name: str, state: Mapping[str, Any]) -> None:
+    """Write `federation.json` or `served.json`."""
+    workspace.write_json(federation_folder(workspace) / name, dict(state))
 
 
 def setup_federation(
@@ -108,10 +113,10 @@ def setup_federation(
         }
         for client_id in sorted(partitions)
     ]
-    folder = _folder(workspace)
+    folder = federation_folder(workspace)
     folder.mkdir(parents=True, exist_ok=True)
     holdout.to_parquet(folder / "holdout.parquet")
-    _write_state(
+    write_state(
         workspace,
         "federation.json",
         {
@@ -129,14 +134,15 @@ def setup_federation(
     return dict(enumerate(sizes))
 
 
-def _write_plan(
+def write_plan(
     workspace: Workspace,
     name: str,
     groups: Mapping[int, list[int]],
     history: Mapping[int, Path] | None = None,
 ) -> Path:
-    state = _state(workspace)
-    run = _folder(workspace) / "runs" / name
+    """Write `runs/NAME/plan.json` (a new folder): these groups with these partitions."""
+    state = read_state(workspace)
+    run = federation_folder(workspace) / "runs" / name
     run.mkdir(parents=True, exist_ok=False)
     plan = {
         "output_dir": str(run),
@@ -151,7 +157,16 @@ def _write_plan(
     return run / "plan.json"
 
 
-def _active(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+def served_groups(workspace: Workspace) -> dict[str, dict[str, Any]]:
+    """`served.json`'s groups: group id (text) -> the run serving it and its result facts."""
+    served: dict[str, dict[str, Any]] = (
+        workspace.read_json(federation_folder(workspace) / "served.json") or {"groups": {}}
+    )["groups"]
+    return served
+
+
+def active_clients(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The federation's clients less the removed ones."""
     removed = {r["client_hash"] for r in state["removed"]}
     return [c for c in state["clients"] if c["client_hash"] not in removed]
 
@@ -159,9 +174,9 @@ def _active(state: Mapping[str, Any]) -> list[dict[str, Any]]:
 def plan_training(workspace: Workspace, name: str) -> Path:
     """A plan that trains every group with all its active clients."""
     groups: dict[int, list[int]] = {}
-    for client in _active(_state(workspace)):
+    for client in active_clients(read_state(workspace)):
         groups.setdefault(int(client["group"]), []).append(int(client["partition_id"]))
-    return _write_plan(workspace, name, groups)
+    return write_plan(workspace, name, groups)
 
 
 def receive_withdrawal(
@@ -178,7 +193,7 @@ def receive_withdrawal(
         raise InvalidRequestError(
             f"request {request.request_id} names no client", "send a `client_id` request"
         )
-    state = _state(workspace)
+    state = read_state(workspace)
     if client_hash not in {c["client_hash"] for c in state["clients"]}:
         raise InvalidRequestError(
             f"request {request.request_id} names a client that is not in this federation"
@@ -208,11 +223,11 @@ def plan_removal(
         FederationError: the group would be empty, or (FedEraser) its served model is not
             a training run with stored updates.
     """
-    state = _state(workspace)
+    state = read_state(workspace)
     group = next(int(c["group"]) for c in state["clients"] if c["client_hash"] == client_hash)
     remaining = [
         int(c["partition_id"])
-        for c in _active(state)
+        for c in active_clients(state)
         if int(c["group"]) == group and c["client_hash"] != client_hash
     ]
     if not remaining:
@@ -220,8 +235,8 @@ def plan_removal(
             "remove the client", f"group {group} would have no client left", "retire the group"
         )
     if method == "exact":
-        return group, _write_plan(workspace, name, {group: remaining})
-    served = (workspace.read_json(_folder(workspace) / "served.json") or {"groups": {}})["groups"]
+        return group, write_plan(workspace, name, {group: remaining})
+    served = served_groups(workspace)
     facts = served.get(str(group))
     if facts is None or facts.get("method", "fedavg") != "fedavg":
         raise FederationError(
@@ -229,172 +244,16 @@ def plan_removal(
             f"group {group} is not served by a training run with stored updates",
             "remove it exactly (method exact), or train the federation again first",
         )
-    history = _folder(workspace) / "runs" / facts["run"] / f"group-{group:03d}"
-    return group, _write_plan(workspace, name, {group: remaining}, {group: history})
+    history = federation_folder(workspace) / "runs" / facts["run"] / f"group-{group:03d}"
+    return group, write_plan(workspace, name, {group: remaining}, {group: history})
 
 
 def run_plan(workspace: Workspace, plan_path: Path, runner: FederationRunner) -> dict[str, Any]:
     """Run a plan and mark its groups as served by it; the run's `result.json`."""
     runner.run_plan(plan_path, plan_path.parent / "flwr-run.log")
     result: dict[str, Any] = json.loads((plan_path.parent / "result.json").read_text())
-    served = workspace.read_json(_folder(workspace) / "served.json") or {"groups": {}}
+    served = workspace.read_json(federation_folder(workspace) / "served.json") or {"groups": {}}
     for group, facts in result["groups"].items():
         served["groups"][group] = {"run": plan_path.parent.name, **facts}
-    _write_state(workspace, "served.json", served)
+    write_state(workspace, "served.json", served)
     return result
-
-
-def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[float, Any, Any]:
-    """Held-out accuracy of the served model, and (input, output) frames for its signature."""
-    import pandas as pd
-
-    from unlearn_ops.serving.predictor import EnsemblePredictor
-
-    holdout = pd.read_parquet(_folder(workspace) / "holdout.parquet")
-    predictor = EnsemblePredictor.from_artifacts(model_files)
-    predicted = predictor.predict(holdout)["prediction"].to_numpy()
-    accuracy = float(np.mean(predicted == holdout[LABEL_COLUMN]))
-    sample = schema_example(holdout.drop(columns=[LABEL_COLUMN]))
-    return accuracy, sample, predictor.predict(sample)
-
-
-def _model_files(workspace: Workspace, state: Mapping[str, Any], scratch: Path) -> dict[str, Path]:
-    """The served groups as a SISA-shaped model: `shard-GGG` state dicts, manifest, params."""
-    import torch
-
-    from unlearn_ops.federated.client import load_weights
-    from unlearn_ops.params import Params
-
-    params = FederationParams.model_validate(state["params"])
-    served = (workspace.read_json(_folder(workspace) / "served.json") or {"groups": {}})["groups"]
-    files: dict[str, Path] = {}
-    for group, facts in sorted(served.items(), key=lambda item: int(item[0])):
-        run = _folder(workspace) / "runs" / facts["run"]
-        with np.load(run / facts["final"], allow_pickle=False) as archive:
-            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-        module = load_weights(weights, params, state["num_features"], state["num_classes"])
-        path = scratch / f"group-{int(group):03d}.pt"
-        torch.save(module.state_dict(), path)
-        files[f"shard-{int(group):03d}"] = path
-    manifest = scratch / "ensemble.json"
-    manifest.write_text(
-        json.dumps(
-            {"feature_columns": state["feature_columns"], "num_classes": state["num_classes"]}
-        )
-    )
-    files["ensemble"] = manifest
-    version_params = Params.model_validate(
-        {**workspace.params.model_dump(mode="json"), "model": params.model.model_dump(mode="json")}
-    )
-    files["params"] = scratch / "params.yaml"
-    files["params"].write_text(version_params.to_yaml(), encoding="utf-8")
-    return files
-
-
-def register_federated_version(
-    workspace: Workspace,
-    *,
-    kind: Literal["train", "forget"],
-    request_ids: tuple[str, ...] = (),
-    removed: Mapping[str, RemovalReason] | None = None,
-    method: str = "",
-    groups_retrained: tuple[int, ...] = (),
-    timings: Mapping[str, float] | None = None,
-) -> VersionInfo:
-    """Register the served groups as a version, move `champion` to it, close the requests.
-
-    The tags name removed clients by keyed hash only (`unlearn.clients_removed`, a JSON
-    list, cumulative), the removal method and reason, and each group's run and weights.
-
-    Raises:
-        GateFailedError: the candidate's held-out accuracy dropped more than
-            `gates.max_accuracy_drop` below the champion's (`champion` stays).
-    """
-    import pandas as pd
-
-    from unlearn_ops.errors import GateFailedError
-
-    removed = dict(removed or {})
-    state = _state(workspace)
-    state["removed"] = state["removed"] + [
-        {"client_hash": h, "reason": r, "method": method, "requests": list(request_ids)}
-        for h, r in sorted(removed.items())
-    ]
-    registry = workspace.registry()
-    served = (workspace.read_json(_folder(workspace) / "served.json") or {"groups": {}})["groups"]
-    champion = registry.alias_version(CHAMPION)
-    with tempfile.TemporaryDirectory(prefix="unlearn-federated-") as scratch:
-        files = _model_files(workspace, state, Path(scratch))
-        accuracy, sample, output = _evaluate(workspace, files)
-        previous, honoured = None, []
-        if champion is not None:
-            current = registry.get_version(champion)
-            previous, honoured = float(current.tag("accuracy")), current.honoured_requests
-        drop = 0.0 if previous is None else previous - accuracy
-        passed = drop <= workspace.params.gates.max_accuracy_drop
-        gate = {"passed": passed, "accuracy": accuracy, "champion_accuracy": previous}
-        all_removed = sorted({r["client_hash"] for r in state["removed"]})
-        provenance = VersionProvenance(
-            kind=kind,
-            request_ids=request_ids,
-            # Cumulative, as for record deletions: the champion's, then this version's.
-            honoured_request_ids=tuple(dict.fromkeys((*honoured, *request_ids))),
-            parent_version=champion,
-            git_sha="",
-            data_md5="",
-            shard_md5s={},
-            shards_retrained=groups_retrained,
-            first_stages={g: 0 for g in groups_retrained},
-            records_forgotten=0,
-            training_hash="",
-            seed=int(state["params"]["seed"]),
-            weights={int(g): f["weights_hash"] for g, f in served.items()},
-            gates={"metric": gate},
-            timings=dict(timings or {}),
-            accuracy=accuracy,
-            extra={
-                "engine": "flower",
-                "clients_removed": json.dumps(all_removed),
-                "removal_method": method,
-                # FedEraser's model is approximate: no certificate, provisional (issue 13).
-                "provisional": str(method == "federaser").lower(),
-                "removal_reasons": json.dumps(sorted(set(removed.values()))),
-                "federation.runs": json.dumps({g: f["run"] for g, f in sorted(served.items())}),
-            },
-        )
-        manifest = pd.DataFrame(
-            [{"client_hash": c["client_hash"], "group": c["group"]} for c in _active(state)]
-        )
-        version = registry.log_version(
-            NewVersion(
-                provenance=provenance,
-                description=(
-                    f"federated model of {len(served)} client group(s)"
-                    + (f"; {len(removed)} client(s) removed ({method})" if removed else "")
-                ),
-                model_files=files,
-                training_frame=manifest,
-                dataset_source=str(_folder(workspace) / "federation.json"),
-                params={"groups": len(served), "rounds": state["params"]["rounds"]},
-                metrics={"accuracy": accuracy},
-                signature_frames=(sample, output),
-            )
-        )
-    _write_state(workspace, "federation.json", state)
-    if not passed:
-        for request_id in request_ids:
-            workspace.ledger.append(
-                "failed", request_id, reason="metric gate", version=version.version
-            )
-        raise GateFailedError(version.version, f"held-out accuracy dropped {drop:.3f}", champion)
-    registry.set_alias(CHAMPION, version.version)
-    for request_id in request_ids:
-        workspace.ledger.append(
-            "served",
-            request_id,
-            version=version.version,
-            client_hashes=sorted(removed),
-            method=method,
-            reason=", ".join(sorted(set(removed.values()))),
-        )
-    return version

@@ -1,0 +1,188 @@
+"""Registering a federation's served model: the groups as a SISA-shaped model, its gate, tags.
+
+The served model (the mean of the groups' probabilities) is registered like a SISA
+ensemble, one `shard-GGG` state dict per group, so the SISA pyfunc model serves it; the
+tags name removed clients by keyed hash only.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from unlearn_ops.federated.config import FederationParams
+from unlearn_ops.serving.provenance import VersionProvenance
+from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo, schema_example
+from unlearn_ops.workflow.federated import (
+    LABEL_COLUMN,
+    RemovalReason,
+    active_clients,
+    federation_folder,
+    read_state,
+    served_groups,
+    write_state,
+)
+from unlearn_ops.workflow.workspace import Workspace
+
+__all__ = ["register_federated_version"]
+
+
+def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[float, Any, Any]:
+    """Held-out accuracy of the served model, and (input, output) frames for its signature."""
+    import pandas as pd
+
+    from unlearn_ops.serving.predictor import EnsemblePredictor
+
+    holdout = pd.read_parquet(federation_folder(workspace) / "holdout.parquet")
+    predictor = EnsemblePredictor.from_artifacts(model_files)
+    predicted = predictor.predict(holdout)["prediction"].to_numpy()
+    accuracy = float(np.mean(predicted == holdout[LABEL_COLUMN]))
+    sample = schema_example(holdout.drop(columns=[LABEL_COLUMN]))
+    return accuracy, sample, predictor.predict(sample)
+
+
+def _model_files(workspace: Workspace, state: Mapping[str, Any], scratch: Path) -> dict[str, Path]:
+    """The served groups as a SISA-shaped model: `shard-GGG` state dicts, manifest, params."""
+    import torch
+
+    from unlearn_ops.federated.client import load_weights
+    from unlearn_ops.params import Params
+
+    params = FederationParams.model_validate(state["params"])
+    served = served_groups(workspace)
+    files: dict[str, Path] = {}
+    for group, facts in sorted(served.items(), key=lambda item: int(item[0])):
+        run = federation_folder(workspace) / "runs" / facts["run"]
+        with np.load(run / facts["final"], allow_pickle=False) as archive:
+            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        module = load_weights(weights, params, state["num_features"], state["num_classes"])
+        path = scratch / f"group-{int(group):03d}.pt"
+        torch.save(module.state_dict(), path)
+        files[f"shard-{int(group):03d}"] = path
+    manifest = scratch / "ensemble.json"
+    manifest.write_text(
+        json.dumps(
+            {"feature_columns": state["feature_columns"], "num_classes": state["num_classes"]}
+        )
+    )
+    files["ensemble"] = manifest
+    version_params = Params.model_validate(
+        {**workspace.params.model_dump(mode="json"), "model": params.model.model_dump(mode="json")}
+    )
+    files["params"] = scratch / "params.yaml"
+    files["params"].write_text(version_params.to_yaml(), encoding="utf-8")
+    return files
+
+
+def register_federated_version(
+    workspace: Workspace,
+    *,
+    kind: Literal["train", "forget"],
+    request_ids: tuple[str, ...] = (),
+    removed: Mapping[str, RemovalReason] | None = None,
+    method: str = "",
+    groups_retrained: tuple[int, ...] = (),
+    timings: Mapping[str, float] | None = None,
+) -> VersionInfo:
+    """Register the served groups as a version, move `champion` to it, close the requests.
+
+    The tags name removed clients by keyed hash only (`unlearn.clients_removed`, a JSON
+    list, cumulative), the removal method and reason, and each group's run and weights.
+
+    Raises:
+        GateFailedError: the candidate's held-out accuracy dropped more than
+            `gates.max_accuracy_drop` below the champion's (`champion` stays).
+    """
+    import pandas as pd
+
+    from unlearn_ops.errors import GateFailedError
+
+    removed = dict(removed or {})
+    state = read_state(workspace)
+    state["removed"] = state["removed"] + [
+        {"client_hash": h, "reason": r, "method": method, "requests": list(request_ids)}
+        for h, r in sorted(removed.items())
+    ]
+    registry = workspace.registry()
+    served = served_groups(workspace)
+    champion = registry.alias_version(CHAMPION)
+    with tempfile.TemporaryDirectory(prefix="unlearn-federated-") as scratch:
+        files = _model_files(workspace, state, Path(scratch))
+        accuracy, sample, output = _evaluate(workspace, files)
+        previous, honoured = None, []
+        if champion is not None:
+            current = registry.get_version(champion)
+            previous, honoured = float(current.tag("accuracy")), current.honoured_requests
+        drop = 0.0 if previous is None else previous - accuracy
+        passed = drop <= workspace.params.gates.max_accuracy_drop
+        gate = {"passed": passed, "accuracy": accuracy, "champion_accuracy": previous}
+        all_removed = sorted({r["client_hash"] for r in state["removed"]})
+        provenance = VersionProvenance(
+            kind=kind,
+            request_ids=request_ids,
+            # Cumulative, as for record deletions: the champion's, then this version's.
+            honoured_request_ids=tuple(dict.fromkeys((*honoured, *request_ids))),
+            parent_version=champion,
+            git_sha="",
+            data_md5="",
+            shard_md5s={},
+            shards_retrained=groups_retrained,
+            first_stages={g: 0 for g in groups_retrained},
+            records_forgotten=0,
+            training_hash="",
+            seed=int(state["params"]["seed"]),
+            weights={int(g): f["weights_hash"] for g, f in served.items()},
+            gates={"metric": gate},
+            timings=dict(timings or {}),
+            accuracy=accuracy,
+            extra={
+                "engine": "flower",
+                "clients_removed": json.dumps(all_removed),
+                "removal_method": method,
+                # FedEraser's model is approximate: no certificate, provisional (issue 13).
+                "provisional": str(method == "federaser").lower(),
+                "removal_reasons": json.dumps(sorted(set(removed.values()))),
+                "federation.runs": json.dumps({g: f["run"] for g, f in sorted(served.items())}),
+            },
+        )
+        manifest = pd.DataFrame(
+            [{"client_hash": c["client_hash"], "group": c["group"]} for c in active_clients(state)]
+        )
+        version = registry.log_version(
+            NewVersion(
+                provenance=provenance,
+                description=(
+                    f"federated model of {len(served)} client group(s)"
+                    + (f"; {len(removed)} client(s) removed ({method})" if removed else "")
+                ),
+                model_files=files,
+                training_frame=manifest,
+                dataset_source=str(federation_folder(workspace) / "federation.json"),
+                params={"groups": len(served), "rounds": state["params"]["rounds"]},
+                metrics={"accuracy": accuracy},
+                signature_frames=(sample, output),
+            )
+        )
+    write_state(workspace, "federation.json", state)
+    if not passed:
+        for request_id in request_ids:
+            workspace.ledger.append(
+                "failed", request_id, reason="metric gate", version=version.version
+            )
+        raise GateFailedError(version.version, f"held-out accuracy dropped {drop:.3f}", champion)
+    registry.set_alias(CHAMPION, version.version)
+    for request_id in request_ids:
+        workspace.ledger.append(
+            "served",
+            request_id,
+            version=version.version,
+            client_hashes=sorted(removed),
+            method=method,
+            reason=", ".join(sorted(set(removed.values()))),
+        )
+    return version
