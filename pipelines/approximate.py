@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from pipelines import tasks
 from pipelines.sequence import admit_batch, evaluate_and_register, train_shards
@@ -45,20 +44,12 @@ __all__ = [
     "serve_exact_retrain",
 ]
 
-check_method = task(name="check-method", cache_policy=NO_CACHE)(approximate.check_method)
-read_forgotten = task(name="read-forgotten-records", cache_policy=NO_CACHE)(
-    approximate.forgotten_records
-)
-unlearn = task(name="unlearn-approximately", cache_policy=NO_CACHE)(
-    approximate.unlearn_served_model
-)
-close_provisional = task(name="serve-provisional", cache_policy=NO_CACHE)(
-    approx_versions.close_provisional
-)
-install_adopted = task(name="install-adopted-model", cache_policy=NO_CACHE)(
-    approx_adopt.install_adopted
-)
-close_exact = task(name="serve-exact-retrain", cache_policy=NO_CACHE)(approx_versions.close_exact)
+check_method = tasks.as_task(approximate.check_method, "check-method")
+read_forgotten = tasks.as_task(approximate.forgotten_records, "read-forgotten-records")
+unlearn = tasks.as_task(approximate.unlearn_served_model, "unlearn-approximately")
+close_provisional = tasks.as_task(approx_versions.close_provisional, "serve-provisional")
+install_adopted = tasks.as_task(approx_adopt.install_adopted, "install-adopted-model")
+close_exact = tasks.as_task(approx_versions.close_exact, "serve-exact-retrain")
 
 
 def forget_approximately(ws: Workspace, batch: Sequence[ForgetRequest]) -> dict[str, Any]:

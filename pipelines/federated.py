@@ -10,33 +10,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
+from pipelines.tasks import as_task
 from unlearn_ops.adapters.flower.cli import FlowerAppRunner, FlowerCli
+from unlearn_ops.deletion.drain import Withdraw
 from unlearn_ops.deletion.envelope import verify_request
+from unlearn_ops.deletion.inbox import InboxEntry
+from unlearn_ops.errors import InvalidRequestError
+from unlearn_ops.settings import Settings
 from unlearn_ops.workflow import federated, federated_certificate, federated_registration
 from unlearn_ops.workflow.federated_certificate import FederatedCertificate
 from unlearn_ops.workflow.workspace import Workspace
 
 APP_DIR = Path(__file__).resolve().parent.parent / "federation"
 
-plan_training = task(name="plan-federated-training", cache_policy=NO_CACHE)(federated.plan_training)
-receive_withdrawal = task(name="receive-withdrawal", cache_policy=NO_CACHE)(
-    federated.receive_withdrawal
-)
-plan_removal = task(name="plan-client-removal", cache_policy=NO_CACHE)(federated.plan_removal)
-run_plan = task(name="run-flower-app", cache_policy=NO_CACHE)(federated.run_plan)
-register = task(name="register-federated-version", cache_policy=NO_CACHE)(
-    federated_registration.register_federated_version
-)
-certify = task(name="federate-groups-afresh", cache_policy=NO_CACHE)(
-    federated_certificate.certify_federated_version
-)
+plan_training = as_task(federated.plan_training, "plan-federated-training")
+record_withdrawal = as_task(federated.record_withdrawal, "receive-withdrawal")
+plan_removal = as_task(federated.plan_removal, "plan-client-removal")
+run_plan = as_task(federated.run_plan, "run-flower-app")
+register = as_task(federated_registration.register_federated_version, "register-federated-version")
+register_removal = as_task(federated_registration.register_removal, "register-federated-version")
+certify = as_task(federated_certificate.certify_federated_version, "federate-groups-afresh")
 
 
 def _runner(flower_home: str, flower_bin: str) -> FlowerAppRunner:
-    return FlowerAppRunner(FlowerCli(Path(flower_bin), Path(flower_home)), APP_DIR)
+    return FlowerAppRunner(FlowerCli(Path(flower_bin).resolve(), Path(flower_home)), APP_DIR)
 
 
 @flow(name="federated-train")
@@ -51,6 +50,23 @@ def federated_train(workspace: str, flower_home: str, flower_bin: str, run_name:
         plan = plan_training(ws, run_name)
         run_plan(ws, plan, _runner(flower_home, flower_bin))
         return register(ws, kind="train").version
+
+
+def _remove(
+    ws: Workspace,
+    request_id: str,
+    client_hash: str,
+    signed_by: str,
+    runner: federated.FederationRunner,
+    reason: federated.RemovalReason,
+    method: federated.RemovalMethod,
+) -> str:
+    """Receive, plan, run on the deployment, register: the removal's steps (lock held)."""
+    record_withdrawal(ws, request_id, client_hash, reason, signed_by)
+    name = federated.fresh_run_name(ws, f"remove-{request_id}")
+    group, plan = plan_removal(ws, client_hash, name, method)
+    run_plan(ws, plan, runner)
+    return str(register_removal(ws, request_id, client_hash, group, reason, method).version)
 
 
 @flow(name="remove-client")
@@ -69,19 +85,40 @@ def remove_client(
     """
     ws = Workspace.open(workspace)
     request = verify_request(envelope, ws.settings)
+    client_hash = federated.withdrawn_client(request, ws.settings)
+    runner = _runner(flower_home, flower_bin)
     with ws.lock():
-        client_hash = receive_withdrawal(ws, request, reason)
-        group, plan = plan_removal(ws, client_hash, f"remove-{request.request_id}", method)
-        run_plan(ws, plan, _runner(flower_home, flower_bin))
-        version = register(
-            ws,
-            kind="forget",
-            request_ids=(request.request_id,),
-            removed={client_hash: reason},
-            method=federated.METHOD_TAGS[method],
-            groups_retrained=(group,),
+        return _remove(
+            ws, request.request_id, client_hash, request.authenticated_by, runner, reason, method
         )
-        return version.version
+
+
+def withdrawal_stage(runner: federated.FederationRunner) -> Withdraw:
+    """The drain's stage for withdrawals from the inbox: the client's group retrained without
+    it on the deployment `runner` drives (exact removal), registered."""
+
+    def withdraw(ws: Workspace, entry: InboxEntry) -> dict[str, Any]:
+        if entry.client_hash is None:  # the drain sends withdrawals only
+            raise InvalidRequestError(f"request {entry.request_id} names no client")
+        version = _remove(
+            ws,
+            entry.request_id,
+            entry.client_hash,
+            entry.authenticated_by,
+            runner,
+            "withdrawal",
+            "exact",
+        )
+        return {"version": version, "request_id": entry.request_id}
+
+    return withdraw
+
+
+def deployment_withdrawals(settings: Settings) -> Withdraw | None:
+    """The withdrawal stage on the deployment the settings name; None where none is set."""
+    if settings.flower_home is None:
+        return None
+    return withdrawal_stage(_runner(str(settings.flower_home), str(settings.flower_bin)))
 
 
 @flow(name="certify-federated")

@@ -4,8 +4,9 @@ Wiring only; the logic lives in the library:
 
 - `drain-inbox`: forget everything the inbox holds (the S3 listener and the HTTP intake
   put requests there); run by `unlearn-ops listen` after each burst. It is
-  :func:`unlearn_ops.deletion.drain.drain` with the forget pipeline's stage and Prefect's
-  approval pause.
+  :func:`unlearn_ops.deletion.drain.drain` with the forget pipeline's stage, Prefect's
+  approval pause and, where `UNLEARN_OPS_FLOWER_HOME` names a Flower deployment, the
+  stage that removes a withdrawn federation client.
 - `forget-on-deletion-event`: the flow of the `unlearn-ops serve` deployment, triggered by
   the event `unlearn.deletion.requested` (payload: a signed envelope). It records its own
   request (:class:`~unlearn_ops.adapters.prefect.intake.PrefectEventIntake`), gathers the
@@ -23,6 +24,7 @@ from typing import Any
 
 from prefect import flow
 
+from pipelines.federated import deployment_withdrawals
 from pipelines.stages import forget_batch
 from unlearn_ops.adapters.prefect import events
 from unlearn_ops.adapters.prefect.approval import ask_approval
@@ -52,7 +54,8 @@ def resource_id(ws: Workspace) -> str:
 
 @flow(name="drain-inbox")
 def drain_inbox(workspace: str, require_approval: bool | None = None) -> dict[str, Any]:
-    """Forget every request waiting in the workspace's inbox (one retraining per shard)."""
+    """Forget every request waiting in the workspace's inbox (one retraining per shard);
+    remove the federation clients whose withdrawals wait there."""
     from prefect.runtime import flow_run
 
     ws = Workspace.open(workspace)
@@ -62,6 +65,7 @@ def drain_inbox(workspace: str, require_approval: bool | None = None) -> dict[st
         run=str(flow_run.id or "") or None,
         require_approval=require_approval,
         approver=ask_approval,
+        withdraw=deployment_withdrawals(ws.settings),
     )
 
 
@@ -93,7 +97,14 @@ def forget_on_deletion_event(
         status = status_word(intake.receive(envelope, delivery_id or f"prefect-run:{me}"))
     window = ws.settings.coalesce_seconds if window_seconds is None else window_seconds
     gather = Gatherer(intake.poll, window, started=started)
-    result = drain(ws, forget_batch, run=me or None, approver=ask_approval, before_claim=gather)
+    result = drain(
+        ws,
+        forget_batch,
+        run=me or None,
+        approver=ask_approval,
+        before_claim=gather,
+        withdraw=deployment_withdrawals(ws.settings),
+    )
     return {**result, "event": status, "coalesced_runs": intake.coalesced}
 
 

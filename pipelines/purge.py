@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
+from pipelines.tasks import as_task
 from unlearn_ops.compliance import purge
 from unlearn_ops.workflow.workspace import Workspace
 
-plan_purge = task(name="plan-purge", cache_policy=NO_CACHE)(purge.plan_purge)
-execute_purge = task(name="execute-purge", cache_policy=NO_CACHE)(purge.execute_purge)
+plan_purge = as_task(purge.plan_purge, "plan-purge")
+execute_purge = as_task(purge.execute_purge, "execute-purge")
 
 
 @flow(name="purge-superseded")

@@ -27,35 +27,36 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _task(function: Callable[P, R], name: str) -> Task[P, R]:
+def as_task(function: Callable[P, R], name: str) -> Task[P, R]:
+    """`function` as a Prefect task named `name`, without caching (every flow's tasks)."""
     return task(name=name, cache_policy=NO_CACHE)(function)
 
 
-prepare_data = _task(preparation.prepare_data, "prepare-shards")
-hold_back = _task(batch.hold_back, "hold-back-held-records")
-receive_requests = _task(batch.receive_requests, "receive-requests")
-check_batch = _task(batch.check_batch, "check-requests")
-close_noop = _task(batch.close_noop, "close-served-requests")
-apply_batch = _task(batch.apply_batch, "remove-records")
-stale_shards = _task(retraining.stale_shards, "find-stale-shards")
-train_shard = _task(retraining.train_one_shard, "train-shard")
+prepare_data = as_task(preparation.prepare_data, "prepare-shards")
+hold_back = as_task(batch.hold_back, "hold-back-held-records")
+receive_requests = as_task(batch.receive_requests, "receive-requests")
+check_batch = as_task(batch.check_batch, "check-requests")
+close_noop = as_task(batch.close_noop, "close-served-requests")
+apply_batch = as_task(batch.apply_batch, "remove-records")
+stale_shards = as_task(retraining.stale_shards, "find-stale-shards")
+train_shard = as_task(retraining.train_one_shard, "train-shard")
 # Shards on workers without the workspace's disk (unlearn_ops.workflow.shard_exchange).
-stage_shard = _task(shard_exchange.stage_shard, "stage-shard")
-train_staged_shard = _task(shard_exchange.train_staged_shard, "train-staged-shard")
-collect_shard = _task(shard_exchange.collect_shard, "collect-shard")
-evaluate = _task(retraining.evaluate, "evaluate")
-run_gates = _task(retraining.run_gates, "run-gates")
-record_revision = _task(revisions.record_revision, "record-data-revision")
-register_version = _task(registration.register_version, "register-version")
-mark_applied = _task(revisions.mark_applied, "mark-applied")
-promote_and_close = _task(registration.promote_and_close, "promote-champion")
+stage_shard = as_task(shard_exchange.stage_shard, "stage-shard")
+train_staged_shard = as_task(shard_exchange.train_staged_shard, "train-staged-shard")
+collect_shard = as_task(shard_exchange.collect_shard, "collect-shard")
+evaluate = as_task(retraining.evaluate, "evaluate")
+run_gates = as_task(retraining.run_gates, "run-gates")
+record_revision = as_task(revisions.record_revision, "record-data-revision")
+register_version = as_task(registration.register_version, "register-version")
+mark_applied = as_task(revisions.mark_applied, "mark-applied")
+promote_and_close = as_task(registration.promote_and_close, "promote-champion")
 
 # Deletion-safe rollback (unlearn_ops.workflow.rollback).
-mark_unsafe_versions = _task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
-plan_rollback = _task(rollback.plan_rollback, "plan-rollback")
-restore_version = _task(rollback.restore_version, "restore-version")
-restore_settings = _task(rollback.restore_settings, "restore-settings")
-promote = _task(promotion.promote, "move-champion")
+mark_unsafe_versions = as_task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
+plan_rollback = as_task(rollback.plan_rollback, "plan-rollback")
+restore_version = as_task(rollback.restore_version, "restore-version")
+restore_settings = as_task(rollback.restore_settings, "restore-settings")
+promote = as_task(promotion.promote, "move-champion")
 
 # The certificate's from-scratch retrainings (pipelines/certify.py).
-retrain_from_scratch = _task(verification.retrain_from_scratch, "retrain-from-scratch")
+retrain_from_scratch = as_task(verification.retrain_from_scratch, "retrain-from-scratch")

@@ -80,6 +80,17 @@ class Settings(BaseSettings):
         "its own and deletes it at the end. Unset: workers read and write the workspace. "
         "See docs/SCALE.md.",
     )
+    flower_home: Path | None = Field(
+        None,
+        description="FLWR_HOME of the workspace's Flower deployment (its config.toml names "
+        "the SuperLink): with it, a drain removes the federation clients whose withdrawals "
+        "reach the inbox; unset, they fail with what to do. See docs/FEDERATION_DEPLOYMENT.md.",
+    )
+    flower_bin: Path = Field(
+        Path(".venv-flower/bin"),
+        description="The Flower environment's bin folder (`make flower`), relative to where "
+        "the command runs unless absolute.",
+    )
     tracking_uri: str | None = Field(
         None,
         description="MLflow tracking URI; a sqlite store inside the workspace when unset.",

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.conftest import arrive, shard_record_ids
-from unlearn_ops.deletion.drain import drain
+from unlearn_ops.deletion.drain import NO_DEPLOYMENT, drain
+from unlearn_ops.deletion.inbox import InboxEntry
 from unlearn_ops.deletion.requests import ForgetRequest
-from unlearn_ops.errors import ConfigError, GateFailedError
+from unlearn_ops.errors import ConfigError, FederationError, GateFailedError
 from unlearn_ops.workflow.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -121,17 +122,17 @@ def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) 
         drain(ws, forgets, require_approval=True)
 
 
-def test_a_client_withdrawal_in_the_inbox_fails_alone_and_says_where_it_goes(
-    ws: Workspace,
-) -> None:
+@pytest.fixture
+def mixed(ws: Workspace) -> Workspace:
+    """The inbox holds a record request (`dsr-1`) and a client's withdrawal (`withdraw-1`),
+    signed and received as an intake records them."""
     from datetime import UTC, datetime, timedelta
 
     from tests.conftest import SIGNING_KEY
     from unlearn_ops.deletion.envelope import sign_request
     from unlearn_ops.deletion.receive import Accepted, receive
 
-    records = shard_record_ids(ws, 0)
-    arrive(ws, "dsr-1", records[:1])
+    arrive(ws, "dsr-1", shard_record_ids(ws, 0)[:1])
     body = {
         "request_id": "withdraw-1",
         "client_id": "hospital-3",
@@ -140,8 +141,69 @@ def test_a_client_withdrawal_in_the_inbox_fails_alone_and_says_where_it_goes(
     }
     envelope = sign_request(body, SIGNING_KEY, signed_at=datetime.now(UTC) - timedelta(seconds=1))
     assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+    return ws
+
+
+class Withdrawals:
+    """The withdrawal stage's seam: records each entry; answers with a version or raises."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.entries: list[tuple[str, str | None]] = []
+        self.error = error
+
+    def __call__(self, ws: Workspace, entry: InboxEntry) -> dict[str, Any]:
+        self.entries.append((entry.request_id, entry.client_hash))
+        if self.error is not None:
+            raise self.error
+        return {"version": "7", "request_id": entry.request_id}
+
+
+def test_a_client_withdrawal_without_a_deployment_fails_alone_and_says_where_it_goes(
+    mixed: Workspace,
+) -> None:
+    ws = mixed
     forgets = Forgets()
     result = drain(ws, forgets, run="run-a")
     assert forgets.batches == [["dsr-1"]]
-    assert "unlearn-ops federation remove" in result["failed"]["withdraw-1"]
+    assert result["failed"]["withdraw-1"] == NO_DEPLOYMENT
+    assert "UNLEARN_OPS_FLOWER_HOME" in NO_DEPLOYMENT
+    assert "unlearn-ops federation remove" in NO_DEPLOYMENT
     assert ledger(ws, "withdraw-1") == ["failed"]
+
+
+def test_a_client_withdrawal_goes_to_the_withdrawal_stage_beside_the_record_batch(
+    mixed: Workspace,
+) -> None:
+    ws = mixed
+    forgets, withdrawals = Forgets(), Withdrawals()
+    result = drain(ws, forgets, run="run-a", withdraw=withdrawals)
+    assert forgets.batches == [["dsr-1"]]  # the withdrawal is not a record request
+    assert withdrawals.entries == [("withdraw-1", ws.settings.hash_record_id("client:hospital-3"))]
+    assert result["withdrawals"] == {"withdraw-1": "7"}
+    assert result["failed"] == {}
+    states = {e.request_id: (e.state, e.outcome) for e in ws.inbox.entries()}
+    assert states["withdraw-1"] == ("done", {"version": "7", "run": "run-a"})
+    assert drain(ws, forgets, withdraw=withdrawals)["withdrawals"] == {}  # served once
+
+
+@pytest.mark.parametrize(
+    ("error", "in_ledger"),
+    [
+        # The stage registered the version and wrote `failed` itself.
+        (GateFailedError("9", "held-out accuracy dropped 0.300", "8"), []),
+        # Refused before anything was recorded (here: the run failed on the deployment).
+        (FederationError("flwr run", "the run ended failed"), ["failed"]),
+    ],
+)
+def test_a_failed_withdrawal_fails_alone_and_can_be_retried(
+    mixed: Workspace, error: Exception, in_ledger: list[str]
+) -> None:
+    ws = mixed
+    forgets = Forgets()
+    result = drain(ws, forgets, withdraw=Withdrawals(error))
+    assert forgets.batches == [["dsr-1"]]
+    assert result["failed"] == {"withdraw-1": str(error)}
+    assert ledger(ws, "withdraw-1") == in_ledger
+    ws.inbox.retry("withdraw-1")
+    again = drain(ws, forgets, withdraw=Withdrawals())
+    assert again["withdrawals"] == {"withdraw-1": "7"}

@@ -146,6 +146,43 @@ def test_a_subject_request_keeps_the_subjects_keyed_hash(inbox: Inbox) -> None:
     assert entry.to_dict()["records"] == 0
 
 
+def test_a_client_withdrawal_keeps_the_clients_keyed_hash(inbox: Inbox) -> None:
+    body = {k: v for k, v in REQUEST.items() if k != "record_ids"}
+    inbox.accept(verified({**body, "client_id": "hospital-3-xyz"}), "test")
+    entry = inbox.entries()[0]
+    assert (entry.record_hashes, entry.subject_hash) == ((), None)
+    assert entry.client_hash == SETTINGS.hash_record_id("client:hospital-3-xyz")
+    assert entry.to_dict()["client"] is True
+    assert b"hospital-3" not in inbox.path.read_bytes()
+    inbox.accept(verified(request_id="dsr-2"), "test")  # a record request names no client
+    assert inbox.entries()[1].client_hash is None
+
+
+def test_an_inbox_from_before_withdrawals_gains_the_client_column(tmp_path: Path) -> None:
+    """The schema of an inbox made before the `producer` and `client_hash` columns: its
+    requests read back, and a withdrawal can be recorded beside them."""
+    from unlearn_ops.deletion import inbox as inbox_module
+
+    path = tmp_path / "inbox.db"
+    old_schema = inbox_module._SCHEMA.replace(",\n    producer TEXT,\n    client_hash TEXT", "")
+    assert "client_hash" not in old_schema
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO requests (request_id, fingerprint, record_hashes, subject_hash, reason,"
+            " requested_at, authenticated_by, source, received_at, state)"
+            " VALUES ('old-1', 'f', '[\"h1\"]', NULL, 'r', '2026-01-01T00:00:00+00:00',"
+            " 'hmac:default', 'test', '2026-01-01T00:00:00+00:00', 'pending')"
+        )
+        db.commit()
+    upgraded = Inbox(path, SETTINGS)
+    [old] = upgraded.entries()
+    assert (old.request_id, old.producer, old.client_hash) == ("old-1", None, None)
+    body = {k: v for k, v in REQUEST.items() if k != "record_ids"}
+    upgraded.accept(verified({**body, "client_id": "hospital-9-xyz"}), "test")
+    assert upgraded.entries()[1].client_hash is not None
+
+
 def test_a_duplicate_delivery_changes_nothing_but_the_delivery_count(inbox: Inbox) -> None:
     inbox.accept(verified(), "s3://intake/a.json")
     first = inbox.entries()[0]

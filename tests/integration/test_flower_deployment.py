@@ -1,5 +1,8 @@
 """A real Flower deployment on loopback: train client groups, withdraw a client, see it gone.
 
+The first withdrawal goes through the inbox and the drain flow (as a listener's would), its
+certificate through the CLI, the second by the `remove-client` flow with FedEraser.
+
 SuperLink and four SuperNodes, each its own process (infra/flower.py), the Flower App of
 `federation/` run by `flwr run` from .venv-flower (`make flower`), the flows on Prefect's
 test server, the registry a sqlite MLflow store in the workspace. Kept short: a 16-unit
@@ -181,10 +184,25 @@ def _fresh_group(federation: Federation, group: int, partitions: list[int]) -> s
     return weights_hash(weights)
 
 
-def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) -> None:
+def test_a_withdrawn_client_leaves_the_champion_exactly(
+    federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The withdrawal reaches the inbox as an intake records it; the drain flow removes the
+    client on the deployment that UNLEARN_OPS_FLOWER_HOME names."""
+    from pipelines.intake import drain_inbox
+    from unlearn_ops.deletion.receive import Accepted, receive
+
     ws, first = federation.ws, federation.first
     withdrawn = CLIENTS[1]
-    second = _withdraw(federation, withdrawn, "withdraw-hospital", "exact")
+    envelope = signed_withdrawal(withdrawn, "withdraw-hospital", SIGNING_KEY)
+    assert isinstance(receive(ws.inbox, envelope, source="http"), Accepted)
+    monkeypatch.setenv("UNLEARN_OPS_FLOWER_HOME", federation.home)
+    monkeypatch.setenv("UNLEARN_OPS_FLOWER_BIN", federation.flower_bin)
+    drained = drain_inbox(str(ws.root))
+    assert drained["failed"] == {}
+    second = drained["withdrawals"]["withdraw-hospital"]
+    [entry] = ws.inbox.entries()
+    assert (entry.state, entry.outcome["version"]) == ("done", second)
 
     registry = ws.registry()
     assert registry.alias_version("champion") == second != first
@@ -212,10 +230,11 @@ def test_a_withdrawn_client_leaves_the_champion_exactly(federation: Federation) 
     served = [e for e in ws.ledger.entries() if e.request_id == "withdraw-hospital"]
     assert [e.event for e in served] == ["received", "served"]
     assert served[-1].data["reason"] == "withdrawal"
-    # The clear id is nowhere in the registry's store or the ledger.
+    # The clear id is nowhere in the registry's store, the ledger or the inbox.
     stores = [
         ws.root / "mlflow.db",
         ws.root / "ledger.jsonl",
+        *(ws.root / ".unlearn-ops").glob("inbox.sqlite*"),
         *(ws.root / "mlartifacts").rglob("*"),
     ]
     for path in stores:
@@ -237,7 +256,7 @@ def test_the_exact_removal_is_certified_on_the_deployment(
     group = _group_of(federation, CLIENTS[1])
     assert f"group {group}: exact (1 clients, weights " in out
     assert f"exactness certificate for federated version {champion} PASSED" in out
-    run = ws.root / "federation" / "runs" / f"certify-v{champion}-1"
+    run = ws.root / "federation" / "runs" / f"certify-v{champion}"
     assert json.loads((run / "result.json").read_text())["groups"][str(group)]["partitions"] == [
         i for i, c in enumerate(CLIENTS) if c != CLIENTS[1] and _group_of(federation, c) == group
     ]

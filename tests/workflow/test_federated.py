@@ -152,13 +152,8 @@ def _remove(
     client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, client_id, request_id), reason)
     group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}", method)
     result = federated.run_plan(ws, plan, runner)
-    version = federated_registration.register_federated_version(
-        ws,
-        kind="forget",
-        request_ids=(request_id,),
-        removed={client_hash: reason},
-        method=federated.METHOD_TAGS[method],
-        groups_retrained=(group,),
+    version = federated_registration.register_removal(
+        ws, request_id, client_hash, group, reason, method
     )
     return _Removal(client_hash, group, result, version)
 
@@ -359,7 +354,7 @@ def test_the_certificate_of_an_exact_removal_passes_and_serves_nothing(
     assert checked.scratch_hash == json.loads(version.tags["unlearn.weights"])[str(group)]
     # A fresh federation of the group's clients less the removed one, and nothing else.
     assert runner.plans[-1]["groups"] == {str(group): result["groups"][str(group)]["partitions"]}
-    assert certificate.run == f"certify-v{version.version}-1"
+    assert certificate.run == f"certify-v{version.version}"
     # It serves nothing: served groups, champion and ledger as they were.
     assert (ws.root / "federation" / "served.json").read_text() == served
     assert ws.registry().alias_version("champion") == version.version
@@ -424,3 +419,44 @@ def test_what_cannot_be_certified_is_refused_before_anything_runs(trained: Train
     with pytest.raises(FederationError, match=r"provisional \(federaser\).*no exactness"):
         certify_federated_version(ws, provisional.version, runner)
     assert len(runner.plans) == 3  # the training and two removals: no certificate ran
+
+
+@pytest.mark.flows  # the stage's Prefect tasks, called outside a flow, start Prefect's server
+def test_a_withdrawal_from_the_inbox_removes_the_client_through_the_drain(
+    trained: Trained,
+) -> None:
+    """The drain's withdrawal stage (pipelines/federated.py) on this runner: the same
+    removal as `federation remove`, from a request an intake recorded."""
+    from pipelines.federated import withdrawal_stage
+    from unlearn_ops.deletion.drain import drain
+    from unlearn_ops.deletion.receive import Accepted, receive
+
+    ws, runner, first = trained
+    envelope = signed_withdrawal(CLIENTS[2], "withdraw-inbox", KEY)
+    assert isinstance(receive(ws.inbox, envelope, source="test"), Accepted)
+
+    def no_records(ws: Workspace, batch: object) -> dict[str, Any]:
+        raise AssertionError("a withdrawal is not a record batch")
+
+    result = drain(ws, no_records, run="run-w", withdraw=withdrawal_stage(runner))
+
+    version = result["withdrawals"]["withdraw-inbox"]
+    assert ws.registry().alias_version("champion") == version != first
+    tags = ws.registry().get_version(version).tags
+    client_hash = ws.settings.hash_record_id(f"client:{CLIENTS[2]}")
+    assert json.loads(tags["unlearn.clients_removed"]) == [client_hash]
+    assert tags["unlearn.removal_method"] == "exact-group-retrain"
+    assert [e.event for e in ws.ledger.entries()] == ["received", "served"]
+    [entry] = ws.inbox.entries()
+    assert (entry.state, entry.outcome) == ("done", {"version": version, "run": "run-w"})
+    assert CLIENTS[2] not in (ws.root / "ledger.jsonl").read_text()
+    # The retrained group is the one a `federation remove` would have given.
+    assert runner.plans[-1]["groups"] == {
+        str(c["group"]): [
+            int(o["partition_id"])
+            for o in federated.read_state(ws)["clients"]
+            if o["group"] == c["group"] and o["client_hash"] != client_hash
+        ]
+        for c in federated.read_state(ws)["clients"]
+        if c["client_hash"] == client_hash
+    }

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,9 @@ from unlearn_ops.cli.flow_runs import run_flow
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption
 from unlearn_ops.cli.output import emit, fail, open_workspace
 from unlearn_ops.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from unlearn_ops.deletion.inbox import InboxEntry
 
 __all__ = ["inbox", "listen", "serve", "sign", "submit"]
 
@@ -138,13 +141,18 @@ def inbox(
             outcome = entry.outcome or {}
             detail = outcome.get("version") or outcome.get("reason") or ""
             typer.echo(
-                f"  {entry.request_id:<32} {entry.state:<10} {len(entry.record_hashes):>5} records"
+                f"  {entry.request_id:<32} {entry.state:<10} {_size(entry)}"
                 f"  {entry.source}  {detail}"
             )
         for rejection in rejections[-20:]:
             typer.echo(f"  refused {rejection.at} {rejection.source}: {rejection.kind}")
 
     emit(as_json, data, lines)
+
+
+def _size(entry: InboxEntry) -> str:
+    """`   12 records`, or `    1 client ` for a federation client's withdrawal."""
+    return "    1 client " if entry.client_hash else f"{len(entry.record_hashes):>5} records"
 
 
 def listen(
@@ -219,6 +227,8 @@ def listen(
                 f"version {batch.get('version') or batch.get('served_by')}",
                 err=True,
             )
+        for request_id, version in answer.get("withdrawals", {}).items():
+            typer.echo(f"removed the client of request {request_id}: version {version}", err=True)
         for request_id, reason in answer.get("failed", {}).items():
             typer.echo(f"request {request_id} failed: {reason}", err=True)
         for request_id, reason in answer.get("held", {}).items():

@@ -16,6 +16,11 @@ approver, and runs the forget it is given once for the batch. The failure policy
   `unlearn-ops inbox --retry` puts them back;
 - anything else propagates: the requests stay claimed, and the next drain takes them.
 
+A federation client's withdrawal (issue 13) goes to the `withdraw` stage it is given (the
+client's group retrained without it, exactly), one request at a time, beside the record
+batches; legal holds and approval rules, which count records and shards, do not apply to
+it. Without a stage (no deployment configured) it fails with what to do.
+
 It loops until nothing is left, so requests that arrive meanwhile join the next batch of
 the same drain. With `release.min_batch` above 1 in params.yaml, it claims nothing until
 that many requests wait or the oldest one's deadline forces a release
@@ -41,18 +46,25 @@ from unlearn_ops.deletion.approval import (
 )
 from unlearn_ops.deletion.holds import release_expired
 from unlearn_ops.deletion.intake import claim_batch, complete_batch, fail_requests
-from unlearn_ops.errors import ConfigError, UnlearnOpsError
+from unlearn_ops.errors import ConfigError, GateFailedError, UnlearnOpsError
 from unlearn_ops.privacy.mitigations import release_due
 from unlearn_ops.timestamps import parse_datetime
 from unlearn_ops.workflow.batch import hold_back
 
 if TYPE_CHECKING:
+    from unlearn_ops.deletion.inbox import InboxEntry
     from unlearn_ops.deletion.requests import ForgetRequest
     from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["Approver", "Forget", "drain"]
+__all__ = ["NO_DEPLOYMENT", "Approver", "Forget", "Withdraw", "drain"]
 
 Forget = Callable[["Workspace", Sequence["ForgetRequest"]], dict[str, Any]]
+# Removes the client one withdrawal names; its answer carries the `version` registered.
+Withdraw = Callable[["Workspace", "InboxEntry"], dict[str, Any]]
+NO_DEPLOYMENT = (
+    "a client withdrawal needs the federation's Flower deployment: set "
+    "UNLEARN_OPS_FLOWER_HOME for the drain, or run `unlearn-ops federation remove`"
+)
 # (approved, reason) or (approved, reason, approver's name).
 Approver = Callable[
     ["Workspace", Sequence["ForgetRequest"]], tuple[bool, str] | tuple[bool, str, str]
@@ -67,6 +79,7 @@ def drain(
     require_approval: bool | None = None,
     approver: Approver | None = None,
     before_claim: Callable[[], None] | None = None,
+    withdraw: Withdraw | None = None,
 ) -> dict[str, Any]:
     """Claim and forget every unfinished request in the inbox, batch after batch.
 
@@ -82,10 +95,13 @@ def drain(
             (approved, reason) or (approved, reason, approver's name).
         before_claim: called (no arguments) before each claim, holding the lock: the
             event flow gathers the requests of queued runs and events there.
+        withdraw: removes the federation client a withdrawal names (the flow stage);
+            None fails withdrawals with :data:`NO_DEPLOYMENT`.
 
     Returns:
-        run, batches (each the forget's answer), failed requests with their reasons, held
-        requests with the holds' reasons, and the inbox's counts.
+        run, batches (each the forget's answer), withdrawals (request id -> version),
+        failed requests with their reasons, held requests with the holds' reasons, and the
+        inbox's counts.
 
     Raises:
         ConfigError: approval may be asked (settings or rules) and no approver was given.
@@ -101,6 +117,7 @@ def drain(
     # Rules that can only say `auto` need no summary: nothing to ask, nothing to record.
     decide = forced is not None or bool(rules.rules) or rules.default == "ask"
     batches: list[dict[str, Any]] = []
+    withdrawn: dict[str, str] = {}
     failed: dict[str, str] = {}
     held: dict[str, str] = {}
     with ws.lock():
@@ -114,6 +131,12 @@ def drain(
             if claimed is None:
                 break
             failed.update(claimed.failed)
+            for entry in claimed.withdrawals:
+                outcome = _withdraw(ws, entry, withdraw, run)
+                if isinstance(outcome, str):
+                    withdrawn[entry.request_id] = outcome
+                else:
+                    failed.update(outcome)
             kept = hold_back(ws, claimed.requests)
             for request_id, why in kept.held.items():
                 ws.inbox.hold([request_id], {"reason": f"under legal hold: {why}"})
@@ -152,6 +175,7 @@ def drain(
     result: dict[str, Any] = {
         "run": run,
         "batches": batches,
+        "withdrawals": withdrawn,
         "failed": failed,
         "held": held,
         "inbox": ws.inbox.counts(),
@@ -159,6 +183,29 @@ def drain(
     if ws.params.release.min_batch > 1:
         result["awaiting_release"] = len(ws.inbox.entries("pending"))
     return result
+
+
+def _withdraw(
+    ws: Workspace, entry: InboxEntry, withdraw: Withdraw | None, run: str
+) -> str | dict[str, str]:
+    """Serve one withdrawal: the version that serves it, or {request id: why it failed}.
+
+    Failures follow the forget's policy: in the inbox (and the ledger, except after a
+    failed gate, which the stage recorded itself); `inbox --retry` puts them back.
+    """
+    if withdraw is None:
+        refused = {entry.request_id: NO_DEPLOYMENT}
+        fail_requests(ws, refused)
+        return refused
+    try:
+        answer = withdraw(ws, entry)
+    except UnlearnOpsError as exc:
+        refused = {entry.request_id: str(exc)}
+        fail_requests(ws, refused, in_ledger=not isinstance(exc, GateFailedError))
+        return refused
+    version = str(answer["version"])
+    ws.inbox.complete([entry.request_id], {"version": version, "run": run})
+    return version
 
 
 def _reject(

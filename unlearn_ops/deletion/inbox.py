@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS requests (
     claimed_by TEXT,
     claimed_at TEXT,
     outcome TEXT,
-    producer TEXT
+    producer TEXT,
+    client_hash TEXT
 );
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -99,15 +100,18 @@ def _use_wal(connection: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
 
 
-def _add_producer_column(connection: sqlite3.Connection) -> None:
-    """An inbox made before producers had keys gains its `producer` column (once)."""
-    if "producer" in {row[1] for row in connection.execute("PRAGMA table_info(requests)")}:
-        return
-    try:
-        connection.execute("ALTER TABLE requests ADD COLUMN producer TEXT")
-    except sqlite3.OperationalError as exc:  # another process added it meanwhile
-        if "duplicate column" not in str(exc):
-            raise
+def _add_columns(connection: sqlite3.Connection) -> None:
+    """An inbox made before producers had keys (or before client withdrawals) gains the
+    `producer` and `client_hash` columns (once)."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(requests)")}
+    for column in ("producer", "client_hash"):
+        if column in present:
+            continue
+        try:
+            connection.execute(f"ALTER TABLE requests ADD COLUMN {column} TEXT")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class InboxEntry:
     claimed_by: str | None
     outcome: dict[str, Any] | None
     producer: str | None = None  # who vouched for it (None: received before producers)
+    client_hash: str | None = None  # a federation client's withdrawal (issue 13)
 
     @property
     def key_id(self) -> str | None:
@@ -151,6 +156,7 @@ class InboxEntry:
             "request_id": self.request_id,
             "records": len(self.record_hashes),
             "subject": self.subject_hash is not None,
+            "client": self.client_hash is not None,
             "reason": self.reason,
             "requested_at": self.requested_at,
             "authenticated_by": self.authenticated_by,
@@ -192,6 +198,7 @@ def _entry(row: sqlite3.Row) -> InboxEntry:
         claimed_by=row["claimed_by"],
         outcome=None if row["outcome"] is None else json.loads(row["outcome"]),
         producer=row["producer"],
+        client_hash=row["client_hash"],
     )
 
 
@@ -223,7 +230,7 @@ class Inbox:
             if not self._ready:
                 _use_wal(connection, 60.0)  # kept by the file: once is enough
                 connection.executescript(_SCHEMA)
-                _add_producer_column(connection)
+                _add_columns(connection)
                 self._ready = True
             connection.execute("PRAGMA synchronous=FULL")  # per connection
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -269,8 +276,8 @@ class Inbox:
                 body = request.body
                 db.execute(
                     "INSERT INTO requests (request_id, fingerprint, record_hashes, subject_hash,"
-                    " reason, requested_at, authenticated_by, source, received_at, state, producer)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    " reason, requested_at, authenticated_by, source, received_at, state, producer,"
+                    " client_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                     (
                         request.request_id,
                         fingerprint,
@@ -282,6 +289,7 @@ class Inbox:
                         source,
                         _now(),
                         request.producer,
+                        request.client_hash(self.settings),
                     ),
                 )
                 return Accepted(request.request_id, "new", "pending")

@@ -10,6 +10,9 @@ data, and the request fails with that reason alone, without holding up the other
 A request may name a data subject instead of records. With `dataset.subject_column` set in
 params.yaml, preparing the data writes `subjects.json`: for each keyed hash of a subject,
 the keyed hashes of that subject's records. Like everything else here, it holds no id.
+
+A request may name a federation client instead (a withdrawal, issue 13): it is set aside
+as it is, for the drain's withdrawal stage.
 """
 
 from __future__ import annotations
@@ -81,10 +84,11 @@ def read_subject_index(root: Path) -> dict[str, list[str]]:
 
 @dataclass
 class Resolution:
-    """Inbox entries rebuilt as forget requests, and the entries that cannot be."""
+    """Inbox entries rebuilt as forget requests, client withdrawals, and what cannot be."""
 
     requests: list[ForgetRequest] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    withdrawals: list[InboxEntry] = field(default_factory=list)
 
 
 def _record_index(workspace: Workspace) -> dict[str, str]:
@@ -109,6 +113,8 @@ def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Reso
     from datetime import datetime
 
     resolution = Resolution()
+    resolution.withdrawals = [e for e in entries if e.client_hash is not None]
+    entries = [e for e in entries if e.client_hash is None]
     if not entries:
         return resolution
     known = _record_index(workspace)
@@ -117,11 +123,7 @@ def resolve_entries(workspace: Workspace, entries: Sequence[InboxEntry]) -> Reso
     for entry in entries:
         hashes = list(entry.record_hashes)
         if not hashes and entry.subject_hash is None:
-            # A federation client's withdrawal (issue 13) names no records: it fails here
-            # with what to do, instead of breaking the batch.
-            resolution.failed[entry.request_id] = (
-                "names no records (a client withdrawal: `unlearn-ops federation remove`)"
-            )
+            resolution.failed[entry.request_id] = "names no records, no subject and no client"
             continue
         if entry.subject_hash is not None:
             if entry.subject_hash not in subjects:

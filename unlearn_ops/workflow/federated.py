@@ -28,6 +28,7 @@ from unlearn_ops.deletion.envelope import VerifiedRequest
 from unlearn_ops.errors import FederationError, InvalidRequestError
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.groups import assign_groups
+from unlearn_ops.settings import Settings
 from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
@@ -36,13 +37,16 @@ __all__ = [
     "RemovalReason",
     "active_clients",
     "federation_folder",
+    "fresh_run_name",
     "plan_removal",
     "plan_training",
     "read_state",
     "receive_withdrawal",
+    "record_withdrawal",
     "run_plan",
     "served_groups",
     "setup_federation",
+    "withdrawn_client",
     "write_plan",
     "write_state",
 ]
@@ -188,26 +192,59 @@ def receive_withdrawal(
         InvalidRequestError: the request names no client, or one not in the federation
             (nothing is recorded).
     """
-    client_hash = request.client_hash(workspace.settings)
+    client_hash = withdrawn_client(request, workspace.settings)
+    record_withdrawal(workspace, request.request_id, client_hash, reason, request.authenticated_by)
+    return client_hash
+
+
+def withdrawn_client(request: VerifiedRequest, settings: Settings) -> str:
+    """The keyed hash of the client a request withdraws; InvalidRequestError if it names none."""
+    client_hash = request.client_hash(settings)
     if client_hash is None:
         raise InvalidRequestError(
             f"request {request.request_id} names no client", "send a `client_id` request"
         )
+    return client_hash
+
+
+def record_withdrawal(
+    workspace: Workspace,
+    request_id: str,
+    client_hash: str,
+    reason: RemovalReason,
+    signed_by: str,
+) -> None:
+    """Record a verified withdrawal as `received` (once: a retried request is not recorded again).
+
+    Raises:
+        InvalidRequestError: the client is not in the federation (nothing is recorded).
+    """
     state = read_state(workspace)
     if client_hash not in {c["client_hash"] for c in state["clients"]}:
         raise InvalidRequestError(
-            f"request {request.request_id} names a client that is not in this federation"
+            f"request {request_id} names a client that is not in this federation"
         )
+    if workspace.ledger.request(request_id) is not None:
+        return
     workspace.ledger.append(
         "received",
-        request.request_id,
+        request_id,
         kind="client",
         client_hashes=[client_hash],
         record_hashes=[],
         reason=reason,
-        signed_by=request.authenticated_by,
+        signed_by=signed_by,
     )
-    return client_hash
+
+
+def fresh_run_name(workspace: Workspace, base: str) -> str:
+    """`base`, or `base-2`, `base-3`... : the first name no run of the federation has."""
+    runs = federation_folder(workspace) / "runs"
+    name, number = base, 1
+    while (runs / name).exists():
+        number += 1
+        name = f"{base}-{number}"
+    return name
 
 
 def plan_removal(

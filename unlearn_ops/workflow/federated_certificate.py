@@ -7,10 +7,10 @@ SHA-256 with the one the version recorded (`unlearn.weights`), bit for bit. Trai
 deterministic (seeded clients, replies in partition order), so an honest removal matches
 and a version that still holds a removed client's influence does not.
 
-The run goes to `WS/federation/runs/certify-vN-K/` and serves nothing: `served.json`, the
-registry and the ledger are left as they are. A FedEraser version is approximate and has no
-certificate; a version trained with a client removed since cannot be certified either (its
-site, and its data, have left the federation).
+The run goes to `WS/federation/runs/certify-vN/` (`certify-vN-2` the next time) and serves
+nothing: `served.json`, the registry and the ledger are left as they are. A FedEraser
+version is approximate and has no certificate; a version trained with a client removed
+since cannot be certified either (its site, and its data, have left the federation).
 """
 
 from __future__ import annotations
@@ -129,11 +129,8 @@ def plan_certificate(
             "federation",
             "certify the version that removed them, or a later one",
         )
-    runs = federated.federation_folder(workspace) / "runs"
-    number = 1
-    while (runs / f"certify-v{info.version}-{number}").exists():
-        number += 1
-    plan = federated.write_plan(workspace, f"certify-v{info.version}-{number}", members)
+    name = federated.fresh_run_name(workspace, f"certify-v{info.version}")
+    plan = federated.write_plan(workspace, name, members)
     return info.version, {g: weights[g] for g in chosen}, plan
 
 

@@ -20,6 +20,8 @@ from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo, schema_example
 from unlearn_ops.workflow.federated import (
     LABEL_COLUMN,
+    METHOD_TAGS,
+    RemovalMethod,
     RemovalReason,
     active_clients,
     federation_folder,
@@ -29,7 +31,7 @@ from unlearn_ops.workflow.federated import (
 )
 from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["register_federated_version"]
+__all__ = ["register_federated_version", "register_removal"]
 
 
 def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[float, Any, Any]:
@@ -186,3 +188,22 @@ def register_federated_version(
             reason=", ".join(sorted(set(removed.values()))),
         )
     return version
+
+
+def register_removal(
+    workspace: Workspace,
+    request_id: str,
+    client_hash: str,
+    group: int,
+    reason: RemovalReason = "withdrawal",
+    method: RemovalMethod = "exact",
+) -> VersionInfo:
+    """Register the version after one client's removal from `group` (see above)."""
+    return register_federated_version(
+        workspace,
+        kind="forget",
+        request_ids=(request_id,),
+        removed={client_hash: reason},
+        method=METHOD_TAGS[method],
+        groups_retrained=(group,),
+    )
