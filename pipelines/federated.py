@@ -39,7 +39,9 @@ def _runner(flower_home: str, flower_bin: str) -> FlowerAppRunner:
 
 
 @flow(name="federated-train")
-def federated_train(workspace: str, flower_home: str, flower_bin: str, run_name: str) -> str:
+def federated_train(
+    workspace: str, flower_home: str, flower_bin: str, run_name: str | None = None
+) -> str:
     """Train every client group on the deployment and register the served model.
 
     Example:
@@ -118,7 +120,7 @@ def deployment_withdrawals(settings: Settings) -> Withdraw | None:
     """The withdrawal stage on the deployment the settings name; None where none is set."""
     if settings.flower_home is None:
         return None
-    return withdrawal_stage(_runner(str(settings.flower_home), str(settings.flower_bin)))
+    return withdrawal_stage(_runner(str(settings.flower_home), str(settings.flower_executables())))
 
 
 @flow(name="certify-federated")

@@ -47,6 +47,10 @@ each class is a few lines of message building.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 def _preview(values: Iterable[object], limit: int = 5) -> str:
@@ -93,6 +97,20 @@ class ConfigError(UnlearnOpsError, ValueError):
         self.source = source
         self.problems = list(problems)
         super().__init__(f"invalid configuration in {source}: {'; '.join(self.problems)}")
+
+    @classmethod
+    def from_validation(
+        cls, source: str, exc: ValidationError, root: str = "(root)"
+    ) -> ConfigError:
+        """One problem per error of a pydantic validation, `field.path: message` (`root` for
+        the whole object; never the input value, which may be a secret)."""
+        return cls(
+            source,
+            [
+                f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}"
+                for err in exc.errors()
+            ],
+        )
 
 
 class _SubjectError(_ProblemError):

@@ -400,11 +400,7 @@ class Params(_Frozen):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
-                for err in exc.errors()
-            ]
-            raise ConfigError(source, problems) from exc
+            raise ConfigError.from_validation(source, exc) from exc
 
 
 def load_params(path: str | Path) -> Params:

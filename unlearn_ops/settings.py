@@ -86,10 +86,10 @@ class Settings(BaseSettings):
         "the SuperLink): with it, a drain removes the federation clients whose withdrawals "
         "reach the inbox; unset, they fail with what to do. See docs/FEDERATION_DEPLOYMENT.md.",
     )
-    flower_bin: Path = Field(
-        Path(".venv-flower/bin"),
-        description="The Flower environment's bin folder (`make flower`), relative to where "
-        "the command runs unless absolute.",
+    flower_bin: Path | None = Field(
+        None,
+        description="The Flower environment's bin folder; unset: the `.venv-flower/bin` "
+        "beside the environment unlearn-ops runs in (where `make flower` builds it).",
     )
     tracking_uri: str | None = Field(
         None,
@@ -193,6 +193,14 @@ class Settings(BaseSettings):
         "workspace's warm runner, a background process with the libraries imported "
         "(unlearn_ops.cli.warm); false runs them in the command's own process.",
     )
+
+    def flower_executables(self) -> Path:
+        """The Flower environment's bin folder: `flower_bin`, or the checkout's `.venv-flower`."""
+        import sys
+
+        if self.flower_bin is not None:
+            return self.flower_bin.resolve()
+        return Path(sys.prefix).resolve().parent / ".venv-flower" / "bin"
 
     def hash_record_id(self, record_id: object) -> str:
         """Keyed hash (HMAC-SHA256) of a record id: what ledgers keep instead of the id."""

@@ -1,8 +1,8 @@
 """The ClientApp: a site trains its own table from the group model the server sends.
 
 A SuperNode is started with ``--node-config "partition-id=P client-id='ID'
-data-path='/site/table.parquet'"``: the table (a `label` column, every other column a
-feature, in order) never leaves the site, and the client id in clear stays there too (it
+data-path='/site/table.parquet'"`` (or a .csv): the table (a `label` column, every other
+column a feature, in order) never leaves the site, and the client id in clear stays there too (it
 seeds the batch order, as in the simulation). The replies carry the partition id, never
 the client id: the server and everything it writes name partitions, the workflow maps
 them to keyed hashes.
@@ -28,9 +28,17 @@ LABEL_COLUMN = "label"
 
 @cache
 def _read_table(client_id: str, path: str) -> ClientData:
+    """The site's table: CSV (`hmnist_28_28_L.csv` as it is downloaded) or parquet."""
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    if path.lower().endswith(".csv"):
+        frame = pd.read_csv(path)
+    elif path.lower().endswith((".parquet", ".pq")):
+        frame = pd.read_parquet(path)
+    else:
+        raise ValueError(f"{path}: a site's table is a .csv or .parquet file")
+    if LABEL_COLUMN not in frame.columns:
+        raise ValueError(f"{path}: no {LABEL_COLUMN!r} column")
     # Copies: pandas hands out read-only arrays, which torch warns about.
     features = frame.drop(columns=[LABEL_COLUMN]).to_numpy(dtype=np.float32).copy()
     labels = frame[LABEL_COLUMN].to_numpy(dtype=np.int64).copy()

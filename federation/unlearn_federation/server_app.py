@@ -39,10 +39,17 @@ ROUND_TIMEOUT_SECONDS = 600.0
 def _partitions(grid: Grid, wanted: set[int]) -> dict[int, int]:
     """Partition id -> node id, asking every connected node until all `wanted` answered."""
     found: dict[int, int] = {}
+    errors: dict[int, str] = {}  # node id -> the reason its ClientApp failed, last seen
     deadline = time.monotonic() + NODE_WAIT_SECONDS
     while not wanted <= found.keys():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"partitions {sorted(wanted - found.keys())} never connected")
+            missing = sorted(wanted - found.keys())
+            if errors:  # connected, but the site's ClientApp fails (its table, say)
+                reasons = "; ".join(sorted(set(errors.values())))
+                raise RuntimeError(
+                    f"partitions {missing} never answered: {len(errors)} node(s) failed: {reasons}"
+                )
+            raise RuntimeError(f"partitions {missing} never connected")
         asked = [n for n in grid.get_node_ids() if n not in found.values()]
         messages = [
             Message(
@@ -53,9 +60,12 @@ def _partitions(grid: Grid, wanted: set[int]) -> dict[int, int]:
             for n in asked
         ]
         for reply in grid.send_and_receive(messages, timeout=60):
-            if not reply.has_error():
+            if reply.has_error():
+                errors[reply.metadata.src_node_id] = reply.error.reason
+            else:
                 partition = int(reply.content["metrics"]["partition-id"])  # type: ignore[arg-type]
                 found[partition] = reply.metadata.src_node_id
+                errors.pop(reply.metadata.src_node_id, None)
         if not wanted <= found.keys():
             time.sleep(0.5)
     return found

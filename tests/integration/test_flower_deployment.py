@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.conftest import CliRunner, signed_withdrawal
 from unlearn_ops.params import Params
@@ -78,11 +80,19 @@ def _tables(tmp_path: Path) -> tuple[list[Path], pd.DataFrame]:
     for index, client in enumerate(data.clients):
         frame = pd.DataFrame(client.features, columns=columns)
         frame["label"] = client.labels
-        paths.append(tmp_path / f"site-{index}.parquet")
-        frame.to_parquet(paths[-1])
+        # Sites keep CSV (as hmnist_28_28_L.csv comes) or parquet: two of each.
+        paths.append(tmp_path / f"site-{index}.{'csv' if index % 2 else 'parquet'}")
+        if index % 2:
+            frame.to_csv(paths[-1], index=False)
+        else:
+            frame.to_parquet(paths[-1])
     holdout = pd.DataFrame(data.test_features, columns=columns)
     holdout["label"] = data.test_labels
     return paths, holdout
+
+
+def _read_site(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
 @dataclass
@@ -103,7 +113,6 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     """Four SuperNodes, two groups, trained; everything stopped (and checked) afterwards."""
     from pipelines.federated import federated_train
     from unlearn_ops.federated.config import FederationParams
-    from unlearn_ops.workflow.federated import setup_federation
 
     tmp_path = tmp_path_factory.mktemp("flower")
     infra = _load_infra()
@@ -120,19 +129,32 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         patch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
         patch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
         ws = Workspace.open(root)
-        params = FederationParams(
-            rounds=2, local_epochs=1, num_groups=2, model={"name": "mlp", "hidden_sizes": [16]}
-        )
-        groups = setup_federation(
-            ws,
-            {client: index for index, client in enumerate(CLIENTS)},
-            params,
-            num_features=holdout.shape[1] - 1,
-            num_classes=10,
-            holdout=holdout,
-        )
-        assert groups == {0: 2, 1: 2}
+        # Set up as a user does: the sites file that starts the deployment, the server's
+        # held-out table and a params file, through `unlearn-ops federation init`.
+        config = "rounds: 2\nlocal_epochs: 1\nnum_groups: 2\nmodel: {name: mlp, hidden_sizes: [16]}"
+        (tmp_path / "federation.yaml").write_text(config)
+        params = FederationParams.model_validate(yaml.safe_load(config))
+        holdout.to_csv(tmp_path / "holdout.csv", index=False)
         sites = [infra.Site(i, c, p) for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))]
+        (tmp_path / "sites.json").write_text(
+            json.dumps(
+                [
+                    {"partition_id": i, "client_id": c, "data_path": str(p)}
+                    for i, (c, p) in enumerate(zip(CLIENTS, paths, strict=True))
+                ]
+            )
+        )
+        argv = ["federation", "init", "--sites", str(tmp_path / "sites.json"), "--holdout"]
+        argv += [str(tmp_path / "holdout.csv"), "--config", str(tmp_path / "federation.yaml")]
+        done = subprocess.run(
+            [sys.executable, "-m", "unlearn_ops.cli", *argv, "--num-classes", "10", "--json"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["groups"] == {"0": 2, "1": 2}
         deployment = infra.FlowerDeployment(tmp_path / "flower", sites, bin_dir=FLOWER_BIN)
         home = str(deployment.cli.home)
         try:
@@ -169,7 +191,7 @@ def _fresh_group(federation: Federation, group: int, partitions: list[int]) -> s
     params = federation.params
     sites = []
     for partition in partitions:
-        frame = pd.read_parquet(federation.paths[partition])
+        frame = _read_site(federation.paths[partition])
         # Copies: pandas hands out read-only arrays, which torch warns about.
         features = frame.drop(columns=["label"]).to_numpy(dtype=np.float32).copy()
         labels = frame["label"].to_numpy(dtype=np.int64).copy()

@@ -271,7 +271,7 @@ def test_a_candidate_that_loses_accuracy_is_not_promoted(
 def test_the_audit_shows_a_client_removal_beside_record_deletions(
     trained: Trained,
 ) -> None:
-    from unlearn_ops.compliance.audit import audit_requests
+    from unlearn_ops.compliance.audit import audit_request, audit_requests
     from unlearn_ops.compliance.audit_text import describe_audit
 
     ws, runner, _ = trained
@@ -284,6 +284,21 @@ def test_the_audit_shows_a_client_removal_beside_record_deletions(
     text = "\n".join(describe_audit(audit))
     assert f"client removal: 1 federation client(s), keyed hash {client_hash[:16]}" in text
     assert CLIENTS[3] not in text
+    assert "no records (a client withdrawal)" in text
+    assert "applied: no data revision (the client's data stays at its site)" in text
+    assert "privacy: no membership audit (the client's records stay at its site)" in text
+    from unlearn_ops.errors import NotAForgetVersionError
+    from unlearn_ops.workflow.membership_audit import audit_version
+
+    with pytest.raises(NotAForgetVersionError, match=r"federated model.*federation certify"):
+        audit_version(ws, version.version)
+    # `audit --certify` does not try a SISA certificate; it says where this one runs.
+    certified = audit_request(ws, audit.request_id, certify=True)
+    assert certified.exactness is None
+    assert (
+        f"exactness: a client removal is certified on the Flower deployment: "
+        f"`unlearn-ops federation certify {version.version} --flower-home HOME`"
+    ) in describe_audit(certified)
 
 
 def test_a_federaser_plan_names_the_stored_updates_and_its_version_is_provisional(

@@ -13,7 +13,7 @@ or with `--workspace DIR`, and takes `--json`. The commands live by group:
 - :mod:`~unlearn_ops.cli.holds`: hold add, hold list, hold release;
 - :mod:`~unlearn_ops.cli.approx`: adopt, retrain-exact (monolithic workspaces);
 - :mod:`~unlearn_ops.cli.server`: server start, status, stop (the local Prefect server);
-- :mod:`~unlearn_ops.cli.federated`: federation train, remove, certify;
+- :mod:`~unlearn_ops.cli.federated`: federation init, train, remove, certify;
 - :mod:`~unlearn_ops.cli.bench`: bench, bench-data.
 """
 

@@ -1,14 +1,16 @@
-"""The `federation` commands: train a Flower federation's groups, remove a client, certify.
+"""The `federation` commands: set a Flower federation up, train its groups, remove a client,
+certify a removal.
 
-Both drive a running deployment (a SuperLink and its SuperNodes, e.g. `python
-infra/flower.py up`) through the Flower environment's `flwr` (`make flower`), and register
-the served model in the workspace's registry (:mod:`unlearn_ops.workflow.federated`).
+`init` reads files only; the others drive a running deployment (a SuperLink and its
+SuperNodes, e.g. `python infra/flower.py up`) through the Flower environment's `flwr`
+(`make flower`), and register the served model in the workspace's registry
+(:mod:`unlearn_ops.workflow.federated`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -16,10 +18,14 @@ from unlearn_ops.cli.flow_runs import run_flow
 from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
 from unlearn_ops.cli.output import emit, int_list, open_workspace
 
+if TYPE_CHECKING:
+    from unlearn_ops.workflow.workspace import Workspace
+
 __all__ = ["app"]
 
 app = command_group(
-    "A Flower federation: train its client groups, remove a client, certify a removal (issue 13)."
+    "A Flower federation: set it up, train its client groups, remove a client, certify a "
+    "removal (issue 13)."
 )
 
 HomeOption = Annotated[
@@ -27,22 +33,69 @@ HomeOption = Annotated[
     typer.Option(help="The deployment's FLWR_HOME (its config.toml names the SuperLink)."),
 ]
 BinOption = Annotated[
-    Path,
-    typer.Option(help="The Flower environment's bin folder (`make flower`)."),
+    Path | None,
+    typer.Option(
+        help="The Flower environment's bin folder; UNLEARN_OPS_FLOWER_BIN, else the "
+        "`.venv-flower/bin` that `make flower` builds beside unlearn-ops's own environment."
+    ),
 ]
-DEFAULT_BIN = Path(".venv-flower/bin")
 
 
-def _deployment(flower_home: Path, flower_bin: Path) -> tuple[str, str]:
+def _deployment(ws: Workspace, flower_home: Path, flower_bin: Path | None) -> tuple[str, str]:
     """The flows' `flower_home` and `flower_bin` arguments: absolute paths."""
-    return str(flower_home.resolve()), str(flower_bin.resolve())
+    executables = flower_bin.resolve() if flower_bin else ws.settings.flower_executables()
+    return str(flower_home.resolve()), str(executables)
+
+
+@app.command("init")
+def init(
+    sites: Annotated[
+        Path,
+        typer.Option(
+            help='The sites file that starts the deployment: a JSON list of {"partition_id", '
+            '"client_id", "data_path"} (only keyed hashes of the ids are kept).'
+        ),
+    ],
+    holdout: Annotated[
+        Path, typer.Option(help="The server's held-out table (CSV or parquet): `label` + features.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Federation params, YAML or JSON (rounds, num_groups, model...)."),
+    ] = None,
+    num_classes: Annotated[
+        int | None,
+        typer.Option(min=2, help="Number of classes; the held-out labels' largest + 1 by default."),
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Set a federation up in the workspace: its clients (keyed hashes), groups and holdout."""
+    from unlearn_ops.workflow.federated_setup import init_federation
+
+    ws = open_workspace(workspace)
+    done = init_federation(ws, sites, holdout, config, num_classes)
+
+    def lines() -> None:
+        sizes = ", ".join(f"{n}" for n in done["groups"].values())
+        typer.echo(
+            f"federation of {done['clients']} clients in {len(done['groups'])} group(s) "
+            f"({sizes} clients), {done['num_features']} features, {done['num_classes']} "
+            f"classes, {done['rounds']} rounds; next: `unlearn-ops federation train "
+            "--flower-home HOME`"
+        )
+
+    emit(as_json, done, lines)
 
 
 @app.command("train")
 def train(
     flower_home: HomeOption,
-    run_name: Annotated[str, typer.Option(help="The run's folder name (new).")],
-    flower_bin: BinOption = DEFAULT_BIN,
+    run_name: Annotated[
+        str | None,
+        typer.Option(help="The run's folder name, new (`train`, `train-2`... by default)."),
+    ] = None,
+    flower_bin: BinOption = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -53,7 +106,7 @@ def train(
     version = run_flow(
         federated_train,
         str(ws.root),
-        *_deployment(flower_home, flower_bin),
+        *_deployment(ws, flower_home, flower_bin),
         run_name,
     )
     emit(as_json, {"version": version}, lambda: typer.echo(f"version {version} is champion"))
@@ -63,7 +116,7 @@ def train(
 def remove(
     request: Annotated[Path, typer.Option(help="The signed request naming a `client_id`.")],
     flower_home: HomeOption,
-    flower_bin: BinOption = DEFAULT_BIN,
+    flower_bin: BinOption = None,
     reason: Annotated[
         str, typer.Option(help="`withdrawal` (consent) or `poisoning` (expelled).")
     ] = "withdrawal",
@@ -94,7 +147,7 @@ def remove(
         remove_client,
         str(ws.root),
         envelope,
-        *_deployment(flower_home, flower_bin),
+        *_deployment(ws, flower_home, flower_bin),
         chosen,
         how,
     )
@@ -113,7 +166,7 @@ def certify(
         str | None,
         typer.Option(help="Comma-separated group ids; by default the groups it retrained."),
     ] = None,
-    flower_bin: BinOption = DEFAULT_BIN,
+    flower_bin: BinOption = None,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -126,7 +179,7 @@ def certify(
         certify_federated,
         str(ws.root),
         version,
-        *_deployment(flower_home, flower_bin),
+        *_deployment(ws, flower_home, flower_bin),
         chosen,
     )
 

@@ -35,7 +35,8 @@ def sign(
     request_file: Annotated[
         Path,
         typer.Argument(
-            help="A request as JSON: request_id, record_ids or subject_id, reason.",
+            help="A request as JSON: request_id, record_ids or subject_id (or client_id: a "
+            "federation client's withdrawal), reason.",
             resolve_path=True,
         ),
     ],

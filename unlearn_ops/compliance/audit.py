@@ -593,7 +593,8 @@ def audit_request(
         request_id: the request.
         certify: run the exactness certificate of the first version that honours it
             exactly (:func:`unlearn_ops.workflow.certification.certify_version`; retrains its
-            shards from scratch).
+            shards from scratch); a client removal's runs on the Flower deployment
+            (`unlearn-ops federation certify`), not here.
         now: the time to judge a pending deadline against (default: now).
 
     Raises:
@@ -609,14 +610,17 @@ def audit_request(
     versions = workspace.registry().versions()
     covering = covering_requests(state, states)
     exactness = None
-    if certify:
+    received = received_entries(entries).get(request_id)
+    # A client removal is certified on the Flower deployment (`federation certify`).
+    withdrawal = received is not None and received.data.get("kind") == "client"
+    if certify and not withdrawal:
         first = _first_honoured(state, versions, covering, exactly=True)
         # A purged version's data and weights are gone: there is nothing left to certify.
         if first is not None and first in {v.version for v in versions}:
             exactness = certify_version(workspace, first).passed
     return build_audit(
         state,
-        received_entries(entries).get(request_id),
+        received,
         versions,
         workspace.params.compliance,
         now=now or datetime.now(UTC),

@@ -23,10 +23,14 @@ def _version(audit: RequestAudit, version: str | None) -> str:
 def describe_audit(audit: RequestAudit) -> list[str]:
     """The audit in plain words, one line per stage of the request's life."""
     lines = [f"request {audit.request_id}: {audit.state}"]
+    records = (
+        "no records (a client withdrawal)"
+        if audit.client_hashes and not audit.record_count
+        else f"{audit.record_count} record(s), records digest {audit.records_digest[:16]}"
+    )
     lines.append(
         f"received: {_when(audit.received_at)}; requested at {_when(audit.requested_at)}; "
-        f"reason {audit.reason or '-'!r}; {audit.record_count} record(s), "
-        f"records digest {audit.records_digest[:16]}"
+        f"reason {audit.reason or '-'!r}; {records}"
     )
     if audit.client_hashes:
         lines.append(
@@ -52,6 +56,8 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         )
     elif audit.noop:
         lines.append("applied: no data change of its own (its records were forgotten before)")
+    elif audit.client_hashes:
+        lines.append("applied: no data revision (the client's data stays at its site)")
     else:
         lines.append("applied: not yet")
     if audit.first_honouring_version is not None:
@@ -88,6 +94,11 @@ def describe_audit(audit: RequestAudit) -> list[str]:
             f"exactness: cannot be run (version {exact_version} was purged "
             f"on {first_purged:%Y-%m-%d})"
         )
+    elif audit.exactness is None and audit.client_hashes and exact_version:
+        lines.append(
+            f"exactness: a client removal is certified on the Flower deployment: "
+            f"`unlearn-ops federation certify {exact_version} --flower-home HOME`"
+        )
     elif audit.exactness is None:
         if exact_version:
             why = "pass --certify"
@@ -106,6 +117,8 @@ def describe_audit(audit: RequestAudit) -> list[str]:
             f"(flagged {p.get('flagged', '-')}, AUC {p.get('auc', '-')}, positive control "
             f"TPR@1% {p.get('positive_control_tpr', '-')})"
         )
+    elif audit.client_hashes:
+        lines.append("privacy: no membership audit (the client's records stay at its site)")
     else:
         lines.append("privacy: not audited (run `unlearn-ops audit-privacy VERSION`)")
     if audit.champion_version is None:

@@ -144,10 +144,19 @@ def write_plan(
     groups: Mapping[int, list[int]],
     history: Mapping[int, Path] | None = None,
 ) -> Path:
-    """Write `runs/NAME/plan.json` (a new folder): these groups with these partitions."""
+    """Write `runs/NAME/plan.json` (a new folder): these groups with these partitions.
+
+    Raises:
+        FederationError: a run of that name exists (nothing is written).
+    """
     state = read_state(workspace)
     run = federation_folder(workspace) / "runs" / name
-    run.mkdir(parents=True, exist_ok=False)
+    try:
+        run.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise FederationError(
+            f"plan run {name!r}", f"{run} exists", "name another run (or leave the name out)"
+        ) from None
     plan = {
         "output_dir": str(run),
         "params": state["params"],
@@ -175,12 +184,13 @@ def active_clients(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [c for c in state["clients"] if c["client_hash"] not in removed]
 
 
-def plan_training(workspace: Workspace, name: str) -> Path:
-    """A plan that trains every group with all its active clients."""
+def plan_training(workspace: Workspace, name: str | None = None) -> Path:
+    """A plan that trains every group with all its active clients (`train`, `train-2`...
+    when `name` is None)."""
     groups: dict[int, list[int]] = {}
     for client in active_clients(read_state(workspace)):
         groups.setdefault(int(client["group"]), []).append(int(client["partition_id"]))
-    return write_plan(workspace, name, groups)
+    return write_plan(workspace, name or fresh_run_name(workspace, "train"), groups)
 
 
 def receive_withdrawal(

@@ -220,6 +220,14 @@ def audit_version(
     if info.tag("kind") != "forget":
         kind = info.tag("kind") or "unknown"
         raise NotAForgetVersionError(info.version, f"it is a `{kind}` version")
+    if info.tag("engine") == "flower":
+        raise NotAForgetVersionError(
+            info.version,
+            "it is a federated model: the removed client's records stay at its site, and the "
+            "membership audit needs them",
+            f"its exactness is certified instead: `unlearn-ops federation certify "
+            f"{info.version} --flower-home HOME`",
+        )
     parent = info.tag("parent_version")
     if not parent:
         raise NotAForgetVersionError(info.version, "it records no parent version")

@@ -87,6 +87,13 @@ class FlowerCli:
 
     def _flwr(self, *args: str, timeout: float, cwd: Path | None = None) -> str:
         argv = [str(self.bin_dir / "flwr"), *args]
+        if not (self.bin_dir / "flwr").exists():
+            raise FederationError(
+                f"flwr {args[0]}",
+                f"no Flower environment at {self.bin_dir}",
+                "run `make flower` in the unlearn-ops checkout, or point UNLEARN_OPS_FLOWER_BIN "
+                "(--flower-bin) at the bin folder of one",
+            )
         try:
             done = subprocess.run(  # noqa: S603 (our own argv, no shell)
                 argv,
