@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from tests.conftest import CliRunner, signed_withdrawal
+from unlearn_ops.adapters.dvc.lineage import init_repository
 from unlearn_ops.params import Params
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
@@ -125,6 +126,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
             {"registry": {"model_name": "federated-test"}, "gates": {"max_accuracy_drop": 0.2}}
         ),
     )
+    init_repository(root)  # git + DVC, as `unlearn-ops init` leaves it: the lineage
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNLEARN_OPS_REQUEST_SIGNING_KEY", SIGNING_KEY)
         patch.setenv("UNLEARN_OPS_ID_HASH_KEY", ID_HASH_KEY)
@@ -252,6 +254,16 @@ def test_a_withdrawn_client_leaves_the_champion_exactly(
     served = [e for e in ws.ledger.entries() if e.request_id == "withdraw-hospital"]
     assert [e.event for e in served] == ["received", "served"]
     assert served[-1].data["reason"] == "withdrawal"
+    # Lineage: the version's revision holds the membership with the removal, tagged.
+    sha = tags["unlearn.git_sha"]
+    assert sha
+    committed = json.loads(ws.lineage().read_git_file(sha, "federation/federation.json"))
+    assert [r["client_hash"] for r in committed["removed"]] == [client_hash]
+    assert ws.lineage().read_git_file("unlearn/forget/withdraw-hospital", "ledger.jsonl")
+    history = subprocess.run(
+        ["git", "-C", str(ws.root), "log", "-p", "--all"], capture_output=True, check=True
+    ).stdout
+    assert withdrawn.encode() not in history
     # The clear id is nowhere in the registry's store, the ledger or the inbox.
     stores = [
         ws.root / "mlflow.db",

@@ -29,7 +29,7 @@ from unlearn_ops.federated.data import ClientData
 from unlearn_ops.params import Params
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
-from unlearn_ops.testing import InMemoryRegistry
+from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
 from unlearn_ops.workflow import federated, federated_registration
 from unlearn_ops.workflow.federated_certificate import certify_federated_version
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
@@ -94,7 +94,11 @@ def federation(tmp_path: Path) -> tuple[Workspace, InProcessRunner]:
         tmp_path, Params.from_mapping({"registry": {"model_name": "federated-test"}})
     )
     settings = Settings(**{**SETTINGS.model_dump(), "request_signing_key": KEY})
-    ws = Workspace.open(tmp_path, settings, registry=InMemoryRegistry("federated-test"))
+    lineage = InMemoryLineage(tmp_path)
+    lineage.init_repository()
+    ws = Workspace.open(
+        tmp_path, settings, registry=InMemoryRegistry("federated-test"), lineage=lineage
+    )
     rng = np.random.default_rng(99)
     labels = rng.integers(0, 3, 60)
     holdout = pd.DataFrame(rng.normal(size=(60, 6)) + labels[:, None], columns=list("abcdef"))
@@ -475,3 +479,39 @@ def test_a_withdrawal_from_the_inbox_removes_the_client_through_the_drain(
         for c in federated.read_state(ws)["clients"]
         if c["client_hash"] == client_hash
     }
+
+
+def test_a_removal_is_a_revision_of_the_federation_tagged_with_its_request(
+    trained: Trained,
+) -> None:
+    """The lineage: the version's git_sha is a revision holding the membership with the
+    removal, the served groups and the ledger; the request's tag points at it."""
+    ws, runner, first = trained
+    client_hash, group, _result, version = _remove(ws, runner, CLIENTS[2], request_id="w9")
+    lineage = ws.lineage()
+    sha = version.tag("git_sha")
+    assert sha
+    assert sha != ws.registry().get_version(first).tag("git_sha")
+    state = json.loads(lineage.read_git_file(sha, "federation/federation.json"))
+    assert [r["client_hash"] for r in state["removed"]] == [client_hash]
+    served = json.loads(lineage.read_git_file("unlearn/forget/w9", "federation/served.json"))
+    assert served["groups"][str(group)]["run"] == "remove-w9"
+    assert '"received"' in lineage.read_git_file(sha, "ledger.jsonl")
+    assert CLIENTS[2] not in lineage.read_git_file(sha, "ledger.jsonl")
+    before = json.loads(
+        lineage.read_git_file(lineage.parent_commit(sha) or "", "federation/federation.json")
+    )
+    assert before["removed"] == []
+
+
+def test_a_workspace_without_history_is_refused_before_the_run(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    ws, runner = federation
+    bare = Workspace.open(
+        ws.root, ws.settings, registry=ws.registry(), lineage=InMemoryLineage(ws.root)
+    )
+    with pytest.raises(FederationError, match=r"keeps no history.*unlearn-ops init"):
+        federated.plan_training(bare, "initial")
+    assert runner.plans == []
+    assert not (ws.root / "federation" / "runs" / "initial").exists()

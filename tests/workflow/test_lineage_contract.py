@@ -120,6 +120,32 @@ class TestDataLineageContract:
         assert moved.shard_md5s == {}
         assert lineage.read_at_revision(SHARD_1, "unlearn/forget/r1") == b"shard 1 b"
 
+    def test_recording_small_files_alone_commits_them_and_tags_the_revision(
+        self, lineage: DataLineage
+    ) -> None:
+        first = lineage.init_repository()
+        root = root_of(lineage)
+        (root / "federation").mkdir()
+        (root / "federation" / "federation.json").write_text('{"removed": []}\n')
+        paths = ["federation/federation.json", "federation/absent.json"]
+        second = lineage.record_files("a federation", paths, tags=["unlearn/forget/w1"])
+        assert second != first
+        assert lineage.parent_commit(second) == first
+        assert lineage.read_git_file(second, "federation/federation.json") == '{"removed": []}\n'
+        assert lineage.read_git_file("unlearn/forget/w1", "federation/federation.json")
+        assert lineage.record_files("nothing new", paths) == second
+        (root / "federation" / "federation.json").write_text('{"removed": ["h"]}\n')
+        third = lineage.record_files("a removal", paths)
+        assert lineage.read_git_file(third, "federation/federation.json") == '{"removed": ["h"]}\n'
+        assert lineage.read_git_file(second, "federation/federation.json") == '{"removed": []}\n'
+
+    def test_recording_files_before_any_history_is_a_lineage_error(
+        self, lineage: DataLineage
+    ) -> None:
+        (root_of(lineage) / "ledger.jsonl").write_text("")
+        with pytest.raises(LineageError):
+            lineage.record_files("too early", ["ledger.jsonl"])
+
     def test_the_current_revision_reads_the_files_as_they_are(self, lineage: DataLineage) -> None:
         lineage.init_repository()
         write_outputs(root_of(lineage), "a")

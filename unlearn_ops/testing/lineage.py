@@ -56,10 +56,11 @@ class InMemoryLineage:
         self.root = root
         self.revisions: list[_Revision] = []
         self.tags: dict[str, str] = {}
+        self.recorded: set[str] = set()  # small files named to `record_files`, as git tracks
 
     def _snapshot(self) -> dict[str, bytes]:
         files = {}
-        for name in dict.fromkeys((*VERSIONED_FILES, *DVC_OUTPUTS)):
+        for name in dict.fromkeys((*VERSIONED_FILES, *DVC_OUTPUTS, *sorted(self.recorded))):
             path = self.root / name
             found = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in found:
@@ -106,6 +107,26 @@ class InMemoryLineage:
         revision = self.current_revision(scope.get("shard_ids", ()))
         return DataRevision(revision.git_sha, revision.shards_md5, revision.shard_md5s, tags)
 
+    def record_files(self, message: str, paths: Sequence[str], tags: Sequence[str] = ()) -> str:
+        """The head revision's files with these paths as they are now, as a new revision
+        (none if unchanged); tag it; the head sha.
+
+        Raises:
+            LineageError: no revision recorded yet (no history started).
+        """
+        files = dict(self._resolve("HEAD").files) if self.revisions else None
+        if files is None:
+            raise LineageError("recording files", f"no history in {self.root} yet")
+        for name in paths:
+            if (self.root / name).is_file():
+                files[name] = (self.root / name).read_bytes()
+                self.recorded.add(name)
+        if self.revisions[-1].files != files:
+            self._commit(message, files)
+        for tag in tags:
+            self.tags[tag] = self.head()
+        return self.head()
+
     def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
         """The head, with md5s of the shard files as they are."""
         shards = self.root / "data" / "shards"
@@ -147,7 +168,7 @@ class InMemoryLineage:
             LineageError: no such revision, or no such small file there.
         """
         files = self._resolve(rev).files
-        if path not in files or not _is_git_file(path):
+        if path not in files or not (_is_git_file(path) or path in self.recorded):
             raise LineageError(f"reading {path} at {rev[:12]}", "not a versioned small file")
         return files[path].decode("utf-8")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from unlearn_ops.deletion.envelope import VerifiedRequest
-from unlearn_ops.errors import FederationError, InvalidRequestError
+from unlearn_ops.errors import FederationError, InvalidRequestError, LineageError
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.groups import assign_groups
 from unlearn_ops.settings import Settings
@@ -147,9 +147,18 @@ def write_plan(
     """Write `runs/NAME/plan.json` (a new folder): these groups with these partitions.
 
     Raises:
-        FederationError: a run of that name exists (nothing is written).
+        FederationError: a run of that name exists, or the workspace keeps no history
+            (nothing is written).
     """
     state = read_state(workspace)
+    try:  # a version's lineage is a revision: find out now, not after the run
+        workspace.lineage().head()
+    except LineageError:
+        raise FederationError(
+            f"plan run {name!r}",
+            f"{workspace.root} keeps no history (git) for the versions' lineage",
+            "make the workspace with `unlearn-ops init`",
+        ) from None
     run = federation_folder(workspace) / "runs" / name
     try:
         run.mkdir(parents=True, exist_ok=False)

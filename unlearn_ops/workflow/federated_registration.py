@@ -2,7 +2,9 @@
 
 The served model (the mean of the groups' probabilities) is registered like a SISA
 ensemble, one `shard-GGG` state dict per group, so the SISA pyfunc model serves it; the
-tags name removed clients by keyed hash only.
+tags name removed clients by keyed hash only. Its lineage is a git revision of the
+federation's membership, served groups and ledger (:data:`LINEAGE_FILES`), tagged
+`unlearn/forget/REQUEST` for each request, whose sha the version records (`git_sha`).
 """
 
 from __future__ import annotations
@@ -29,9 +31,18 @@ from unlearn_ops.workflow.federated import (
     served_groups,
     write_state,
 )
+from unlearn_ops.workflow.revisions import request_tag
 from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["register_federated_version", "register_removal"]
+__all__ = ["LINEAGE_FILES", "register_federated_version", "register_removal"]
+
+# What a federated version's revision commits (small files; the checkpoints stay out).
+LINEAGE_FILES = (
+    "federation/federation.json",
+    "federation/served.json",
+    "ledger.jsonl",
+    "params.yaml",
+)
 
 
 def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[float, Any, Any]:
@@ -110,6 +121,15 @@ def register_federated_version(
         {"client_hash": h, "reason": r, "method": method, "requests": list(request_ids)}
         for h, r in sorted(removed.items())
     ]
+    # The lineage: the membership (keyed hashes, removals), the served groups and the
+    # ledger committed, each request's tag on that revision; the version names it.
+    write_state(workspace, "federation.json", state)
+    git_sha = workspace.lineage().record_files(
+        f"unlearn-ops: federated {kind}"
+        + (f" for {', '.join(request_ids)}" if request_ids else ""),
+        LINEAGE_FILES,
+        tags=[request_tag(r) for r in request_ids],
+    )
     registry = workspace.registry()
     served = served_groups(workspace)
     champion = registry.alias_version(CHAMPION)
@@ -130,7 +150,7 @@ def register_federated_version(
             # Cumulative, as for record deletions: the champion's, then this version's.
             honoured_request_ids=tuple(dict.fromkeys((*honoured, *request_ids))),
             parent_version=champion,
-            git_sha="",
+            git_sha=git_sha,
             data_md5="",
             shard_md5s={},
             shards_retrained=groups_retrained,
@@ -170,7 +190,6 @@ def register_federated_version(
                 signature_frames=(sample, output),
             )
         )
-    write_state(workspace, "federation.json", state)
     if not passed:
         for request_id in request_ids:
             workspace.ledger.append(

@@ -53,6 +53,18 @@ class DataLineage(Protocol):
         """
         ...
 
+    def record_files(self, message: str, paths: Sequence[str], tags: Sequence[str] = ()) -> str:
+        """Record these small files (paths in the workspace) as a new revision, none if they
+        did not change, without the pipeline's outputs; tag it; the head sha.
+
+        For state that is not a pipeline output (a federation's membership and served
+        groups, issue 13). A path that does not exist is left out.
+
+        Raises:
+            LineageError: the backend could not record (no history started, say).
+        """
+        ...
+
     def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
         """The head, with md5s computed from the files as they are (nothing recorded)."""
         ...

@@ -214,6 +214,22 @@ def record_revision(
     return DataRevision(git_head(root), _lock_out_md5(root, "data/shards"), shard_md5s, tuple(tags))
 
 
+def record_files(root: Path, message: str, paths: Sequence[str], tags: Sequence[str] = ()) -> str:
+    """Commit these small files to git (none if unchanged; no `dvc commit`), tag; the head.
+
+    Raises:
+        LineageError: the workspace has no git history, or git failed.
+    """
+    existing = [path for path in dict.fromkeys(paths) if (root / path).exists()]
+    if existing:
+        _git(root, "add", "--all", "--", *existing)
+    if _git(root, "diff", "--cached", "--quiet", check=False).returncode != 0:
+        _git(root, "commit", "-q", "-m", message)
+    for tag in tags:
+        _git(root, "tag", "-f", tag)
+    return git_head(root)
+
+
 def current_revision(root: Path, shard_ids: Sequence[int]) -> DataRevision:
     """The revision of the files as they are (HEAD, and md5s computed from the files).
 
@@ -318,6 +334,10 @@ class DvcLineage:
     def record_revision(self, message: str, **scope: Unpack[RevisionScope]) -> DataRevision:
         """See :func:`record_revision`."""
         return record_revision(self.root, message, **scope)
+
+    def record_files(self, message: str, paths: Sequence[str], tags: Sequence[str] = ()) -> str:
+        """See :func:`record_files`."""
+        return record_files(self.root, message, paths, tags)
 
     def current_revision(self, shard_ids: Sequence[int]) -> DataRevision:
         """See :func:`current_revision`."""
