@@ -515,3 +515,33 @@ def test_a_workspace_without_history_is_refused_before_the_run(
         federated.plan_training(bare, "initial")
     assert runner.plans == []
     assert not (ws.root / "federation" / "runs" / "initial").exists()
+
+
+@pytest.mark.flows  # the stage's Prefect tasks, called outside a flow, start Prefect's server
+def test_a_withdrawal_failed_for_want_of_a_deployment_is_received_when_retried(
+    trained: Trained,
+) -> None:
+    """Refused first (no deployment: `failed` in the ledger, never `received`), then retried
+    with one: the ledger shows it received before it was served."""
+    from pipelines.federated import withdrawal_stage
+    from unlearn_ops.deletion.drain import drain
+    from unlearn_ops.deletion.receive import receive
+
+    ws, runner, _ = trained
+    receive(ws.inbox, signed_withdrawal(CLIENTS[1], "w-retry", KEY), source="test")
+
+    def no_records(ws: Workspace, batch: object) -> dict[str, Any]:
+        raise AssertionError("a withdrawal is not a record batch")
+
+    assert "w-retry" in drain(ws, no_records)["failed"]
+    ws.inbox.retry("w-retry")
+    assert "w-retry" in drain(ws, no_records, withdraw=withdrawal_stage(runner))["withdrawals"]
+    events = [e.event for e in ws.ledger.entries() if e.request_id == "w-retry"]
+    assert events == ["failed", "received", "served"]
+
+
+def test_a_withdrawal_received_again_is_recorded_once(trained: Trained) -> None:
+    ws, _, _ = trained
+    for _attempt in range(2):  # a retry after a failed run receives it again
+        federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1], "w-twice"), "withdrawal")
+    assert [e.event for e in ws.ledger.entries()] == ["received"]

@@ -243,7 +243,8 @@ def record_withdrawal(
         raise InvalidRequestError(
             f"request {request_id} names a client that is not in this federation"
         )
-    if workspace.ledger.request(request_id) is not None:
+    known = workspace.ledger.request(request_id)
+    if known is not None and known.received_at:  # a retry: received once already
         return
     workspace.ledger.append(
         "received",
