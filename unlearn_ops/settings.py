@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -196,8 +197,6 @@ class Settings(BaseSettings):
 
     def flower_executables(self) -> Path:
         """The Flower environment's bin folder: `flower_bin`, or the checkout's `.venv-flower`."""
-        import sys
-
         if self.flower_bin is not None:
             return self.flower_bin.resolve()
         return Path(sys.prefix).resolve().parent / ".venv-flower" / "bin"

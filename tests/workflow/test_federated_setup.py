@@ -69,8 +69,9 @@ def test_init_keeps_clients_as_keyed_hashes_with_their_groups_and_the_holdout(
     holdout = pd.read_parquet(folder / "holdout.parquet")
     assert list(holdout.columns) == ["age", "bmi", "dose", "label"]
     assert len(holdout) == 40
-    code, _, _ = _init(cli, files)
+    code, _, err = _init(cli, files)
     assert code != 0  # once: members change by removals
+    assert "keeps one already" in err
     code, out, err = cli(["federation", "init", "--help"])
     assert "sites" in out
 

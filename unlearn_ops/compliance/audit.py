@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -609,27 +609,28 @@ def audit_request(
         raise RequestNotFoundError(request_id, workspace.ledger.path, sorted(states))
     versions = workspace.registry().versions()
     covering = covering_requests(state, states)
-    exactness = None
-    received = received_entries(entries).get(request_id)
-    # A client removal is certified on the Flower deployment (`federation certify`).
-    withdrawal = received is not None and received.data.get("kind") == "client"
-    if certify and not withdrawal:
-        first = _first_honoured(state, versions, covering, exactly=True)
-        # A purged version's data and weights are gone: there is nothing left to certify.
-        if first is not None and first in {v.version for v in versions}:
-            exactness = certify_version(workspace, first).passed
-    return build_audit(
+    audit = build_audit(
         state,
-        received,
+        received_entries(entries).get(request_id),
         versions,
         workspace.params.compliance,
         now=now or datetime.now(UTC),
         parent_revision=_parent_revision(workspace, (state.applied or {}).get("git_sha")),
-        exactness=exactness,
         ledger_problems=workspace.ledger.verify_chain(),
         covering=covering,
         recorded=recorded_versions(entries),
     )
+    first = audit.first_exact_version
+    # A client removal is certified on the Flower deployment (`federation certify`); a
+    # purged version's data and weights are gone: there is nothing left to certify.
+    if (
+        certify
+        and not audit.client_hashes
+        and first is not None
+        and first in {v.version for v in versions}
+    ):
+        audit = replace(audit, exactness=certify_version(workspace, first).passed)
+    return audit
 
 
 def audit_requests(

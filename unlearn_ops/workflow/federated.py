@@ -106,9 +106,27 @@ def setup_federation(
 
     Returns:
         Group id -> number of clients.
+
+    Raises:
+        FederationError: the workspace keeps a federation already, or the keyed hash
+            leaves a group without a client (nothing is written).
     """
+    if (federation_folder(workspace) / "federation.json").exists():
+        raise FederationError(
+            "set up the federation",
+            f"{workspace.root} keeps one already",
+            "its members change by removals (`unlearn-ops federation remove`)",
+        )
     key = workspace.settings.id_hash_key.get_secret_value()
     groups = assign_groups(sorted(partitions), params.num_groups, key)
+    empty = sorted(set(range(params.num_groups)) - set(groups.values()))
+    if empty:
+        raise FederationError(
+            "set up the federation",
+            f"num_groups {params.num_groups}: group(s) {', '.join(map(str, empty))} would "
+            f"have no client among {len(partitions)}",
+            "fewer groups, or more sites",
+        )
     clients = [
         {
             "client_hash": workspace.settings.hash_record_id(f"client:{client_id}"),

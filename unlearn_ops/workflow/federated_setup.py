@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from unlearn_ops.errors import ConfigError, DatasetError, FederationError
+from unlearn_ops.errors import ConfigError, DatasetError
 from unlearn_ops.federated.config import FederationParams
-from unlearn_ops.federated.groups import assign_groups
-from unlearn_ops.workflow.federated import LABEL_COLUMN, federation_folder, setup_federation
+from unlearn_ops.workflow.federated import LABEL_COLUMN, setup_federation
 from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = ["init_federation", "read_federation_params", "read_sites"]
@@ -119,28 +118,12 @@ def init_federation(
     """Check the files, then record the federation in the workspace; what was set up.
 
     Raises:
-        FederationError: the workspace keeps a federation already.
         ConfigError, DatasetError: a file is wrong (nothing is written).
+        FederationError: as :func:`~unlearn_ops.workflow.federated.setup_federation`: a
+            federation is kept already, or a group would have no client.
     """
-    if (federation_folder(workspace) / "federation.json").exists():
-        raise FederationError(
-            "set up the federation",
-            f"{workspace.root} keeps one already",
-            "its members change by removals (`unlearn-ops federation remove`)",
-        )
     partitions = read_sites(sites)
     params = read_federation_params(params_file)
-    key = workspace.settings.id_hash_key.get_secret_value()
-    assigned = assign_groups(sorted(partitions), params.num_groups, key)
-    empty = sorted(set(range(params.num_groups)) - set(assigned.values()))
-    if empty:
-        raise ConfigError(
-            str(params_file or "the default federation params"),
-            [
-                f"num_groups {params.num_groups}: group(s) {', '.join(map(str, empty))} would "
-                f"have no client among {len(partitions)} (fewer groups, or more sites)"
-            ],
-        )
     table, classes = _holdout(holdout, num_classes)
     groups: Mapping[int, int] = setup_federation(
         workspace,
