@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from unlearn_ops.bench.approx import METHODS, ORACLE, approx_markdown, run_approx_benchmark
+from unlearn_ops.bench.approx import (
+    METHODS,
+    ORACLE,
+    SISA_ROW,
+    approx_markdown,
+    run_approx_benchmark,
+)
+from unlearn_ops.bench.approx_sisa import stage_steps
+from unlearn_ops.params import Params
 
 TINY = {
     "sisa": {"shards": 2, "slices": 1},
@@ -23,7 +31,7 @@ def test_every_method_is_scored_against_the_oracle() -> None:
     assert set(workload["tuned"]) == set(METHODS)
     result = workload["forget_sets"]["random 10%"]
     rows = {row["method"]: row for row in result["rows"]}
-    assert set(rows) == {ORACLE, *METHODS}
+    assert set(rows) == {ORACLE, SISA_ROW, *METHODS}
     oracle = rows[ORACLE]
     assert oracle["gap"] == (0.0, 0.0)
     assert oracle["steps_share"] == 1.0
@@ -35,8 +43,16 @@ def test_every_method_is_scored_against_the_oracle() -> None:
     for method in METHODS:
         assert 0.0 <= rows[method]["F"] <= 1.0
     assert workload["checks"]["best"] in METHODS
+    sisa = rows[SISA_ROW]
+    assert sisa["certified"] == 3  # every seed's forget retrained bit for bit
+    assert sisa["F"] is None
+    assert "final" not in sisa
+    assert sisa["steps_share"] > 0.0
+    assert len(sisa["verdicts"]) == 3
     table = "\n".join(approx_markdown(results))
     assert "### tiny: random 10%" in table
+    assert f"| {SISA_ROW} |" in table
+    assert "certified bit for bit on 3 of 3 seeds" in table
     assert "Checks (tiny, random 10%)" in table
 
 
@@ -63,3 +79,14 @@ def test_the_f_study_scores_fine_tuning_the_best_method_and_salun_at_its_own_n()
 def test_fewer_than_three_seeds_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         run_approx_benchmark([("tiny", "digits", TINY)], seeds=2)
+
+
+def test_stage_steps_count_the_batches_of_each_stage_from_the_first_retrained() -> None:
+    params = Params.from_mapping(
+        {"sisa": {"shards": 1, "slices": 2}, "training": {"epochs_per_stage": 3, "batch_size": 2}}
+    )
+    slices = [0, 0, 0, 1, 1]
+    # stage 0: 3 records -> 2 batches; stage 1: 5 records -> 3 batches; 3 epochs each
+    assert stage_steps(slices, 0, params) == 3 * 2 + 3 * 3
+    assert stage_steps(slices, 1, params) == 3 * 3
+    assert stage_steps(slices, 2, params) == 0

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import copy
 import statistics
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from unlearn_ops.bench.approx_sisa import SisaSeeds
     from unlearn_ops.sisa.training import ShardColumns
 
 __all__ = [
@@ -73,6 +76,7 @@ TUNING_GRID: dict[str, list[dict[str, Any]]] = {
 }
 QUICK_GRID: dict[str, list[dict[str, Any]]] = {m: TUNING_GRID[m][:2] for m in METHODS}
 ORACLE = "retrain (oracle)"
+SISA_ROW = "SISA (exact)"
 
 
 @dataclass
@@ -85,6 +89,7 @@ class _Data:
     y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    test_ids: list[str]
 
 
 def _load(dataset: str, params: Params) -> _Data:
@@ -109,7 +114,8 @@ def _load(dataset: str, params: Params) -> _Data:
     frame = train.frame.reset_index(drop=True)
     x, y = tensors(frame)
     test_x, test_y = tensors(test.frame)
-    return _Data(frame, columns, x, y, test_x, test_y)
+    test_ids = [str(i) for i in test.frame[columns.id_column]]
+    return _Data(frame, columns, x, y, test_x, test_y, test_ids)
 
 
 def _phi(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
@@ -258,11 +264,13 @@ def _run_forget_set(
     options: dict[str, dict[str, Any]],
     ceiling: bool = False,
     methods: Sequence[str] = METHODS,
+    sisa: tuple[SisaSeeds, str] | None = None,
 ) -> dict[str, Any]:
     """The oracle and `methods` on one forget set, over the seeds; rows of the table.
 
     With `ceiling`, N more oracles (seeds N..2N-1) give the oracle's own F: a second draw of
-    retrained models against the first, the best F reachable at this N.
+    retrained models against the first, the best F reachable at this N. With `sisa` (the
+    trained ensembles and a scratch label), exact SISA's row follows the oracle's.
     """
     from unlearn_ops.approx.base import run_method
     from unlearn_ops.approx.evaluation import record_scores
@@ -307,8 +315,15 @@ def _run_forget_set(
                 "seconds": seconds,
             }
             runs[method].append(row)
-    oracle_phi = np.stack([r["phi_forget"] for r in runs[ORACLE]])
     scores: dict[str, list[float] | None] = {ORACLE: None}
+    if sisa is not None:
+        runs = {
+            ORACLE: runs[ORACLE],
+            SISA_ROW: _sisa_rows(*sisa, data, gone, oracle_rows),
+            **{m: runs[m] for m in methods},
+        }
+        scores[SISA_ROW] = None  # its F would compare an ensemble with monolithic retrains
+    oracle_phi = np.stack([r["phi_forget"] for r in runs[ORACLE]])
     if ceiling:
         second = [
             train_monolithic(data.train[~gone], data.columns, params, seed=len(originals) + s)
@@ -333,8 +348,42 @@ def _run_forget_set(
             summary["final"] = quality * summary["retain_ratio"] * summary["test_ratio"]
         summary["steps_share"] = summary["steps"][0] / retrain_steps
         summary["options"] = options.get(method, {})
+        if method == SISA_ROW:
+            summary["certified"] = sum(r["certified"] for r in seeded)
         rows.append({"method": method, **summary})
     return {"forgotten": int(gone.sum()), "retrain_steps": retrain_steps, "rows": rows}
+
+
+def _sisa_rows(
+    sisa: SisaSeeds,
+    label: str,
+    data: _Data,
+    gone: np.ndarray,
+    oracle_rows: Sequence[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Exact SISA on one forget set, per seed: scored like the methods, certified."""
+    from unlearn_ops.privacy.statistics import roc_auc
+
+    forgotten = sisa.forget(data.train[data.columns.id_column][gone].tolist(), label)
+    rows = []
+    for seed, run in enumerate(forgotten):
+        row, before = _metrics(run.after, data, gone), _metrics(run.before, data, gone)
+        others = [o.after for s, o in enumerate(forgotten) if s != seed]
+        rise = roc_auc(row["phi_retain"], row["phi_test"]) - roc_auc(
+            before["phi_retain"], before["phi_test"]
+        )
+        rows.append(
+            {
+                **row,
+                **_audit(run.after, run.before, others, data, gone, seed),
+                "gap": _gap(row, oracle_rows[seed]),
+                "retain_auc_rise": rise,
+                "steps": run.steps,
+                "seconds": run.seconds,
+                "certified": run.certified,
+            }
+        )
+    return rows
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -455,6 +504,7 @@ def run_approx_benchmark(
             SalUn) whose F the checks use; 0 for none.
     """
     from unlearn_ops.approx.monolithic import train_monolithic
+    from unlearn_ops.bench.approx_sisa import SisaSeeds
 
     if seeds < 3:
         raise ValueError(f"seeds must be at least 3 (2 OUT references per audit), got {seeds}")
@@ -470,19 +520,29 @@ def run_approx_benchmark(
         options = _tune(
             data, params, originals[0], validation, QUICK_GRID if quick else TUNING_GRID
         )
+        with tempfile.TemporaryDirectory(prefix="unlearn-bench-sisa-") as scratch:
+            sisa = SisaSeeds.train(dataset, params, seeds, Path(scratch), data.test_ids)
+            forget_sets = {
+                label: _run_forget_set(
+                    data,
+                    params,
+                    originals,
+                    gone,
+                    options,
+                    ceiling=label == "random 10%",
+                    sisa=(sisa, f"forget-{number}"),
+                )
+                for number, (label, gone) in enumerate(sets.items())
+            }
         result: dict[str, Any] = {
             "seeds": seeds,
             "workload": name,
             "dataset": dataset,
             "train": len(data.y),
             "test": len(data.test_y),
+            "sisa": {"shards": params.sisa.shards, "slices": params.sisa.slices},
             "tuned": options,
-            "forget_sets": {
-                label: _run_forget_set(
-                    data, params, originals, gone, options, ceiling=label == "random 10%"
-                )
-                for label, gone in sets.items()
-            },
+            "forget_sets": forget_sets,
         }
         if f_study:
             best, gone = _best(result), sets["random 10%"]
@@ -522,7 +582,20 @@ def _table(title: str, result: dict[str, Any], train: int) -> list[str]:
             f"| {row['steps'][0]:.0f} ({row['steps_share']:.1%}) "
             f"| {row['seconds'][0]:.2f} |"
         )
-    return [*lines, ""]
+    lines.append("")
+    for row in result["rows"]:
+        if "certified" in row:
+            lines += [
+                f"{SISA_ROW}: the workload's SISA ensemble forgetting the set exactly (only the "
+                f"shards holding a record retrain, from their last clean checkpoint); certified "
+                f"bit for bit on {row['certified']} of {len(row['verdicts'])} seeds. Its gaps "
+                "are to the monolithic retrain (the ensemble is another model; its own retrain "
+                "is itself, bit for bit); its audit's OUT references are the other seeds' "
+                "forgotten ensembles; F is left blank (it would compare an ensemble with "
+                "monolithic retrains).",
+                "",
+            ]
+    return lines
 
 
 def approx_markdown(section: dict[str, Any]) -> list[str]:
