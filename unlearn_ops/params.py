@@ -226,8 +226,17 @@ class ApprovalCondition(_Frozen):
 
     The retraining share and the expected accuracy change are the approval form's
     (:func:`unlearn_ops.deletion.approval.approval_summary`); an expected change that is
-    unknown (no forget version yet) fails `max_accuracy_change`.
+    unknown (no forget version yet) fails `max_accuracy_change`. A federation client's
+    withdrawal names no record: `min_records` and `max_records` never hold for it, and its
+    retraining share is its group's remaining clients over the whole federation's
+    (:func:`unlearn_ops.deletion.approval.withdrawal_summary`).
     """
+
+    withdrawal: bool | None = Field(
+        None,
+        description="true: only a federation client's withdrawal; false: only record "
+        "deletions; unset: both.",
+    )
 
     max_retrain_share: _Share | None = Field(
         None, description="At most this share of a full training retrains."

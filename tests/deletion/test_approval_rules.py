@@ -8,7 +8,7 @@ inbox and ledger) with an in-memory registry and a forget seam that records its 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +151,13 @@ class Approver:
     def __init__(self, answer: tuple[bool, str, str]) -> None:
         self.answer = answer
         self.asked: list[list[str]] = []
+        self.forms: list[str] = []
 
-    def __call__(self, ws: Workspace, batch: Sequence[ForgetRequest]) -> tuple[bool, str, str]:
-        self.asked.append([r.request_id for r in batch])
+    def __call__(
+        self, ws: Workspace, summary: Mapping[str, Any], form: str
+    ) -> tuple[bool, str, str]:
+        self.asked.append(list(summary["requests"]))
+        self.forms.append(form)
         return self.answer
 
 
@@ -244,8 +248,41 @@ def test_a_request_approved_before_it_is_received_is_received_as_new(root: Path)
 
     ws = with_rules(root, {})
     request = ForgetRequest.build(shard_record_ids(ws, 0)[:1], "first-approved", "GDPR")
-    record_approval(ws, [request], Decision("ask", "rule 1"), summary(), approver="Ola")
+    record_approval(ws, ["first-approved"], Decision("ask", "rule 1"), summary(), approver="Ola")
     receive_requests(ws, [request])  # the forget pipeline receives it after the approval
     events = [e.event for e in ws.ledger.entries() if e.request_id == "first-approved"]
     assert events == ["approval", "received"]
     assert ws.ledger.requests()["first-approved"].approvals[0]["approver"] == "Ola"
+
+
+def withdrawal(share: float | None = 0.25) -> dict[str, Any]:
+    return {
+        "records": None,
+        "withdrawal": True,
+        "retraining_fraction": share,
+        "expected_accuracy_change": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("when", "record_batch", "client"),
+    [
+        ({"withdrawal": True}, "auto", "ask"),
+        ({"withdrawal": False}, "ask", "auto"),
+        ({"max_records": 10}, "ask", "auto"),  # a withdrawal names no record
+        ({"min_records": 1}, "ask", "auto"),
+        ({"max_retrain_share": 0.3}, "ask", "ask"),
+        ({"reasons": ["poisoning"]}, "ask", "ask"),
+    ],
+)
+def test_a_withdrawal_is_decided_by_the_rules_that_can_speak_of_it(
+    when: dict[str, Any], record_batch: str, client: str
+) -> None:
+    params = rules({"name": "r", "when": when, "then": "ask"}, default="auto")
+    assert decide_approval(params, summary(share=0.25), ["poisoning"]).action == record_batch
+    assert decide_approval(params, withdrawal(), ["poisoning"]).action == client
+
+
+def test_a_withdrawal_with_no_group_found_has_no_share_and_passes_no_share_rule() -> None:
+    params = rules({"when": {"max_retrain_share": 1.0}, "then": "auto"}, default="ask")
+    assert decide_approval(params, withdrawal(share=None), []) == Decision("ask", "default")

@@ -7,7 +7,7 @@ functions that record what they were given instead of training.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -104,8 +104,9 @@ def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) 
     arrive(ws, "ask-1", records[:1])
     asked: list[list[str]] = []
 
-    def refuse(ws: Workspace, batch: Sequence[ForgetRequest]) -> tuple[bool, str]:
-        asked.append([r.request_id for r in batch])
+    def refuse(ws: Workspace, summary: Mapping[str, Any], form: str) -> tuple[bool, str]:
+        asked.append(list(summary["requests"]))
+        assert "Asked by the rule: UNLEARN_OPS_APPROVAL_REQUIRED" in form
         return False, "legal hold"
 
     forgets = Forgets()
@@ -116,7 +117,9 @@ def test_an_approver_who_refuses_fails_the_batch_with_the_reason(ws: Workspace) 
     assert ledger(ws, "ask-1") == ["failed"]
 
     arrive(ws, "ask-2", records[1:2])
-    result = drain(ws, forgets, require_approval=True, approver=lambda ws, batch: (True, ""))
+    result = drain(
+        ws, forgets, require_approval=True, approver=lambda ws, summary, form: (True, "")
+    )
     assert forgets.batches == [["ask-2"]]
     with pytest.raises(ConfigError, match="approval is required"):
         drain(ws, forgets, require_approval=True)

@@ -215,6 +215,7 @@ def test_approval_gates_the_retraining(trained: Path, monkeypatch: pytest.Monkey
     assert "**Forget 1 records** for 1 request(s): ask-1." in out["form"]
     assert "Shards to retrain: [1]" in out["form"]
     assert "Expected accuracy change: unknown (no forget version yet)" in out["form"]
+    assert "Asked by the rule: " in out["form"]  # the form says which rule asked
     assert result["batches"] == []
     assert result["failed"] == {"ask-1": "rejected by the approver: legal hold"}
     assert ledger_events(ws, "ask-1") == ["failed"]

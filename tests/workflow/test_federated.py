@@ -545,3 +545,146 @@ def test_a_withdrawal_received_again_is_recorded_once(trained: Trained) -> None:
     for _attempt in range(2):  # a retry after a failed run receives it again
         federated.receive_withdrawal(ws, _withdrawal(ws, CLIENTS[1], "w-twice"), "withdrawal")
     assert [e.event for e in ws.ledger.entries()] == ["received"]
+
+
+# ------------------------------------------------------------------ approval of withdrawals
+def _with_approval(ws: Workspace, approval: dict[str, Any]) -> Workspace:
+    """The workspace again, its params.yaml given these approval rules."""
+    import yaml
+
+    params = yaml.safe_load((ws.root / "params.yaml").read_text())
+    params["approval"] = approval
+    (ws.root / "params.yaml").write_text(yaml.safe_dump(params))
+    return Workspace.open(ws.root, ws.settings, registry=ws.registry(), lineage=ws.lineage())
+
+
+def _library_withdrawals(runner: InProcessRunner) -> Any:
+    """The drain's withdrawal stage from library calls alone (no Prefect task)."""
+
+    def withdraw(ws: Workspace, entry: Any) -> dict[str, Any]:
+        federated.record_withdrawal(
+            ws, entry.request_id, entry.client_hash, "withdrawal", entry.authenticated_by
+        )
+        group, plan = federated.plan_removal(ws, entry.client_hash, f"remove-{entry.request_id}")
+        federated.run_plan(ws, plan, runner)
+        registered = federated_registration.register_removal(
+            ws, entry.request_id, entry.client_hash, group
+        )
+        return {"version": registered.version}
+
+    return withdraw
+
+
+class _Person:
+    def __init__(self, *answers: tuple[bool, str, str]) -> None:
+        self.answers = list(answers)
+        self.forms: list[str] = []
+        self.summaries: list[dict[str, Any]] = []
+
+    def __call__(self, ws: Workspace, summary: Any, form: str) -> tuple[bool, str, str]:
+        self.summaries.append(dict(summary))
+        self.forms.append(form)
+        return self.answers.pop(0)
+
+
+def _no_records(ws: Workspace, batch: object) -> dict[str, Any]:
+    raise AssertionError("a withdrawal is not a record batch")
+
+
+def test_the_withdrawal_summary_names_the_group_and_its_share_of_a_retrain(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.approval import withdrawal_markdown, withdrawal_summary
+    from unlearn_ops.deletion.receive import receive
+
+    ws, _, _ = trained
+    receive(ws.inbox, signed_withdrawal(CLIENTS[2], "w-sum", KEY), source="test")
+    [entry] = ws.inbox.entries()
+    summary = withdrawal_summary(ws, entry)
+    state = federated.read_state(ws)
+    group = next(c["group"] for c in state["clients"] if c["client_hash"] == entry.client_hash)
+    mates = [c for c in state["clients"] if c["group"] == group]
+    assert summary["groups"] == [group]
+    assert summary["clients_retraining"] == len(mates) - 1
+    assert summary["retraining_fraction"] == round((len(mates) - 1) / (len(CLIENTS) - 1), 4)
+    assert summary["records"] is None
+    form = withdrawal_markdown(summary, entry.reason, "withdrawals")
+    assert f"Group to retrain: {group}" in form
+    assert "Asked by the rule: withdrawals" in form
+    assert CLIENTS[2] not in form  # the keyed hash only
+
+
+def test_an_approval_rule_asks_before_a_withdrawal_and_a_rejection_changes_nothing(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.drain import drain
+    from unlearn_ops.deletion.receive import receive
+
+    ws, runner, first = trained
+    ws = _with_approval(
+        ws, {"rules": [{"name": "withdrawals", "when": {"withdrawal": True}, "then": "ask"}]}
+    )
+    receive(ws.inbox, signed_withdrawal(CLIENTS[1], "w-ask", KEY), source="test")
+    state_before = (ws.root / "federation" / "federation.json").read_bytes()
+    plans_before = len(runner.plans)
+    person = _Person((False, "site under audit", "Dana DPO"), (True, "audit closed", "Dana DPO"))
+
+    result = drain(ws, _no_records, withdraw=_library_withdrawals(runner), approver=person)
+
+    why = "rejected by Dana DPO: site under audit"
+    assert result["failed"] == {"w-ask": why}
+    assert result["withdrawals"] == {}
+    assert len(runner.plans) == plans_before  # no group retrained
+    assert (ws.root / "federation" / "federation.json").read_bytes() == state_before
+    assert ws.registry().alias_version("champion") == first
+    assert ws.inbox.get("w-ask").state == "failed"  # type: ignore[union-attr]
+    [failed] = [e for e in ws.ledger.entries() if e.request_id == "w-ask"]
+    assert failed.event == "failed"
+    facts = failed.data["approval"]
+    assert (facts["decision"], facts["rule"]) == ("rejected", "withdrawals")
+    assert (facts["approver"], facts["reason"]) == ("Dana DPO", "site under audit")
+    assert "Remove federation client" in person.forms[0]
+    assert CLIENTS[1] not in person.forms[0]
+
+    ws.inbox.retry("w-ask")
+    result = drain(ws, _no_records, withdraw=_library_withdrawals(runner), approver=person)
+    version = result["withdrawals"]["w-ask"]
+    tags = ws.registry().get_version(version).tags
+    assert tags["unlearn.approval.decision"] == "approved"
+    assert tags["unlearn.approval.rule"] == "withdrawals"
+    assert tags["unlearn.approval.approver"] == "Dana DPO"
+    [approval] = [
+        e.data for e in ws.ledger.entries() if e.request_id == "w-ask" and e.event == "approval"
+    ]
+    assert approval["groups"] == person.summaries[1]["groups"]
+    assert approval["reason"] == "audit closed"
+    assert CLIENTS[1] not in (ws.root / "ledger.jsonl").read_text()
+
+
+def test_record_rules_do_not_decide_a_withdrawal_and_nobody_is_asked_without_a_deployment(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.drain import NO_DEPLOYMENT, drain
+    from unlearn_ops.deletion.receive import receive
+
+    ws, runner, _ = trained
+    # "small record batches pass": a withdrawal names no record, so the default decides.
+    ws = _with_approval(
+        ws,
+        {"rules": [{"name": "small", "when": {"max_records": 10}, "then": "auto"}]}
+        | {"default": "ask"},
+    )
+    receive(ws.inbox, signed_withdrawal(CLIENTS[3], "w-default", KEY), source="test")
+    person = _Person((True, "", "Ola"))
+    assert drain(ws, _no_records, approver=person)["failed"] == {"w-default": NO_DEPLOYMENT}
+    assert person.forms == []  # nothing to approve where nothing can run
+    ws.inbox.retry("w-default")
+    drain(ws, _no_records, withdraw=_library_withdrawals(runner), approver=person)
+    [approval] = [
+        e.data for e in ws.ledger.entries() if e.request_id == "w-default" and e.event == "approval"
+    ]
+    assert (approval["decision"], approval["rule"], approval["approver"]) == (
+        "approved",
+        "default",
+        "Ola",
+    )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from unlearn_ops.adapters.mlflow.registry import VersionInfo
+    from unlearn_ops.deletion.inbox import InboxEntry
     from unlearn_ops.deletion.requests import ForgetRequest
     from unlearn_ops.params import ApprovalCondition, ApprovalParams
     from unlearn_ops.sisa.planning import RetrainingPlan
@@ -35,6 +36,8 @@ __all__ = [
     "may_ask",
     "record_approval",
     "tag_approval",
+    "withdrawal_markdown",
+    "withdrawal_summary",
 ]
 
 ALWAYS_ASK = "UNLEARN_OPS_APPROVAL_REQUIRED"
@@ -63,13 +66,17 @@ def may_ask(params: ApprovalParams, forced: bool | None) -> bool:
 def _holds(condition: ApprovalCondition, summary: Mapping[str, Any], reasons: set[str]) -> bool:
     """Every condition given holds for the batch (an unknown expected change fails)."""
     change = summary.get("expected_accuracy_change")
+    share = summary.get("retraining_fraction")
+    records = summary.get("records")  # None: a client's withdrawal, which names no record
     checks = [
+        condition.withdrawal is None
+        or bool(summary.get("withdrawal", False)) == condition.withdrawal,
         condition.max_retrain_share is None
-        or summary["retraining_fraction"] <= condition.max_retrain_share,
+        or (share is not None and share <= condition.max_retrain_share),
         condition.max_accuracy_change is None
         or (change is not None and -change <= condition.max_accuracy_change),
-        condition.min_records is None or summary["records"] >= condition.min_records,
-        condition.max_records is None or summary["records"] <= condition.max_records,
+        condition.min_records is None or (records is not None and records >= condition.min_records),
+        condition.max_records is None or (records is not None and records <= condition.max_records),
         condition.reasons is None or bool(reasons.intersection(condition.reasons)),
     ]
     return all(checks)
@@ -100,7 +107,7 @@ def decide_approval(
 
 def record_approval(
     workspace: Workspace,
-    requests: Sequence[ForgetRequest],
+    request_ids: Sequence[str],
     decision: Decision,
     summary: Mapping[str, Any],
     *,
@@ -117,8 +124,10 @@ def record_approval(
         "retraining_fraction": summary.get("retraining_fraction"),
         "expected_accuracy_change": summary.get("expected_accuracy_change"),
     }
-    for request in requests:
-        workspace.ledger.append("approval", request.request_id, **facts)
+    if summary.get("withdrawal"):
+        facts["groups"] = summary.get("groups")
+    for request_id in request_ids:
+        workspace.ledger.append("approval", request_id, **facts)
     return facts
 
 
@@ -206,3 +215,61 @@ def describe_batch(
     history = forget_history(workspace.registry().versions())
     summary = approval_summary(workspace, requests, plan, history)
     return summary, approval_markdown(summary, rule)
+
+
+def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any]:
+    """What an approver needs to decide a client's withdrawal: the group that retrains.
+
+    An exact removal trains the client's group again from scratch with its remaining
+    clients, so the retraining share is those clients over every client that remains in
+    the federation (rounds cancel out). A workspace without a federation, or a client that
+    is no longer in it, gives no group and no share (the withdrawal stage then refuses it).
+    """
+    from unlearn_ops.errors import FederationError
+    from unlearn_ops.workflow.federated import active_clients, read_state
+
+    try:
+        active = active_clients(read_state(workspace))
+    except FederationError:
+        active = []
+    group = next((int(c["group"]) for c in active if c["client_hash"] == entry.client_hash), None)
+    retraining = [
+        c for c in active if int(c["group"]) == group and c["client_hash"] != entry.client_hash
+    ]
+    return {
+        "requests": [entry.request_id],
+        "withdrawal": True,
+        "client": entry.client_hash,
+        "records": None,
+        "groups": [] if group is None else [group],
+        "clients_retraining": len(retraining),
+        "retraining_fraction": (
+            None if group is None else round(len(retraining) / max(1, len(active) - 1), 4)
+        ),
+        "expected_accuracy_change": None,
+        "based_on_versions": 0,
+    }
+
+
+def withdrawal_markdown(summary: Mapping[str, Any], reason: str, rule: str | None = None) -> str:
+    """The approval form of a client's withdrawal, as the Prefect UI shows it."""
+    groups = summary["groups"]
+    if groups:
+        retrain = (
+            f"- Group to retrain: {groups[0]}, from scratch with its "
+            f"{summary['clients_retraining']} remaining client(s) "
+            f"({summary['retraining_fraction']:.1%} of a full federation retrain)\n"
+        )
+    else:
+        retrain = "- Group to retrain: none found (the client is not in this federation)\n"
+    asked = f"- Asked by the rule: {rule}\n\n" if rule else ""
+    return (
+        f"**Remove federation client** `{str(summary['client'])[:16]}` (keyed hash) for "
+        f"request {summary['requests'][0]}: {reason or 'no reason given'}.\n\n"
+        f"{retrain}- Method: exact (the group's new model is certified against a fresh "
+        "federation without the client)\n\n"
+        f"{asked}"
+        "Approve to retrain the group and register the new version; reject with a reason to "
+        "refuse the withdrawal. Give your name: it goes to the ledger with your decision and "
+        "reason."
+    )

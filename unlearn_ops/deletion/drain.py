@@ -18,8 +18,11 @@ approver, and runs the forget it is given once for the batch. The failure policy
 
 A federation client's withdrawal (issue 13) goes to the `withdraw` stage it is given (the
 client's group retrained without it, exactly), one request at a time, beside the record
-batches; legal holds and approval rules, which count records and shards, do not apply to
-it. Without a stage (no deployment configured) it fails with what to do.
+batches. The approval rules apply to it as to a batch (a rule's `withdrawal` condition
+picks it out, `reasons` match its reason, record counts never hold for it; the approver
+reads :func:`~unlearn_ops.deletion.approval.withdrawal_markdown`); legal holds, which name
+records or a person, do not. Without a stage (no deployment configured) it fails with
+what to do, before anyone is asked.
 
 It loops until nothing is left, so requests that arrive meanwhile join the next batch of
 the same drain. With `release.min_batch` above 1 in params.yaml, it claims nothing until
@@ -33,16 +36,20 @@ pause in Prefect) are passed in: this module knows no orchestrator.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.approval import (
+    Decision,
+    approval_markdown,
     decide_approval,
     describe_batch,
     may_ask,
     record_approval,
     tag_approval,
+    withdrawal_markdown,
+    withdrawal_summary,
 )
 from unlearn_ops.deletion.holds import release_expired
 from unlearn_ops.deletion.intake import claim_batch, complete_batch, fail_requests
@@ -65,10 +72,9 @@ NO_DEPLOYMENT = (
     "a client withdrawal needs the federation's Flower deployment: set "
     "UNLEARN_OPS_FLOWER_HOME for the drain, or run `unlearn-ops federation remove`"
 )
-# (approved, reason) or (approved, reason, approver's name).
-Approver = Callable[
-    ["Workspace", Sequence["ForgetRequest"]], tuple[bool, str] | tuple[bool, str, str]
-]
+# Asked with (workspace, the approval summary, the form's text): (approved, reason) or
+# (approved, reason, approver's name). The summary's `requests` are the ids it decides.
+Approver = Callable[["Workspace", Mapping[str, Any], str], tuple[bool, str] | tuple[bool, str, str]]
 
 
 def drain(
@@ -91,8 +97,9 @@ def drain(
         require_approval: True always asks the approver before retraining, False never
             does; None (the default) asks where `UNLEARN_OPS_APPROVAL_REQUIRED` is set,
             else where params.yaml's approval rules say so.
-        approver: asked with each batch that the rules send to a person; returns
-            (approved, reason) or (approved, reason, approver's name).
+        approver: asked with each batch or withdrawal that the rules send to a person,
+            given its approval summary and form; returns (approved, reason) or (approved,
+            reason, approver's name).
         before_claim: called (no arguments) before each claim, holding the lock: the
             event flow gathers the requests of queued runs and events there.
         withdraw: removes the federation client a withdrawal names (the flow stage);
@@ -132,9 +139,20 @@ def drain(
                 break
             failed.update(claimed.failed)
             for entry in claimed.withdrawals:
+                facts: dict[str, Any] | str | None = None
+                if decide and withdraw is not None:
+                    summary = withdrawal_summary(ws, entry)
+                    decision = decide_approval(rules, summary, [entry.reason], forced)
+                    form = withdrawal_markdown(summary, entry.reason, decision.rule)
+                    facts = _approve(ws, summary, form, decision, approver)
+                    if isinstance(facts, str):
+                        failed[entry.request_id] = facts
+                        continue
                 outcome = _withdraw(ws, entry, withdraw, run)
                 if isinstance(outcome, str):
                     withdrawn[entry.request_id] = outcome
+                    if isinstance(facts, dict):
+                        tag_approval(ws, outcome, facts)
                 else:
                     failed.update(outcome)
             kept = hold_back(ws, claimed.requests)
@@ -148,19 +166,11 @@ def drain(
             if decide:
                 summary, _ = describe_batch(ws, batch)
                 decision = decide_approval(rules, summary, [r.reason for r in batch], forced)
-                name, reason = None, ""
-                if decision.action == "ask" and approver is not None:
-                    approved, reason, *who = approver(ws, batch)
-                    name = (who[0] if who else "") or None
-                    if not approved:
-                        why = f"rejected by {name or 'the approver'}: {reason or 'no reason given'}"
-                        _reject(ws, batch, why, decision.rule, name, reason)
-                        failed.update(dict.fromkeys((r.request_id for r in batch), why))
-                        continue
-                if decision.action == "ask" or decision.rule != "require_approval=False":
-                    facts = record_approval(
-                        ws, batch, decision, summary, approver=name, reason=reason
-                    )
+                form = approval_markdown(summary, decision.rule)
+                facts = _approve(ws, summary, form, decision, approver)
+                if isinstance(facts, str):
+                    failed.update(dict.fromkeys((r.request_id for r in batch), facts))
+                    continue
             try:
                 answer = forget(ws, batch)
             except UnlearnOpsError as exc:
@@ -208,23 +218,40 @@ def _withdraw(
     return version
 
 
-def _reject(
+def _approve(
     ws: Workspace,
-    batch: Sequence[ForgetRequest],
-    why: str,
-    rule: str,
-    approver: str | None,
-    reason: str,
-) -> None:
-    """A rejected batch: `failed` in the inbox and the ledger, with who, why, by which rule."""
-    for request in batch:
-        ws.inbox.fail([request.request_id], why)
-        ws.ledger.append(
-            "failed",
-            request.request_id,
-            reason=why,
-            approval={"decision": "rejected", "rule": rule, "approver": approver, "reason": reason},
-        )
+    summary: Mapping[str, Any],
+    form: str,
+    decision: Decision,
+    approver: Approver | None,
+) -> dict[str, Any] | str | None:
+    """Ask the approver where the decision says so; the approval's facts, or why it was
+    rejected (the requests are then failed, with who, why and by which rule), or None where
+    nothing is recorded (approval switched off by the caller)."""
+    request_ids: list[str] = list(summary["requests"])
+    name, reason = None, ""
+    if decision.action == "ask" and approver is not None:
+        approved, reason, *who = approver(ws, summary, form)
+        name = (who[0] if who else "") or None
+        if not approved:
+            why = f"rejected by {name or 'the approver'}: {reason or 'no reason given'}"
+            for request_id in request_ids:
+                ws.inbox.fail([request_id], why)
+                ws.ledger.append(
+                    "failed",
+                    request_id,
+                    reason=why,
+                    approval={
+                        "decision": "rejected",
+                        "rule": decision.rule,
+                        "approver": name,
+                        "reason": reason,
+                    },
+                )
+            return why
+    if decision.action == "ask" or decision.rule != "require_approval=False":
+        return record_approval(ws, request_ids, decision, summary, approver=name, reason=reason)
+    return None
 
 
 def _release_withheld(ws: Workspace) -> bool:

@@ -1,15 +1,15 @@
-"""The approval of a batch: the flow run pauses until a person answers in Prefect's UI."""
+"""The approval of a batch or a withdrawal: the flow run pauses until a person answers in
+Prefect's UI."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.adapters.prefect.api import translated
 
 if TYPE_CHECKING:
-    from unlearn_ops.deletion.requests import ForgetRequest
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = ["ask_approval"]
@@ -17,12 +17,16 @@ __all__ = ["ask_approval"]
 logger = logging.getLogger("unlearn_ops.deletion.intake")
 
 
-def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool, str, str]:
-    """Pause the current flow run with the batch's approval form; (approved, reason, approver).
+def ask_approval(
+    ws: Workspace, summary: Mapping[str, Any], description: str
+) -> tuple[bool, str, str]:
+    """Pause the current flow run with an approval form; (approved, reason, approver).
 
-    The form (:func:`unlearn_ops.deletion.approval.describe_batch`) says which shards
-    retrain, how much, and the accuracy change to expect, and asks for the approver's name
-    (it goes to the ledger and the version's tags). Call it inside a flow run.
+    The form (:func:`unlearn_ops.deletion.approval.approval_markdown` for a batch: which
+    shards retrain, how much, the accuracy change to expect; `withdrawal_markdown` for a
+    client's withdrawal: the group that retrains) names the rule that asked, and asks for
+    the approver's name (it goes to the ledger and the version's tags). Call it inside a
+    flow run.
 
     Raises:
         OrchestratorError: Prefect's API failed while pausing or reading the answer.
@@ -30,14 +34,11 @@ def ask_approval(ws: Workspace, requests: Sequence[ForgetRequest]) -> tuple[bool
     from prefect.flow_runs import pause_flow_run
     from prefect.input import RunInput
 
-    from unlearn_ops.deletion.approval import describe_batch
-
     class Approval(RunInput):
         approve: bool
         reason: str = ""
         approver: str = ""
 
-    summary, description = describe_batch(ws, requests)
     logger.warning("waiting for approval: %s", summary)
     with translated("waiting for an approval"):
         answer = pause_flow_run(
