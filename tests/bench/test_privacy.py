@@ -37,7 +37,9 @@ def test_the_privacy_section_audits_an_exact_and_a_weak_forget(tmp_path: Path) -
     assert exact["references"] == 3 + 4  # the other shards and the trained references
     assert weak["method"] == "offline"
     assert weak["references"] == 2
-    assert section["cold_seconds"] > exact["seconds"]  # warm reads the references' cache
+    # Not compared with the warm run's time (a timed assertion fails on a loaded machine):
+    # that the warm run reads the cache is tests/privacy/test_references.py's to check.
+    assert section["cold_seconds"] > 0
     assert exact["verdict"] in {"pass", "inconclusive"}  # an exact forget never fails
     for row in (exact, weak):
         assert row["auc"]["low"] <= row["auc"]["value"] <= row["auc"]["high"]

@@ -312,6 +312,9 @@ def test_federaser_removes_a_client_of_the_other_group_provisionally(
     assert ws.registry().alias_version("champion") == version
     assert tags["unlearn.removal_method"] == "federaser"
     assert tags["unlearn.provisional"] == "true"
+    assert tags["unlearn.exact"] == "false"
+    assert json.loads(tags["unlearn.approximate_requests"]) == ["erase-hospital"]
+    assert ws.ledger.requests()["erase-hospital"].approximate  # the exact removal is due
     assert len(json.loads(tags["unlearn.clients_removed"])) == 2
     after = json.loads(tags["unlearn.weights"])
     assert after[str(untouched)] == before[str(untouched)]

@@ -154,7 +154,8 @@ def _remove(
     (This runner retrains the group for `federaser` too: the plan and tags are FedEraser's.)
     """
     client_hash = federated.receive_withdrawal(ws, _withdrawal(ws, client_id, request_id), reason)
-    group, plan = federated.plan_removal(ws, client_hash, f"remove-{request_id}", method)
+    name = federated.fresh_run_name(ws, f"remove-{request_id}")  # as the flow names it
+    group, plan = federated.plan_removal(ws, client_hash, name, method)
     result = federated.run_plan(ws, plan, runner)
     version = federated_registration.register_removal(
         ws, request_id, client_hash, group, reason, method
@@ -688,3 +689,74 @@ def test_record_rules_do_not_decide_a_withdrawal_and_nobody_is_asked_without_a_d
         "default",
         "Ola",
     )
+
+
+# ------------------------------------------------------------------ FedEraser is provisional
+def test_a_federaser_removal_is_provisional_until_the_exact_removal_supersedes_it(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.compliance.audit import audit_request
+    from unlearn_ops.compliance.audit_text import describe_audit
+
+    ws, runner, _ = trained
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    tags = erased.version.tags
+    assert (tags["unlearn.exact"], tags["unlearn.provisional"]) == ("false", "true")
+    assert tags["unlearn.method"] == "federaser"
+    assert json.loads(tags["unlearn.approximate_requests"]) == ["w1"]
+    served = [e for e in ws.ledger.entries() if e.request_id == "w1" and e.event == "served"]
+    assert served[-1].data["approximate"] is True
+    assert served[-1].data["exact_due"]
+    audit = audit_request(ws, "w1")
+    assert audit.approximate is not None
+    assert audit.approximate["version"] == erased.version.version
+    assert audit.first_exact_version is None
+    text = "\n".join(describe_audit(audit))
+    assert "served: APPROXIMATELY by provisional version" in text
+    assert "federation certify" not in text  # a FedEraser version has no certificate
+
+    exact = _remove(ws, runner, CLIENTS[1], request_id="w1", method="exact")
+    assert exact.version.tags["unlearn.provisional"] == "false"
+    assert "unlearn.approximate_requests" not in exact.version.tags
+    replaced = ws.registry().get_version(erased.version.version)
+    assert replaced.tags["unlearn.superseded_by"] == exact.version.version
+    audit = audit_request(ws, "w1")
+    assert audit.approximate is None
+    assert audit.first_exact_version == exact.version.version
+    assert audit.served_version == exact.version.version
+    assert (
+        f"`unlearn-ops federation certify {exact.version.version} --flower-home HOME`"
+        in "\n".join(describe_audit(audit))
+    )
+    [removal] = federated.read_state(ws)["removed"]  # one client, removed once
+    assert removal["method"] == "exact-group-retrain"
+
+
+def test_an_exact_removal_in_another_group_keeps_the_erased_group_provisional(
+    trained: Trained,
+) -> None:
+    ws, runner, _ = trained
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    other = next(c for c in CLIENTS if c != CLIENTS[1] and _group_of(ws, c) != erased.group)
+    exact = _remove(ws, runner, other, request_id="w2", method="exact")
+    tags = exact.version.tags
+    assert tags["unlearn.provisional"] == "true"  # it still serves FedEraser's group
+    assert json.loads(tags["unlearn.approximate_requests"]) == ["w1"]
+    assert "unlearn.superseded_by" not in ws.registry().get_version(erased.version.version).tags
+    states = ws.ledger.requests()
+    assert states["w1"].approximate
+    assert not states["w2"].approximate
+
+    federated.run_plan(ws, federated.plan_training(ws), runner)  # every group afresh
+    trained_again = federated_registration.register_federated_version(ws, kind="train")
+    assert trained_again.tags["unlearn.provisional"] == "false"
+    for version in (erased.version.version, exact.version.version):
+        tags = ws.registry().get_version(version).tags
+        assert tags["unlearn.superseded_by"] == trained_again.version
+    assert not ws.ledger.requests()["w1"].approximate
+
+
+def _group_of(ws: Workspace, client_id: str) -> int:
+    client_hash = ws.settings.hash_record_id(f"client:{client_id}")
+    state = federated.read_state(ws)
+    return int(next(c["group"] for c in state["clients"] if c["client_hash"] == client_hash))

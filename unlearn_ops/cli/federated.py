@@ -10,7 +10,7 @@ SuperNodes, e.g. `python infra/flower.py up`) through the Flower environment's `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -151,11 +151,20 @@ def remove(
         chosen,
         how,
     )
-    emit(
-        as_json,
-        {"version": version, "reason": chosen, "method": how},
-        lambda: typer.echo(f"client removed ({chosen}, {how}); version {version} is champion"),
-    )
+    done: dict[str, Any] = {"version": version, "reason": chosen, "method": how}
+    lines = [f"client removed ({chosen}, {how}); version {version} is champion"]
+    if how == "federaser":
+        from unlearn_ops.timestamps import format_datetime
+        from unlearn_ops.workflow.approx_versions import exact_due
+
+        due = exact_due(ws, ws.registry().get_version(version).request_ids)
+        done["exact_due"] = None if due is None else due.isoformat()
+        lines.append(
+            "PROVISIONAL (approximate): remove the client exactly before "
+            f"{'its deadline' if due is None else format_datetime(due)}, with the same "
+            "request: `unlearn-ops federation remove --request FILE --method exact`"
+        )
+    emit(as_json, done, lambda: typer.echo("\n".join(lines)))
 
 
 @app.command("certify")

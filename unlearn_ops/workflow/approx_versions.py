@@ -39,6 +39,7 @@ __all__ = [
     "close_provisional",
     "exact_due",
     "pending_exact_requests",
+    "supersede_provisional",
     "tag_provisional",
 ]
 
@@ -139,17 +140,35 @@ def close_exact(
     registry.set_version_tag(version.version, "exact", "true")
     version = registry.get_version(version.version)
     facts = promote_or_record_failure(workspace, request_ids, version, gates, label="exact retrain")
-    honoured = set(version.honoured_requests)
-    for other in registry.versions():
-        if (
-            is_provisional(other)
-            and superseded_by(other) is None
-            and set(approximate_requests(other)) <= honoured
-        ):
-            registry.set_version_tag(other.version, "superseded_by", version.version)
+    supersede_provisional(registry, version)
     for request_id in request_ids:
         workspace.ledger.append(
             "served", request_id, version=version.version, version_facts=facts, exact=True
         )
     record_revision(workspace, f"unlearn-ops: exact retrain {version.version} is champion")
     return version.version
+
+
+def supersede_provisional(
+    registry: ModelRegistry, version: VersionInfo, still_approximate: Sequence[str] = ()
+) -> list[str]:
+    """Tag `unlearn.superseded_by` on the provisional versions `version` replaces exactly.
+
+    A provisional version is replaced when `version` honours every request it served
+    approximately and honours none of them approximately itself (`still_approximate`: a
+    federated version may keep another group's FedEraser model). Returns those versions.
+    """
+    honoured, pending = set(version.honoured_requests), set(still_approximate)
+    replaced = []
+    for other in registry.versions():
+        approximate = set(approximate_requests(other))
+        if (
+            other.version != version.version
+            and is_provisional(other)
+            and superseded_by(other) is None
+            and approximate <= honoured
+            and not approximate & pending
+        ):
+            registry.set_version_tag(other.version, "superseded_by", version.version)
+            replaced.append(other.version)
+    return replaced

@@ -5,6 +5,15 @@ ensemble, one `shard-GGG` state dict per group, so the SISA pyfunc model serves 
 tags name removed clients by keyed hash only. Its lineage is a git revision of the
 federation's membership, served groups and ledger (:data:`LINEAGE_FILES`), tagged
 `unlearn/forget/REQUEST` for each request, whose sha the version records (`git_sha`).
+
+A FedEraser removal is approximate, so its version is provisional like an approximate
+forget of records (issue 14): tagged `unlearn.exact=false`, `unlearn.provisional=true`,
+`unlearn.method=federaser` and `unlearn.approximate_requests` (its request, and those of an
+earlier FedEraser group it still serves), with `served` entries marked approximate and the
+exact removal due by the request's deadline. A later version that serves every one of those
+requests exactly (the exact removal of the same request retrains the client's group; a
+new training retrains all) supersedes it (`unlearn.superseded_by`), and the ledger records
+each request served exactly.
 """
 
 from __future__ import annotations
@@ -13,13 +22,20 @@ import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.serving.provenance import VersionProvenance
 from unlearn_ops.serving.versions import CHAMPION, NewVersion, VersionInfo, schema_example
+from unlearn_ops.workflow.approx_tags import (
+    APPROXIMATE_REQUESTS_TAG,
+    approximate_requests,
+    is_provisional,
+    superseded_by,
+)
+from unlearn_ops.workflow.approx_versions import exact_due, supersede_provisional
 from unlearn_ops.workflow.federated import (
     LABEL_COLUMN,
     METHOD_TAGS,
@@ -117,10 +133,15 @@ def register_federated_version(
 
     removed = dict(removed or {})
     state = read_state(workspace)
-    state["removed"] = state["removed"] + [
-        {"client_hash": h, "reason": r, "method": method, "requests": list(request_ids)}
-        for h, r in sorted(removed.items())
-    ]
+    entries = {entry["client_hash"]: entry for entry in state["removed"]}
+    for client_hash, reason in sorted(removed.items()):
+        if client_hash in entries:  # the exact removal after a FedEraser one: the same client
+            entries[client_hash]["method"] = method
+            continue
+        state["removed"].append(
+            {"client_hash": client_hash, "reason": reason, "method": method}
+            | {"requests": list(request_ids)}
+        )
     # The lineage: the membership (keyed hashes, removals), the served groups and the
     # ledger committed, each request's tag on that revision; the version names it.
     write_state(workspace, "federation.json", state)
@@ -133,6 +154,10 @@ def register_federated_version(
     registry = workspace.registry()
     served = served_groups(workspace)
     champion = registry.alias_version(CHAMPION)
+    champion_info = None if champion is None else registry.get_version(champion)
+    erased = method == METHOD_TAGS["federaser"]
+    approximate = _still_approximate(state, champion_info, kind, groups_retrained)
+    approximate += [r for r in request_ids if erased and r not in approximate]
     with tempfile.TemporaryDirectory(prefix="unlearn-federated-") as scratch:
         files = _model_files(workspace, state, Path(scratch))
         accuracy, sample, output = _evaluate(workspace, files)
@@ -167,7 +192,7 @@ def register_federated_version(
                 "clients_removed": json.dumps(all_removed),
                 "removal_method": method,
                 # FedEraser's model is approximate: no certificate, provisional (issue 13).
-                "provisional": str(method == "federaser").lower(),
+                "provisional": str(bool(approximate)).lower(),
                 "removal_reasons": json.dumps(sorted(set(removed.values()))),
                 "federation.runs": json.dumps({g: f["run"] for g, f in sorted(served.items())}),
             },
@@ -196,7 +221,16 @@ def register_federated_version(
                 "failed", request_id, reason="metric gate", version=version.version
             )
         raise GateFailedError(version.version, f"held-out accuracy dropped {drop:.3f}", champion)
+    if approximate:
+        for key, value in {
+            "exact": "false",
+            "method": METHOD_TAGS["federaser"],
+            APPROXIMATE_REQUESTS_TAG: json.dumps(approximate),
+        }.items():
+            registry.set_version_tag(version.version, key, value)
+        version = registry.get_version(version.version)
     registry.set_alias(CHAMPION, version.version)
+    due = exact_due(workspace, request_ids) if erased else None
     for request_id in request_ids:
         workspace.ledger.append(
             "served",
@@ -205,8 +239,45 @@ def register_federated_version(
             client_hashes=sorted(removed),
             method=method,
             reason=", ".join(sorted(set(removed.values()))),
+            **({"approximate": True, "exact_due": due and due.isoformat()} if erased else {}),
         )
+    if _pending(champion_info) and not erased:
+        # Requests an earlier FedEraser version served approximately, now served exactly.
+        now_exact = set(approximate_requests(champion_info)) - {*approximate, *request_ids}
+        for request_id in sorted(now_exact):
+            workspace.ledger.append("served", request_id, version=version.version, exact=True)
+        supersede_provisional(registry, version, approximate)
     return version
+
+
+def _pending(version: VersionInfo | None) -> TypeGuard[VersionInfo]:
+    """A provisional version not yet superseded: its requests wait for the exact removal."""
+    return version is not None and is_provisional(version) and superseded_by(version) is None
+
+
+def _still_approximate(
+    state: Mapping[str, Any],
+    champion: VersionInfo | None,
+    kind: str,
+    groups_retrained: tuple[int, ...],
+) -> list[str]:
+    """The champion's approximate requests whose erased groups this version still serves.
+
+    A training run retrains every group; a removal, `groups_retrained` (from scratch,
+    exactly): a request whose client's group is among them is served exactly from now on.
+    """
+    if kind == "train" or not _pending(champion):
+        return []
+    group_of = {c["client_hash"]: int(c["group"]) for c in state["clients"]}
+    groups: dict[str, set[int]] = {}
+    for entry in state["removed"]:
+        for request_id in entry.get("requests", []):
+            groups.setdefault(request_id, set()).add(group_of[entry["client_hash"]])
+    return [
+        r
+        for r in approximate_requests(champion)
+        if not groups.get(r, set()) <= set(groups_retrained)
+    ]
 
 
 def register_removal(
