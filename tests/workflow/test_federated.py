@@ -760,3 +760,25 @@ def _group_of(ws: Workspace, client_id: str) -> int:
     client_hash = ws.settings.hash_record_id(f"client:{client_id}")
     state = federated.read_state(ws)
     return int(next(c["group"] for c in state["clients"] if c["client_hash"] == client_hash))
+
+
+def test_no_rollback_serves_a_version_that_still_holds_a_removed_client(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.errors import RollbackError, UnsafeVersionError
+    from unlearn_ops.serving.promotion import promote
+    from unlearn_ops.workflow.rollback import plan_rollback, unsafe_versions
+
+    ws, runner, first = trained
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    exact = _remove(ws, runner, CLIENTS[1], request_id="w1", method="exact")
+    # The training run and the superseded FedEraser version both hold the client.
+    assert unsafe_versions(ws) == {first: ["w1"], erased.version.version: ["w1"]}
+    for target in (first, erased.version.version):
+        with pytest.raises(RollbackError, match="does not honour w1 and it is a federated"):
+            plan_rollback(ws, target)
+    with pytest.raises(RollbackError, match="federated version"):
+        plan_rollback(ws, first, replay=True)
+    with pytest.raises(UnsafeVersionError, match="w1"):  # the one rule of promotion, too
+        promote(ws, ws.registry().get_version(first), [])
+    assert ws.registry().alias_version("champion") == exact.version.version

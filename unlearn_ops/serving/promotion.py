@@ -22,12 +22,15 @@ __all__ = ["champion_accuracy", "honoured_requests", "missing_deletions", "promo
 
 
 def honoured_requests(workspace: Workspace) -> list[str]:
-    """Every request whose records are all forgotten in the current data, oldest first."""
+    """Every deletion the workspace has made, oldest first: the requests whose records are
+    all forgotten in the current data, and those whose federation client was removed."""
     forgotten = workspace.ensemble.forgotten_hashes()
+    clients = workspace.client_removal_requests()
     return [
         state.request_id
         for state in workspace.ledger.requests().values()
-        if state.record_hashes and set(state.record_hashes) <= forgotten
+        if (state.record_hashes and set(state.record_hashes) <= forgotten)
+        or state.request_id in clients
     ]
 
 

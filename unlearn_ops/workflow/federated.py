@@ -67,7 +67,7 @@ class FederationRunner(Protocol):
 
 def federation_folder(workspace: Workspace) -> Path:
     """`WS/federation/`."""
-    return workspace.root / "federation"
+    return workspace.federation_dir
 
 
 def read_state(workspace: Workspace) -> dict[str, Any]:

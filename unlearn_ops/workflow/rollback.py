@@ -220,6 +220,15 @@ def plan_rollback(
             message=f"version {champion} is champion already and honours every deletion; "
             "nothing to do",
         )
+    if target.tag("engine") == "flower":
+        raise RollbackError(
+            name,
+            (f"it does not honour {', '.join(missing)} and " if missing else "")
+            + "it is a federated version: champion does not move back to one yet, and a "
+            "federation is not replayed here (its clients' data stays at their sites)",
+            "train the federation again (`unlearn-ops federation train`): its clients are "
+            "the current members, so every removal stays",
+        )
     if missing and not replay:
         raise UnsafeVersionError(target.version, missing, champion)
     sha = target.tag("git_sha")

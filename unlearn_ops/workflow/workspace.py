@@ -225,6 +225,16 @@ class Workspace:
         """registry.json (which MLflow version the current state is)."""
         return self.root / "registry.json"
 
+    @property
+    def federation_dir(self) -> Path:
+        """federation/ (a Flower federation's members, runs and served groups, issue 13)."""
+        return self.root / "federation"
+
+    def client_removal_requests(self) -> set[str]:
+        """The requests whose federation client was removed (none without a federation)."""
+        state = self.read_json(self.federation_dir / "federation.json") or {}
+        return {str(r) for entry in state.get("removed", []) for r in entry.get("requests", [])}
+
     @cached_property
     def ledger(self) -> Ledger:
         """The request ledger."""
