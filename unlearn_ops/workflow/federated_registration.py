@@ -193,6 +193,15 @@ def register_federated_version(
                 "removal_method": method,
                 # FedEraser's model is approximate: no certificate, provisional (issue 13).
                 "provisional": str(bool(approximate)).lower(),
+                **(
+                    {
+                        "exact": "false",
+                        "method": METHOD_TAGS["federaser"],
+                        APPROXIMATE_REQUESTS_TAG: json.dumps(approximate),
+                    }
+                    if approximate
+                    else {}
+                ),
                 "removal_reasons": json.dumps(sorted(set(removed.values()))),
                 "federation.runs": json.dumps({g: f["run"] for g, f in sorted(served.items())}),
             },
@@ -221,14 +230,6 @@ def register_federated_version(
                 "failed", request_id, reason="metric gate", version=version.version
             )
         raise GateFailedError(version.version, f"held-out accuracy dropped {drop:.3f}", champion)
-    if approximate:
-        for key, value in {
-            "exact": "false",
-            "method": METHOD_TAGS["federaser"],
-            APPROXIMATE_REQUESTS_TAG: json.dumps(approximate),
-        }.items():
-            registry.set_version_tag(version.version, key, value)
-        version = registry.get_version(version.version)
     registry.set_alias(CHAMPION, version.version)
     due = exact_due(workspace, request_ids) if erased else None
     for request_id in request_ids:
