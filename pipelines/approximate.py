@@ -125,9 +125,9 @@ def retrain_exactly(workspace: str) -> dict[str, Any]:
     ws = Workspace.open(workspace)
     watch = Stopwatch()
     with ws.lock():
-        pending = approx_versions.pending_exact_requests(ws)
+        pending = approx_versions.pending_exact_requests(ws, clients=False)
         if not pending:
-            return {"noop": True, "message": "no request waits for an exact retrain"}
+            return {"noop": True, "message": approx_versions.nothing_to_retrain(ws)}
         baseline = champion_accuracy(ws)
         with watch.phase("retraining"):
             stale = tasks.stale_shards(ws)

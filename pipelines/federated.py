@@ -1,4 +1,6 @@
-"""The federation's flows: `federated-train`, `remove-client`, `certify-federated` (wiring only).
+"""The federation's flows (wiring only): `federated-train`, `remove-client`, `certify-federated`,
+and `remove-clients-exactly`, the exact removal owed after FedEraser ones (served on an
+interval by :func:`remove_exactly_deployment`, like the monolithic exact retrain).
 
 Both act through a Flower deployment's SuperLink (``flower_home`` holds its connection,
 ``flower_bin`` the Flower environment's executables, see infra/flower.py); the work is
@@ -30,6 +32,7 @@ record_withdrawal = as_task(federated.record_withdrawal, "receive-withdrawal")
 plan_removal = as_task(federated.plan_removal, "plan-client-removal")
 run_plan = as_task(federated.run_plan, "run-flower-app")
 register = as_task(federated_registration.register_federated_version, "register-federated-version")
+pending_removals = as_task(federated.pending_exact_removals, "find-pending-exact-removals")
 register_removal = as_task(federated_registration.register_removal, "register-federated-version")
 certify = as_task(federated_certificate.certify_federated_version, "federate-groups-afresh")
 
@@ -65,6 +68,18 @@ def _remove(
 ) -> str:
     """Receive, plan, run on the deployment, register: the removal's steps (lock held)."""
     record_withdrawal(ws, request_id, client_hash, reason, signed_by)
+    return _retrain_group(ws, request_id, client_hash, runner, reason, method)
+
+
+def _retrain_group(
+    ws: Workspace,
+    request_id: str,
+    client_hash: str,
+    runner: federated.FederationRunner,
+    reason: federated.RemovalReason,
+    method: federated.RemovalMethod,
+) -> str:
+    """Plan the client's group without it, run it on the deployment, register (lock held)."""
     name = federated.fresh_run_name(ws, f"remove-{request_id}")
     group, plan = plan_removal(ws, client_hash, name, method)
     run_plan(ws, plan, runner)
@@ -93,6 +108,65 @@ def remove_client(
         return _remove(
             ws, request.request_id, client_hash, request.authenticated_by, runner, reason, method
         )
+
+
+@flow(name="remove-clients-exactly")
+def remove_clients_exactly(workspace: str, flower_home: str, flower_bin: str) -> dict[str, Any]:
+    """Remove exactly every client FedEraser removed whose request is served approximately.
+
+    One exact retrain per group on the deployment serves all of that group's pending
+    requests and supersedes the provisional versions. A run whose gate fails raises (Prefect
+    marks it failed) and leaves the requests approximate: `audit` and `report` show them
+    overdue once their deadline passes.
+
+    Example:
+        >>> remove_clients_exactly("ws", ".flower/flwr-home", ".venv-flower/bin")  # doctest: +SKIP
+    """
+    ws = Workspace.open(workspace)
+    runner = _runner(flower_home, flower_bin)
+    with ws.lock():
+        owed = pending_removals(ws)
+        if not owed:
+            return {"noop": True, "message": "no client removal waits for an exact removal"}
+        versions = [
+            _retrain_group(ws, p.request_id, p.client_hash, runner, p.reason, "exact") for p in owed
+        ]
+        return {
+            "exact": True,
+            "versions": versions,
+            "version": versions[-1],
+            "groups": [p.group for p in owed],
+            "requests": [r for p in owed for r in p.requests],
+        }
+
+
+def remove_exactly_deployment(
+    workspace: str,
+    flower_home: str,
+    flower_bin: str,
+    *,
+    name: str = "remove-clients-exactly",
+    interval_seconds: float = 86_400.0,
+) -> Any:
+    """A deployment of :func:`remove_clients_exactly` on an interval, for `prefect.serve(...)`;
+    keep the interval well inside `compliance.deadline_days`."""
+    return remove_clients_exactly.to_deployment(
+        name=name,
+        interval=interval_seconds,
+        parameters={"workspace": workspace, "flower_home": flower_home, "flower_bin": flower_bin},
+    )
+
+
+def serve_remove_exactly(
+    workspace: str, flower_home: str, flower_bin: str, *, interval_seconds: float
+) -> None:
+    """Serve :func:`remove_exactly_deployment` until stopped, one run at a time."""
+    from prefect import serve
+
+    deployment = remove_exactly_deployment(
+        workspace, flower_home, flower_bin, interval_seconds=interval_seconds
+    )
+    serve(deployment, limit=1, print_starting_message=False)
 
 
 def withdrawal_stage(runner: federated.FederationRunner) -> Withdraw:

@@ -321,6 +321,32 @@ def test_federaser_removes_a_client_of_the_other_group_provisionally(
     assert after[str(1 - untouched)] != before[str(1 - untouched)]
 
 
+# Runs after the FedEraser removal above: the exact removal it owes, as the scheduled
+# `remove-clients-exactly` deployment runs it, through the CLI.
+def test_the_exact_removal_owed_after_federaser_supersedes_it(
+    federation: Federation, cli: CliRunner
+) -> None:
+    ws = federation.ws
+    provisional = ws.registry().alias_version("champion")
+    argv = ["federation", "remove-exactly", "--flower-home", federation.home, "-w", str(ws.root)]
+    code, out, err = cli([*argv, "--flower-bin", federation.flower_bin])
+    assert code == 0, err
+    version = ws.registry().alias_version("champion")
+    assert version != provisional
+    assert f"version {version} is champion: group(s) " in out
+    assert "retrained exactly for erase-hospital" in out
+    tags = ws.registry().get_version(version).tags
+    assert (tags["unlearn.provisional"], tags["unlearn.removal_method"]) == (
+        "false",
+        "exact-group-retrain",
+    )
+    assert ws.registry().get_version(provisional).tags["unlearn.superseded_by"] == version
+    assert not ws.ledger.requests()["erase-hospital"].approximate
+    code, out, err = cli([*argv, "--flower-bin", federation.flower_bin])  # nothing owed now
+    assert (code, out.strip()) == (0, "no client removal waits for an exact removal"), err
+    assert ws.registry().alias_version("champion") == version
+
+
 def test_a_deployment_without_the_flower_environment_says_how_to_get_it(tmp_path: Path) -> None:
     from unlearn_ops.errors import FederationError
 

@@ -756,6 +756,40 @@ def test_an_exact_removal_in_another_group_keeps_the_erased_group_provisional(
     assert not ws.ledger.requests()["w1"].approximate
 
 
+def test_the_exact_removals_owed_after_federaser_are_one_per_erased_group(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.workflow.approx_versions import nothing_to_retrain, pending_exact_requests
+
+    ws, runner, _ = trained
+    assert federated.pending_exact_removals(ws) == []
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    other = next(c for c in CLIENTS if c != CLIENTS[1] and _group_of(ws, c) != erased.group)
+    _remove(ws, runner, other, request_id="w2", method="exact")  # served exactly: not owed
+    owed = federated.pending_exact_removals(ws)
+    assert owed == [
+        federated.PendingRemoval("w1", erased.client_hash, erased.group, "withdrawal", ("w1",))
+    ]
+    # The monolithic retrain has nothing to do here, and says where the removal waits.
+    assert pending_exact_requests(ws, clients=False) == []
+    assert pending_exact_requests(ws, clients=True) == ["w1"]
+    assert "unlearn-ops federation remove-exactly" in nothing_to_retrain(ws)
+
+    # What the remove-clients-exactly flow does for each: the group retrained exactly.
+    [pending] = owed
+    group, plan = federated.plan_removal(ws, pending.client_hash, "remove-w1-2", "exact")
+    assert group == erased.group
+    federated.run_plan(ws, plan, runner)
+    exact = federated_registration.register_removal(
+        ws, pending.request_id, pending.client_hash, group, pending.reason, "exact"
+    )
+    assert federated.pending_exact_removals(ws) == []
+    assert nothing_to_retrain(ws) == "no request waits for an exact retrain"
+    assert exact.tags["unlearn.provisional"] == "false"
+    replaced = ws.registry().get_version(erased.version.version)
+    assert replaced.tags["unlearn.superseded_by"] == exact.version
+
+
 def _group_of(ws: Workspace, client_id: str) -> int:
     client_hash = ws.settings.hash_record_id(f"client:{client_id}")
     state = federated.read_state(ws)

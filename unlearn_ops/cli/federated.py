@@ -161,10 +161,51 @@ def remove(
         done["exact_due"] = None if due is None else due.isoformat()
         lines.append(
             "PROVISIONAL (approximate): remove the client exactly before "
-            f"{'its deadline' if due is None else format_datetime(due)}, with the same "
-            "request: `unlearn-ops federation remove --request FILE --method exact`"
+            f"{'its deadline' if due is None else format_datetime(due)}: "
+            "`unlearn-ops federation remove-exactly` (or serve it: `--serve`)"
         )
     emit(as_json, done, lambda: typer.echo("\n".join(lines)))
+
+
+@app.command("remove-exactly")
+def remove_exactly(
+    flower_home: HomeOption,
+    flower_bin: BinOption = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve", help="Serve the `remove-clients-exactly` deployment on an interval instead."
+        ),
+    ] = False,
+    interval_hours: Annotated[
+        float, typer.Option(min=0.01, help="With --serve: hours between runs.")
+    ] = 24.0,
+    workspace: WorkspaceOption = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Remove exactly every client FedEraser removed (one group retrain per group)."""
+    from pipelines.federated import remove_clients_exactly, serve_remove_exactly
+
+    ws = open_workspace(workspace)
+    deployment = _deployment(ws, flower_home, flower_bin)
+    if serve:
+        typer.echo(
+            f"serving remove-clients-exactly for {ws.root} every {interval_hours} h; Ctrl-C stops"
+        )
+        serve_remove_exactly(str(ws.root), *deployment, interval_seconds=interval_hours * 3600)
+        return
+    result = run_flow(remove_clients_exactly, str(ws.root), *deployment)
+    emit(
+        as_json,
+        result,
+        lambda: typer.echo(
+            result["message"]
+            if result.get("noop")
+            else f"version {result['version']} is champion: group(s) "
+            f"{', '.join(map(str, result['groups']))} retrained exactly for "
+            f"{', '.join(result['requests'])}"
+        ),
+    )
 
 
 @app.command("certify")

@@ -38,6 +38,7 @@ __all__ = [
     "close_exact",
     "close_provisional",
     "exact_due",
+    "nothing_to_retrain",
     "pending_exact_requests",
     "supersede_provisional",
     "tag_provisional",
@@ -64,13 +65,28 @@ def tag_provisional(
         registry.set_version_tag(version, key, value)
 
 
-def pending_exact_requests(workspace: Workspace) -> list[str]:
-    """Requests served only approximately so far: what the exact retrain must serve."""
+def pending_exact_requests(workspace: Workspace, *, clients: bool | None = None) -> list[str]:
+    """Requests served only approximately so far: what an exact retrain must serve.
+
+    `clients`: True for federation clients removed by FedEraser only (their group's exact
+    removal serves them), False for records only (the monolithic retrain), None for both.
+    """
+    removals = workspace.client_removal_requests() if clients is not None else set()
     return [
         state.request_id
         for state in workspace.ledger.requests().values()
-        if state.served is not None and state.served.get("approximate")
+        if state.approximate and (clients is None or (state.request_id in removals) == clients)
     ]
+
+
+def nothing_to_retrain(workspace: Workspace) -> str:
+    """What `retrain-exactly` says when no record waits for it."""
+    if pending_exact_requests(workspace, clients=True):
+        return (
+            "no record waits for an exact retrain; the clients FedEraser removed wait for "
+            "theirs: `unlearn-ops federation remove-exactly`"
+        )
+    return "no request waits for an exact retrain"
 
 
 def exact_due(workspace: Workspace, request_ids: Sequence[str]) -> datetime | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -33,11 +34,13 @@ from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "FederationRunner",
+    "PendingRemoval",
     "RemovalMethod",
     "RemovalReason",
     "active_clients",
     "federation_folder",
     "fresh_run_name",
+    "pending_exact_removals",
     "plan_removal",
     "plan_training",
     "read_state",
@@ -273,6 +276,54 @@ def record_withdrawal(
         reason=reason,
         signed_by=signed_by,
     )
+
+
+@dataclass(frozen=True)
+class PendingRemoval:
+    """A client FedEraser removed whose request still waits for the exact removal.
+
+    Attributes:
+        request_id: the withdrawal (or expulsion) request.
+        client_hash: the client's keyed hash.
+        group: its group, the one the exact removal retrains.
+        reason: `withdrawal` or `poisoning`, as recorded at the removal.
+        requests: every pending request of the group (`request_id` first): the exact
+            retrain of the group serves them all.
+    """
+
+    request_id: str
+    client_hash: str
+    group: int
+    reason: RemovalReason
+    requests: tuple[str, ...]
+
+
+def pending_exact_removals(workspace: Workspace) -> list[PendingRemoval]:
+    """The exact removals still owed after FedEraser ones: one per group, in group order.
+
+    A request is owed while the ledger says it is served only approximately. One exact
+    retrain of a group (without every client removed from it) serves all of that group's
+    pending requests, so each group is named once, by its first pending request.
+    """
+    from unlearn_ops.workflow.approx_versions import pending_exact_requests
+
+    pending = set(pending_exact_requests(workspace, clients=True))
+    if not pending:
+        return []
+    state = read_state(workspace)
+    group_of = {c["client_hash"]: int(c["group"]) for c in state["clients"]}
+    first: dict[int, tuple[str, str, RemovalReason]] = {}
+    requests: dict[int, list[str]] = {}
+    for entry in state["removed"]:
+        group = group_of[entry["client_hash"]]
+        for request_id in entry.get("requests", []):
+            if request_id in pending:
+                first.setdefault(group, (request_id, entry["client_hash"], entry["reason"]))
+                requests.setdefault(group, []).append(request_id)
+    return [
+        PendingRemoval(*first[group][:2], group, first[group][2], tuple(requests[group]))
+        for group in sorted(first)
+    ]
 
 
 def fresh_run_name(workspace: Workspace, base: str) -> str:

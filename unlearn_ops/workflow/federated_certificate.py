@@ -99,7 +99,7 @@ def plan_certificate(
             subject,
             f"it is provisional ({info.tag('removal_method') or 'approximate'}): an "
             "approximate removal has no exactness certificate",
-            "remove the client exactly (`unlearn-ops federation remove --method exact`)",
+            "remove the client exactly (`unlearn-ops federation remove-exactly`)",
         )
     weights = {int(g): h for g, h in json.loads(info.tag("weights") or "{}").items()}
     retrained = [int(g) for g in json.loads(info.tag("shards_retrained") or "[]")]
