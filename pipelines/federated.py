@@ -21,7 +21,12 @@ from unlearn_ops.deletion.envelope import verify_request
 from unlearn_ops.deletion.inbox import InboxEntry
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.settings import Settings
-from unlearn_ops.workflow import federated, federated_certificate, federated_registration
+from unlearn_ops.workflow import (
+    federated,
+    federated_certificate,
+    federated_provisional,
+    federated_registration,
+)
 from unlearn_ops.workflow.federated_certificate import FederatedCertificate
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -32,7 +37,9 @@ record_withdrawal = as_task(federated.record_withdrawal, "receive-withdrawal")
 plan_removal = as_task(federated.plan_removal, "plan-client-removal")
 run_plan = as_task(federated.run_plan, "run-flower-app")
 register = as_task(federated_registration.register_federated_version, "register-federated-version")
-pending_removals = as_task(federated.pending_exact_removals, "find-pending-exact-removals")
+pending_removals = as_task(
+    federated_provisional.pending_exact_removals, "find-pending-exact-removals"
+)
 register_removal = as_task(federated_registration.register_removal, "register-federated-version")
 certify = as_task(federated_certificate.certify_federated_version, "federate-groups-afresh")
 
@@ -170,12 +177,14 @@ def serve_remove_exactly(
 
 
 def withdrawal_stage(runner: federated.FederationRunner) -> Withdraw:
-    """The drain's stage for withdrawals from the inbox: the client's group retrained without
-    it on the deployment `runner` drives (exact removal), registered."""
+    """The drain's stage for withdrawals from the inbox: the client removed from its group on
+    the deployment `runner` drives (exact, or FedEraser per `unlearning.withdrawals`),
+    registered."""
 
     def withdraw(ws: Workspace, entry: InboxEntry) -> dict[str, Any]:
         if entry.client_hash is None:  # the drain sends withdrawals only
             raise InvalidRequestError(f"request {entry.request_id} names no client")
+        method, note = federated_provisional.inbox_removal_method(ws, entry.client_hash)
         version = _remove(
             ws,
             entry.request_id,
@@ -183,9 +192,14 @@ def withdrawal_stage(runner: federated.FederationRunner) -> Withdraw:
             entry.authenticated_by,
             runner,
             "withdrawal",
-            "exact",
+            method,
         )
-        return {"version": version, "request_id": entry.request_id}
+        return {
+            "version": version,
+            "request_id": entry.request_id,
+            "method": method,
+            **({"note": note} if note else {}),
+        }
 
     return withdraw
 

@@ -312,12 +312,16 @@ class ReleaseParams(_Frozen):
 
 
 class UnlearningParams(_Frozen):
-    """How a monolithic workspace forgets before its exact retrain (docs: PRIVACY.md).
+    """How a monolithic workspace forgets before its exact retrain (docs: PRIVACY.md), and
+    how a federation's drain removes a client withdrawn through the inbox.
 
     `method` is a registered approximate method (:func:`unlearn_ops.approx.base.run_method`),
     `options` override its paper's defaults. The provisional version is audited against
     `reference_models` retrain oracles (models trained without the forgotten records,
-    cached by content key like the checkpoints); 0 skips the audit.
+    cached by content key like the checkpoints); 0 skips the audit. `withdrawals`: `exact`
+    retrains the client's group; `federaser` erases it approximately at once (a provisional
+    version; `federation remove-exactly` owes the exact removal by the deadline), exactly
+    where the group cannot be erased.
     """
 
     # SalUn: the one method the per-example audit did not flag on the benchmark's random
@@ -329,6 +333,10 @@ class UnlearningParams(_Frozen):
     )
     reference_models: int = Field(
         2, ge=0, le=64, description="Retrain oracles of the membership audit (0, or 2 or more)."
+    )
+    withdrawals: Literal["exact", "federaser"] = Field(
+        "exact",
+        description="How the drain removes a federation client withdrawn through the inbox.",
     )
 
     @model_validator(mode="after")

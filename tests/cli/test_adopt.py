@@ -211,6 +211,7 @@ def test_init_monolithic(tmp_path: Path, console: Console) -> None:
         "method": "salun",
         "options": {"lr": 0.001},
         "reference_models": 2,
+        "withdrawals": "exact",
     }
     bad = console(["init", "other", "--training", "federated"], tmp_path)
     assert bad.returncode == 2

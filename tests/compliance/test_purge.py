@@ -93,6 +93,19 @@ def test_forgotten_requests_read_the_ledger_clock(tmp_path: Path) -> None:
     assert forgotten_requests(ledger.requests(), {"a"}, 7)[0].request_id == "r3"
 
 
+def test_a_removed_federation_client_is_forgotten_from_its_served_clock(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append("received", "w1", kind="client", client_hashes=["h1"], record_hashes=[])
+    ledger.append("received", "w2", kind="client", client_hashes=["h2"], record_hashes=[])
+    ledger.append("served", "w1", version="2", client_hashes=["h1"])
+    assert forgotten_requests(ledger.requests(), set(), 7) == []  # names no record
+    [found] = forgotten_requests(ledger.requests(), set(), 7, {"w1", "w2"})  # w2: not served
+    served = ledger.request("w1").served  # type: ignore[union-attr]
+    assert served is not None
+    assert (found.request_id, found.record_hashes) == ("w1", frozenset())
+    assert found.due_at == parse_now(served["at"]) + 7 * DAY
+
+
 def test_parse_now() -> None:
     assert parse_now("2027-01-02T03:04:05") == datetime(2027, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parse_now("2027-01-02T03:04:05+01:00").utcoffset() == timedelta(hours=1)
@@ -124,5 +137,6 @@ def test_plan_lists_what_goes_and_the_next_due_date() -> None:
         "checkpoints": 1,
         "cache_objects": 0,
         "remote_objects": 0,
+        "federation_folders": [],
     }
     assert data["next_due"] == "2027-02-10T00:00:00+00:00"

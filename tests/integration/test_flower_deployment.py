@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -345,6 +346,41 @@ def test_the_exact_removal_owed_after_federaser_supersedes_it(
     code, out, err = cli([*argv, "--flower-bin", federation.flower_bin])  # nothing owed now
     assert (code, out.strip()) == (0, "no client removal waits for an exact removal"), err
     assert ws.registry().alias_version("champion") == version
+
+
+# Runs last on the deployment: retention ends for both removals.
+def test_purge_deletes_every_version_and_run_folder_that_holds_a_removed_client(
+    federation: Federation, cli: CliRunner
+) -> None:
+    ws = federation.ws
+    champion = ws.registry().alias_version("champion")
+    hashes = json.loads(ws.registry().get_version(champion).tags["unlearn.clients_removed"])
+    removed = [
+        i for i, c in enumerate(CLIENTS) if ws.settings.hash_record_id(f"client:{c}") in hashes
+    ]
+    assert len(removed) == 2
+    later = (datetime.now(UTC) + timedelta(days=400)).isoformat()
+    code, out, err = cli(["purge", "--now", later, "-w", str(ws.root), "--json"])
+    assert code == 0, err
+    done = json.loads(out)["executed"]
+    assert sorted(done["purged_requests"]) == ["erase-hospital", "withdraw-hospital"]
+    # Every version before the last exact removal held a removed client.
+    assert [v.version for v in ws.registry().versions()] == [champion]
+    runs = ws.root / "federation" / "runs"
+    assert "federation/runs/initial" in done["federation_folders"]
+    assert not (runs / "initial").exists()
+    assert not (runs / "remove-erase-hospital").exists()  # FedEraser's, rebuilt from history
+    for partition in removed:
+        assert not list(runs.rglob(f"partition-{partition:03d}.npz"))
+    # The served model is untouched and still loads; the ledger says purged.
+    served = json.loads((ws.root / "federation" / "served.json").read_text())["groups"]
+    assert all((runs / facts["run"] / facts["final"]).is_file() for facts in served.values())
+    states = ws.ledger.requests()
+    assert states["erase-hospital"].purged
+    assert states["withdraw-hospital"].purged
+    code, out, err = cli(["purge", "--now", later, "-w", str(ws.root)])  # nothing left
+    assert code == 0, err
+    assert "deleted: versions none, 0 checkpoint(s)" in out
 
 
 def test_a_deployment_without_the_flower_environment_says_how_to_get_it(tmp_path: Path) -> None:

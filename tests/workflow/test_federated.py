@@ -30,7 +30,7 @@ from unlearn_ops.params import Params
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
-from unlearn_ops.workflow import federated, federated_registration
+from unlearn_ops.workflow import federated, federated_provisional, federated_registration
 from unlearn_ops.workflow.federated_certificate import certify_federated_version
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
@@ -72,6 +72,8 @@ class InProcessRunner:
             (out / final).parent.mkdir(parents=True, exist_ok=True)
             np.savez(out / final, *weights)
             result[group] = {
+                # As the ServerApp reports it (this runner retrains for FedEraser too).
+                "method": "federaser" if group in plan.get("history", {}) else "fedavg",
                 "partitions": sorted(partitions),
                 "rounds": params.rounds,
                 "final": final,
@@ -468,7 +470,10 @@ def test_a_withdrawal_from_the_inbox_removes_the_client_through_the_drain(
     assert tags["unlearn.removal_method"] == "exact-group-retrain"
     assert [e.event for e in ws.ledger.entries()] == ["received", "served"]
     [entry] = ws.inbox.entries()
-    assert (entry.state, entry.outcome) == ("done", {"version": version, "run": "run-w"})
+    assert (entry.state, entry.outcome) == (
+        "done",
+        {"version": version, "run": "run-w", "method": "exact"},
+    )
     assert CLIENTS[2] not in (ws.root / "ledger.jsonl").read_text()
     # The retrained group is the one a `federation remove` would have given.
     assert runner.plans[-1]["groups"] == {
@@ -549,14 +554,54 @@ def test_a_withdrawal_received_again_is_recorded_once(trained: Trained) -> None:
 
 
 # ------------------------------------------------------------------ approval of withdrawals
-def _with_approval(ws: Workspace, approval: dict[str, Any]) -> Workspace:
-    """The workspace again, its params.yaml given these approval rules."""
+def _with_params(ws: Workspace, section: str, value: dict[str, Any]) -> Workspace:
+    """The workspace again, its params.yaml given this section (approval rules...)."""
     import yaml
 
     params = yaml.safe_load((ws.root / "params.yaml").read_text())
-    params["approval"] = approval
+    params[section] = value
     (ws.root / "params.yaml").write_text(yaml.safe_dump(params))
     return Workspace.open(ws.root, ws.settings, registry=ws.registry(), lineage=ws.lineage())
+
+
+def test_the_inbox_removes_by_federaser_where_the_params_say_so_and_the_group_allows(
+    trained: Trained,
+) -> None:
+    ws, runner, _ = trained
+    client_hash = ws.settings.hash_record_id(f"client:{CLIENTS[1]}")
+    assert federated_provisional.inbox_removal_method(ws, client_hash) == ("exact", "")
+    ws = _with_params(ws, "unlearning", {"withdrawals": "federaser"})
+    assert federated_provisional.inbox_removal_method(ws, client_hash) == ("federaser", "")
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    mate = next(c for c in CLIENTS if c != CLIENTS[1] and _group_of(ws, c) == erased.group)
+    # Its group is now served by the erasure: FedEraser cannot run again there.
+    assert federated_provisional.inbox_removal_method(
+        ws, ws.settings.hash_record_id(f"client:{mate}")
+    ) == (
+        "exact",
+        f"removed exactly: group {erased.group} is not served by a training run with "
+        "stored updates",
+    )
+
+
+@pytest.mark.flows  # the stage's Prefect tasks, called outside a flow, start Prefect's server
+def test_a_withdrawal_from_the_inbox_is_erased_provisionally_when_the_params_say_so(
+    trained: Trained,
+) -> None:
+    from pipelines.federated import withdrawal_stage
+    from unlearn_ops.deletion.drain import drain
+    from unlearn_ops.deletion.receive import receive
+
+    ws, runner, _ = trained
+    ws = _with_params(ws, "unlearning", {"withdrawals": "federaser"})
+    receive(ws.inbox, signed_withdrawal(CLIENTS[2], "w-fast", KEY), source="test")
+    version = drain(ws, _no_records, withdraw=withdrawal_stage(runner))["withdrawals"]["w-fast"]
+    tags = ws.registry().get_version(version).tags
+    assert (tags["unlearn.removal_method"], tags["unlearn.provisional"]) == ("federaser", "true")
+    assert "history" in runner.plans[-1]  # FedEraser's plan names the stored updates
+    assert ws.inbox.get("w-fast").outcome["method"] == "federaser"  # type: ignore[union-attr]
+    assert ws.ledger.requests()["w-fast"].approximate
+    assert [p.request_id for p in federated_provisional.pending_exact_removals(ws)] == ["w-fast"]
 
 
 def _library_withdrawals(runner: InProcessRunner) -> Any:
@@ -622,8 +667,10 @@ def test_an_approval_rule_asks_before_a_withdrawal_and_a_rejection_changes_nothi
     from unlearn_ops.deletion.receive import receive
 
     ws, runner, first = trained
-    ws = _with_approval(
-        ws, {"rules": [{"name": "withdrawals", "when": {"withdrawal": True}, "then": "ask"}]}
+    ws = _with_params(
+        ws,
+        "approval",
+        {"rules": [{"name": "withdrawals", "when": {"withdrawal": True}, "then": "ask"}]},
     )
     receive(ws.inbox, signed_withdrawal(CLIENTS[1], "w-ask", KEY), source="test")
     state_before = (ws.root / "federation" / "federation.json").read_bytes()
@@ -670,8 +717,9 @@ def test_record_rules_do_not_decide_a_withdrawal_and_nobody_is_asked_without_a_d
 
     ws, runner, _ = trained
     # "small record batches pass": a withdrawal names no record, so the default decides.
-    ws = _with_approval(
+    ws = _with_params(
         ws,
+        "approval",
         {"rules": [{"name": "small", "when": {"max_records": 10}, "then": "auto"}]}
         | {"default": "ask"},
     )
@@ -713,6 +761,8 @@ def test_a_federaser_removal_is_provisional_until_the_exact_removal_supersedes_i
     assert audit.first_exact_version is None
     text = "\n".join(describe_audit(audit))
     assert "served: APPROXIMATELY by provisional version" in text
+    assert "the exact removal is not served yet (`unlearn-ops federation remove-exactly`)" in text
+    assert "exactness: not run (no version honours it exactly yet: the exact removal" in text
     assert "federation certify" not in text  # a FedEraser version has no certificate
 
     exact = _remove(ws, runner, CLIENTS[1], request_id="w1", method="exact")
@@ -762,13 +812,15 @@ def test_the_exact_removals_owed_after_federaser_are_one_per_erased_group(
     from unlearn_ops.workflow.approx_versions import nothing_to_retrain, pending_exact_requests
 
     ws, runner, _ = trained
-    assert federated.pending_exact_removals(ws) == []
+    assert federated_provisional.pending_exact_removals(ws) == []
     erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
     other = next(c for c in CLIENTS if c != CLIENTS[1] and _group_of(ws, c) != erased.group)
     _remove(ws, runner, other, request_id="w2", method="exact")  # served exactly: not owed
-    owed = federated.pending_exact_removals(ws)
+    owed = federated_provisional.pending_exact_removals(ws)
     assert owed == [
-        federated.PendingRemoval("w1", erased.client_hash, erased.group, "withdrawal", ("w1",))
+        federated_provisional.PendingRemoval(
+            "w1", erased.client_hash, erased.group, "withdrawal", ("w1",)
+        )
     ]
     # The monolithic retrain has nothing to do here, and says where the removal waits.
     assert pending_exact_requests(ws, clients=False) == []
@@ -783,11 +835,41 @@ def test_the_exact_removals_owed_after_federaser_are_one_per_erased_group(
     exact = federated_registration.register_removal(
         ws, pending.request_id, pending.client_hash, group, pending.reason, "exact"
     )
-    assert federated.pending_exact_removals(ws) == []
+    assert federated_provisional.pending_exact_removals(ws) == []
     assert nothing_to_retrain(ws) == "no request waits for an exact retrain"
     assert exact.tags["unlearn.provisional"] == "false"
     replaced = ws.registry().get_version(erased.version.version)
     assert replaced.tags["unlearn.superseded_by"] == exact.version
+
+
+def test_retention_finds_the_run_folders_that_hold_a_removed_client(trained: Trained) -> None:
+    from unlearn_ops.workflow.federated_retention import folders_holding_removed_clients
+
+    ws, runner, _ = trained
+    erased = _remove(ws, runner, CLIENTS[1], request_id="w1", method="federaser")
+    untouched = 1 - erased.group
+    assert federated.served_groups(ws)[str(untouched)]["run"] == "initial"
+    # While the FedEraser version is served, its run and the history stay.
+    served = {g: f["run"] for g, f in federated.served_groups(ws).items()}
+    assert folders_holding_removed_clients(ws, ["w1"], [served]) == [
+        f"federation/runs/initial/group-{erased.group:03d}"
+    ]
+    exact = _remove(ws, runner, CLIENTS[1], request_id="w1", method="exact")
+    served = {g: f["run"] for g, f in federated.served_groups(ws).items()}
+    runs = json.loads(exact.version.tags["unlearn.federation.runs"])
+    assert runs == served == {str(untouched): "initial", str(erased.group): "remove-w1-2"}
+    # The training's group of the client, and the whole FedEraser run, go; the other
+    # group of the training (still served) and the exact removal's run stay.
+    assert folders_holding_removed_clients(ws, ["w1"], [served, runs]) == [
+        f"federation/runs/initial/group-{erased.group:03d}",
+        "federation/runs/remove-w1",
+    ]
+    # A model kept by a version keeps its folder; an unrelated request removes nothing.
+    kept = {str(erased.group): "remove-w1"}
+    assert "federation/runs/remove-w1" not in folders_holding_removed_clients(
+        ws, ["w1"], [served, kept]
+    )
+    assert folders_holding_removed_clients(ws, ["r-other"], [served]) == []
 
 
 def _group_of(ws: Workspace, client_id: str) -> int:

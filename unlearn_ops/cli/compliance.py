@@ -187,6 +187,11 @@ def purge(
         typer.echo(
             f"{verb}: versions {', '.join(gone['versions']) or 'none'}, "
             f"{gone['checkpoints']} checkpoint(s), {gone['cache_objects']} DVC cache object(s)"
+            + (
+                f", {len(gone['federation_folders'])} federation run folder(s)"
+                if gone.get("federation_folders")
+                else ""
+            )
             + (f", next due {format_datetime(result['next_due'])}" if result["next_due"] else "")
         )
 

@@ -78,7 +78,11 @@ def describe_audit(audit: RequestAudit) -> list[str]:
             f"served: APPROXIMATELY by provisional version "
             f"{_version(audit, audit.approximate.get('version'))} (method "
             f"{audit.approximate.get('method')}, since {audit.approximate.get('served_at')}); "
-            "the exact retrain is not served yet"
+            + (
+                "the exact removal is not served yet (`unlearn-ops federation remove-exactly`)"
+                if audit.client_hashes
+                else "the exact retrain is not served yet"
+            )
         )
     elif audit.served_at is not None:
         lines.append(
@@ -103,7 +107,8 @@ def describe_audit(audit: RequestAudit) -> list[str]:
         if exact_version:
             why = "pass --certify"
         elif audit.first_honouring_version:
-            why = "no version honours it exactly yet: the exact retrain is pending"
+            exact_step = "removal" if audit.client_hashes else "retrain"
+            why = f"no version honours it exactly yet: the exact {exact_step} is pending"
         else:
             why = "no version honours it yet"
         lines.append(f"exactness: not run ({why})")

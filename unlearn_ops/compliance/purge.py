@@ -11,7 +11,10 @@ was applied (ledger `applied`) for audit and rollback by replay; then `purge` de
 - the DVC objects used by no revision that is kept (the workspace, and the git commit of
   every version still registered): DVC's own gc, scoped to those revisions;
 - every stage checkpoint whose index entry (:mod:`unlearn_ops.sisa.checkpoint_index`) names a
-  record of a due request, and checkpoints with no index entry that lie on no kept chain.
+  record of a due request, and checkpoints with no index entry that lie on no kept chain;
+- in a federation, the run folders that hold a client whose removal is due (its round
+  checkpoints, stored updates, FedEraser and certificate runs), unless a kept model
+  names them (:mod:`unlearn_ops.workflow.federated_retention`).
 
 A request becomes `purged` in the ledger when it is due and no version that lacks it is
 left. A request that the champion itself does not honour (its version failed its gates)
@@ -29,6 +32,8 @@ in :mod:`unlearn_ops.adapters.dvc.cache`.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -106,9 +111,13 @@ class ForgottenRequest:
 
 
 def forgotten_requests(
-    states: Mapping[str, RequestState], forgotten: set[str], retention_days: int
+    states: Mapping[str, RequestState],
+    forgotten: set[str],
+    retention_days: int,
+    removed_clients: frozenset[str] | set[str] = frozenset(),
 ) -> list[ForgottenRequest]:
-    """The requests whose records are all forgotten in the current data, oldest first.
+    """The requests whose records are all forgotten in the current data, oldest first, and
+    those whose federation client was removed (`removed_clients`, request ids).
 
     Requests still pending (received, not applied) are left out: nothing supersedes
     anything for them yet.
@@ -117,7 +126,8 @@ def forgotten_requests(
     found = []
     for state in states.values():
         hashes = frozenset(state.record_hashes)
-        if not hashes or not hashes <= forgotten:
+        client = state.request_id in removed_clients
+        if not client and (not hashes or not hashes <= forgotten):
             continue
         clock = state.applied or state.served
         if clock is None:
@@ -275,6 +285,7 @@ class PurgePlan:
         remote_objects: DVC remote objects (md5) to delete.
         remote: the default DVC remote, if any.
         keep_revs: git commits whose data stays readable (kept versions).
+        federation_folders: federation run folders to delete (relative to the workspace).
         executed: filled in by :func:`execute_purge`.
     """
 
@@ -287,6 +298,7 @@ class PurgePlan:
     remote_objects: tuple[str, ...] = ()
     remote: str | None = None
     keep_revs: tuple[str, ...] = ()
+    federation_folders: tuple[str, ...] = ()
     executed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -318,6 +330,7 @@ class PurgePlan:
                 "checkpoints": len(self.checkpoints),
                 "cache_objects": len(self.cache_objects),
                 "remote_objects": len(self.remote_objects),
+                "federation_folders": list(self.federation_folders),
             },
             "next_due": _iso(self.next_due),
             "remote": self.remote,
@@ -353,11 +366,16 @@ def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     from unlearn_ops.serving.versions import CHAMPION
     from unlearn_ops.sisa.checkpoint_index import CheckpointIndex
     from unlearn_ops.workflow.approx_tags import exactly_honoured
+    from unlearn_ops.workflow.federated import served_groups
+    from unlearn_ops.workflow.federated_retention import folders_holding_removed_clients
 
     moment = now or datetime.now(UTC)
     retention = workspace.params.compliance.retention_days
     requests = forgotten_requests(
-        workspace.ledger.requests(), workspace.ensemble.forgotten_hashes(), retention
+        workspace.ledger.requests(),
+        workspace.ensemble.forgotten_hashes(),
+        retention,
+        workspace.client_removal_requests(),
     )
     registry = workspace.registry()
     summaries = [
@@ -376,6 +394,20 @@ def plan_purge(workspace: Workspace, now: datetime | None = None) -> PurgePlan:
     deleted = set(plan.versions_to_delete)
     plan.keep_revs = tuple(
         sorted({s.git_sha for s in summaries if s.version not in deleted and s.git_sha})
+    )
+    plan.federation_folders = tuple(
+        folders_holding_removed_clients(
+            workspace,
+            closing,
+            [
+                {g: str(f["run"]) for g, f in served_groups(workspace).items()},
+                *(
+                    json.loads(v.tag("federation.runs") or "{}")
+                    for v in registry.versions()
+                    if v.version not in deleted
+                ),
+            ],
+        )
     )
     purge_hashes = {h for r in requests if r.request_id in closing for h in r.record_hashes}
     store = workspace.ensemble.checkpoint_store
@@ -407,7 +439,12 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
 
     closing = plan.requests_to_close
     if not closing:
-        plan.executed = {"versions": [], "checkpoints": 0, "cache_objects": 0}
+        plan.executed = {
+            "versions": [],
+            "checkpoints": 0,
+            "cache_objects": 0,
+            "federation_folders": [],
+        }
         return plan
     registry = workspace.registry()
     # What the audit and the report still need of the versions about to go (issue 11, 3).
@@ -416,6 +453,9 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
     store = workspace.ensemble.checkpoint_store
     for key in plan.checkpoints:
         store.delete(key)
+    for folder in plan.federation_folders:
+        if (workspace.root / folder).exists():
+            shutil.rmtree(workspace.root / folder)
     collected = collect_cache(workspace.root, plan.keep_revs)
     by_version = {d.version: d for d in deleted}
     for fate in plan.requests:
@@ -428,18 +468,27 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
             runs=[by_version[v].run_id for v in fate.versions if v in by_version],
             deleted_versions={v: facts[v] for v in fate.versions if v in by_version},
             checkpoints=len(plan.checkpoints),
+            federation_folders=list(plan.federation_folders),
             cache_objects=len(collected.cache_objects),
             remote_objects=len(collected.remote_objects),
             retention_days=plan.retention_days,
             due_at=_iso(fate.due_at),
         )
-    record_revision(workspace, f"unlearn-ops: purge superseded artifacts of {', '.join(closing)}")
+    message = f"unlearn-ops: purge superseded artifacts of {', '.join(closing)}"
+    if (workspace.federation_dir / "federation.json").is_file():
+        # A federation's revision is its membership, served groups and ledger (no DVC data).
+        from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
+
+        workspace.lineage().record_files(message, LINEAGE_FILES)
+    else:
+        record_revision(workspace, message)
     plan.executed = {
         "versions": [d.version for d in deleted],
         "hard_deleted": all(d.hard for d in deleted),
         "checkpoints": len(plan.checkpoints),
         "cache_objects": len(collected.cache_objects),
         "remote_objects": len(collected.remote_objects),
+        "federation_folders": list(plan.federation_folders),
         "purged_requests": closing,
     }
     return plan

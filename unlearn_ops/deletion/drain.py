@@ -214,7 +214,8 @@ def _withdraw(
         fail_requests(ws, refused, in_ledger=not isinstance(exc, GateFailedError))
         return refused
     version = str(answer["version"])
-    ws.inbox.complete([entry.request_id], {"version": version, "run": run})
+    how: dict[str, str] = {k: str(answer[k]) for k in ("method", "note") if k in answer}
+    ws.inbox.complete([entry.request_id], {"version": version, "run": run, **how})
     return version
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -34,13 +33,11 @@ from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
     "FederationRunner",
-    "PendingRemoval",
     "RemovalMethod",
     "RemovalReason",
     "active_clients",
     "federation_folder",
     "fresh_run_name",
-    "pending_exact_removals",
     "plan_removal",
     "plan_training",
     "read_state",
@@ -49,6 +46,7 @@ __all__ = [
     "run_plan",
     "served_groups",
     "setup_federation",
+    "why_not_erasable",
     "withdrawn_client",
     "write_plan",
     "write_state",
@@ -278,54 +276,6 @@ def record_withdrawal(
     )
 
 
-@dataclass(frozen=True)
-class PendingRemoval:
-    """A client FedEraser removed whose request still waits for the exact removal.
-
-    Attributes:
-        request_id: the withdrawal (or expulsion) request.
-        client_hash: the client's keyed hash.
-        group: its group, the one the exact removal retrains.
-        reason: `withdrawal` or `poisoning`, as recorded at the removal.
-        requests: every pending request of the group (`request_id` first): the exact
-            retrain of the group serves them all.
-    """
-
-    request_id: str
-    client_hash: str
-    group: int
-    reason: RemovalReason
-    requests: tuple[str, ...]
-
-
-def pending_exact_removals(workspace: Workspace) -> list[PendingRemoval]:
-    """The exact removals still owed after FedEraser ones: one per group, in group order.
-
-    A request is owed while the ledger says it is served only approximately. One exact
-    retrain of a group (without every client removed from it) serves all of that group's
-    pending requests, so each group is named once, by its first pending request.
-    """
-    from unlearn_ops.workflow.approx_versions import pending_exact_requests
-
-    pending = set(pending_exact_requests(workspace, clients=True))
-    if not pending:
-        return []
-    state = read_state(workspace)
-    group_of = {c["client_hash"]: int(c["group"]) for c in state["clients"]}
-    first: dict[int, tuple[str, str, RemovalReason]] = {}
-    requests: dict[int, list[str]] = {}
-    for entry in state["removed"]:
-        group = group_of[entry["client_hash"]]
-        for request_id in entry.get("requests", []):
-            if request_id in pending:
-                first.setdefault(group, (request_id, entry["client_hash"], entry["reason"]))
-                requests.setdefault(group, []).append(request_id)
-    return [
-        PendingRemoval(*first[group][:2], group, first[group][2], tuple(requests[group]))
-        for group in sorted(first)
-    ]
-
-
 def fresh_run_name(workspace: Workspace, base: str) -> str:
     """`base`, or `base-2`, `base-3`... : the first name no run of the federation has."""
     runs = federation_folder(workspace) / "runs"
@@ -362,16 +312,24 @@ def plan_removal(
         )
     if method == "exact":
         return group, write_plan(workspace, name, {group: remaining})
-    served = served_groups(workspace)
-    facts = served.get(str(group))
-    if facts is None or facts.get("method", "fedavg") != "fedavg":
+    why_not = why_not_erasable(workspace, group)
+    if why_not is not None:
         raise FederationError(
             "erase the client",
-            f"group {group} is not served by a training run with stored updates",
+            why_not,
             "remove it exactly (method exact), or train the federation again first",
         )
+    facts = served_groups(workspace)[str(group)]
     history = federation_folder(workspace) / "runs" / facts["run"] / f"group-{group:03d}"
     return group, write_plan(workspace, name, {group: remaining}, {group: history})
+
+
+def why_not_erasable(workspace: Workspace, group: int) -> str | None:
+    """Why FedEraser cannot remove a client of `group` (None: it can)."""
+    facts = served_groups(workspace).get(str(group))
+    if facts is None or facts.get("method", "fedavg") != "fedavg":
+        return f"group {group} is not served by a training run with stored updates"
+    return None
 
 
 def run_plan(workspace: Workspace, plan_path: Path, runner: FederationRunner) -> dict[str, Any]:
