@@ -59,6 +59,15 @@ def test_a_version_goes_with_its_earliest_due_request() -> None:
     assert fates[0].missing == ("r1", "r2")
 
 
+def test_a_version_holding_a_removed_client_says_so() -> None:
+    client = request("w1", 0, set())  # a federation client's removal names no record
+    fates, _ = plan_versions([version("1"), version("2", "w1")], [client], "2", T0 + 31 * DAY)
+    assert fates[0].action == "delete"
+    assert fates[0].reason.startswith("holds the client of request w1, retention ended")
+    fates, _ = plan_versions(VERSIONS, REQUESTS, "3", T0 + 31 * DAY)
+    assert fates[0].reason.startswith("holds records of request r1")
+
+
 def test_after_every_window_only_versions_honouring_all_remain() -> None:
     versions, requests = fates_at(41)
     assert versions == {"1": "delete", "2": "delete", "3": "keep"}

@@ -226,12 +226,15 @@ def plan_versions(
             )
             continue
         due = min(r.due_at for r in actionable)
-        first = min(actionable, key=lambda r: r.due_at).request_id
+        earliest = min(actionable, key=lambda r: r.due_at)
+        # A federation client's removal names no record: the version holds the client.
+        held = "records" if earliest.record_hashes else "the client"
+        first = earliest.request_id
         if due <= now:
-            reason = f"holds records of request {first}, retention ended {_iso(due)}"
+            reason = f"holds {held} of request {first}, retention ended {_iso(due)}"
             fates.append(VersionFate(version.version, "delete", reason, due, names))
         else:
-            reason = f"holds records of request {first}; retention ends {_iso(due)}"
+            reason = f"holds {held} of request {first}; retention ends {_iso(due)}"
             fates.append(VersionFate(version.version, "pending", reason, due, names))
     request_fates = []
     for request in requests:
