@@ -132,6 +132,8 @@ def test_adopt_then_forget_then_retrain_exactly(tmp_path: Path, console: Console
     words = {row["version"]: row["exactness"] for row in versions}
     assert words["2"].startswith("provisional (approximate, salun), superseded by exact version 3")
     assert words["3"] == "exact retrain of a monolithic model"
+    again = console(["retrain-exact"], ws)  # nothing waits now
+    assert (again.returncode, again.stdout.strip()) == (0, "no request waits for an exact retrain")
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from unlearn_ops.cli.flow_runs import run_flow
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption
+from unlearn_ops.cli.flow_runs import run_flow, serve_or_run_once
+from unlearn_ops.cli.options import IntervalHoursOption, JsonOption, ServeOption, WorkspaceOption
 from unlearn_ops.cli.output import emit, open_workspace
 
 __all__ = ["adopt", "retrain_exact"]
@@ -97,34 +97,26 @@ def adopt(
 
 
 def retrain_exact(
-    serve: Annotated[
-        bool,
-        typer.Option(
-            "--serve", help="Serve the `retrain-exactly` deployment on an interval instead."
-        ),
-    ] = False,
-    interval_hours: Annotated[
-        float, typer.Option(min=0.01, help="With --serve: hours between runs.")
-    ] = 24.0,
+    serve: ServeOption = False,
+    interval_hours: IntervalHoursOption = 24.0,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
     """Retrain a monolithic model exactly for every request served only approximately."""
     from pipelines.approximate import retrain_exactly, serve_exact_retrain
 
-    ws = open_workspace(workspace)
-    if serve:
-        typer.echo(f"serving retrain-exactly for {ws.root} every {interval_hours} h; Ctrl-C stops")
-        serve_exact_retrain(str(ws.root), interval_seconds=interval_hours * 3600)
-        return
-    result = run_flow(retrain_exactly, str(ws.root))
-    emit(
-        as_json,
-        result,
-        lambda: typer.echo(
-            result["message"]
-            if result.get("noop")
-            else f"version {result['version']} is champion: the exact retrain for "
-            f"{', '.join(result['requests'])} (held-out accuracy {result['accuracy']:.4f})"
+    root = str(open_workspace(workspace).root)
+    serve_or_run_once(
+        "retrain-exactly",
+        Path(root),
+        serve=(lambda seconds: serve_exact_retrain(root, interval_seconds=seconds))
+        if serve
+        else None,
+        interval_hours=interval_hours,
+        run_once=lambda: run_flow(retrain_exactly, root),
+        describe=lambda result: (
+            f"version {result['version']} is champion: the exact retrain "
+            f"for {', '.join(result['requests'])} (held-out accuracy {result['accuracy']:.4f})"
         ),
+        as_json=as_json,
     )

@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from unlearn_ops.cli.flow_runs import run_flow
-from unlearn_ops.cli.options import JsonOption, WorkspaceOption, command_group
+from unlearn_ops.cli.flow_runs import run_flow, serve_or_run_once
+from unlearn_ops.cli.options import (
+    IntervalHoursOption,
+    JsonOption,
+    ServeOption,
+    WorkspaceOption,
+    command_group,
+)
 from unlearn_ops.cli.output import emit, int_list, open_workspace
 
 if TYPE_CHECKING:
@@ -171,15 +177,8 @@ def remove(
 def remove_exactly(
     flower_home: HomeOption,
     flower_bin: BinOption = None,
-    serve: Annotated[
-        bool,
-        typer.Option(
-            "--serve", help="Serve the `remove-clients-exactly` deployment on an interval instead."
-        ),
-    ] = False,
-    interval_hours: Annotated[
-        float, typer.Option(min=0.01, help="With --serve: hours between runs.")
-    ] = 24.0,
+    serve: ServeOption = False,
+    interval_hours: IntervalHoursOption = 24.0,
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
@@ -187,24 +186,21 @@ def remove_exactly(
     from pipelines.federated import remove_clients_exactly, serve_remove_exactly
 
     ws = open_workspace(workspace)
-    deployment = _deployment(ws, flower_home, flower_bin)
-    if serve:
-        typer.echo(
-            f"serving remove-clients-exactly for {ws.root} every {interval_hours} h; Ctrl-C stops"
-        )
-        serve_remove_exactly(str(ws.root), *deployment, interval_seconds=interval_hours * 3600)
-        return
-    result = run_flow(remove_clients_exactly, str(ws.root), *deployment)
-    emit(
-        as_json,
-        result,
-        lambda: typer.echo(
-            result["message"]
-            if result.get("noop")
-            else f"version {result['version']} is champion: group(s) "
+    root, deployment = str(ws.root), _deployment(ws, flower_home, flower_bin)
+    serve_or_run_once(
+        "remove-clients-exactly",
+        ws.root,
+        serve=(lambda seconds: serve_remove_exactly(root, *deployment, interval_seconds=seconds))
+        if serve
+        else None,
+        interval_hours=interval_hours,
+        run_once=lambda: run_flow(remove_clients_exactly, root, *deployment),
+        describe=lambda result: (
+            f"version {result['version']} is champion: group(s) "
             f"{', '.join(map(str, result['groups']))} retrained exactly for "
             f"{', '.join(result['requests'])}"
         ),
+        as_json=as_json,
     )
 
 

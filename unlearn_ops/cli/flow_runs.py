@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["prefect_defaults", "refresh_prefect_settings", "run_flow", "use_workspace_server"]
+__all__ = [
+    "prefect_defaults",
+    "refresh_prefect_settings",
+    "run_flow",
+    "serve_or_run_once",
+    "use_workspace_server",
+]
 
 # True in a warm runner's command (:mod:`unlearn_ops.cli.warm`): Prefect was imported before
 # the command's environment was set, and its settings are read again from it.
@@ -34,6 +41,35 @@ def run_flow(flow: Any, *args: Any, **kwargs: Any) -> Any:
 
     with quiet_expected_errors():
         return run_with_settings(flow, *args, **kwargs)
+
+
+def serve_or_run_once(
+    name: str,
+    root: Path,
+    *,
+    serve: Callable[[float], None] | None,
+    interval_hours: float,
+    run_once: Callable[[], dict[str, Any]],
+    describe: Callable[[dict[str, Any]], str],
+    as_json: bool,
+) -> None:
+    """The exact follow-up of provisional versions (`retrain-exact`, `federation
+    remove-exactly`): served as a deployment every `interval_hours` (`serve` given the
+    interval in seconds) until stopped, or run once and its result printed."""
+    import typer
+
+    from unlearn_ops.cli.output import emit
+
+    if serve is not None:
+        typer.echo(f"serving {name} for {root} every {interval_hours} h; Ctrl-C stops")
+        serve(interval_hours * 3600)
+        return
+    result = run_once()
+    emit(
+        as_json,
+        result,
+        lambda: typer.echo(result["message"] if result.get("noop") else describe(result)),
+    )
 
 
 def use_workspace_server(root: Path) -> None:

@@ -14,8 +14,10 @@ from typing import Annotated, Any
 import typer
 
 __all__ = [
+    "IntervalHoursOption",
     "JsonOption",
     "ProgressOption",
+    "ServeOption",
     "WorkspaceOption",
     "command_group",
     "output_option",
@@ -34,6 +36,14 @@ WorkspaceOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 ProgressOption = Annotated[bool, typer.Option(help="Show a bar per shard while training.")]
+# The exact follow-up of provisional versions (`retrain-exact`, `federation remove-exactly`),
+# served as a Prefect deployment on an interval instead of run once.
+ServeOption = Annotated[
+    bool, typer.Option("--serve", help="Serve the flow as a deployment on an interval instead.")
+]
+IntervalHoursOption = Annotated[
+    float, typer.Option(min=0.01, help="With --serve: hours between runs.")
+]
 
 
 def request_argument(help_text: str) -> Any:
