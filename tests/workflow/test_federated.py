@@ -604,6 +604,11 @@ def test_a_withdrawal_from_the_inbox_is_erased_provisionally_when_the_params_say
     assert [p.request_id for p in federated_provisional.pending_exact_removals(ws)] == ["w-fast"]
 
 
+def _with_approval(ws: Workspace, approval: dict[str, Any]) -> Workspace:
+    """The workspace again, its params.yaml given these approval rules."""
+    return _with_params(ws, "approval", approval)
+
+
 def _library_withdrawals(runner: InProcessRunner) -> Any:
     """The drain's withdrawal stage from library calls alone (no Prefect task)."""
 
@@ -667,10 +672,8 @@ def test_an_approval_rule_asks_before_a_withdrawal_and_a_rejection_changes_nothi
     from unlearn_ops.deletion.receive import receive
 
     ws, runner, first = trained
-    ws = _with_params(
-        ws,
-        "approval",
-        {"rules": [{"name": "withdrawals", "when": {"withdrawal": True}, "then": "ask"}]},
+    ws = _with_approval(
+        ws, {"rules": [{"name": "withdrawals", "when": {"withdrawal": True}, "then": "ask"}]}
     )
     receive(ws.inbox, signed_withdrawal(CLIENTS[1], "w-ask", KEY), source="test")
     state_before = (ws.root / "federation" / "federation.json").read_bytes()
@@ -717,9 +720,8 @@ def test_record_rules_do_not_decide_a_withdrawal_and_nobody_is_asked_without_a_d
 
     ws, runner, _ = trained
     # "small record batches pass": a withdrawal names no record, so the default decides.
-    ws = _with_params(
+    ws = _with_approval(
         ws,
-        "approval",
         {"rules": [{"name": "small", "when": {"max_records": 10}, "then": "auto"}]}
         | {"default": "ask"},
     )
