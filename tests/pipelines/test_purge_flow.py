@@ -87,6 +87,7 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
         "checkpoints": 0,
         "cache_objects": 0,
         "remote_objects": 0,
+        "federation_folders": [],
     }
     assert snapshot(workspace) == files
     assert git_head(workspace) == head
