@@ -13,7 +13,8 @@ node which partition it holds (a `query` message), then trains the groups side b
 `OUTPUT/group-GGG/updates/...` (each client's update) and `OUTPUT/result.json` (per group:
 partitions, rounds, the final model's SHA-256). A plan with `history` (group -> the
 training run's group folder) erases instead: FedEraser's calibration rounds
-(:class:`.strategy.GroupFedEraser`) over the stored updates, approximate and provisional.
+(:class:`.strategy.GroupFedEraser`) over the stored updates, then `erasure.finish_rounds`
+ordinary rounds of the remaining clients; approximate and provisional.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def main(grid: Grid, context: Context) -> None:
     if history is not None:
         # FedEraser keeps every interval-th round (0-based as the library counts).
         rounds = [r for r in rounds if (r - 1) % params.erasure.interval == 0]
+        # Then the finishing rounds: ordinary FedAvg of the remaining clients.
+        rounds += [params.rounds + 1 + k for k in range(params.erasure.finish_rounds)]
     for group_id, partitions in sorted(groups.items()):
         members, folder = {p: nodes[p] for p in partitions}, output / f"group-{group_id:03d}"
         if history is None:
@@ -108,17 +111,21 @@ def main(grid: Grid, context: Context) -> None:
                 initial=initial[group_id],
                 last_round=params.rounds,
                 stretch=params.erasure.scale_to_interval,
+                granularity=params.erasure.granularity,
             )
-            train_config["epochs"] = params.erasure.calibration_epochs
     arrays = {group_id: ArrayRecord(initial[group_id]) for group_id in strategies}
     for server_round in rounds:
         # The groups' rounds go out together: groups are independent, and on a deployment
         # a round's time is mostly the clients' start-up, which then overlaps.
+        config = dict(train_config)
+        if history is not None and server_round <= params.rounds:
+            # FedEraser's calibration rounds train fewer epochs than the params' own.
+            config["epochs"] = params.erasure.calibration_epochs
         messages = []
         for group_id, strategy in strategies.items():
             strategy.output.mkdir(parents=True, exist_ok=True)
             messages += strategy.configure_train(
-                server_round, arrays[group_id], ConfigRecord(dict(train_config)), grid
+                server_round, arrays[group_id], ConfigRecord(config), grid
             )
         replies = list(grid.send_and_receive(messages, timeout=ROUND_TIMEOUT_SECONDS))
         for group_id, strategy in strategies.items():

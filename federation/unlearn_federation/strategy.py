@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from unlearn_ops.federated.averaging import federated_average, weights_delta
+from unlearn_ops.federated.calibration import Granularity, calibrate, stretch
 
 
 class GroupFedAvg(FedAvg):
@@ -80,16 +81,6 @@ class GroupFedAvg(FedAvg):
         return ArrayRecord(averaged), metrics
 
 
-def _norm(array: np.ndarray) -> float:
-    return float(np.linalg.norm(array.astype(np.float64)))
-
-
-def _scaled(arrays: list[np.ndarray], factors: list[float]) -> list[np.ndarray]:
-    return [
-        (a.astype(np.float64) * f).astype(a.dtype) for a, f in zip(arrays, factors, strict=True)
-    ]
-
-
 def _load(path: Path) -> list[np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         return [
@@ -102,9 +93,11 @@ class GroupFedEraser(GroupFedAvg):
 
     Each retained round, the remaining clients train a few calibration epochs from the
     rebuilt model; each client's update keeps its fresh direction and takes the norm of its
-    stored update (section IV); the calibrated updates are averaged and, when rounds were
-    skipped (interval > 1), stretched by the length the global model moved over the
-    interval against the retained round's own FedAvg step. Provisional: no certificate.
+    stored update (section IV; per output unit or per array, :mod:`.calibration`); the
+    calibrated updates are averaged and, when rounds were skipped (interval > 1), stretched
+    by the length the global model moved over the interval against the retained round's
+    own FedAvg step. Rounds after `last_round` are the finishing rounds: ordinary FedAvg
+    of the remaining clients from the replay's result. Provisional: no certificate.
 
     Args:
         group_id: the group.
@@ -115,6 +108,7 @@ class GroupFedEraser(GroupFedAvg):
         initial: the group's initial model (the start of round 1).
         last_round: the training run's last round.
         stretch: `erasure.scale_to_interval` of the params.
+        granularity: `erasure.granularity` of the params.
     """
 
     def __init__(
@@ -128,6 +122,7 @@ class GroupFedEraser(GroupFedAvg):
         initial: list[np.ndarray],
         last_round: int,
         stretch: bool = True,
+        granularity: Granularity = "unit",
     ) -> None:
         super().__init__(group_id, nodes, output)
         self.history = history
@@ -135,6 +130,7 @@ class GroupFedEraser(GroupFedAvg):
         self.initial = initial
         self.last_round = last_round
         self.stretch = stretch
+        self.granularity: Granularity = granularity
 
     def _model_before(self, server_round: int) -> list[np.ndarray]:
         if server_round <= 1:
@@ -152,17 +148,14 @@ class GroupFedEraser(GroupFedAvg):
         for path in sorted((self.history / "updates" / f"round-{server_round:03d}").glob("*.npz")):
             with np.load(path, allow_pickle=False) as archive:
                 stored.append((_load(path), int(archive["num_examples"])))
-        original = federated_average(stored)
-        factors = [
-            _norm(e - s) / _norm(o) if _norm(o) > 0 else 1.0
-            for s, e, o in zip(start, end, original, strict=True)
-        ]
-        return _scaled(step, factors)
+        return stretch(step, start, end, federated_average(stored))
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """The calibrated updates' weighted mean, applied to the model sent this round."""
+        if server_round > self.last_round:  # a finishing round
+            return super().aggregate_train(server_round, replies)
         valid, errors = self._check_and_log_replies(list(replies), is_train=True)
         if errors or len(valid) != len(self.nodes):
             raise RuntimeError(f"group {self.group_id} calibration round {server_round} failed")
@@ -172,12 +165,8 @@ class GroupFedEraser(GroupFedAvg):
             partition = int(message.content["metrics"]["partition-id"])  # type: ignore[arg-type]
             fresh = weights_delta(message.content["arrays"].to_numpy_ndarrays(), self._sent)
             stored = _load(stored_dir / f"partition-{partition:03d}.npz")
-            factors = [
-                _norm(o) / _norm(f) if _norm(f) > 0 else 0.0
-                for o, f in zip(stored, fresh, strict=True)
-            ]
             count = int(message.content["metrics"]["num-examples"])  # type: ignore[arg-type]
-            calibrated.append((_scaled(fresh, factors), count))
+            calibrated.append((calibrate(stored, fresh, self.granularity), count))
         step = federated_average(calibrated)
         if self.stretch:
             step = self._stretch(step, server_round)

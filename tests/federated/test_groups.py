@@ -115,10 +115,14 @@ def test_server_side_keys_equal_the_simulation_keys(tiny_data: FederatedData) ->
     np.testing.assert_array_equal(weights[0], np.ones(2, dtype=np.float32))
 
 
-def test_the_training_hash_ignores_finish_rounds_and_keeps_earlier_keys() -> None:
+def test_the_training_hash_ignores_what_acts_after_training_and_keeps_earlier_keys() -> None:
     params = FederationParams(num_groups=2, local_epochs=3)
     finishing = params.model_copy(
-        update={"erasure": params.erasure.model_copy(update={"finish_rounds": 2})}
+        update={
+            "erasure": params.erasure.model_copy(
+                update={"finish_rounds": 2, "granularity": "layer"}
+            )
+        }
     )
     # The digest the version before `finish_rounds` gave these params: checkpoints saved
     # by it keep their keys.

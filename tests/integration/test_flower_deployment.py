@@ -134,7 +134,10 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         ws = Workspace.open(root)
         # Set up as a user does: the sites file that starts the deployment, the server's
         # held-out table and a params file, through `unlearn-ops federation init`.
-        config = "rounds: 2\nlocal_epochs: 1\nnum_groups: 2\nmodel: {name: mlp, hidden_sizes: [16]}"
+        config = (
+            "rounds: 2\nlocal_epochs: 1\nnum_groups: 2\nmodel: {name: mlp, hidden_sizes: [16]}\n"
+            "erasure: {finish_rounds: 1}"  # FedEraser's replay, then one ordinary round
+        )
         (tmp_path / "federation.yaml").write_text(config)
         params = FederationParams.model_validate(yaml.safe_load(config))
         holdout.to_csv(tmp_path / "holdout.csv", index=False)
@@ -320,6 +323,19 @@ def test_federaser_removes_a_client_of_the_other_group_provisionally(
     after = json.loads(tags["unlearn.weights"])
     assert after[str(untouched)] == before[str(untouched)]
     assert after[str(1 - untouched)] != before[str(1 - untouched)]
+    # The replayed rounds 1 and 2, then the finishing round 3, which the version serves.
+    served = json.loads((ws.root / "federation" / "served.json").read_text())["groups"]
+    facts = served[str(1 - untouched)]
+    assert (facts["method"], facts["final"]) == (
+        "federaser",
+        f"group-{1 - untouched:03d}/round-003.npz",
+    )
+    run = ws.root / "federation" / "runs" / facts["run"]
+    assert sorted(p.name for p in (run / f"group-{1 - untouched:03d}").glob("round-*.npz")) == [
+        "round-001.npz",
+        "round-002.npz",
+        "round-003.npz",
+    ]
 
 
 # Runs after the FedEraser removal above: the exact removal it owes, as the scheduled

@@ -8,8 +8,9 @@ most tests) and in a real Flower deployment (a ServerApp calling :mod:`.averagin
 
 Modules: :mod:`.config` (the federation's params), :mod:`.data` (client tables: the HAM10000
 `hmnist_28_28_L.csv` layout, a non-IID Dirichlet split, label flipping), :mod:`.client`
-(deterministic local training), :mod:`.averaging` (FedAvg), :mod:`.groups` (KNOT-style client
-groups, round checkpoints), :mod:`.history` (stored client updates for FedEraser),
-:mod:`.detection` (FLTrust and FoolsGold scores, flagging), :mod:`.removal` (exact and
-approximate client removal), :mod:`.simulation` (the in-process engine).
+(deterministic local training), :mod:`.averaging` (FedAvg), :mod:`.calibration`
+(FedEraser's arithmetic), :mod:`.groups` (KNOT-style client groups, round checkpoints),
+:mod:`.history` (stored client updates for FedEraser), :mod:`.detection` (FLTrust and
+FoolsGold scores, flagging), :mod:`.removal` (exact and approximate client removal),
+:mod:`.simulation` (the in-process engine).
 """

@@ -32,6 +32,13 @@ class ErasureParams(BaseModel):
         "global model's move over its whole interval, so that T / Delta calibrated steps "
         "travel as far as the T rounds did (with Delta = 1 this changes nothing).",
     )
+    granularity: Literal["unit", "layer"] = Field(
+        "unit",
+        description="Where a calibrated update takes its stored update's length: per output "
+        "unit ('unit': each row of a weight matrix, each filter of a convolution; biases per "
+        "array) or per array ('layer', as in the paper). Per unit keeps each class's step in "
+        "the output layer (docs/FEDERATED_UNLEARNING.md).",
+    )
     finish_rounds: int = Field(
         0,
         ge=0,

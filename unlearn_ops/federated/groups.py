@@ -99,9 +99,9 @@ def assign_groups(
 
 def training_hash(params: FederationParams, num_features: int, num_classes: int) -> str:
     """Digest of everything besides the data that a group's weights depend on."""
-    # `finish_rounds` (added later) acts only after training: left out, so that the keys of
-    # checkpoints saved before it existed stay the same.
-    dumped = params.model_dump(mode="json", exclude={"erasure": {"finish_rounds"}})
+    # `finish_rounds` and `granularity` (added later) act only after training: left out, so
+    # that the keys of checkpoints saved before they existed stay the same.
+    dumped = params.model_dump(mode="json", exclude={"erasure": {"finish_rounds", "granularity"}})
     text = json.dumps({"params": dumped, "shape": [num_features, num_classes]}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 

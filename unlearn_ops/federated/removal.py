@@ -10,7 +10,8 @@ Approximate (FedEraser, Liu et al., IWQoS 2021, section IV-B): the server replay
 retained rounds t_0, t_Delta, ... of the affected groups from the group's initial model;
 at each, the remaining clients train a few calibration epochs from the unlearned model,
 and each client's calibrated update keeps the *direction* of that calibration and the
-*magnitude* (per array) of its stored update. Cheaper than a retrain (T / Delta rounds of
+*magnitude* of its stored update (per output unit by default, per array as in the paper:
+:mod:`.calibration`). Cheaper than a retrain (T / Delta rounds of
 shorter local training), and not exact: its result is flagged provisional.
 """
 
@@ -21,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.federated.averaging import federated_average, weights_delta
+from unlearn_ops.federated.calibration import calibrate, stretch
 from unlearn_ops.federated.client import Weights, local_update, weights_hash
 from unlearn_ops.federated.config import FederationParams
 from unlearn_ops.federated.data import ClientData
@@ -217,37 +217,14 @@ class ApproximateRemoval:
     provisional: bool = field(default=True)
 
 
-def _norm(update: np.ndarray) -> float:
-    # An elementwise sum, not np.linalg.norm: its BLAS call spins threads that cost
-    # milliseconds per small array on a busy machine.
-    return float(np.sqrt(np.square(update, dtype=np.float64).sum()))
-
-
-def _calibrate(stored: Weights, fresh: Weights) -> Weights:
-    """FedEraser's calibrated update: the fresh update's direction, the stored one's norm."""
-    calibrated: Weights = []
-    for old, new in zip(stored, fresh, strict=True):
-        size = _norm(new)
-        scale = _norm(old) / size if size > 0 else 0.0
-        calibrated.append((new.astype(np.float64) * scale).astype(new.dtype))
-    return calibrated
-
-
 def _stretch(step: Weights, stored: StoredRound, end: Weights) -> Weights:
-    """The step scaled by (global move over the interval) / (the retained round's FedAvg step).
+    """The step stretched to the group model's move over the retained round's interval.
 
     Both lengths come from what the server kept (the models at the retained rounds and
     the stored updates), so the stretch needs no client; it is 1 when every round is kept.
     """
     original = federated_average(list(stored.updates.values()))
-    stretched: Weights = []
-    for array, moved_from, moved_to, retained_step in zip(
-        step, stored.start_weights, end, original, strict=True
-    ):
-        length = _norm(retained_step)
-        factor = _norm(moved_to - moved_from) / length if length > 0 else 1.0
-        stretched.append((array.astype(np.float64) * factor).astype(array.dtype))
-    return stretched
+    return stretch(step, stored.start_weights, end, original)
 
 
 def _finish_round(
@@ -319,7 +296,7 @@ def erase_clients_approximately(
                     epochs=epochs,
                 )
                 fresh = weights_delta(result.weights, weights)
-                calibrated.append((_calibrate(old_update, fresh), count))
+                calibrated.append((calibrate(old_update, fresh, params.erasure.granularity), count))
                 group_rounds += 1
             if calibrated:
                 step = federated_average(calibrated)
