@@ -24,6 +24,7 @@ from unlearn_ops.settings import Settings
 from unlearn_ops.workflow import (
     federated,
     federated_certificate,
+    federated_holds,
     federated_provisional,
     federated_registration,
 )
@@ -33,7 +34,7 @@ from unlearn_ops.workflow.workspace import Workspace
 APP_DIR = Path(__file__).resolve().parent.parent / "federation"
 
 plan_training = as_task(federated.plan_training, "plan-federated-training")
-record_withdrawal = as_task(federated.record_withdrawal, "receive-withdrawal")
+receive_withdrawal = as_task(federated_holds.receive_unless_held, "receive-withdrawal")
 plan_removal = as_task(federated.plan_removal, "plan-client-removal")
 run_plan = as_task(federated.run_plan, "run-flower-app")
 register = as_task(federated_registration.register_federated_version, "register-federated-version")
@@ -73,8 +74,9 @@ def _remove(
     reason: federated.RemovalReason,
     method: federated.RemovalMethod,
 ) -> str:
-    """Receive, plan, run on the deployment, register: the removal's steps (lock held)."""
-    record_withdrawal(ws, request_id, client_hash, reason, signed_by)
+    """Receive (a held site's withdrawal stops here), plan, run on the deployment, register:
+    the removal's steps (lock held)."""
+    receive_withdrawal(ws, request_id, client_hash, reason, signed_by)
     return _retrain_group(ws, request_id, client_hash, runner, reason, method)
 
 

@@ -74,8 +74,9 @@ def test_a_hold_is_kept_as_keyed_hashes_with_who_when_why(ws: Workspace) -> None
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"record_ids": ["1"], "subject": "alice", "reason": "x"}, "not both"),
-        ({"reason": "x"}, "not both"),
+        ({"record_ids": ["1"], "subject": "alice", "reason": "x"}, "one of them"),
+        ({"subject": "alice", "client": "site-1", "reason": "x"}, "one of them"),
+        ({"reason": "x"}, "one of them"),
         ({"record_ids": ["1"], "reason": "  "}, "a reason is required"),
         ({"record_ids": ["1"], "reason": "x", "until": "2001-01-01"}, "not in the future"),
         ({"record_ids": ["1"], "reason": "x", "until": "next week"}, "is not a date"),
@@ -86,6 +87,15 @@ def test_a_bad_hold_is_refused_and_nothing_is_written(
 ) -> None:
     with pytest.raises(HoldError, match=message):
         place_hold(ws, **kwargs)
+    assert list(ws.ledger.entries()) == []
+
+
+def test_a_hold_on_a_site_needs_a_federation(ws: Workspace, cli: CliRunner) -> None:
+    argv = ["hold", "add", "--client", "site-1", "--reason", "litigation", "-w", str(ws.root)]
+    code, out, err = cli(argv)
+    assert code != 0
+    assert "no federation in" in err
+    assert out == ""
     assert list(ws.ledger.entries()) == []
 
 

@@ -30,7 +30,12 @@ from unlearn_ops.params import Params
 from unlearn_ops.serving.versions import VersionInfo
 from unlearn_ops.settings import Settings
 from unlearn_ops.testing import InMemoryLineage, InMemoryRegistry
-from unlearn_ops.workflow import federated, federated_provisional, federated_registration
+from unlearn_ops.workflow import (
+    federated,
+    federated_holds,
+    federated_provisional,
+    federated_registration,
+)
 from unlearn_ops.workflow.federated_certificate import certify_federated_version
 from unlearn_ops.workflow.workspace import Workspace, write_workspace_files
 
@@ -613,7 +618,7 @@ def _library_withdrawals(runner: InProcessRunner) -> Any:
     """The drain's withdrawal stage from library calls alone (no Prefect task)."""
 
     def withdraw(ws: Workspace, entry: Any) -> dict[str, Any]:
-        federated.record_withdrawal(
+        federated_holds.receive_unless_held(
             ws, entry.request_id, entry.client_hash, "withdrawal", entry.authenticated_by
         )
         group, plan = federated.plan_removal(ws, entry.client_hash, f"remove-{entry.request_id}")
@@ -739,6 +744,101 @@ def test_record_rules_do_not_decide_a_withdrawal_and_nobody_is_asked_without_a_d
         "default",
         "Ola",
     )
+
+
+# ------------------------------------------------------------------ legal holds on a site
+def test_a_hold_names_an_active_site_by_keyed_hash_and_refuses_any_other(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.holds import fold_holds, place_hold
+
+    ws, runner, _ = trained
+    hold = place_hold(ws, client=CLIENTS[1], reason="litigation 2026-17", actor="Dana DPO")
+    assert hold.client_hash == ws.settings.hash_record_id(f"client:{CLIENTS[1]}")
+    assert (hold.record_hashes, hold.subject_hash) == ((), None)
+    assert hold.to_dict()["client"] is True
+    assert fold_holds(ws.ledger.entries())[hold.hold_id] == hold
+    assert CLIENTS[1] not in (ws.root / "ledger.jsonl").read_text()
+
+    ledger = (ws.root / "ledger.jsonl").read_bytes()
+    with pytest.raises(InvalidRequestError, match="no such client in the federation"):
+        place_hold(ws, client="site-99", reason="litigation")
+    assert (ws.root / "ledger.jsonl").read_bytes() == ledger
+    other = next(c for c in CLIENTS if _group_of(ws, c) != _group_of(ws, CLIENTS[1]))
+    _remove(ws, runner, other, request_id="w-left")
+    with pytest.raises(InvalidRequestError, match="has left the federation"):
+        place_hold(ws, client=other, reason="litigation")
+
+
+def test_a_withdrawal_of_a_held_site_waits_in_the_inbox_until_the_hold_is_released(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.drain import drain
+    from unlearn_ops.deletion.holds import place_hold, release_hold
+    from unlearn_ops.deletion.receive import receive
+
+    ws, runner, first = trained
+    held_site = CLIENTS[1]
+    free_site = next(c for c in CLIENTS if _group_of(ws, c) != _group_of(ws, held_site))
+    hold = place_hold(ws, client=held_site, reason="litigation 2026-17", actor="Dana DPO")
+    receive(ws.inbox, signed_withdrawal(held_site, "w-held", KEY), source="test")
+    receive(ws.inbox, signed_withdrawal(free_site, "w-free", KEY), source="test")
+    plans = len(runner.plans)
+    person = _Person()  # asked by no rule: a held withdrawal reaches nobody
+
+    result = drain(ws, _no_records, withdraw=_library_withdrawals(runner), approver=person)
+
+    assert result["held"] == {"w-held": f"{hold.hold_id}: litigation 2026-17"}
+    assert list(result["withdrawals"]) == ["w-free"]
+    assert len(runner.plans) == plans + 1  # the free site's group only
+    entry = ws.inbox.get("w-held")
+    assert entry is not None
+    assert entry.state == "held"
+    assert entry.outcome == {"reason": f"under legal hold: {hold.hold_id}: litigation 2026-17"}
+    state = ws.ledger.request("w-held")
+    assert state is not None
+    assert (state.state, state.holds[-1]["holds"]) == ("held", [hold.hold_id])
+    assert state.received_at  # its clock started, and is paused while the hold stands
+    held_hash = ws.settings.hash_record_id(f"client:{held_site}")
+    assert held_hash in {
+        c["client_hash"] for c in federated.active_clients(federated.read_state(ws))
+    }
+    # Drained again while the hold stands: nothing happens, nothing is written.
+    entries = len(list(ws.ledger.entries()))
+    again = drain(ws, _no_records, withdraw=_library_withdrawals(runner))
+    assert (again["withdrawals"], len(list(ws.ledger.entries()))) == ({}, entries)
+
+    released = release_hold(ws, hold.hold_id, reason="case closed", actor="Dana DPO")
+    assert released.queued == ["w-held"]
+    version = drain(ws, _no_records, withdraw=_library_withdrawals(runner))["withdrawals"]["w-held"]
+    tags = ws.registry().get_version(version).tags
+    assert held_hash in json.loads(tags["unlearn.clients_removed"])
+    assert ws.registry().alias_version("champion") == version != first
+    assert ws.ledger.request("w-held").state == "served"  # type: ignore[union-attr]
+
+
+def test_a_direct_withdrawal_of_a_held_site_is_refused_and_named_again_on_release(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.deletion.holds import place_hold, release_hold
+    from unlearn_ops.errors import HoldError
+
+    ws, _, first = trained
+    client_hash = ws.settings.hash_record_id(f"client:{CLIENTS[1]}")
+    hold = place_hold(ws, client=CLIENTS[1], reason="litigation", actor="Dana DPO")
+    membership = (ws.root / "federation" / "federation.json").read_bytes()
+    with pytest.raises(HoldError, match=r"w-direct withdraws a site under legal hold \(hold-"):
+        federated_holds.receive_unless_held(ws, "w-direct", client_hash, "withdrawal", "test")
+    assert ws.ledger.request("w-direct").state == "held"  # type: ignore[union-attr]
+    assert (ws.root / "federation" / "federation.json").read_bytes() == membership
+    assert ws.registry().alias_version("champion") == first
+    # Not the inbox's: the release names it, to be run again.
+    assert release_hold(ws, hold.hold_id, reason="case closed").rerun == ["w-direct"]
+
+    # An expulsion for poisoning protects the model: a hold does not stop it.
+    place_hold(ws, client=CLIENTS[1], reason="litigation", actor="Dana DPO")
+    federated_holds.receive_unless_held(ws, "p-1", client_hash, "poisoning", "monitor")
+    assert ws.ledger.request("p-1").state == "received"  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ FedEraser is provisional

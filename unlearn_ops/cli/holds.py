@@ -15,7 +15,8 @@ from unlearn_ops.timestamps import format_datetime
 __all__ = ["app"]
 
 app = command_group(
-    "Legal holds (GDPR art. 17(3)): records that deletion requests must not erase yet."
+    "Legal holds (GDPR art. 17(3)): records (or a federation's site) that deletion requests "
+    "must not erase yet."
 )
 
 ActorOption = Annotated[
@@ -31,6 +32,10 @@ def add(
     subject: Annotated[
         str | None, typer.Option(help="A data subject whose records to hold (subject index).")
     ] = None,
+    client: Annotated[
+        str | None,
+        typer.Option(help="A federation's site (its client id) whose withdrawal to hold."),
+    ] = None,
     until: Annotated[
         str | None, typer.Option(help="End date (YYYY-MM-DD or ISO 8601); none by default.")
     ] = None,
@@ -38,19 +43,32 @@ def add(
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Hold records (or a subject's records) back from erasure until released."""
+    """Hold records (a subject's records, or a federation's site) back from erasure until
+    released."""
     from unlearn_ops.deletion.holds import place_hold
 
     record_ids = [part.strip() for part in ids.split(",") if part.strip()] if ids else []
     ws = open_workspace(workspace)
     with ws.lock():
         hold = place_hold(
-            ws, record_ids=record_ids, subject=subject, reason=reason, until=until, actor=actor
+            ws,
+            record_ids=record_ids,
+            subject=subject,
+            client=client,
+            reason=reason,
+            until=until,
+            actor=actor,
         )
     data = hold.to_dict()
 
     def lines() -> None:
-        what = "a data subject's records" if hold.subject_hash else f"{data['records']} record(s)"
+        what = (
+            "a federation's site"
+            if hold.client_hash
+            else "a data subject's records"
+            if hold.subject_hash
+            else f"{data['records']} record(s)"
+        )
         end = f" until {format_datetime(data['until'])}" if hold.until else ""
         typer.echo(f"{hold.hold_id}: {what} held{end} ({hold.reason}), by {hold.actor}")
 
@@ -83,7 +101,13 @@ def list_holds(
         if not rows:
             typer.echo("no legal hold stands" if not show_all else "no legal hold recorded")
         for row in rows:
-            what = "subject" if row["subject"] else f"{row['records']} record(s)"
+            what = (
+                "site"
+                if row["client"]
+                else "subject"
+                if row["subject"]
+                else f"{row['records']} record(s)"
+            )
             end = f", until {format_datetime(row['until'])}" if row["until"] else ""
             waiting = ", ".join(row["holds_requests"]) or "none"
             released = (
@@ -122,7 +146,10 @@ def release(
         if done.queued:
             typer.echo(f"queued again (the next drain serves them): {', '.join(done.queued)}")
         if done.rerun:
-            typer.echo(f"made with `unlearn-ops forget`, run them again: {', '.join(done.rerun)}")
+            typer.echo(
+                "made with `unlearn-ops forget` or `federation remove`, run them again: "
+                + ", ".join(done.rerun)
+            )
         if done.still_held:
             typer.echo(f"still held by another hold: {', '.join(done.still_held)}")
 

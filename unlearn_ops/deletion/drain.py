@@ -20,9 +20,10 @@ A federation client's withdrawal (issue 13) goes to the `withdraw` stage it is g
 client's group retrained without it, exactly), one request at a time, beside the record
 batches. The approval rules apply to it as to a batch (a rule's `withdrawal` condition
 picks it out, `reasons` match its reason, record counts never hold for it; the approver
-reads :func:`~unlearn_ops.deletion.approval.withdrawal_markdown`); legal holds, which name
-records or a person, do not. Without a stage (no deployment configured) it fails with
-what to do, before anyone is asked.
+reads :func:`~unlearn_ops.deletion.approval.withdrawal_markdown`); a legal hold on the site
+sets it aside, whole, before anyone is asked (holds on records or a person never name a
+site). Without a stage (no deployment configured) it fails with what to do, before anyone
+is asked.
 
 It loops until nothing is left, so requests that arrive meanwhile join the next batch of
 the same drain. With `release.min_batch` above 1 in params.yaml, it claims nothing until
@@ -139,6 +140,10 @@ def drain(
                 break
             failed.update(claimed.failed)
             for entry in claimed.withdrawals:
+                why_held = _withdrawal_held(ws, entry)
+                if why_held is not None:
+                    held[entry.request_id] = why_held
+                    continue
                 facts: dict[str, Any] | str | None = None
                 if decide and withdraw is not None:
                     summary = withdrawal_summary(ws, entry)
@@ -193,6 +198,19 @@ def drain(
     if ws.params.release.min_batch > 1:
         result["awaiting_release"] = len(ws.inbox.entries("pending"))
     return result
+
+
+def _withdrawal_held(ws: Workspace, entry: InboxEntry) -> str | None:
+    """Why a legal hold on the site keeps the withdrawal waiting (set aside, `held` in the
+    inbox and the ledger), or None."""
+    if entry.client_hash is None:
+        return None
+    from unlearn_ops.workflow.federated_holds import hold_back_withdrawal
+
+    why = hold_back_withdrawal(ws, entry.request_id, entry.client_hash, entry.authenticated_by)
+    if why is not None:
+        ws.inbox.hold([entry.request_id], {"reason": f"under legal hold: {why}"})
+    return why
 
 
 def _withdraw(

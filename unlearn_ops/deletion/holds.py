@@ -1,17 +1,19 @@
 """Legal holds: records that must not be erased yet (GDPR art. 17(3) b and e), kept in the ledger.
 
-A data-protection officer places a hold on records (by id) or on a data subject, with a
-reason and optionally an end date; while it stands, a deletion request naming any of those
-records is not executed for them (:func:`unlearn_ops.workflow.batch.hold_back`): the ledger
-says `held` with the hold's reason, and the request waits (`compliance.holds: whole`, the
-default) or proceeds without the held records (`partial`). Releasing the hold (or its end
+A data-protection officer places a hold on records (by id), on a data subject, or on a
+federation's site (a client, issue 13), with a reason and optionally an end date; while it
+stands, a deletion request naming any of those records is not executed for them
+(:func:`unlearn_ops.workflow.batch.hold_back`): the ledger says `held` with the hold's
+reason, and the request waits (`compliance.holds: whole`, the default) or proceeds without
+the held records (`partial`). A site's withdrawal under a hold waits whole
+(:mod:`unlearn_ops.workflow.federated_holds`). Releasing the hold (or its end
 date passing) queues again what it held: requests of the inbox go back to `pending` and the
 next drain serves them; a request made with `unlearn-ops forget` is named, to be run again.
 
-Like everything else, a hold keeps keyed hashes only (records, or the subject). It lives in
-the ledger itself: `hold-added` and `hold-released` entries under the hold's id carry who
-(`actor`), when and why, in the same hash chain as the requests they hold back, so the
-record of holds cannot be edited apart from the record of erasures.
+Like everything else, a hold keeps keyed hashes only (records, the subject, or the site).
+It lives in the ledger itself: `hold-added` and `hold-released` entries under the hold's
+id carry who (`actor`), when and why, in the same hash chain as the requests they hold
+back, so the record of holds cannot be edited apart from the record of erasures.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Hold:
         hold_id: its id (`hold-` and 12 hex digits).
         record_hashes: keyed hashes of the held records (empty for a subject hold).
         subject_hash: keyed hash of the held data subject, or None.
+        client_hash: keyed hash of the held federation client (`client:<id>`), or None.
         reason: why (the legal ground), shown wherever a request waits for it.
         actor: who placed it.
         placed_at: when (ISO 8601, UTC).
@@ -70,6 +73,7 @@ class Hold:
     actor: str
     placed_at: str
     until: datetime | None = None
+    client_hash: str | None = None
     released_at: str | None = None
     released_by: str | None = None
     release_reason: str | None = None
@@ -89,6 +93,7 @@ class Hold:
             "status": self.status(now or datetime.now(UTC)),
             "records": len(self.record_hashes),
             "subject": self.subject_hash is not None,
+            "client": self.client_hash is not None,
             "reason": self.reason,
             "placed_by": self.actor,
             "placed_at": self.placed_at,
@@ -145,6 +150,7 @@ def fold_holds(entries: Iterable[LedgerEntry]) -> dict[str, Hold]:
                 hold_id=entry.request_id,
                 record_hashes=tuple(data.get("record_hashes", [])),
                 subject_hash=data.get("subject_hash"),
+                client_hash=data.get("client_hash"),
                 reason=str(data.get("reason", "")),
                 actor=str(data.get("actor", "")),
                 placed_at=entry.at,
@@ -185,23 +191,29 @@ def place_hold(
     *,
     record_ids: Sequence[object] = (),
     subject: str | None = None,
+    client: str | None = None,
     reason: str,
     until: datetime | str | None = None,
     actor: str | None = None,
     now: datetime | None = None,
 ) -> Hold:
-    """Hold records (or a data subject's records) back from erasure; a `hold-added` entry.
+    """Hold records, a data subject's records or a federation's site back from erasure.
 
-    Call it holding the workspace lock (the CLI does), so it never interleaves with a
-    drain's ledger entries.
+    A `hold-added` entry. Call it holding the workspace lock (the CLI does), so it never
+    interleaves with a drain's ledger entries.
 
     Raises:
-        HoldError: neither or both of records and subject, no reason, an end in the past.
+        HoldError: not exactly one of records, subject and client; no reason; an end in
+            the past.
         UnknownRecordsError: an id the data never held (nothing is written).
+        InvalidRequestError: a client that is not an active member of the federation.
+        FederationError: a client named where there is no federation.
     """
     now = now or datetime.now(UTC)
-    if bool(record_ids) == (subject is not None):
-        raise HoldError("name the records (--ids) or a data subject (--subject), not both")
+    if sum((bool(record_ids), subject is not None, client is not None)) != 1:
+        raise HoldError(
+            "name the records (--ids), a data subject (--subject) or a site (--client), one of them"
+        )
     if not reason.strip():
         raise HoldError("a reason is required", "say the legal ground, e.g. 'litigation 2026-17'")
     end = _parse_until(until, now)
@@ -211,12 +223,18 @@ def place_hold(
     settings = ws.settings
     hashes = sorted({settings.hash_record_id(canonical_id(r)) for r in record_ids})
     subject_hash = settings.hash_subject_id(canonical_id(subject)) if subject is not None else None
+    client_hash = None
+    if client is not None:
+        from unlearn_ops.workflow.federated import active_member
+
+        client_hash = active_member(ws, client)
     hold_id = f"hold-{uuid.uuid4().hex[:12]}"
     entry = ws.ledger.append(
         "hold-added",
         hold_id,
         record_hashes=hashes,
         subject_hash=subject_hash,
+        **({"client_hash": client_hash} if client_hash is not None else {}),
         reason=reason,
         actor=actor or current_actor(),
         until=end.isoformat() if end else None,
@@ -225,6 +243,8 @@ def place_hold(
 
 
 def _held_hashes(ws: Workspace, hold: Hold) -> set[str]:
+    if hold.client_hash is not None:  # `client:`-keyed: never equal to a record's hash
+        return {hold.client_hash}
     if hold.subject_hash is None:
         return set(hold.record_hashes)
     from unlearn_ops.deletion.intake import read_subject_index
@@ -239,7 +259,8 @@ def find_held(
 
     Args:
         ws: the workspace (its ledger and, for subject holds, `subjects.json`).
-        hashes_by_request: request id -> keyed hashes of its records.
+        hashes_by_request: request id -> keyed hashes of its records (of its client, for a
+            withdrawal).
         now: the time holds are judged at (an expired hold holds nothing).
     """
     now = now or datetime.now(UTC)

@@ -36,6 +36,7 @@ __all__ = [
     "RemovalMethod",
     "RemovalReason",
     "active_clients",
+    "active_member",
     "federation_folder",
     "fresh_run_name",
     "plan_removal",
@@ -210,6 +211,24 @@ def active_clients(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The federation's clients less the removed ones."""
     removed = {r["client_hash"] for r in state["removed"]}
     return [c for c in state["clients"] if c["client_hash"] not in removed]
+
+
+def active_member(workspace: Workspace, client_id: str) -> str:
+    """The keyed hash of `client_id`, a client of the federation that has not left it.
+
+    Raises:
+        FederationError: no federation in the workspace.
+        InvalidRequestError: no such client, or removed already (the id is not repeated).
+    """
+    state = read_state(workspace)
+    client_hash = workspace.settings.hash_record_id(f"client:{client_id}")
+    if client_hash in {c["client_hash"] for c in active_clients(state)}:
+        return client_hash
+    removed = client_hash in {r["client_hash"] for r in state["removed"]}
+    raise InvalidRequestError(
+        "that client has left the federation" if removed else "no such client in the federation",
+        "name a site by the client id it trains under; nothing was changed",
+    )
 
 
 def plan_training(workspace: Workspace, name: str | None = None) -> Path:
