@@ -39,12 +39,10 @@ def rollback_model(workspace: str, to: str | None = None, replay: bool = False) 
             return result
         if plan.action == "move":
             ws = tasks.restore_version(ws, plan)
-            revision = tasks.record_revision(
-                ws, f"unlearn-ops: roll back to version {plan.target.version}"
-            )
+            git_sha = tasks.record_rollback(ws, plan)
             tasks.promote(ws, plan.target, [])
             tasks.mark_unsafe_versions(ws)
-            return {**result, "version": plan.target.version, "git_sha": revision.git_sha}
+            return {**result, "version": plan.target.version, "git_sha": git_sha}
         with watch.phase("data"):
             baseline = champion_accuracy(ws)
             ws = tasks.restore_settings(ws, plan)

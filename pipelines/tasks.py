@@ -55,6 +55,7 @@ promote_and_close = as_task(registration.promote_and_close, "promote-champion")
 mark_unsafe_versions = as_task(rollback.mark_unsafe_versions, "mark-unsafe-versions")
 plan_rollback = as_task(rollback.plan_rollback, "plan-rollback")
 restore_version = as_task(rollback.restore_version, "restore-version")
+record_rollback = as_task(rollback.record_rollback, "record-rollback-revision")
 restore_settings = as_task(rollback.restore_settings, "restore-settings")
 promote = as_task(promotion.promote, "move-champion")
 

@@ -399,6 +399,36 @@ def test_purge_deletes_every_version_and_run_folder_that_holds_a_removed_client(
     assert "deleted: versions none, 0 checkpoint(s)" in out
 
 
+# Runs after the purge: the federation trained again, then champion rolled back through the
+# CLI to the exact removal's version, whose group models purge kept.
+def test_champion_rolls_back_to_the_earlier_federated_version_through_the_cli(
+    federation: Federation, cli: CliRunner
+) -> None:
+    ws = federation.ws
+    target = ws.registry().alias_version("champion")
+    served = (ws.root / "federation" / "served.json").read_bytes()
+    argv = ["federation", "train", "--flower-home", federation.home, "-w", str(ws.root)]
+    code, _, err = cli([*argv, "--flower-bin", federation.flower_bin])
+    assert code == 0, err
+    retrained = ws.registry().alias_version("champion")
+    assert retrained != target
+
+    code, out, err = cli(["rollback", "--to", str(target), "-w", str(ws.root)])
+    assert code == 0, err
+    assert f"version {target} is champion again (version {retrained} is previous" in out
+    assert ws.registry().alias_version("champion") == target
+    assert (ws.root / "federation" / "served.json").read_bytes() == served
+    from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
+
+    status = subprocess.run(
+        ["git", "-C", str(ws.root), "status", "--porcelain", "--", *LINEAGE_FILES],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""  # the rollback is committed with the federation's bookkeeping
+
+
 def test_a_deployment_without_the_flower_environment_says_how_to_get_it(tmp_path: Path) -> None:
     from unlearn_ops.errors import FederationError
 

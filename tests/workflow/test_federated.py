@@ -993,10 +993,79 @@ def test_no_rollback_serves_a_version_that_still_holds_a_removed_client(
     # The training run and the superseded FedEraser version both hold the client.
     assert unsafe_versions(ws) == {first: ["w1"], erased.version.version: ["w1"]}
     for target in (first, erased.version.version):
-        with pytest.raises(RollbackError, match="does not honour w1 and it is a federated"):
+        with pytest.raises(RollbackError, match="does not honour w1, and a federation is not"):
             plan_rollback(ws, target)
-    with pytest.raises(RollbackError, match="federated version"):
+    with pytest.raises(RollbackError, match="a federation is not replayed here"):
         plan_rollback(ws, first, replay=True)
     with pytest.raises(UnsafeVersionError, match="w1"):  # the one rule of promotion, too
         promote(ws, ws.registry().get_version(first), [])
     assert ws.registry().alias_version("champion") == exact.version.version
+
+
+def _retrained(ws: Workspace, runner: InProcessRunner) -> str:
+    """The federation trained again with its current members: a new champion."""
+    federated.run_plan(ws, federated.plan_training(ws), runner)
+    return federated_registration.register_federated_version(ws, kind="train").version
+
+
+def test_champion_rolls_back_to_an_earlier_federated_version_that_honours_every_removal(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.serving.promotion import promote
+    from unlearn_ops.workflow.rollback import plan_rollback, record_rollback, restore_version
+
+    ws, runner, _ = trained
+    removed = _remove(ws, runner, CLIENTS[1], request_id="w1")
+    target = removed.version.version
+    served_then = (ws.root / "federation" / "served.json").read_bytes()
+    later = _retrained(ws, runner)
+    assert (ws.root / "federation" / "served.json").read_bytes() != served_then
+
+    plan = plan_rollback(ws, target)
+    assert (plan.action, plan.missing, plan.champion) == ("move", (), later)
+    assert "honours every deletion and client removal" in plan.message
+    membership = (ws.root / "federation" / "federation.json").read_bytes()
+    ws = restore_version(ws, plan)
+    sha = record_rollback(ws, plan)
+    promote(ws, plan.target, [])
+
+    assert ws.registry().alias_version("champion") == target
+    assert ws.registry().alias_version("previous") == later
+    assert (ws.root / "federation" / "served.json").read_bytes() == served_then
+    assert (ws.root / "federation" / "federation.json").read_bytes() == membership
+    assert ws.lineage().read_git_file(sha, "federation/served.json").encode() == served_then
+    # The next removal starts from the groups the champion serves, not the later training's.
+    other = next(c for c in CLIENTS if _group_of(ws, c) != removed.group)
+    after = _remove(ws, runner, other, request_id="w2")
+    weights = json.loads(after.version.tags["unlearn.weights"])
+    assert (
+        weights[str(removed.group)]
+        == json.loads(removed.version.tags["unlearn.weights"])[str(removed.group)]
+    )
+
+
+def test_a_federated_version_whose_group_models_are_gone_or_changed_is_not_served_again(
+    trained: Trained,
+) -> None:
+    from unlearn_ops.errors import RollbackError
+    from unlearn_ops.workflow.rollback import plan_rollback
+
+    ws, runner, _ = trained
+    target = _remove(ws, runner, CLIENTS[1], request_id="w1").version
+    _retrained(ws, runner)
+    champion = ws.registry().alias_version("champion")
+    served = json.loads(
+        ws.lineage().read_git_file(target.tag("git_sha"), "federation/served.json")
+    )["groups"]
+    group, facts = sorted(served.items())[0]
+    model = ws.root / "federation" / "runs" / facts["run"] / facts["final"]
+
+    with np.load(model) as archive:
+        arrays = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+    np.savez(model, *[a + 1 for a in arrays])
+    with pytest.raises(RollbackError, match=f"model of group {group} .* not the one it registered"):
+        plan_rollback(ws, target.version)
+    model.unlink()
+    with pytest.raises(RollbackError, match=rf"model of group {group} .* is gone \(purged\)"):
+        plan_rollback(ws, target.version)
+    assert ws.registry().alias_version("champion") == champion

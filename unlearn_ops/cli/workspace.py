@@ -273,7 +273,10 @@ def rollback(
     from pipelines.rollback import rollback_model
 
     bars = progress and not as_json and replay
-    with shard_progress(bars, ws.ensemble.shard_ids, ws.params.sisa.slices):
+    # A federation has no shards to show (and is never replayed).
+    federation = (ws.federation_dir / "federation.json").is_file()
+    shards = ws.ensemble.shard_ids if bars and not federation else []
+    with shard_progress(bool(shards), shards, ws.params.sisa.slices):
         result = run_flow(rollback_model, str(ws.root), to, replay)
 
     def lines() -> None:

@@ -45,6 +45,7 @@ __all__ = [
     "deletions_recorded",
     "mark_unsafe_versions",
     "plan_rollback",
+    "record_rollback",
     "restore_settings",
     "restore_version",
     "unsafe_versions",
@@ -221,14 +222,7 @@ def plan_rollback(
             "nothing to do",
         )
     if target.tag("engine") == "flower":
-        raise RollbackError(
-            name,
-            (f"it does not honour {', '.join(missing)} and " if missing else "")
-            + "it is a federated version: champion does not move back to one yet, and a "
-            "federation is not replayed here (its clients' data stays at their sites)",
-            "train the federation again (`unlearn-ops federation train`): its clients are "
-            "the current members, so every removal stays",
-        )
+        return _plan_federated(workspace, target, champion, missing)
     if missing and not replay:
         raise UnsafeVersionError(target.version, missing, champion)
     sha = target.tag("git_sha")
@@ -284,6 +278,50 @@ def plan_rollback(
     )
 
 
+def _plan_federated(
+    workspace: Workspace, target: VersionInfo, champion: str, missing: tuple[str, ...]
+) -> RollbackPlan:
+    """A federated target: moved back to as it is, or refused (a federation is not replayed)."""
+    from unlearn_ops.workflow.federated_rollback import served_at
+
+    name = f"version {target.version}"
+    if missing:
+        raise RollbackError(
+            name,
+            f"it does not honour {', '.join(missing)}, and a federation is not replayed here "
+            "(its clients' data stays at their sites)",
+            "train the federation again (`unlearn-ops federation train`): its clients are "
+            "the current members, so every removal stays",
+        )
+    served_at(workspace, target)  # refuses a target that cannot be served as it was
+    return RollbackPlan(
+        action="move",
+        target=target,
+        champion=champion,
+        missing=(),
+        git_sha=target.tag("git_sha"),
+        params_text="",
+        message=f"{name} honours every deletion and client removal: champion moves to it "
+        f"from version {champion} (its groups served again; the membership stays)",
+    )
+
+
+def record_rollback(workspace: Workspace, plan: RollbackPlan) -> str:
+    """Record the rolled-back workspace as a revision; its sha.
+
+    A federation commits its bookkeeping files (membership, served groups, ledger, params);
+    a SISA workspace records a data revision (`dvc commit` + git).
+    """
+    message = f"unlearn-ops: roll back to version {plan.target.version}"
+    if plan.target.tag("engine") == "flower":
+        from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
+
+        return workspace.lineage().record_files(message, LINEAGE_FILES)
+    from unlearn_ops.workflow.revisions import record_revision
+
+    return record_revision(workspace, message).git_sha
+
+
 def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace:
     """Write params.yaml (and dvc.yaml rendered from it) and reopen the workspace."""
     from unlearn_ops.params import load_params
@@ -320,6 +358,11 @@ def restore_version(workspace: Workspace, plan: RollbackPlan) -> Workspace:
     """
     if plan.action != "move":
         raise RollbackError(f"version {plan.target.version}", f"the plan is to {plan.action}")
+    if plan.target.tag("engine") == "flower":
+        from unlearn_ops.workflow.federated_rollback import restore_served
+
+        restore_served(workspace, plan.target)
+        return workspace
     ensemble = workspace.ensemble
     lineage = workspace.lineage()
     models = {}
