@@ -326,12 +326,13 @@ class VersionNotFoundError(UnlearnOpsError, KeyError):
 
 
 class VersionPurgedError(VersionNotFoundError):
-    """A version that a purge deleted: it held records that requests asked to forget.
+    """A version that a purge deleted: it held what requests asked to forget (records, or a
+    federation client's data).
 
     Args:
         missing: the registry's error for the version.
         purged_at: when the purge deleted it (the ledger's time).
-        request_ids: the requests whose records it held.
+        request_ids: the requests whose records (or client) it held.
     """
 
     def __init__(
@@ -343,8 +344,8 @@ class VersionPurgedError(VersionNotFoundError):
         known = f"; versions are: {_preview(self.known, 10)}" if self.known else ""
         self.args = (
             f"version {missing.version} of model {missing.model_name!r} was purged at "
-            f"{purged_at}: it held records of {_preview(self.request_ids, 5)}, and a purged "
-            f"version never comes back{known}",
+            f"{purged_at}: it held what {_preview(self.request_ids, 5)} asked to forget, and a "
+            f"purged version never comes back{known}",
         )
 
 

@@ -366,6 +366,6 @@ def test_purged_versions_say_when_and_for_whom(tmp_path: Path) -> None:
     error = VersionPurgedError(missing, *ledger.purged_versions()["1"])
     assert isinstance(error, VersionNotFoundError)
     assert str(error) == (
-        f"version 1 of model 'm' was purged at {first.at}: it held records of r1, r2, and a "
-        "purged version never comes back; versions are: 3"
+        f"version 1 of model 'm' was purged at {first.at}: it held what r1, r2 asked to "
+        "forget, and a purged version never comes back; versions are: 3"
     )

@@ -134,7 +134,7 @@ def test_purge_after_the_window_leaves_no_forgotten_record_anywhere(
         ("2", ["r2"]),
     ]
     code, out, _err = cli(["versions", "-w", str(workspace)])
-    assert "purged: version(s) 1, 2, which held records" in out
+    assert "purged: version(s) 1, 2, which held what requests asked to forget" in out
 
     states = ws.ledger.requests()
     assert states["r1"].state == states["r2"].state == "purged"

@@ -664,10 +664,38 @@ def test_the_withdrawal_summary_names_the_group_and_its_share_of_a_retrain(
     assert summary["clients_retraining"] == len(mates) - 1
     assert summary["retraining_fraction"] == round((len(mates) - 1) / (len(CLIENTS) - 1), 4)
     assert summary["records"] is None
+    assert summary["method"] == "exact"
     form = withdrawal_markdown(summary, entry.reason, "withdrawals")
     assert f"Group to retrain: {group}" in form
+    assert "Method: exact" in form
     assert "Asked by the rule: withdrawals" in form
     assert CLIENTS[2] not in form  # the keyed hash only
+
+    # Where the drain would use FedEraser, the form says so and costs it in client-epochs.
+    ws = _with_params(ws, "unlearning", {"withdrawals": "federaser"})
+    erase = withdrawal_summary(ws, entry)
+    params = FederationParams.model_validate(state["params"])
+    assert (erase["method"], erase["groups"]) == ("federaser", [group])
+    assert erase["retraining_fraction"] == round(
+        (len(mates) - 1) / (len(CLIENTS) - 1) * params.erasure_cost(), 4
+    )
+    form = withdrawal_markdown(erase, entry.reason, "withdrawals")
+    assert f"Group to rebuild: {group}, by FedEraser" in form
+    assert "Method: FedEraser (approximate" in form
+    assert "Method: exact" not in form
+
+
+def test_federasers_cost_is_its_client_epochs_over_a_retrains() -> None:
+    params = FederationParams(
+        rounds=20,
+        local_epochs=3,
+        erasure={"interval": 2, "calibration_epochs": 2, "finish_rounds": 1},
+    )
+    # 10 retained rounds x 2 epochs + 1 finishing round x 3 = 23 of 60 (the benchmark's 184/480).
+    assert params.erasure_cost() == pytest.approx(23 / 60)
+    assert FederationParams(rounds=5, local_epochs=2).erasure_cost() == pytest.approx(5 / 10)
+    odd = FederationParams(rounds=5, local_epochs=1, erasure={"interval": 2})
+    assert odd.erasure_cost() == pytest.approx(3 / 5)  # rounds 0, 2 and 4 retained
 
 
 def test_an_approval_rule_asks_before_a_withdrawal_and_a_rejection_changes_nothing(

@@ -55,7 +55,8 @@ def versions(workspace: WorkspaceOption = Path("."), as_json: JsonOption = False
         if purged:
             typer.echo(
                 f"purged: version(s) {', '.join(sorted(purged, key=int))}, which held "
-                "records that requests asked to forget (`unlearn-ops audit REQUEST`)"
+                "what requests asked to forget: records, or a federation client's data "
+                "(`unlearn-ops audit REQUEST`)"
             )
 
     purged = ws.ledger.purged_versions()

@@ -218,24 +218,37 @@ def describe_batch(
 
 
 def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any]:
-    """What an approver needs to decide a client's withdrawal: the group that retrains.
+    """What an approver needs to decide a client's withdrawal: the group, the method, the cost.
 
+    The method is the drain's (`unlearning.withdrawals`, exact where FedEraser cannot run).
     An exact removal trains the client's group again from scratch with its remaining
     clients, so the retraining share is those clients over every client that remains in
-    the federation (rounds cancel out). A workspace without a federation, or a client that
-    is no longer in it, gives no group and no share (the withdrawal stage then refuses it).
+    the federation (rounds cancel out); FedEraser's share is that times its client-epochs
+    over a retrain's (:meth:`~unlearn_ops.federated.config.FederationParams.erasure_cost`).
+    A workspace without a federation, or a client that is no longer in it, gives no group
+    and no share (the withdrawal stage then refuses it).
     """
     from unlearn_ops.errors import FederationError
+    from unlearn_ops.federated.config import FederationParams
     from unlearn_ops.workflow.federated import active_clients, read_state
+    from unlearn_ops.workflow.federated_provisional import inbox_removal_method
 
     try:
-        active = active_clients(read_state(workspace))
+        state = read_state(workspace)
     except FederationError:
-        active = []
+        state = {"clients": [], "removed": []}
+    active = active_clients(state)
     group = next((int(c["group"]) for c in active if c["client_hash"] == entry.client_hash), None)
     retraining = [
         c for c in active if int(c["group"]) == group and c["client_hash"] != entry.client_hash
     ]
+    method, note = "exact", ""
+    share = None
+    if group is not None and entry.client_hash is not None:
+        method, note = inbox_removal_method(workspace, entry.client_hash)
+        share = len(retraining) / max(1, len(active) - 1)
+        if method == "federaser":
+            share *= FederationParams.model_validate(state["params"]).erasure_cost()
     return {
         "requests": [entry.request_id],
         "withdrawal": True,
@@ -243,9 +256,9 @@ def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any
         "records": None,
         "groups": [] if group is None else [group],
         "clients_retraining": len(retraining),
-        "retraining_fraction": (
-            None if group is None else round(len(retraining) / max(1, len(active) - 1), 4)
-        ),
+        "retraining_fraction": None if share is None else round(share, 4),
+        "method": method,
+        "method_note": note,
         "expected_accuracy_change": None,
         "based_on_versions": 0,
     }
@@ -254,22 +267,39 @@ def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any
 def withdrawal_markdown(summary: Mapping[str, Any], reason: str, rule: str | None = None) -> str:
     """The approval form of a client's withdrawal, as the Prefect UI shows it."""
     groups = summary["groups"]
-    if groups:
+    erase = summary.get("method") == "federaser"
+    if groups and erase:
+        retrain = (
+            f"- Group to rebuild: {groups[0]}, by FedEraser from its stored updates with its "
+            f"{summary['clients_retraining']} remaining client(s) "
+            f"({summary['retraining_fraction']:.1%} of a full federation retrain, in "
+            "client-epochs)\n"
+        )
+        method = (
+            "- Method: FedEraser (approximate: the version is provisional, and the exact "
+            "removal is owed by the request's deadline: `federation remove-exactly`)\n\n"
+        )
+    elif groups:
         retrain = (
             f"- Group to retrain: {groups[0]}, from scratch with its "
             f"{summary['clients_retraining']} remaining client(s) "
             f"({summary['retraining_fraction']:.1%} of a full federation retrain)\n"
         )
+        note = f"; {summary['method_note']}" if summary.get("method_note") else ""
+        method = (
+            "- Method: exact (the group's new model is certified against a fresh "
+            f"federation without the client{note})\n\n"
+        )
     else:
         retrain = "- Group to retrain: none found (the client is not in this federation)\n"
+        method = "- Method: none (nothing to remove)\n\n"
     asked = f"- Asked by the rule: {rule}\n\n" if rule else ""
     return (
         f"**Remove federation client** `{str(summary['client'])[:16]}` (keyed hash) for "
         f"request {summary['requests'][0]}: {reason or 'no reason given'}.\n\n"
-        f"{retrain}- Method: exact (the group's new model is certified against a fresh "
-        "federation without the client)\n\n"
+        f"{retrain}{method}"
         f"{asked}"
-        "Approve to retrain the group and register the new version; reject with a reason to "
+        "Approve to remove the client and register the new version; reject with a reason to "
         "refuse the withdrawal. Give your name: it goes to the ledger with your decision and "
         "reason."
     )

@@ -71,3 +71,16 @@ class FederationParams(BaseModel):
     num_groups: int = Field(1, ge=1, le=1024, description="G: client groups (KNOT).")
     seed: int = Field(0, ge=0, description="Seed of inits and local training.")
     erasure: ErasureParams = ErasureParams()
+
+    def erasure_cost(self) -> float:
+        """FedEraser's local epochs per remaining client over a full retrain's.
+
+        The retained rounds' calibration epochs plus the finishing rounds' local epochs,
+        over rounds x local epochs: the share of a retrain's client-epochs it costs.
+        """
+        retained = -(-self.rounds // self.erasure.interval)
+        epochs = (
+            retained * self.erasure.calibration_epochs
+            + self.erasure.finish_rounds * self.local_epochs
+        )
+        return epochs / (self.rounds * self.local_epochs)
