@@ -418,10 +418,10 @@ def test_champion_rolls_back_to_the_earlier_federated_version_through_the_cli(
     assert f"version {target} is champion again (version {retrained} is previous" in out
     assert ws.registry().alias_version("champion") == target
     assert (ws.root / "federation" / "served.json").read_bytes() == served
-    from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
+    from unlearn_ops.workflow.revisions import FEDERATION_FILES
 
     status = subprocess.run(
-        ["git", "-C", str(ws.root), "status", "--porcelain", "--", *LINEAGE_FILES],
+        ["git", "-C", str(ws.root), "status", "--porcelain", "--", *FEDERATION_FILES],
         capture_output=True,
         text=True,
         check=True,

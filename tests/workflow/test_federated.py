@@ -1097,3 +1097,16 @@ def test_a_federated_version_whose_group_models_are_gone_or_changed_is_not_serve
     with pytest.raises(RollbackError, match=rf"model of group {group} .* is gone \(purged\)"):
         plan_rollback(ws, target.version)
     assert ws.registry().alias_version("champion") == champion
+
+
+def test_rolling_back_a_federation_with_no_champion_says_to_train_the_federation(
+    federation: tuple[Workspace, InProcessRunner],
+) -> None:
+    from unlearn_ops.errors import RollbackError
+    from unlearn_ops.workflow.rollback import plan_rollback
+
+    ws, _ = federation
+    with pytest.raises(
+        RollbackError, match=r"no version is champion yet; run `unlearn-ops federation train`"
+    ):
+        plan_rollback(ws)

@@ -274,8 +274,7 @@ def rollback(
 
     bars = progress and not as_json and replay
     # A federation has no shards to show (and is never replayed).
-    federation = (ws.federation_dir / "federation.json").is_file()
-    shards = ws.ensemble.shard_ids if bars and not federation else []
+    shards = ws.ensemble.shard_ids if bars and not ws.is_federation else []
     with shard_progress(bool(shards), shards, ws.params.sisa.slices):
         result = run_flow(rollback_model, str(ws.root), to, replay)
 

@@ -438,7 +438,7 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
     """
     from unlearn_ops.adapters.dvc.cache import collect_cache
     from unlearn_ops.serving.records import version_facts
-    from unlearn_ops.workflow.revisions import record_revision
+    from unlearn_ops.workflow.revisions import record_workspace_revision
 
     closing = plan.requests_to_close
     if not closing:
@@ -477,14 +477,9 @@ def execute_purge(workspace: Workspace, plan: PurgePlan) -> PurgePlan:
             retention_days=plan.retention_days,
             due_at=_iso(fate.due_at),
         )
-    message = f"unlearn-ops: purge superseded artifacts of {', '.join(closing)}"
-    if (workspace.federation_dir / "federation.json").is_file():
-        # A federation's revision is its membership, served groups and ledger (no DVC data).
-        from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
-
-        workspace.lineage().record_files(message, LINEAGE_FILES)
-    else:
-        record_revision(workspace, message)
+    record_workspace_revision(
+        workspace, f"unlearn-ops: purge superseded artifacts of {', '.join(closing)}"
+    )
     plan.executed = {
         "versions": [d.version for d in deleted],
         "hard_deleted": all(d.hard for d in deleted),

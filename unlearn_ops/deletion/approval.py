@@ -230,7 +230,7 @@ def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any
     """
     from unlearn_ops.errors import FederationError
     from unlearn_ops.federated.config import FederationParams
-    from unlearn_ops.workflow.federated import active_clients, read_state
+    from unlearn_ops.workflow.federated import active_clients, client_group, read_state
     from unlearn_ops.workflow.federated_provisional import inbox_removal_method
 
     try:
@@ -238,13 +238,13 @@ def withdrawal_summary(workspace: Workspace, entry: InboxEntry) -> dict[str, Any
     except FederationError:
         state = {"clients": [], "removed": []}
     active = active_clients(state)
-    group = next((int(c["group"]) for c in active if c["client_hash"] == entry.client_hash), None)
+    group = None if entry.client_hash is None else client_group(active, entry.client_hash)
     retraining = [
         c for c in active if int(c["group"]) == group and c["client_hash"] != entry.client_hash
     ]
     method, note = "exact", ""
     share = None
-    if group is not None and entry.client_hash is not None:
+    if group is not None and entry.client_hash is not None:  # (the hash: for the type checker)
         method, note = inbox_removal_method(workspace, entry.client_hash)
         share = len(retraining) / max(1, len(active) - 1)
         if method == "federaser":

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from unlearn_ops.deletion.ledger import RequestState
 from unlearn_ops.deletion.requests import ForgetRequest
 from unlearn_ops.errors import InvalidRequestError
 from unlearn_ops.sisa.planning import RetrainingPlan
 from unlearn_ops.workflow.workspace import Workspace
+
+if TYPE_CHECKING:
+    from unlearn_ops.deletion.holds import Hold
 
 __all__ = [
     "BatchOutcome",
@@ -30,6 +33,7 @@ __all__ = [
     "close_noop",
     "describe_noop",
     "hold_back",
+    "mark_held",
     "receive_requests",
 ]
 
@@ -251,29 +255,53 @@ def hold_back(
     result = HeldBack([r for r in requests if r.request_id not in found])
     for request in waiting:
         by_hold = found[request.request_id]
-        reasons = [holds[h].reason for h in sorted(by_hold)]
-        result.held[request.request_id] = "; ".join(
-            f"{h}: {why}" for h, why in zip(sorted(by_hold), reasons, strict=True)
-        )
         held_hashes = {x for overlap in by_hold.values() for x in overlap}
         rest = _unheld(workspace, request, held_hashes, states) if partial else None
         if rest is not None:
             result.proceed.append(rest)
-        state = states.get(request.request_id)
-        already = state is not None and state.state == "held" and state.holds
-        if already and state is not None and state.holds[-1].get("holds") == sorted(by_hold):
-            continue  # the ledger says so already (a rerun while the hold stands)
-        workspace.ledger.append(
-            "held",
+        result.held[request.request_id] = mark_held(
+            workspace,
             request.request_id,
-            holds=sorted(by_hold),
-            reasons=reasons,
+            by_hold,
+            holds,
+            states.get(request.request_id),
             records_held=len(held_hashes),
             records=len(hashes[request.request_id]),
             mode=workspace.params.compliance.holds,
             proceeding_as=rest.request_id if rest is not None else None,
         )
     return result
+
+
+def mark_held(
+    workspace: Workspace,
+    request_id: str,
+    hold_ids: Iterable[str],
+    holds: Mapping[str, Hold],
+    state: RequestState | None,
+    **facts: Any,
+) -> str:
+    """Mark a request `held` by these holds in the ledger, with their reasons and `facts`.
+
+    Nothing is written when the ledger says so already (a rerun while the holds stand).
+
+    Args:
+        workspace: the workspace.
+        request_id: the request held back.
+        hold_ids: the holds that stand on it.
+        holds: every hold (:func:`~unlearn_ops.deletion.holds.fold_holds`), for the reasons.
+        state: the request's state in the ledger (None: never received).
+        facts: what else the `held` entry records (counts, mode).
+
+    Returns:
+        The holds and their reasons in one line (`hold-...: reason; ...`).
+    """
+    ids = sorted(hold_ids)
+    reasons = [holds[h].reason for h in ids]
+    recorded = state is not None and state.state == "held" and bool(state.holds)
+    if not (recorded and state is not None and state.holds[-1].get("holds") == ids):
+        workspace.ledger.append("held", request_id, holds=ids, reasons=reasons, **facts)
+    return "; ".join(f"{h}: {why}" for h, why in zip(ids, reasons, strict=True))
 
 
 def _unheld(

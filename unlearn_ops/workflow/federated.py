@@ -20,7 +20,7 @@ again (:mod:`unlearn_ops.workflow.federated_certificate`).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -37,6 +37,7 @@ __all__ = [
     "RemovalReason",
     "active_clients",
     "active_member",
+    "client_group",
     "federation_folder",
     "fresh_run_name",
     "plan_removal",
@@ -213,6 +214,11 @@ def active_clients(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [c for c in state["clients"] if c["client_hash"] not in removed]
 
 
+def client_group(clients: Iterable[Mapping[str, Any]], client_hash: str) -> int | None:
+    """The group of the client with this keyed hash among `clients`, or None."""
+    return next((int(c["group"]) for c in clients if c["client_hash"] == client_hash), None)
+
+
 def active_member(workspace: Workspace, client_id: str) -> str:
     """The keyed hash of `client_id`, a client of the federation that has not left it.
 
@@ -319,7 +325,11 @@ def plan_removal(
             a training run with stored updates.
     """
     state = read_state(workspace)
-    group = next(int(c["group"]) for c in state["clients"] if c["client_hash"] == client_hash)
+    group = client_group(state["clients"], client_hash)
+    if group is None:  # the ledger received it as a member; the membership file disagrees
+        raise FederationError(
+            "remove the client", "it is not in federation.json", "check the workspace"
+        )
     remaining = [
         int(c["partition_id"])
         for c in active_clients(state)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from unlearn_ops.deletion.holds import find_held, fold_holds
 from unlearn_ops.errors import HoldError
+from unlearn_ops.workflow.batch import mark_held
 from unlearn_ops.workflow.federated import RemovalReason, record_withdrawal
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -42,16 +43,15 @@ def hold_back_withdrawal(
     if not found:
         return None
     record_withdrawal(workspace, request_id, client_hash, "withdrawal", signed_by)
-    holds = fold_holds(workspace.ledger.entries())
-    hold_ids = sorted(found)
-    reasons = [holds[h].reason for h in hold_ids]
-    state = workspace.ledger.request(request_id)
-    already = state is not None and state.state == "held" and state.holds
-    if not (already and state is not None and state.holds[-1].get("holds") == hold_ids):
-        workspace.ledger.append(
-            "held", request_id, holds=hold_ids, reasons=reasons, clients_held=1, mode="whole"
-        )
-    return "; ".join(f"{h}: {why}" for h, why in zip(hold_ids, reasons, strict=True))
+    return mark_held(
+        workspace,
+        request_id,
+        found,
+        fold_holds(workspace.ledger.entries()),
+        workspace.ledger.request(request_id),
+        clients_held=1,
+        mode="whole",
+    )
 
 
 def receive_unless_held(

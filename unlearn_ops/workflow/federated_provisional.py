@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from unlearn_ops.workflow.federated import (
     RemovalMethod,
     RemovalReason,
+    client_group,
     read_state,
     why_not_erasable,
 )
@@ -80,9 +81,7 @@ def inbox_removal_method(workspace: Workspace, client_hash: str) -> tuple[Remova
     if workspace.params.unlearning.withdrawals == "exact":
         return "exact", ""
     state = read_state(workspace)
-    group = next(
-        (int(c["group"]) for c in state["clients"] if c["client_hash"] == client_hash), None
-    )
+    group = client_group(state["clients"], client_hash)
     why_not = None if group is None else why_not_erasable(workspace, group)
     if why_not is not None:
         return "exact", f"removed exactly: {why_not}"

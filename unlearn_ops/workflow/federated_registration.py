@@ -3,7 +3,8 @@
 The served model (the mean of the groups' probabilities) is registered like a SISA
 ensemble, one `shard-GGG` state dict per group, so the SISA pyfunc model serves it; the
 tags name removed clients by keyed hash only. Its lineage is a git revision of the
-federation's membership, served groups and ledger (:data:`LINEAGE_FILES`), tagged
+federation's membership, served groups and ledger
+(:data:`~unlearn_ops.workflow.revisions.FEDERATION_FILES`), tagged
 `unlearn/forget/REQUEST` for each request, whose sha the version records (`git_sha`).
 
 A FedEraser removal is approximate, so its version is provisional like an approximate
@@ -47,18 +48,10 @@ from unlearn_ops.workflow.federated import (
     served_groups,
     write_state,
 )
-from unlearn_ops.workflow.revisions import request_tag
+from unlearn_ops.workflow.revisions import record_federation, request_tag
 from unlearn_ops.workflow.workspace import Workspace
 
-__all__ = ["LINEAGE_FILES", "register_federated_version", "register_removal"]
-
-# What a federated version's revision commits (small files; the checkpoints stay out).
-LINEAGE_FILES = (
-    "federation/federation.json",
-    "federation/served.json",
-    "ledger.jsonl",
-    "params.yaml",
-)
+__all__ = ["register_federated_version", "register_removal"]
 
 
 def _evaluate(workspace: Workspace, model_files: Mapping[str, Path]) -> tuple[float, Any, Any]:
@@ -80,6 +73,7 @@ def _model_files(workspace: Workspace, state: Mapping[str, Any], scratch: Path) 
     import torch
 
     from unlearn_ops.federated.client import load_weights
+    from unlearn_ops.federated.groups import decode_weights
     from unlearn_ops.params import Params
 
     params = FederationParams.model_validate(state["params"])
@@ -87,8 +81,7 @@ def _model_files(workspace: Workspace, state: Mapping[str, Any], scratch: Path) 
     files: dict[str, Path] = {}
     for group, facts in sorted(served.items(), key=lambda item: int(item[0])):
         run = federation_folder(workspace) / "runs" / facts["run"]
-        with np.load(run / facts["final"], allow_pickle=False) as archive:
-            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+        weights = decode_weights((run / facts["final"]).read_bytes())
         module = load_weights(weights, params, state["num_features"], state["num_classes"])
         path = scratch / f"group-{int(group):03d}.pt"
         torch.save(module.state_dict(), path)
@@ -145,10 +138,10 @@ def register_federated_version(
     # The lineage: the membership (keyed hashes, removals), the served groups and the
     # ledger committed, each request's tag on that revision; the version names it.
     write_state(workspace, "federation.json", state)
-    git_sha = workspace.lineage().record_files(
+    git_sha = record_federation(
+        workspace,
         f"unlearn-ops: federated {kind}"
         + (f" for {', '.join(request_ids)}" if request_ids else ""),
-        LINEAGE_FILES,
         tags=[request_tag(r) for r in request_ids],
     )
     registry = workspace.registry()

@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from unlearn_ops.errors import LineageError, RollbackError
 from unlearn_ops.federated.client import weights_hash
+from unlearn_ops.federated.groups import decode_weights
 from unlearn_ops.workflow.federated import federation_folder, write_state
 from unlearn_ops.workflow.workspace import Workspace
 
@@ -59,9 +58,7 @@ def served_at(workspace: Workspace, target: VersionInfo) -> dict[str, Any]:
             raise RollbackError(
                 name, f"the model of group {group} ({where}) is gone (purged)", TRAIN_AGAIN
             )
-        with np.load(path, allow_pickle=False) as archive:
-            weights = [archive[f"arr_{i}"] for i in range(len(archive.files))]
-        if weights_hash(weights) != registered.get(group):
+        if weights_hash(decode_weights(path.read_bytes())) != registered.get(group):
             raise RollbackError(
                 name, f"the model of group {group} ({where}) is not the one it registered"
             )

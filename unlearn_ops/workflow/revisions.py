@@ -17,11 +17,14 @@ if TYPE_CHECKING:
     from unlearn_ops.workflow.workspace import Workspace
 
 __all__ = [
+    "FEDERATION_FILES",
     "REGISTER_STAGE",
     "VERSIONED_FILES",
     "DataRevision",
     "mark_applied",
+    "record_federation",
     "record_revision",
+    "record_workspace_revision",
     "request_tag",
 ]
 
@@ -73,8 +76,39 @@ def request_tag(request_id: str) -> str:
     return f"unlearn/forget/{request_id}"
 
 
+# What a federation's revision commits (small files; the round checkpoints stay out).
+FEDERATION_FILES = (
+    "federation/federation.json",
+    "federation/served.json",
+    "ledger.jsonl",
+    "params.yaml",
+)
+
 # The pipeline stage whose output registering a version changes (`registry.json`).
 REGISTER_STAGE = "register"
+
+
+def record_workspace_revision(workspace: Workspace, message: str) -> str:
+    """Record the workspace as it is now, whatever it keeps; the head sha.
+
+    A federation commits its bookkeeping
+    (:func:`record_federation`); a SISA workspace records a
+    data revision (:func:`record_revision`). For the steps that change no data but must be
+    committed: a rollback, a purge.
+    """
+    if workspace.is_federation:
+        return record_federation(workspace, message)
+    return record_revision(workspace, message).git_sha
+
+
+def record_federation(workspace: Workspace, message: str, tags: Sequence[str] = ()) -> str:
+    """Commit a federation's bookkeeping (:data:`FEDERATION_FILES`), tag it; the head sha.
+
+    A federation's lineage: its membership (keyed hashes, removals), served groups, ledger
+    and params; no DVC data (the clients' tables stay at their sites, the round
+    checkpoints in the workspace).
+    """
+    return workspace.lineage().record_files(message, FEDERATION_FILES, tags=tags)
 
 
 def record_revision(

@@ -202,8 +202,9 @@ def plan_rollback(
     registry = workspace.registry()
     champion = registry.alias_version(CHAMPION)
     if champion is None:
+        train = "unlearn-ops federation train" if workspace.is_federation else "unlearn-ops train"
         raise RollbackError(
-            to or "an earlier version", "no version is champion yet", "run `unlearn-ops train`"
+            to or "an earlier version", "no version is champion yet", f"run `{train}`"
         )
     target = _default_target(workspace, champion) if to is None else workspace.find_version(to)
     name = f"version {target.version}"
@@ -307,19 +308,12 @@ def _plan_federated(
 
 
 def record_rollback(workspace: Workspace, plan: RollbackPlan) -> str:
-    """Record the rolled-back workspace as a revision; its sha.
+    """Record the rolled-back workspace as a revision; its sha."""
+    from unlearn_ops.workflow.revisions import record_workspace_revision
 
-    A federation commits its bookkeeping files (membership, served groups, ledger, params);
-    a SISA workspace records a data revision (`dvc commit` + git).
-    """
-    message = f"unlearn-ops: roll back to version {plan.target.version}"
-    if plan.target.tag("engine") == "flower":
-        from unlearn_ops.workflow.federated_registration import LINEAGE_FILES
-
-        return workspace.lineage().record_files(message, LINEAGE_FILES)
-    from unlearn_ops.workflow.revisions import record_revision
-
-    return record_revision(workspace, message).git_sha
+    return record_workspace_revision(
+        workspace, f"unlearn-ops: roll back to version {plan.target.version}"
+    )
 
 
 def _write_workspace_params(workspace: Workspace, params_text: str) -> Workspace:

@@ -230,6 +230,11 @@ class Workspace:
         """federation/ (a Flower federation's members, runs and served groups, issue 13)."""
         return self.root / "federation"
 
+    @property
+    def is_federation(self) -> bool:
+        """Whether the workspace keeps a Flower federation (`federation/federation.json`)."""
+        return (self.federation_dir / "federation.json").is_file()
+
     def client_removal_requests(self) -> set[str]:
         """The requests whose federation client was removed (none without a federation)."""
         state = self.read_json(self.federation_dir / "federation.json") or {}
